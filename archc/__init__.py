@@ -1,0 +1,83 @@
+"""archc: an architecture-spec compiler for convolutional networks.
+
+    plan = archc.check("specs/resnet50.arch")                 # shapes, parameters, MACs
+    model = archc.compile("specs/resnet50.arch", backend="torch", classes=10)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .diagnostics import ArchcError, Diagnostic
+
+__all__ = ["ArchcError", "Diagnostic", "load", "check", "compile", "load_weights", "transfer_weights"]
+__version__ = "0.1.0"
+
+
+def load(spec: Any, allow: list | None = None):
+    """A spec path, spec text (`.arch` or JSON) or IR -> `archc.ir.Spec`."""
+    from .load import load as _load
+
+    return _load(spec, allow).spec
+
+
+def _overrides(loaded, overrides: dict[str, Any]) -> dict[str, Any]:
+    from .diagnostics import did_you_mean
+    from .load import parse_value
+
+    known = {p.name for p in loaded.spec.params} | {"input"}
+    out: dict[str, Any] = {}
+    for name, value in overrides.items():
+        if name not in known:
+            hint = did_you_mean(name, known)
+            raise ArchcError([Diagnostic("A108", f"the spec has no parameter `{name}`", None,
+                                         help=hint or f"its parameters are {', '.join(sorted(known))}")],
+                             loaded.sources)
+        if isinstance(value, str):
+            value = parse_value(value, name)
+        if isinstance(value, list):
+            value = tuple(value)
+        out[name] = value
+    return out
+
+
+def check(spec: Any, *, max_layers: int | None = None, allow: list | None = None, **overrides: Any):
+    """Run inference: -> `archc.plan.Plan` with every layer's name, shape, parameters and MACs.
+
+    Keyword arguments override the spec's network parameters (`classes=10`, `input=(32, 32, 3)`).
+    Raises ArchcError carrying every diagnostic.
+    """
+    from .infer import MAX_LAYERS, infer
+    from .load import load as _load
+
+    loaded = _load(spec, allow)
+    return infer(loaded.spec, loaded.blocks, _overrides(loaded, overrides), loaded.sources, loaded.file,
+                 max_layers=max_layers or MAX_LAYERS)
+
+
+def compile(spec: Any, backend: str = "torch", *, logits: bool = False, **overrides: Any):
+    """Build the spec's model with a backend (`torch`, `keras`, or a plug-in's name)."""
+    from .backends import get_backend
+
+    plan = spec if _is_plan(spec) else check(spec, **overrides)
+    return get_backend(backend).build(plan, logits=logits)
+
+
+def _is_plan(obj: Any) -> bool:
+    from .plan import Plan
+
+    return isinstance(obj, Plan)
+
+
+def load_weights(model: Any, source: Any):
+    """Copy parameters and buffers from `source` (a model or state dict of the same architecture) by position."""
+    from .backends import backend_of
+
+    return backend_of(model).load_weights(model, source)
+
+
+def transfer_weights(src: Any, dst: Any):
+    """Move weights between two backends' models of one spec (PyTorch <-> Keras)."""
+    from .backends import backend_of
+
+    return backend_of(dst).transfer_weights(src, dst)

@@ -1,0 +1,214 @@
+"""The `archc` command: thin. It parses arguments, calls the API, renders, and sets the exit status:
+0 fine, 1 the spec is wrong, 2 usage error, 3 an internal error (a bug in archc).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .diagnostics import ArchcError, Diagnostic, render_json
+
+EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 1, 2, 3
+
+
+def _color(stream) -> bool:
+    if os.environ.get("NO_COLOR"):
+        return False
+    return bool(os.environ.get("FORCE_COLOR")) or stream.isatty()
+
+
+def _report(error: ArchcError, fmt: str = "text") -> None:
+    if fmt == "json":
+        click.echo(render_json(error.diagnostics), err=True)
+    else:
+        click.echo(error.render(color=_color(sys.stderr)), err=True, nl=False)
+
+
+def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise click.BadParameter(f"expected NAME=VALUE, got `{item}`", param_hint="--set")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _check(spec: str, sets: dict[str, Any], max_layers: int | None, allow: tuple[str, ...]):
+    from . import check
+
+    try:
+        return check(spec, max_layers=max_layers, allow=list(allow), **sets)
+    except ArchcError as e:
+        if any(d.code == "A108" for d in e.diagnostics):
+            raise click.UsageError(e.diagnostics[0].message + (f" ({e.diagnostics[0].help})"
+                                                               if e.diagnostics[0].help else "")) from None
+        raise
+
+
+class _Group(click.Group):
+    """Turns every ArchcError into diagnostics with exit 1, and anything unexpected into a bug report."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ArchcError as e:
+            _report(e, getattr(ctx, "obj", None) or "text")
+            ctx.exit(EXIT_SPEC)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except RecursionError:
+            click.echo("error[A301]: the spec nests too deeply to process", err=True)
+            ctx.exit(EXIT_SPEC)
+        except Exception as e:  # noqa: BLE001 - the last line of defence: never a bare traceback
+            import traceback
+
+            click.echo(f"internal error: {type(e).__name__}: {e}\n"
+                       "This is a bug in archc; please report it with the spec that caused it.", err=True)
+            if os.environ.get("ARCHC_DEBUG"):
+                traceback.print_exc()
+            ctx.exit(EXIT_INTERNAL)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="archc")
+def main() -> None:
+    """archc: architecture specs for convolutional networks, checked and compiled to PyTorch or Keras."""
+
+
+_set_option = click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+                           help="Override a network parameter, e.g. --set classes=10 --set input=32x32x3.")
+_allow_option = click.option("--allow-import", "allow", multiple=True, metavar="DIR",
+                             type=click.Path(file_okay=False), help="Also allow imports from DIR.")
+_max_layers_option = click.option("--max-layers", type=click.IntRange(min=1), default=None,
+                                  help="Refuse specs that expand to more layers (default 200,000).")
+
+
+@main.command()
+@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--level", type=click.Choice(["stage", "layer"]), default="stage", show_default=True,
+              help="One row per stage of the table, or per layer.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@_set_option
+@_max_layers_option
+@_allow_option
+@click.pass_context
+def check(ctx, specs, level, fmt, sets, max_layers, allow) -> None:
+    """Validate specs and print their layer table: output sizes, parameters, MACs."""
+    ctx.obj = fmt
+    overrides = _parse_sets(sets)
+    failed = False
+    for spec in specs:
+        if not Path(spec).is_file():
+            raise click.BadParameter(f"no such file: {spec}", param_hint="SPECS")
+        try:
+            plan = _check(spec, overrides, max_layers, allow)
+        except ArchcError as e:
+            _report(e, fmt)
+            failed = True
+            continue
+        if fmt == "json":
+            click.echo(json.dumps(plan.to_json(level)))
+        else:
+            from .render import print_table
+
+            print_table(plan, level)
+    if failed:
+        ctx.exit(EXIT_SPEC)
+
+
+@main.command()
+def ops() -> None:
+    """List the layer kinds a spec can use."""
+    from .ops import ALIASES, OPS
+
+    for name, op in OPS.items():
+        aliases = [a for a, target in ALIASES.items() if target == name]
+        extra = f" (also {', '.join(aliases)})" if aliases else ""
+        click.echo(f"{name:<14} {op.summary}{extra}")
+
+
+@main.command()
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False))
+@click.option("--to", "target", type=click.Choice(["json"]), default="json", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of standard output.")
+@click.option("--spans/--no-spans", default=False, help="Keep source positions in the JSON.")
+def convert(spec, target, output, spans) -> None:
+    """Convert a spec between its text and JSON forms (the same structure: blocks, calls, stages)."""
+    from .load import load
+
+    loaded = load(spec)
+    _write_or_echo(spec_to_json(loaded.spec, spans), output, spec)
+
+
+def spec_to_json(spec, spans: bool = False) -> str:
+    data = spec.model_dump(mode="json", exclude_none=True)
+    if not spans:
+        data = _strip_spans(data)
+    return json.dumps(data, indent=2) + "\n"
+
+
+def _strip_spans(data):
+    if isinstance(data, dict):
+        return {k: _strip_spans(v) for k, v in data.items() if k not in ("span", "input_span")}
+    if isinstance(data, list):
+        return [_strip_spans(v) for v in data]
+    return data
+
+
+def _write_or_echo(text: str, output: str | None, source: str | None = None) -> None:
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    from .files import write_atomic
+
+    write_atomic(Path(output), text.encode("utf-8"), protect=[Path(source)] if source else [])
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of the spec IR (what a JSON spec must look like)."""
+    from .ir import Spec
+
+    click.echo(json.dumps(Spec.model_json_schema(), indent=2))
+
+
+@main.command("list")
+@click.argument("directory", required=False, type=click.Path(exists=True, file_okay=False))
+def list_specs(directory) -> None:
+    """List the shipped specs (or those in DIRECTORY): description, parameters, MACs."""
+    from . import check as run_check
+    from .render import print_list
+
+    folder = Path(directory) if directory else shipped_specs_dir()
+    rows = []
+    for path in sorted(folder.glob("*.arch")):
+        try:
+            plan = run_check(path)
+        except ArchcError:
+            continue  # block files and broken specs: `archc check` explains those
+        rows.append((path.stem, plan))
+    print_list(rows)
+
+
+def shipped_specs_dir() -> Path:
+    """The spec library: installed beside the package, or the repository's specs/ folder."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "specs", here.parent / "specs"):
+        if candidate.is_dir():
+            return candidate
+    raise click.UsageError("the spec library is not installed; pass a directory")
+
+
+def run() -> None:
+    main(prog_name="archc")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

@@ -1,0 +1,127 @@
+"""Spans, diagnostics and their rendering (rustc's layout: code, location, the source line, a caret, notes, help).
+
+Codes are stable and grouped by phase:
+  A0xx  reading and parsing          A1xx  names, arguments, definitions
+  A2xx  shapes                       A3xx  limits (sizes a spec may not exceed)
+  A4xx  backends and building
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Span(BaseModel):
+    """A region of one source file: 1-based lines and columns, `end_column` exclusive."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    file: str | None = None
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+    def __str__(self) -> str:
+        return f"{self.file or '<spec>'}:{self.line}:{self.column}"
+
+
+@dataclass
+class Diagnostic:
+    code: str
+    message: str
+    span: Span | None = None
+    label: str = ""  # written under the caret
+    notes: list[str] = field(default_factory=list)
+    help: str | None = None
+    severity: str = "error"
+
+    def to_dict(self) -> dict:
+        return {
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+            "file": self.span.file if self.span else None,
+            "line": self.span.line if self.span else None,
+            "column": self.span.column if self.span else None,
+            "end_line": self.span.end_line if self.span else None,
+            "end_column": self.span.end_column if self.span else None,
+            "label": self.label,
+            "notes": self.notes,
+            "help": self.help,
+        }
+
+
+class RuleError(Exception):
+    """Raised by a layer kind's rule or an expression; the pass that called it adds the span."""
+
+    def __init__(self, message: str, help: str | None = None, code: str = "A200", notes: list[str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.help = help
+        self.code = code
+        self.notes = notes or []
+
+
+class ArchcError(Exception):
+    """One or more diagnostics about the user's input. The CLI renders them and exits 1."""
+
+    def __init__(self, diagnostics: Iterable[Diagnostic], sources: dict[str, str] | None = None):
+        self.diagnostics = list(diagnostics)
+        self.sources = sources or {}
+        super().__init__("\n".join(d.message for d in self.diagnostics))
+
+    def render(self, color: bool = False) -> str:
+        return render_text(self.diagnostics, self.sources, color=color)
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else None
+
+
+def _paint(text: str, style: str, color: bool) -> str:
+    codes = {"error": "1;31", "warning": "1;33", "bold": "1", "blue": "1;34", "help": "1;36"}
+    return f"\x1b[{codes[style]}m{text}\x1b[0m" if color else text
+
+
+def render_text(diagnostics: Iterable[Diagnostic], sources: dict[str, str], color: bool = False) -> str:
+    out: list[str] = []
+    for diag in diagnostics:
+        head = _paint(f"{diag.severity}[{diag.code}]", diag.severity, color)
+        out.append(f"{head}: {_paint(diag.message, 'bold', color)}")
+        span = diag.span
+        lines = sources.get(span.file or "", "").splitlines() if span else []
+        if span:
+            width = len(str(span.end_line))
+            gutter = " " * width
+            out.append(f"{gutter}{_paint('-->', 'blue', color)} {span}")
+            if 0 < span.line <= len(lines):
+                text = lines[span.line - 1].expandtabs(1)
+                end = span.end_column if span.end_line == span.line else len(text) + 1
+                carets = "^" * max(1, min(end, len(text) + 1) - span.column)
+                bar = _paint("|", "blue", color)
+                out.append(f"{gutter} {bar}")
+                out.append(f"{_paint(str(span.line).rjust(width), 'blue', color)} {bar} {text}")
+                marker = " " * (span.column - 1) + _paint(carets, diag.severity, color)
+                out.append(f"{gutter} {bar} {marker}" + (f" {diag.label}" if diag.label else ""))
+                out.append(f"{gutter} {bar}")
+            elif diag.label:
+                out.append(f"{gutter} = {diag.label}")
+        for note in diag.notes:
+            out.append(f"   = note: {note}")
+        if diag.help:
+            out.append(f"   = {_paint('help', 'help', color)}: {diag.help}")
+        out.append("")
+    return "\n".join(out)
+
+
+def render_json(diagnostics: Iterable[Diagnostic]) -> str:
+    return json.dumps([d.to_dict() for d in diagnostics], indent=2)

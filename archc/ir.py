@@ -1,0 +1,199 @@
+"""The spec IR: what a `.arch` file (or its JSON twin) says, before anything is expanded.
+
+Frozen pydantic models with `extra="forbid"`. The JSON form of a spec is exactly `Spec.model_dump_json()`,
+and `archc schema` publishes `Spec.model_json_schema()`. Every node carries the `Span` it came from
+(`None` for nodes written by hand in JSON). Literal numbers and booleans stay plain JSON values.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .diagnostics import Span
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+    span: Span | None = None
+
+
+# ---------------------------------------------------------------- expressions
+
+
+class Name(Node):
+    """A variable (`w`, `classes`, `in.c`) or a bare word (`same`, `relu`) that the layer's op reads as a flag."""
+
+    kind: Literal["name"] = "name"
+    id: str
+
+
+class Dims(Node):
+    """`224x224x3`, `3x3` or the tuple `(2, 1)`."""
+
+    kind: Literal["dims"] = "dims"
+    dims: list[Expr]
+
+
+class Str(Node):
+    kind: Literal["str"] = "str"
+    value: str
+
+
+class Percent(Node):
+    """`40%`: evaluates to 0.4, kept apart so that `archc fmt` writes it back as written."""
+
+    kind: Literal["percent"] = "percent"
+    value: float
+
+
+class BinOp(Node):
+    kind: Literal["binop"] = "binop"
+    op: Literal["+", "-", "*", "/", "//", "==", "!=", "<", "<=", ">", ">=", "and", "or"]
+    left: Expr
+    right: Expr
+
+
+class UnaryOp(Node):
+    kind: Literal["unary"] = "unary"
+    op: Literal["-", "not"]
+    operand: Expr
+
+
+class Func(Node):
+    """A built-in function: `int(x)`, `round(x)`, `min(a, b)`, `max(a, b)`."""
+
+    kind: Literal["func"] = "func"
+    func: str
+    args: list[Expr]
+
+
+class Cond(Node):
+    kind: Literal["cond"] = "cond"
+    test: Expr
+    then: Expr
+    orelse: Expr
+
+
+Expr = Union[
+    bool,
+    int,
+    float,
+    Annotated[Union[Name, Dims, Str, Percent, BinOp, UnaryOp, Func, Cond], Field(discriminator="kind")],
+]
+
+
+# ---------------------------------------------------------------- items
+
+
+class Arg(Node):
+    """One argument of a layer or block call: positional when `name` is None."""
+
+    name: str | None = None
+    value: Expr
+
+
+class ItemBase(Node):
+    repeat: Expr | None = None  # `x 3`
+    expect: Expr | None = None  # `-> 28x28x256`: the checked output shape
+
+
+class Layer(ItemBase):
+    """`conv 3x3, 64, stride=2, bn, relu`: one layer kind from archc.ops, with its arguments."""
+
+    kind: Literal["layer"] = "layer"
+    op: str
+    args: list[Arg] = []
+
+
+class Call(ItemBase):
+    """`bottleneck(128, stride=2)`: a block defined with `block`."""
+
+    kind: Literal["call"] = "call"
+    block: str
+    args: list[Arg] = []
+
+
+class Group(ItemBase):
+    """`(conv 3x3, 64, relu; maxpool 2x2) x 2`: a sequence that repeats as one."""
+
+    kind: Literal["group"] = "group"
+    body: list[Item]
+
+
+class Scope(Node):
+    """`conv3_x 28x28 : ...`: a named part of the network (a paper's stage); `expect` checks its output."""
+
+    kind: Literal["scope"] = "scope"
+    name: str
+    expect: Expr | None = None
+    body: list[Item]
+
+
+class Residual(Node):
+    """`residual:` merges its body's output with its input by `merge`; `shortcut` replaces the automatic one."""
+
+    kind: Literal["residual"] = "residual"
+    merge: Literal["add", "concat"] = "add"
+    body: list[Item]
+    shortcut: list[Item] | None = None
+
+
+class Branch(Node):
+    name: str | None = None
+    body: list[Item]
+
+
+class Branches(Node):
+    """`concat:` / `add:` with one parallel branch a line (Inception)."""
+
+    kind: Literal["branches"] = "branches"
+    merge: Literal["add", "concat"]
+    branches: list[Branch]
+
+
+Item = Annotated[Union[Layer, Call, Group, Scope, Residual, Branches], Field(discriminator="kind")]
+
+
+# ---------------------------------------------------------------- top level
+
+
+class BlockParam(Node):
+    name: str
+    default: Expr | None = None
+
+
+class BlockDef(Node):
+    name: str
+    params: list[BlockParam] = []
+    body: list[Item]
+
+
+class Param(Node):
+    """`param classes=1000`: a network parameter that `--set` and API keywords override."""
+
+    name: str
+    default: Expr
+
+
+class Import(Node):
+    path: str
+
+
+class Spec(Node):
+    """One spec file. Imported block files are specs too (blocks only)."""
+
+    name: str | None = None
+    description: str | None = None
+    input: Expr | None = None
+    input_span: Span | None = None
+    params: list[Param] = []
+    imports: list[Import] = []
+    blocks: list[BlockDef] = []
+    body: list[Item] = []
+
+
+for _model in (Dims, BinOp, UnaryOp, Func, Cond, Arg, Layer, Call, Group, Scope, Residual, Branch, Branches,
+               BlockParam, BlockDef, Param, Spec):
+    _model.model_rebuild(_types_namespace=globals())

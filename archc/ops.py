@@ -1,0 +1,488 @@
+"""THE table of layer kinds. Each kind is defined once, here: its arguments (a pydantic model), how a spec
+writes them (positional order, bare-word flags), and its rules for output shape, parameters and
+multiply-accumulates. Inference, `check`, the JSON output, the docs and every backend read these rows;
+no other module knows a shape or parameter formula.
+
+Shapes leave the batch out: `(H, W, C)` for feature maps, `(N,)` for flat vectors.
+
+The language's arithmetic, defined once (docs/language.md repeats it):
+  * padding `valid` adds nothing; an integer `p` or a pair `(ph, pw)` pads both sides by that much;
+    `same` pads `d*(k-1)` in total per axis, `floor` of half before and the rest after, so the output
+    size is `ceil(in / stride)` whatever the stride (TensorFlow's `same` only agrees at stride 1).
+  * output size = floor((in + pad_before + pad_after - d*(k-1) - 1) / stride) + 1.
+  * max pooling pads with -infinity; average pooling averages only real inputs (padding not counted).
+  * MACs count the multiply-accumulates of conv and dense layers (the papers' "FLOPs" rows); other layers 0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from .diagnostics import RuleError
+
+Shape = tuple[int, ...]
+Pads = tuple[int, int, int, int]  # top, bottom, left, right
+
+
+def fmt_shape(shape: Shape | None) -> str:
+    if shape is None:
+        return "?"
+    return "x".join(str(d) for d in shape)
+
+
+def _pair(value: Any, what: str) -> tuple[int, int]:
+    if isinstance(value, bool):
+        raise ValueError(f"{what} must be an integer or a size like `3x3`")
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                                   for v in value):
+        return (value[0], value[1])
+    raise ValueError(f"{what} must be an integer or a size like `3x3`, not `{value}`")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return fmt_shape(value) if len(set(value)) > 1 else str(value[0])
+    return str(value)
+
+
+def _window(args: WindowArgs) -> str:
+    text = fmt_shape(args.kernel)
+    if args.stride and args.stride != (1, 1):
+        text += f"/{_show(args.stride)}"
+    if args.padding != "valid":
+        text += f" {args.padding}" if isinstance(args.padding, str) else f" pad {_show(args.padding)}"
+    if args.dilation != (1, 1):
+        text += f" dil {_show(args.dilation)}"
+    return text
+
+
+class OpArgs(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# ---------------------------------------------------------------- argument models
+
+
+class WindowArgs(OpArgs):
+    """Shared by convolution and pooling: a sliding window."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int] = (1, 1)
+    padding: Literal["same", "valid"] | tuple[int, int] | Pads = "valid"
+    dilation: tuple[int, int] = (1, 1)
+
+    @field_validator("kernel", "stride", "dilation", mode="before")
+    @classmethod
+    def _square(cls, v, info):
+        pair = _pair(v, info.field_name)
+        if min(pair) < 1:
+            raise ValueError(f"{info.field_name} must be at least 1, not {v}")
+        return pair
+
+    @field_validator("padding", mode="before")
+    @classmethod
+    def _padding(cls, v):
+        if isinstance(v, str):
+            return v
+        if isinstance(v, (tuple, list)) and len(v) == 4:
+            return tuple(v)
+        pair = _pair(v, "padding")
+        if min(pair) < 0:
+            raise ValueError(f"padding cannot be negative, not {v}")
+        return pair
+
+    def pads(self) -> Pads:
+        """The padding as explicit (top, bottom, left, right) amounts."""
+        if self.padding == "valid":
+            return (0, 0, 0, 0)
+        if self.padding == "same":
+            th = self.dilation[0] * (self.kernel[0] - 1)
+            tw = self.dilation[1] * (self.kernel[1] - 1)
+            return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+        if len(self.padding) == 4:
+            return self.padding  # type: ignore[return-value]
+        ph, pw = self.padding  # type: ignore[misc]
+        return (ph, ph, pw, pw)
+
+    def window_output(self, h: int, w: int) -> tuple[int, int]:
+        top, bottom, left, right = self.pads()
+        eh = self.dilation[0] * (self.kernel[0] - 1) + 1
+        ew = self.dilation[1] * (self.kernel[1] - 1) + 1
+        ph, pw = h + top + bottom, w + left + right
+        if eh > ph or ew > pw:
+            raise RuleError(
+                f"kernel {self.kernel[0]}x{self.kernel[1]} does not fit a {h}x{w} input",
+                help="pad the layer (`same`), use a smaller kernel or remove a downsampling layer before it",
+                code="A201",
+            )
+        return ((ph - eh) // self.stride[0] + 1, (pw - ew) // self.stride[1] + 1)
+
+
+class ConvArgs(WindowArgs):
+    filters: int | None = None  # None: as many as the input has channels (depthwise) times `multiplier`
+    groups: int = 1
+    depthwise: bool = False
+    multiplier: int = 1
+    bias: bool = True
+
+
+class PoolArgs(WindowArgs):
+    stride: tuple[int, int] | None = None  # None: the kernel size, as every framework does
+
+
+class DenseArgs(OpArgs):
+    units: int
+    bias: bool = True
+
+
+class BatchNormArgs(OpArgs):
+    epsilon: float = 1e-5
+    momentum: float = 0.9  # Keras's sense: running = momentum * running + (1 - momentum) * batch
+    scale: bool = True
+    center: bool = True
+
+
+class LRNArgs(OpArgs):
+    """Krizhevsky et al.: b = a / (k + alpha * sum of a^2 over `size` neighbouring channels) ^ beta."""
+
+    size: int = 5
+    alpha: float = 1e-4
+    beta: float = 0.75
+    k: float = 2.0
+
+
+class DropoutArgs(OpArgs):
+    rate: float
+
+
+class LeakyReluArgs(OpArgs):
+    negative_slope: float = 0.01
+
+
+class EluArgs(OpArgs):
+    alpha: float = 1.0
+
+
+class NoArgs(OpArgs):
+    pass
+
+
+# ---------------------------------------------------------------- layer kinds
+
+
+class Op:
+    """One layer kind. Subclasses override the rules that differ from "same shape, no parameters"."""
+
+    name: ClassVar[str]
+    prefix: ClassVar[str]  # the default layer name in a spec's scope: conv, bn, fc, ...
+    summary: ClassVar[str]
+    args: ClassVar[type[OpArgs]] = NoArgs
+    positional: ClassVar[tuple[str, ...]] = ()
+    flags: ClassVar[dict[str, tuple[str, Any]]] = {}  # bare word -> (argument, value)
+    inputs: ClassVar[str] = "one"  # "one" or "many" (merges)
+    activation: ClassVar[bool] = False  # may be written as a trailing flag of another layer: `conv 3x3, 64, relu`
+
+    def label(self, args: OpArgs) -> str:
+        """The layer as a table row shows it: `conv 3x3/2, 64`."""
+        shown = []
+        for key, field_info in args.model_fields.items():
+            value = getattr(args, key)
+            if value != field_info.default:
+                shown.append(f"{key}={_show(value)}")
+        return " ".join([self.name, ", ".join(shown)]).strip()
+
+    def resolve(self, args: OpArgs, in_shapes: list[Shape]) -> OpArgs:
+        """Fill arguments that depend on the input (depthwise filters, default strides)."""
+        return args
+
+    def shape(self, args: OpArgs, in_shapes: list[Shape]) -> Shape:
+        return in_shapes[0]
+
+    def params(self, args: OpArgs, in_shapes: list[Shape]) -> tuple[int, int]:
+        """(trainable, non-trainable) parameter counts."""
+        return (0, 0)
+
+    def macs(self, args: OpArgs, in_shapes: list[Shape], out: Shape) -> int:
+        return 0
+
+
+def _feature_map(shape: Shape, op: str) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        raise RuleError(
+            f"`{op}` needs a feature map (HxWxC), but its input is a flat vector of {shape[0]}",
+            help="put it before the `flatten` or the global pooling",
+            code="A205",
+        )
+    return shape  # type: ignore[return-value]
+
+
+class Conv(Op):
+    name = prefix = "conv"
+    summary = "2-D convolution: kernel, filters; stride, padding, dilation, groups, depthwise (`dw`), bias"
+    args = ConvArgs
+    positional = ("kernel", "filters")
+    flags = {"same": ("padding", "same"), "valid": ("padding", "valid"), "dw": ("depthwise", True),
+             "nobias": ("bias", False)}
+
+    def label(self, args: ConvArgs) -> str:
+        text = f"conv {_window(args)}, {args.filters if args.filters is not None else 'dw'}"
+        if args.depthwise:
+            text += " dw"
+        elif args.groups > 1:
+            text += f" groups={args.groups}"
+        return text + ("" if args.bias else " nobias")
+
+    def resolve(self, args: ConvArgs, in_shapes):
+        _, _, c = _feature_map(in_shapes[0], "conv")
+        if args.depthwise:
+            if args.groups not in (1, c):
+                raise RuleError("a depthwise conv has one group per input channel; do not give `groups`",
+                                code="A104")
+            filters = args.filters if args.filters is not None else c * args.multiplier
+            args = args.model_copy(update={"groups": c, "filters": filters})
+        if args.filters is None:
+            raise RuleError("`conv` needs a number of filters", help="write it after the kernel: `conv 3x3, 64`",
+                            code="A104")
+        if args.filters < 1 or args.groups < 1:
+            raise RuleError("filters and groups must be at least 1", code="A104")
+        if c % args.groups or args.filters % args.groups:
+            raise RuleError(
+                f"{args.groups} groups do not divide {c} input channels and {args.filters} filters evenly",
+                help="both channel counts must be multiples of `groups`",
+                code="A206",
+            )
+        return args
+
+    def shape(self, args: ConvArgs, in_shapes):
+        h, w, _ = _feature_map(in_shapes[0], "conv")
+        return (*args.window_output(h, w), args.filters)
+
+    def params(self, args: ConvArgs, in_shapes):
+        c = in_shapes[0][2]
+        weights = args.kernel[0] * args.kernel[1] * (c // args.groups) * args.filters
+        return (weights + (args.filters if args.bias else 0), 0)
+
+    def macs(self, args: ConvArgs, in_shapes, out):
+        c = in_shapes[0][2]
+        return out[0] * out[1] * out[2] * args.kernel[0] * args.kernel[1] * (c // args.groups)
+
+
+class _Pool(Op):
+    args = PoolArgs
+    positional = ("kernel",)
+    flags = {"same": ("padding", "same"), "valid": ("padding", "valid")}
+
+    def label(self, args: PoolArgs) -> str:
+        return f"{self.name} {_window(args)}"
+
+    def resolve(self, args: PoolArgs, in_shapes):
+        _feature_map(in_shapes[0], self.name)
+        return args if args.stride is not None else args.model_copy(update={"stride": args.kernel})
+
+    def shape(self, args: PoolArgs, in_shapes):
+        h, w, c = _feature_map(in_shapes[0], self.name)
+        return (*args.window_output(h, w), c)
+
+
+class MaxPool(_Pool):
+    name = prefix = "maxpool"
+    summary = "max pooling: kernel; stride (default: the kernel), padding (pads with -inf)"
+
+
+class AvgPool(_Pool):
+    name = prefix = "avgpool"
+    summary = "average pooling: kernel; stride (default: the kernel), padding (not counted in the average)"
+
+
+class _GlobalPool(Op):
+    def shape(self, args, in_shapes):
+        return (_feature_map(in_shapes[0], self.name)[2],)
+
+
+class GlobalAvgPool(_GlobalPool):
+    name = "globalavgpool"
+    prefix = "gap"
+    summary = "global average pooling: HxWxC to C"
+
+
+class GlobalMaxPool(_GlobalPool):
+    name = "globalmaxpool"
+    prefix = "gmp"
+    summary = "global max pooling: HxWxC to C"
+
+
+class Flatten(Op):
+    name = prefix = "flatten"
+    summary = "HxWxC to a flat vector of H*W*C"
+
+    def shape(self, args, in_shapes):
+        return (math.prod(in_shapes[0]),)
+
+
+class Dense(Op):
+    name = "dense"
+    prefix = "fc"
+    summary = "fully connected: units; bias"
+    args = DenseArgs
+    positional = ("units",)
+    flags = {"nobias": ("bias", False)}
+
+    def label(self, args: DenseArgs) -> str:
+        return f"dense {args.units}" + ("" if args.bias else " nobias")
+
+    def resolve(self, args: DenseArgs, in_shapes):
+        if len(in_shapes[0]) != 1:
+            raise RuleError(
+                f"`dense` needs a flat vector, but its input is a {fmt_shape(in_shapes[0])} feature map",
+                help="add `flatten` or `globalavgpool` before it",
+                code="A205",
+            )
+        if args.units < 1:
+            raise RuleError("`dense` needs at least 1 unit", code="A104")
+        return args
+
+    def shape(self, args: DenseArgs, in_shapes):
+        return (args.units,)
+
+    def params(self, args: DenseArgs, in_shapes):
+        return (in_shapes[0][0] * args.units + (args.units if args.bias else 0), 0)
+
+    def macs(self, args: DenseArgs, in_shapes, out):
+        return in_shapes[0][0] * args.units
+
+
+class BatchNorm(Op):
+    name = "batchnorm"
+    prefix = "bn"
+    summary = "batch normalisation over channels: epsilon, momentum; running statistics are non-trainable"
+    args = BatchNormArgs
+
+    def params(self, args: BatchNormArgs, in_shapes):
+        c = in_shapes[0][-1]
+        return ((int(args.scale) + int(args.center)) * c, 2 * c)
+
+
+class LRN(Op):
+    name = prefix = "lrn"
+    summary = "local response normalisation across channels (AlexNet): size, alpha, beta, k"
+    args = LRNArgs
+
+
+class Dropout(Op):
+    name = prefix = "dropout"
+    summary = "dropout: rate (`0.5` or `50%`)"
+    args = DropoutArgs
+    positional = ("rate",)
+
+    def resolve(self, args: DropoutArgs, in_shapes):
+        if not 0 <= args.rate < 1:
+            raise RuleError(f"a dropout rate must be in [0, 1), not {args.rate}", code="A104")
+        return args
+
+
+class Identity(Op):
+    name = prefix = "identity"
+    summary = "passes its input through"
+
+
+class _Activation(Op):
+    activation = True
+
+
+class ReLU(_Activation):
+    name = prefix = "relu"
+    summary = "max(x, 0)"
+
+
+class ReLU6(_Activation):
+    name = prefix = "relu6"
+    summary = "min(max(x, 0), 6)"
+
+
+class LeakyReLU(_Activation):
+    name = prefix = "leaky_relu"
+    summary = "x if x > 0 else negative_slope * x (default 0.01)"
+    args = LeakyReluArgs
+
+
+class ELU(_Activation):
+    name = prefix = "elu"
+    summary = "x if x > 0 else alpha * (exp(x) - 1)"
+    args = EluArgs
+
+
+class Sigmoid(_Activation):
+    name = prefix = "sigmoid"
+    summary = "1 / (1 + exp(-x))"
+
+
+class Tanh(_Activation):
+    name = prefix = "tanh"
+    summary = "tanh(x)"
+
+
+class Softmax(_Activation):
+    name = prefix = "softmax"
+    summary = "softmax over the channels"
+
+
+class Add(Op):
+    name = prefix = "add"
+    summary = "element-wise sum of its inputs (residual connections, `add:` branches)"
+    inputs = "many"
+
+    def shape(self, args, in_shapes):
+        first = in_shapes[0]
+        for other in in_shapes[1:]:
+            if other != first:
+                raise RuleError(
+                    f"cannot add a {fmt_shape(other)} tensor to a {fmt_shape(first)} one",
+                    help="every branch of a sum must give the same shape",
+                    code="A202",
+                )
+        return first
+
+
+class Concat(Op):
+    name = prefix = "concat"
+    summary = "concatenation of its inputs along the channels (Inception, DenseNet)"
+    inputs = "many"
+
+    def shape(self, args, in_shapes):
+        first = in_shapes[0]
+        for other in in_shapes[1:]:
+            if len(other) != len(first) or other[:-1] != first[:-1]:
+                raise RuleError(
+                    f"cannot concatenate a {fmt_shape(other)} tensor with a {fmt_shape(first)} one",
+                    help="branches that are concatenated must agree in every size but the channels",
+                    code="A203",
+                )
+        return (*first[:-1], sum(s[-1] for s in in_shapes))
+
+
+OPS: dict[str, Op] = {
+    op.name: op()
+    for op in (Conv, MaxPool, AvgPool, GlobalAvgPool, GlobalMaxPool, Flatten, Dense, BatchNorm, LRN, Dropout,
+               Identity, ReLU, ReLU6, LeakyReLU, ELU, Sigmoid, Tanh, Softmax, Add, Concat)
+}
+
+# Other spellings a spec may use; each names a row above.
+ALIASES: dict[str, str] = {
+    "fc": "dense",
+    "linear": "dense",
+    "bn": "batchnorm",
+    "gap": "globalavgpool",
+    "gmp": "globalmaxpool",
+}
+
+# Words that may trail a layer's arguments to append a layer: `conv 3x3, 64, bn, relu`.
+POST_OPS: set[str] = {"bn"} | {name for name, op in OPS.items() if op.activation}
+
+
+def lookup(kind: str) -> Op | None:
+    return OPS.get(ALIASES.get(kind, kind))

@@ -1,0 +1,406 @@
+"""Text to IR: Lark's LALR parser over grammar.lark, then a structural transformer into archc.ir.
+
+No checks happen here beyond syntax: names, arguments and shapes are the inference pass's business.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.indenter import Indenter
+
+from . import ir
+from .diagnostics import ArchcError, Diagnostic, Span
+
+GRAMMAR = Path(__file__).with_name("grammar.lark")
+
+# How the parser's terminal names read in a diagnostic.
+_TERMINAL_WORDS = {
+    "NAME": "a name",
+    "CALL_NAME": "a block call",
+    "INT": "an integer",
+    "FLOAT": "a number",
+    "PERCENT": "a percentage",
+    "DIMS": "a size like `3x3`",
+    "STRING": 'a string in "double quotes"',
+    "_NL": "a new line",
+    "_INDENT": "an indented block",
+    "_DEDENT": "the end of the indented block",
+    "COMP_OP": "a comparison",
+    "ADD_OP": "`+` or `-`",
+    "MUL_OP": "`*`, `/` or `//`",
+    "$END": "the end of the file",
+}
+
+
+class IndentationError_(Exception):
+    def __init__(self, message: str, token: Token):
+        super().__init__(message)
+        self.token = token
+
+
+class ArchIndenter(Indenter):
+    """Python-style blocks; newlines inside parentheses are ignored. Raises positioned errors."""
+
+    NL_type = "_NL"
+    OPEN_PAREN_types = ["LPAR"]
+    CLOSE_PAREN_types = ["RPAR"]
+    INDENT_type = "_INDENT"
+    DEDENT_type = "_DEDENT"
+    tab_len = 8
+
+    def handle_NL(self, token):
+        if self.paren_level > 0:
+            return
+        yield token
+        indent_str = token.rsplit("\n", 1)[1]
+        indent = indent_str.count(" ") + indent_str.count("\t") * self.tab_len
+        if indent > self.indent_level[-1]:
+            self.indent_level.append(indent)
+            yield Token.new_borrow_pos(self.INDENT_type, indent_str, token)
+            return
+        while indent < self.indent_level[-1]:
+            self.indent_level.pop()
+            yield Token.new_borrow_pos(self.DEDENT_type, indent_str, token)
+        if indent != self.indent_level[-1]:
+            raise IndentationError_(
+                f"this line is indented by {indent}, which matches no enclosing block "
+                f"(expected {self.indent_level[-1]})",
+                token,
+            )
+
+    def _process(self, stream):
+        token = None
+        for token in stream:
+            if token.type == self.NL_type:
+                yield from self.handle_NL(token)
+            else:
+                yield token
+            if token.type in self.OPEN_PAREN_types:
+                self.paren_level += 1
+            elif token.type in self.CLOSE_PAREN_types:
+                if self.paren_level == 0:
+                    raise IndentationError_("unmatched `)`", token)
+                self.paren_level -= 1
+        while len(self.indent_level) > 1:
+            self.indent_level.pop()
+            yield Token.new_borrow_pos(self.DEDENT_type, "", token) if token else Token(self.DEDENT_type, "")
+
+
+@lru_cache(maxsize=1)
+def _lark() -> Lark:
+    return Lark(
+        GRAMMAR.read_text(encoding="utf-8"),
+        parser="lalr",
+        postlex=ArchIndenter(),
+        propagate_positions=True,
+        maybe_placeholders=False,
+        cache=True,
+    )
+
+
+def _span(meta_or_token, file: str | None) -> Span | None:
+    line = getattr(meta_or_token, "line", None)
+    if line is None:
+        return None
+    return Span(
+        file=file,
+        line=line,
+        column=meta_or_token.column,
+        end_line=meta_or_token.end_line,
+        end_column=meta_or_token.end_column,
+    )
+
+
+def _dims_of(text: str) -> list[int]:
+    return [int(part) for part in text.replace("×", "x").split("x")]
+
+
+@v_args(meta=True)
+class _ToIR(Transformer):
+    """Structural: each grammar rule becomes the IR node it names, with its span."""
+
+    def __init__(self, file: str | None):
+        super().__init__()
+        self.file = file
+
+    def _s(self, meta):
+        return _span(meta, self.file)
+
+    # ---- expressions
+    def int_(self, meta, c):
+        return int(c[0])
+
+    def float_(self, meta, c):
+        return float(c[0])
+
+    def percent(self, meta, c):
+        return ir.Percent(value=float(c[0][:-1]) / 100, span=self._s(meta))
+
+    def dims(self, meta, c):
+        return ir.Dims(dims=_dims_of(str(c[0])), span=self._s(meta))
+
+    def true(self, meta, c):
+        return True
+
+    def false(self, meta, c):
+        return False
+
+    def string(self, meta, c):
+        return ir.Str(value=str(c[0])[1:-1], span=self._s(meta))
+
+    def name(self, meta, c):
+        return ir.Name(id=str(c[0]), span=self._s(meta))
+
+    def attr(self, meta, c):
+        return ir.Name(id=f"{c[0]}.{c[1]}", span=self._s(meta))
+
+    def func(self, meta, c):
+        return ir.Func(func=str(c[0]), args=list(c[1:]), span=self._s(meta))
+
+    def tuple(self, meta, c):
+        return ir.Dims(dims=list(c), span=self._s(meta))
+
+    def binop(self, meta, c):
+        return ir.BinOp(op=str(c[1]), left=c[0], right=c[2], span=self._s(meta))
+
+    compare = binop
+
+    def and_(self, meta, c):
+        return ir.BinOp(op="and", left=c[0], right=c[1], span=self._s(meta))
+
+    def or_(self, meta, c):
+        return ir.BinOp(op="or", left=c[0], right=c[1], span=self._s(meta))
+
+    def not_(self, meta, c):
+        return ir.UnaryOp(op="not", operand=c[0], span=self._s(meta))
+
+    def neg(self, meta, c):
+        if isinstance(c[0], (int, float)) and not isinstance(c[0], bool):
+            return -c[0]
+        return ir.UnaryOp(op="-", operand=c[0], span=self._s(meta))
+
+    def cond(self, meta, c):
+        return ir.Cond(then=c[0], test=c[1], orelse=c[2], span=self._s(meta))
+
+    # ---- items
+    def arg(self, meta, c):
+        return ir.Arg(value=c[0], span=self._s(meta))
+
+    def kwarg(self, meta, c):
+        return ir.Arg(name=str(c[0]), value=c[1], span=self._s(meta))
+
+    def repeat(self, meta, c):
+        return ("repeat", c[0])
+
+    def expect(self, meta, c):
+        return ("expect", c[0])
+
+    def layer(self, meta, c):
+        return dict(kind="layer", op=str(c[0]), args=list(c[1:]), span=self._s(meta))
+
+    def call(self, meta, c):
+        return dict(kind="call", block=str(c[0]), args=list(c[1:]), span=self._s(meta))
+
+    def group(self, meta, c):
+        return dict(kind="group", body=list(c), span=self._s(meta))
+
+    def item(self, meta, c):
+        fields = dict(c[0])
+        for extra in c[1:]:
+            fields[extra[0]] = extra[1]
+        fields["span"] = self._s(meta)  # the whole item, repetition and expectation included
+        cls = {"layer": ir.Layer, "call": ir.Call, "group": ir.Group}[fields.pop("kind")]
+        return cls(**fields)
+
+    def suite(self, meta, c):
+        return list(c)
+
+    def scope(self, meta, c):
+        name, rest = c[0], c[1:]
+        expect = None
+        if len(rest) == 2:
+            tok = rest[0]
+            expect = ir.Dims(dims=_dims_of(str(tok)), span=_span(tok, self.file)) if tok.type == "DIMS" else int(tok)
+        return ir.Scope(name=str(name), expect=expect, body=rest[-1], span=self._s(meta))
+
+    def add(self, meta, c):
+        return "add"
+
+    def concat(self, meta, c):
+        return "concat"
+
+    def shortcut(self, meta, c):
+        return ("shortcut", c[0])
+
+    def residual(self, meta, c):
+        merge = "add"
+        shortcut = None
+        body = None
+        for child in c:
+            if isinstance(child, str):
+                merge = child
+            elif isinstance(child, tuple):
+                shortcut = child[1]
+            else:
+                body = child
+        return ir.Residual(merge=merge, body=body, shortcut=shortcut, span=self._s(meta))
+
+    def branch(self, meta, c):
+        return ir.Branch(body=list(c), span=self._s(meta))
+
+    def branches(self, meta, c):
+        branches = [
+            b if isinstance(b, ir.Branch) else ir.Branch(name=b.name, body=b.body, span=b.span) for b in c[1:]
+        ]
+        expects = [b for b in c[1:] if isinstance(b, ir.Scope) and b.expect is not None]
+        if expects:
+            raise _SyntaxProblem("a branch cannot check its own size here", expects[0].span,
+                                 "write `-> SIZE` after the branch's last item instead")
+        return ir.Branches(merge=c[0], branches=branches, span=self._s(meta))
+
+    # ---- top level
+    def network(self, meta, c):
+        return ("network", str(c[0]), str(c[1])[1:-1] if len(c) > 1 else None)
+
+    def input(self, meta, c):
+        return ("input", c[0], self._s(meta))
+
+    def param(self, meta, c):
+        return ir.Param(name=str(c[0]), default=c[1], span=self._s(meta))
+
+    def params(self, meta, c):
+        return ("params", list(c))
+
+    def import_(self, meta, c):
+        return ir.Import(path=str(c[0])[1:-1], span=self._s(meta))
+
+    def block_param(self, meta, c):
+        return ir.BlockParam(name=str(c[0]), default=c[1] if len(c) > 1 else None, span=self._s(meta))
+
+    def block_def(self, meta, c):
+        return ir.BlockDef(name=str(c[0]), params=list(c[1:-1]), body=c[-1], span=self._s(meta))
+
+    def start(self, meta, c):
+        fields: dict = {"params": [], "imports": [], "blocks": [], "body": []}
+        for stmt in c:
+            if isinstance(stmt, tuple) and stmt[0] == "network":
+                fields["name"], fields["description"] = stmt[1], stmt[2]
+            elif isinstance(stmt, tuple) and stmt[0] == "input":
+                fields["input"], fields["input_span"] = stmt[1], stmt[2]
+            elif isinstance(stmt, tuple) and stmt[0] == "params":
+                fields["params"].extend(stmt[1])
+            elif isinstance(stmt, ir.Import):
+                fields["imports"].append(stmt)
+            elif isinstance(stmt, ir.BlockDef):
+                fields["blocks"].append(stmt)
+            else:
+                fields["body"].append(stmt)
+        return ir.Spec(**fields)
+
+
+class _SyntaxProblem(Exception):
+    def __init__(self, message: str, span: Span | None, help: str | None = None):
+        super().__init__(message)
+        self.message, self.span, self.help = message, span, help
+
+
+def _describe_expected(expected: set[str]) -> str:
+    lark = _lark()
+    words = []
+    for name in sorted(expected):
+        if name in _TERMINAL_WORDS:
+            words.append(_TERMINAL_WORDS[name])
+            continue
+        try:
+            pattern = lark.get_terminal(name).pattern
+        except KeyError:
+            continue
+        words.append(f"`{pattern.value}`" if pattern.type == "str" else name.lower())
+    words = sorted(set(words))
+    if not words:
+        return ""
+    if len(words) > 8:
+        words = words[:8] + ["..."]
+    return "expected " + (words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1])
+
+
+def _token_text(token: Token) -> str:
+    if token.type == "_NL":
+        return "end of line"
+    if token.type in ("_INDENT",):
+        return "indented block"
+    if token.type in ("_DEDENT", "$END"):
+        return "end of block"
+    return f"`{token}`"
+
+
+def parse(text: str, file: str | None = None) -> ir.Spec:
+    """Parse spec text. Raises ArchcError with a positioned syntax diagnostic."""
+    sources = {file or "": text}
+    source = text if text.endswith("\n") else text + "\n"
+    try:
+        tree = _lark().parse(source)
+        return _ToIR(file).transform(tree)
+    except UnexpectedCharacters as e:
+        span = Span(file=file, line=e.line, column=e.column, end_line=e.line, end_column=e.column + 1)
+        char = source[e.pos_in_stream] if e.pos_in_stream < len(source) else ""
+        expected = _describe_expected(set(e.allowed or ()))
+        diag = Diagnostic("A002", f"unexpected character `{char}`", span, label=expected or "not allowed here")
+        if char == "\t":
+            diag.help = "indent with spaces"
+        raise ArchcError([diag], sources) from None
+    except UnexpectedEOF as e:
+        lines = source.splitlines() or [""]
+        span = Span(file=file, line=len(lines), column=len(lines[-1]) + 1, end_line=len(lines),
+                    end_column=len(lines[-1]) + 2)
+        raise ArchcError([Diagnostic("A001", "unexpected end of file", span,
+                                     label=_describe_expected(set(e.expected)))], sources) from None
+    except UnexpectedToken as e:
+        token = e.token
+        if token.type in ("$END", "_DEDENT") or token.line is None or token.line < 1:
+            lines = source.rstrip("\n").splitlines() or [""]
+            line = len(lines) if token.line in (None, 0) or token.type == "$END" else token.line
+            line = min(max(line, 1), len(lines))
+            span = Span(file=file, line=line, column=len(lines[line - 1]) + 1, end_line=line,
+                        end_column=len(lines[line - 1]) + 2)
+        else:
+            span = _span(token, file)
+            if token.type == "_NL":  # point at the end of the line, not at the next one
+                lines = source.splitlines()
+                span = Span(file=file, line=token.line, column=len(lines[token.line - 1]) + 1,
+                            end_line=token.line, end_column=len(lines[token.line - 1]) + 2)
+        diag = Diagnostic("A001", f"unexpected {_token_text(token)}", span,
+                          label=_describe_expected(set(e.expected)))
+        diag.help = _syntax_help(token, set(e.expected))
+        raise ArchcError([diag], sources) from None
+    except IndentationError_ as e:
+        tok = e.token
+        lines = source.splitlines()
+        line = tok.end_line if tok.end_line else 1
+        line = min(max(line, 1), len(lines))
+        span = Span(file=file, line=line, column=1, end_line=line, end_column=len(lines[line - 1]) + 1)
+        raise ArchcError([Diagnostic("A003", str(e), span, help="indent every line of a block by the same amount")],
+                         sources) from None
+    except UnexpectedInput as e:  # pragma: no cover - the three above are all Lark raises for LALR
+        raise ArchcError([Diagnostic("A001", f"syntax error: {e}")], sources) from None
+    except VisitError as e:
+        inner = e.orig_exc
+        if isinstance(inner, _SyntaxProblem):
+            raise ArchcError([Diagnostic("A001", inner.message, inner.span, help=inner.help)], sources) from None
+        raise
+
+
+def _syntax_help(token: Token, expected: set[str]) -> str | None:
+    if token.type == "_INDENT":
+        return "this line is indented more than the one before it; only a line ending in `:` opens a block"
+    if token.type == "NAME" and "COMMA" in expected:
+        return "separate a layer's arguments with commas: `conv 3x3, 64, relu`"
+    if token.type == "_NL" and "_INDENT" in expected:
+        return "indent the lines of the block under the line ending in `:`"
+    if token.type == "NAME" and str(token) == "x":
+        return "`x` repeats an item (`conv 3x3, 64 x 2`); write sizes without spaces: `3x3`"
+    return None

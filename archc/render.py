@@ -1,0 +1,74 @@
+"""Tables for people: the `check` table that mirrors the paper's, and `archc list`."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from .ops import fmt_shape
+from .plan import Plan, PlanNode
+
+
+def human(n: int) -> str:
+    """3857973248 -> 3.86G: MACs the way the papers write them."""
+    for unit, size in (("G", 10**9), ("M", 10**6), ("K", 10**3)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}" if n < 100 * size else f"{n / size:.0f}{unit}"
+    return str(n)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _stage_summary(nodes: list[PlanNode]) -> str:
+    if len(nodes) == 1:
+        return nodes[0].opdef.label(nodes[0].args)
+    counts = Counter(n.op for n in nodes)
+    parts = [f"{counts[op]} {op}" for op in ("conv", "dense") if counts[op]]
+    return f"{len(nodes)} layers" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def table_rows(plan: Plan, level: str) -> list[tuple[str, str, str, str, str]]:
+    rows = []
+    if level == "stage":
+        for key, nodes in plan.stages():
+            rows.append((key, _stage_summary(nodes), fmt_shape(nodes[-1].shape),
+                         f"{sum(n.params for n in nodes):,}", human(sum(n.macs for n in nodes))))
+    else:
+        for n in plan.nodes:
+            rows.append((n.name, n.opdef.label(n.args), fmt_shape(n.shape), f"{n.params:,}", human(n.macs)))
+    return rows
+
+
+def print_table(plan: Plan, level: str) -> None:
+    from rich.table import Table
+
+    title = f"{plan.name}" + (f" — {plan.description}" if plan.description else "")
+    table = Table(title=title, title_justify="left", header_style="bold")
+    table.add_column("stage" if level == "stage" else "layer")
+    table.add_column("layers" if level == "stage" else "kind")
+    table.add_column("output", justify="right")
+    table.add_column("params", justify="right")
+    table.add_column("MACs", justify="right")
+    table.add_row("input", "", fmt_shape(plan.input_shape), "", "")
+    for row in table_rows(plan, level):
+        table.add_row(*row)
+    console = _console()
+    console.print(table)
+    console.print(
+        f"total params {plan.total_params:,} (trainable {plan.trainable_params:,}, non-trainable "
+        f"{plan.non_trainable_params:,}); MACs {plan.macs:,} ({human(plan.macs)}); {len(plan.nodes)} layers"
+    )
+
+
+def print_list(rows: list[tuple[str, Plan]]) -> None:
+    from rich.table import Table
+
+    table = Table(header_style="bold")
+    for column, justify in (("spec", "left"), ("description", "left"), ("params", "right"), ("MACs", "right")):
+        table.add_column(column, justify=justify)
+    for stem, plan in rows:
+        table.add_row(stem, plan.description or "", f"{plan.total_params:,}", human(plan.macs))
+    _console().print(table)
