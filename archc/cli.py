@@ -123,6 +123,42 @@ def check(ctx, specs, level, fmt, sets, max_layers, allow) -> None:
         ctx.exit(EXIT_SPEC)
 
 
+MAX_BUILD_PARAMS = 2_000_000_000  # `build` refuses bigger models unless --max-params raises the limit
+
+
+@main.command()
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False))
+@click.option("--backend", "-b", default="torch", show_default=True, help="torch, keras, or a plug-in backend.")
+@click.option("--format", "fmt", default=None, help="File format: py (default), pt2 (torch), keras (keras).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output path (default: NAME_BACKEND.EXT).")
+@click.option("--logits", is_flag=True, help="Leave out a final softmax (losses such as CrossEntropyLoss want logits).")
+@click.option("--max-params", type=click.IntRange(min=1), default=MAX_BUILD_PARAMS, show_default=True,
+              help="Refuse to build models with more parameters.")
+@_set_option
+@_max_layers_option
+@_allow_option
+def build(spec, backend, fmt, output, logits, max_params, sets, max_layers, allow) -> None:
+    """Compile a spec into a model file: standalone Python source, or a framework archive."""
+    from .backends import get_backend
+
+    plan = _check(spec, _parse_sets(sets), max_layers, allow)
+    if plan.total_params > max_params:
+        raise ArchcError([Diagnostic("A302", f"`{plan.name}` has {plan.total_params:,} parameters, more than the "
+                                     f"build limit of {max_params:,}", None,
+                                     help="raise the limit with --max-params if you mean it")])
+    impl = get_backend(backend)
+    fmt = fmt or impl.file_formats[0]
+    if fmt not in impl.file_formats:
+        raise click.BadParameter(f"the {backend} backend writes {', '.join(impl.file_formats)}, not {fmt}",
+                                 param_hint="--format")
+    data = impl.write(plan, fmt, logits=logits)
+    target = Path(output) if output else Path(f"{plan.name}_{backend}.{fmt}")
+    from .files import write_atomic
+
+    write_atomic(target, data, protect=[Path(spec)])
+    click.echo(f"wrote {target} ({backend}, {fmt}): {plan.total_params:,} parameters", err=True)
+
+
 @main.command()
 def ops() -> None:
     """List the layer kinds a spec can use."""
