@@ -175,6 +175,8 @@ class _Walker:
         self.diagnostics: list[Diagnostic] = []
         self.call_stack: list[tuple[str, Span | None]] = []
         self.pending_notes: list[tuple[Diagnostic, _Node | None, str]] = []
+        self.globals: dict[str, Any] = {}
+        self.check_sizes = True  # expected sizes are the table's, for the spec's own input size
 
     # ---- errors
     def error(self, code: str, message: str, span: Span | None, *, label: str = "", help: str | None = None,
@@ -190,9 +192,6 @@ class _Walker:
     def rule_error(self, e: RuleError, span: Span | None, **kw) -> Diagnostic:
         span = getattr(e, "span", None) or span
         return self.error(e.code, e.message, span, help=e.help, notes=e.notes, **kw)
-
-    def eval(self, expr: Any, env: dict, span: Span | None) -> Any:
-        return evaluate(expr, env)
 
     # ---- sequences and items
     def seq(self, items: list, x: Value, env: dict, scope: _Scope) -> Value:
@@ -237,7 +236,7 @@ class _Walker:
 
     def check_expect(self, expect: Any, x: Value, env: dict, span: Span | None, what: str) -> None:
         shape = x[1]
-        if shape is None:
+        if shape is None or not self.check_sizes:
             return
         try:
             expected = evaluate(expect, env)
@@ -271,7 +270,8 @@ class _Walker:
         inner = dict(env, **{"in": x[1]})
         out = self.seq(item.body, x, inner, child)
         if item.expect is not None:
-            self.check_expect(item.expect, out, env, item.span, what=f"`{item.name}`")
+            self.check_expect(item.expect, out, env, getattr(item.expect, "span", None) or item.span,
+                              what=f"`{item.name}`")
         return out
 
     @staticmethod
@@ -569,7 +569,7 @@ def _size_notes(producer: _Node | None) -> list[str]:
     while node is not None and len(notes) < 3:
         if node.in_shapes and node.in_shapes[0] is not None and len(node.shape) == 3 \
                 and node.shape[:2] != node.in_shapes[0][:2]:
-            where = f" (line {node.span.line})" if node.span else ""
+            where = f" ({node.span})" if node.span else ""
             notes.append(f"`{node.name}`{where} took it from {fmt_shape(node.in_shapes[0][:2])} "
                          f"to {fmt_shape(node.shape[:2])}")
         node = node.inputs[0] if node.inputs else None
@@ -632,6 +632,7 @@ def infer(spec: ir.Spec, blocks: dict[str, ir.BlockDef] | None = None, overrides
         raise ArchcError(diags, sources)
     walker = _Walker(blocks, max_layers)
     walker.globals = env
+    walker.check_sizes = "input" not in (overrides or {})
     root = _Scope(None, None)
     _Walker.prepare_calls(root, spec.body)
     root.inline_call = False
