@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 class Span(BaseModel):
     """A region of one source file: 1-based lines and columns, `end_column` exclusive."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     file: str | None = None
     line: int
     column: int

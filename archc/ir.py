@@ -192,8 +192,3 @@ class Spec(Node):
     imports: list[Import] = []
     blocks: list[BlockDef] = []
     body: list[Item] = []
-
-
-for _model in (Dims, BinOp, UnaryOp, Func, Cond, Arg, Layer, Call, Group, Scope, Residual, Branch, Branches,
-               BlockParam, BlockDef, Param, Spec):
-    _model.model_rebuild(_types_namespace=globals())

@@ -62,7 +62,7 @@ def _window(args: WindowArgs) -> str:
 
 
 class OpArgs(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 # ---------------------------------------------------------------- argument models

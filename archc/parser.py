@@ -95,6 +95,7 @@ def _lark() -> Lark:
     return Lark(
         GRAMMAR.read_text(encoding="utf-8"),
         parser="lalr",
+        lexer="basic",
         postlex=ArchIndenter(),
         propagate_positions=True,
         maybe_placeholders=False,
@@ -106,7 +107,7 @@ def _span(meta_or_token, file: str | None) -> Span | None:
     line = getattr(meta_or_token, "line", None)
     if line is None:
         return None
-    return Span(
+    return Span.model_construct(
         file=file,
         line=line,
         column=meta_or_token.column,
@@ -138,10 +139,10 @@ class _ToIR(Transformer):
         return float(c[0])
 
     def percent(self, meta, c):
-        return ir.Percent(value=float(c[0][:-1]) / 100, span=self._s(meta))
+        return ir.Percent.model_construct(value=float(c[0][:-1]) / 100, span=self._s(meta))
 
     def dims(self, meta, c):
-        return ir.Dims(dims=_dims_of(str(c[0])), span=self._s(meta))
+        return ir.Dims.model_construct(dims=_dims_of(str(c[0])), span=self._s(meta))
 
     def true(self, meta, c):
         return True
@@ -150,48 +151,48 @@ class _ToIR(Transformer):
         return False
 
     def string(self, meta, c):
-        return ir.Str(value=str(c[0])[1:-1], span=self._s(meta))
+        return ir.Str.model_construct(value=str(c[0])[1:-1], span=self._s(meta))
 
     def name(self, meta, c):
-        return ir.Name(id=str(c[0]), span=self._s(meta))
+        return ir.Name.model_construct(id=str(c[0]), span=self._s(meta))
 
     def attr(self, meta, c):
-        return ir.Name(id=f"{c[0]}.{c[1]}", span=self._s(meta))
+        return ir.Name.model_construct(id=f"{c[0]}.{c[1]}", span=self._s(meta))
 
     def func(self, meta, c):
-        return ir.Func(func=str(c[0]), args=list(c[1:]), span=self._s(meta))
+        return ir.Func.model_construct(func=str(c[0]), args=list(c[1:]), span=self._s(meta))
 
     def tuple(self, meta, c):
-        return ir.Dims(dims=list(c), span=self._s(meta))
+        return ir.Dims.model_construct(dims=list(c), span=self._s(meta))
 
     def binop(self, meta, c):
-        return ir.BinOp(op=str(c[1]), left=c[0], right=c[2], span=self._s(meta))
+        return ir.BinOp.model_construct(op=str(c[1]), left=c[0], right=c[2], span=self._s(meta))
 
     compare = binop
 
     def and_(self, meta, c):
-        return ir.BinOp(op="and", left=c[0], right=c[1], span=self._s(meta))
+        return ir.BinOp.model_construct(op="and", left=c[0], right=c[1], span=self._s(meta))
 
     def or_(self, meta, c):
-        return ir.BinOp(op="or", left=c[0], right=c[1], span=self._s(meta))
+        return ir.BinOp.model_construct(op="or", left=c[0], right=c[1], span=self._s(meta))
 
     def not_(self, meta, c):
-        return ir.UnaryOp(op="not", operand=c[0], span=self._s(meta))
+        return ir.UnaryOp.model_construct(op="not", operand=c[0], span=self._s(meta))
 
     def neg(self, meta, c):
         if isinstance(c[0], (int, float)) and not isinstance(c[0], bool):
             return -c[0]
-        return ir.UnaryOp(op="-", operand=c[0], span=self._s(meta))
+        return ir.UnaryOp.model_construct(op="-", operand=c[0], span=self._s(meta))
 
     def cond(self, meta, c):
-        return ir.Cond(then=c[0], test=c[1], orelse=c[2], span=self._s(meta))
+        return ir.Cond.model_construct(then=c[0], test=c[1], orelse=c[2], span=self._s(meta))
 
     # ---- items
     def arg(self, meta, c):
-        return ir.Arg(value=c[0], span=self._s(meta))
+        return ir.Arg.model_construct(value=c[0], span=self._s(meta))
 
     def kwarg(self, meta, c):
-        return ir.Arg(name=str(c[0]), value=c[1], span=self._s(meta))
+        return ir.Arg.model_construct(name=str(c[0]), value=c[1], span=self._s(meta))
 
     def repeat(self, meta, c):
         return ("repeat", c[0])
@@ -214,7 +215,7 @@ class _ToIR(Transformer):
             fields[extra[0]] = extra[1]
         fields["span"] = self._s(meta)  # the whole item, repetition and expectation included
         cls = {"layer": ir.Layer, "call": ir.Call, "group": ir.Group}[fields.pop("kind")]
-        return cls(**fields)
+        return cls.model_construct(**fields)
 
     def suite(self, meta, c):
         return list(c)
@@ -224,8 +225,8 @@ class _ToIR(Transformer):
         expect = None
         if len(rest) == 2:
             tok = rest[0]
-            expect = ir.Dims(dims=_dims_of(str(tok)), span=_span(tok, self.file)) if tok.type == "DIMS" else int(tok)
-        return ir.Scope(name=str(name), expect=expect, body=rest[-1], span=self._s(meta))
+            expect = ir.Dims.model_construct(dims=_dims_of(str(tok)), span=_span(tok, self.file)) if tok.type == "DIMS" else int(tok)
+        return ir.Scope.model_construct(name=str(name), expect=expect, body=rest[-1], span=self._s(meta))
 
     def add(self, meta, c):
         return "add"
@@ -247,20 +248,20 @@ class _ToIR(Transformer):
                 shortcut = child[1]
             else:
                 body = child
-        return ir.Residual(merge=merge, body=body, shortcut=shortcut, span=self._s(meta))
+        return ir.Residual.model_construct(merge=merge, body=body, shortcut=shortcut, span=self._s(meta))
 
     def branch(self, meta, c):
-        return ir.Branch(body=list(c), span=self._s(meta))
+        return ir.Branch.model_construct(body=list(c), span=self._s(meta))
 
     def branches(self, meta, c):
         branches = [
-            b if isinstance(b, ir.Branch) else ir.Branch(name=b.name, body=b.body, span=b.span) for b in c[1:]
+            b if isinstance(b, ir.Branch) else ir.Branch.model_construct(name=b.name, body=b.body, span=b.span) for b in c[1:]
         ]
         expects = [b for b in c[1:] if isinstance(b, ir.Scope) and b.expect is not None]
         if expects:
             raise _SyntaxProblem("a branch cannot check its own size here", expects[0].span,
                                  "write `-> SIZE` after the branch's last item instead")
-        return ir.Branches(merge=c[0], branches=branches, span=self._s(meta))
+        return ir.Branches.model_construct(merge=c[0], branches=branches, span=self._s(meta))
 
     # ---- top level
     def network(self, meta, c):
@@ -270,19 +271,19 @@ class _ToIR(Transformer):
         return ("input", c[0], self._s(meta))
 
     def param(self, meta, c):
-        return ir.Param(name=str(c[0]), default=c[1], span=self._s(meta))
+        return ir.Param.model_construct(name=str(c[0]), default=c[1], span=self._s(meta))
 
     def params(self, meta, c):
         return ("params", list(c))
 
     def import_(self, meta, c):
-        return ir.Import(path=str(c[0])[1:-1], span=self._s(meta))
+        return ir.Import.model_construct(path=str(c[0])[1:-1], span=self._s(meta))
 
     def block_param(self, meta, c):
-        return ir.BlockParam(name=str(c[0]), default=c[1] if len(c) > 1 else None, span=self._s(meta))
+        return ir.BlockParam.model_construct(name=str(c[0]), default=c[1] if len(c) > 1 else None, span=self._s(meta))
 
     def block_def(self, meta, c):
-        return ir.BlockDef(name=str(c[0]), params=list(c[1:-1]), body=c[-1], span=self._s(meta))
+        return ir.BlockDef.model_construct(name=str(c[0]), params=list(c[1:-1]), body=c[-1], span=self._s(meta))
 
     def start(self, meta, c):
         fields: dict = {"params": [], "imports": [], "blocks": [], "body": []}
@@ -299,7 +300,7 @@ class _ToIR(Transformer):
                 fields["blocks"].append(stmt)
             else:
                 fields["body"].append(stmt)
-        return ir.Spec(**fields)
+        return ir.Spec.model_construct(**fields)
 
 
 class _SyntaxProblem(Exception):

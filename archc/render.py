@@ -1,4 +1,8 @@
-"""Tables for people: the `check` table that mirrors the paper's, and `archc list`."""
+"""Tables for people: the `check` table that mirrors the paper's, and `archc list`.
+
+Plain aligned columns rather than rich's tables: rich costs ~30 ms to import, a third of the
+100 ms budget `archc check` has above the interpreter's own start-up (benchmarks/bench_check.py).
+"""
 
 from __future__ import annotations
 
@@ -16,10 +20,18 @@ def human(n: int) -> str:
     return str(n)
 
 
-def _console():
-    from rich.console import Console
+def grid(header: list[str], rows: list[list[str]], right: set[int] = frozenset(), bold: bool = False) -> str:
+    """Columns padded to their widest cell, a rule under the header; `right` columns are right-aligned."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
 
-    return Console(highlight=False, soft_wrap=False)
+    def line(cells: list[str]) -> str:
+        parts = [str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths))]
+        return "  ".join(parts).rstrip()
+
+    head = line(header)
+    out = [f"\x1b[1m{head}\x1b[0m" if bold else head, "  ".join("-" * w for w in widths)]
+    out += [line(r) for r in rows]
+    return "\n".join(out)
 
 
 def _stage_summary(nodes: list[PlanNode]) -> str:
@@ -30,45 +42,28 @@ def _stage_summary(nodes: list[PlanNode]) -> str:
     return f"{len(nodes)} layers" + (f" ({', '.join(parts)})" if parts else "")
 
 
-def table_rows(plan: Plan, level: str) -> list[tuple[str, str, str, str, str]]:
-    rows = []
+def table_rows(plan: Plan, level: str) -> list[list[str]]:
+    rows = [["input", "", fmt_shape(plan.input_shape), "", ""]]
     if level == "stage":
         for key, nodes in plan.stages():
-            rows.append((key, _stage_summary(nodes), fmt_shape(nodes[-1].shape),
-                         f"{sum(n.params for n in nodes):,}", human(sum(n.macs for n in nodes))))
+            rows.append([key, _stage_summary(nodes), fmt_shape(nodes[-1].shape),
+                         f"{sum(n.params for n in nodes):,}", human(sum(n.macs for n in nodes))])
     else:
         for n in plan.nodes:
-            rows.append((n.name, n.opdef.label(n.args), fmt_shape(n.shape), f"{n.params:,}", human(n.macs)))
+            rows.append([n.name, n.opdef.label(n.args), fmt_shape(n.shape), f"{n.params:,}", human(n.macs)])
     return rows
 
 
-def print_table(plan: Plan, level: str) -> None:
-    from rich.table import Table
-
-    title = f"{plan.name}" + (f" — {plan.description}" if plan.description else "")
-    table = Table(title=title, title_justify="left", header_style="bold")
-    table.add_column("stage" if level == "stage" else "layer")
-    table.add_column("layers" if level == "stage" else "kind")
-    table.add_column("output", justify="right")
-    table.add_column("params", justify="right")
-    table.add_column("MACs", justify="right")
-    table.add_row("input", "", fmt_shape(plan.input_shape), "", "")
-    for row in table_rows(plan, level):
-        table.add_row(*row)
-    console = _console()
-    console.print(table)
-    console.print(
-        f"total params {plan.total_params:,} (trainable {plan.trainable_params:,}, non-trainable "
-        f"{plan.non_trainable_params:,}); MACs {plan.macs:,} ({human(plan.macs)}); {len(plan.nodes)} layers"
-    )
+def check_table(plan: Plan, level: str, bold: bool = False) -> str:
+    """The `archc check` report of one spec: title, table, totals."""
+    title = plan.name + (f" - {plan.description}" if plan.description else "")
+    header = ["stage" if level == "stage" else "layer", "layers" if level == "stage" else "kind",
+              "output", "params", "MACs"]
+    totals = (f"total params {plan.total_params:,} (trainable {plan.trainable_params:,}, non-trainable "
+              f"{plan.non_trainable_params:,}); MACs {plan.macs:,} ({human(plan.macs)}); {len(plan.nodes)} layers")
+    return "\n".join([title, "", grid(header, table_rows(plan, level), right={2, 3, 4}, bold=bold), "", totals, ""])
 
 
-def print_list(rows: list[tuple[str, Plan]]) -> None:
-    from rich.table import Table
-
-    table = Table(header_style="bold")
-    for column, justify in (("spec", "left"), ("description", "left"), ("params", "right"), ("MACs", "right")):
-        table.add_column(column, justify=justify)
-    for stem, plan in rows:
-        table.add_row(stem, plan.description or "", f"{plan.total_params:,}", human(plan.macs))
-    _console().print(table)
+def list_table(rows: list[tuple[str, Plan]], bold: bool = False) -> str:
+    body = [[stem, plan.description or "", f"{plan.total_params:,}", human(plan.macs)] for stem, plan in rows]
+    return grid(["spec", "description", "params", "MACs"], body, right={2, 3}, bold=bold)
