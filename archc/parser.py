@@ -334,7 +334,9 @@ def _token_text(token: Token) -> str:
         return "end of line"
     if token.type in ("_INDENT",):
         return "indented block"
-    if token.type in ("_DEDENT", "$END"):
+    if token.type == "$END" or (token.type == "_DEDENT" and not token.value):
+        return "end of file"
+    if token.type == "_DEDENT":
         return "end of block"
     return f"`{token}`"
 
@@ -368,6 +370,10 @@ def parse(text: str, file: str | None = None) -> ir.Spec:
             line = min(max(line, 1), len(lines))
             span = Span(file=file, line=line, column=len(lines[line - 1]) + 1, end_line=line,
                         end_column=len(lines[line - 1]) + 2)
+        elif token.type == "_INDENT":  # the indented line itself, not the line break before it
+            line = token.end_line
+            span = Span(file=file, line=line, column=len(token.value) + 1, end_line=line,
+                        end_column=len(source.splitlines()[line - 1]) + 1)
         else:
             span = _span(token, file)
             if token.type == "_NL":  # point at the end of the line, not at the next one
