@@ -176,12 +176,17 @@ class _Walker:
         self.call_stack: list[tuple[str, Span | None]] = []
         self.pending_notes: list[tuple[Diagnostic, _Node | None, str]] = []
         self.globals: dict[str, Any] = {}
+        self.reported: set = set()
         self.check_sizes = True  # expected sizes are the table's, for the spec's own input size
 
     # ---- errors
     def error(self, code: str, message: str, span: Span | None, *, label: str = "", help: str | None = None,
               notes: list[str] | None = None) -> Diagnostic:
         diag = Diagnostic(code, message, span, label=label, notes=list(notes or []), help=help)
+        key = (code, message, span)
+        if key in self.reported:  # a block's mistake, met again at its next call
+            return diag
+        self.reported.add(key)
         if self.call_stack and span is not None:
             block, call_span = self.call_stack[-1]
             if call_span is not None:
@@ -230,6 +235,8 @@ class _Walker:
                 x = self.call(item, x, env, scope)
             else:  # group: transparent
                 x = self.seq(item.body, x, env, scope)
+            if x[1] is None:
+                break  # the repetitions would only repeat the error
         if item.expect is not None:
             self.check_expect(item.expect, x, env, item.span, what="this item")
         return x
@@ -426,7 +433,9 @@ class _Walker:
                 trainable, non_trainable = op.params(args, in_shapes)
                 macs = op.macs(args, in_shapes, shape)
             except RuleError as e:
-                diag = self.rule_error(e, span, label=f"input is {fmt_shape(in_shapes[0])} here")
+                label = (f"input is {fmt_shape(in_shapes[0])} here" if len(in_shapes) == 1
+                         else "inputs are " + ", ".join(fmt_shape(s) for s in in_shapes))
+                diag = self.rule_error(e, span, label=label)
                 if e.code == "A201":
                     self.pending_notes.append((diag, producers[0], "size"))
                 shape = None

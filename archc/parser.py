@@ -380,8 +380,10 @@ def parse(text: str, file: str | None = None) -> ir.Spec:
                 lines = source.splitlines()
                 span = Span(file=file, line=token.line, column=len(lines[token.line - 1]) + 1,
                             end_line=token.line, end_column=len(lines[token.line - 1]) + 2)
-        diag = Diagnostic("A001", f"unexpected {_token_text(token)}", span,
-                          label=_describe_expected(set(e.expected)))
+        expected = set(e.expected)
+        label = "expected `,` between arguments" if "COMMA" in expected and token.type in _VALUE_TOKENS \
+            else _describe_expected(expected)
+        diag = Diagnostic("A001", f"unexpected {_token_text(token)}", span, label=label)
         diag.help = _syntax_help(token, set(e.expected))
         raise ArchcError([diag], sources) from None
     except IndentationError_ as e:
@@ -401,10 +403,13 @@ def parse(text: str, file: str | None = None) -> ir.Spec:
         raise
 
 
+_VALUE_TOKENS = {"NAME", "INT", "FLOAT", "DIMS", "PERCENT", "STRING", "CALL_NAME"}
+
+
 def _syntax_help(token: Token, expected: set[str]) -> str | None:
     if token.type == "_INDENT":
         return "this line is indented more than the one before it; only a line ending in `:` opens a block"
-    if token.type == "NAME" and "COMMA" in expected:
+    if token.type in _VALUE_TOKENS and "COMMA" in expected:
         return "separate a layer's arguments with commas: `conv 3x3, 64, relu`"
     if token.type == "_NL" and "_INDENT" in expected:
         return "indent the lines of the block under the line ending in `:`"
