@@ -141,6 +141,7 @@ class _Scope:
     calls: int = 0
     inline_call: bool = False  # its only block call adds no path component
     stage: str | None = None
+    named: set = field(default_factory=set)  # the names of its named child scopes
 
     def child(self, name: str | None, prefix: str = "") -> _Scope:
         scope = _Scope(self, name, prefix, stage=self.stage)
@@ -267,10 +268,11 @@ class _Walker:
             self.pending_notes.append((diag, x[0], "size"))
 
     def named_scope(self, item: ir.Scope, x: Value, env: dict, scope: _Scope) -> Value:
-        if any(isinstance(m, _Scope) and m.name == item.name for m in scope.members):
+        if item.name in scope.named:
             self.error("A105", f"`{item.name}` is already the name of a part of this scope", item.span,
                        help="give each stage or branch its own name")
         child = scope.child(item.name)
+        scope.named.add(item.name)
         if scope.parent is None and not self.call_stack:
             child.stage = item.name
         self.prepare_calls(child, item.body)

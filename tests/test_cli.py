@@ -117,10 +117,10 @@ def test_ops_lists_every_kind():
 
 
 def test_check_imports_no_framework():
-    code = ("import sys, archc.cli; sys.argv=['archc','check',%r]\n"
+    code = (f"import sys, archc.cli; sys.argv=['archc','check',{RESNET!r}]\n"
             "try:\n    archc.cli.run()\nexcept SystemExit:\n    pass\n"
             "bad = [m for m in ('torch', 'tensorflow', 'keras', 'jax') if m in sys.modules]\n"
-            "print('FRAMEWORKS', bad)" % RESNET)
+            "print('FRAMEWORKS', bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "FRAMEWORKS []" in out
 

@@ -39,8 +39,8 @@ def test_repeat_expect_and_unicode_times():
 
 def test_calls_need_no_space_before_parenthesis():
     [call] = body("bottleneck(128, stride=2)\n")
-    assert call == {"kind": "call", "block": "bottleneck", "args": [{"name": None, "value": 128}, {"name": "stride", "value": 2}],
-                    "repeat": None, "expect": None}
+    assert call == {"kind": "call", "block": "bottleneck", "repeat": None, "expect": None,
+                    "args": [{"name": None, "value": 128}, {"name": "stride", "value": 2}]}
     [layer] = body("dense (10 + 2) * 2\n")
     assert layer["kind"] == "layer" and layer["args"][0]["value"]["op"] == "*"
 

@@ -1,0 +1,90 @@
+"""How fast `archc check` answers.
+
+1. `archc check specs/resnet50.arch`, wall clock, against the floor the dependencies set: starting the
+   same Python and importing lark and pydantic. Interleaved runs, medians.
+2. Checking generated specs of 1,250 to 20,000 layers (written out line by line, so the parser sees
+   every layer), to show the time grows linearly: the time per layer should stay flat.
+
+    python benchmarks/bench_check.py [--runs 21]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOOR = [sys.executable, "-c", "import lark, pydantic; from pydantic import BaseModel"]
+
+
+def archc_cmd() -> list[str]:
+    exe = shutil.which("archc")
+    return [exe] if exe else [sys.executable, "-m", "archc"]
+
+
+def wall(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, cwd=ROOT)
+    return time.perf_counter() - start
+
+
+def generated_spec(layers: int) -> str:
+    """Stages of ten residual units (conv-bn-relu-conv-bn-add-relu = 7 layers each) plus a head."""
+    lines = ["network generated", "input 32x32x16"]
+    count, stage = 0, 0
+    while count < layers - 3:
+        stage += 1
+        lines.append(f"stage{stage}:")
+        for _ in range(10):
+            lines += ["  residual:", "    conv 3x3, 16, same, bn, relu", "    conv 3x3, 16, same, bn", "  relu"]
+            count += 7
+    lines += ["globalavgpool", "dense 10, softmax"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=21)
+    args = parser.parse_args()
+
+    check = archc_cmd() + ["check", "specs/resnet50.arch"]
+    wall(check), wall(FLOOR)  # warm the file cache and .pyc files
+    floor_t, check_t = [], []
+    for _ in range(args.runs):
+        floor_t.append(wall(FLOOR))
+        check_t.append(wall(check))
+    f, c = statistics.median(floor_t) * 1000, statistics.median(check_t) * 1000
+    print(f"python + import lark, pydantic (floor): {f:7.1f} ms median of {args.runs}")
+    print(f"archc check specs/resnet50.arch:        {c:7.1f} ms median of {args.runs}")
+    print(f"above the floor:                        {c - f:7.1f} ms  (ratio {c / f:.2f}x)")
+
+    sys.path.insert(0, str(ROOT))
+    import archc
+
+    archc.check(ROOT / "specs" / "resnet50.arch")  # warm the grammar cache and pydantic schemas
+    print("\ngenerated specs, in-process archc.check (parse + expand + infer), median of 5:")
+    with tempfile.TemporaryDirectory() as tmp:
+        for layers in (1250, 2500, 5000, 10000, 20000):
+            path = Path(tmp) / f"gen{layers}.arch"
+            path.write_text(generated_spec(layers))
+            times = []
+            for _ in range(5):
+                start = time.perf_counter()
+                plan = archc.check(path)
+                times.append(time.perf_counter() - start)
+            t = statistics.median(times)
+            print(f"  {len(plan.nodes):6d} layers: {t * 1000:8.1f} ms   {t / len(plan.nodes) * 1e6:6.1f} us/layer")
+        path = Path(tmp) / "gen10000.arch"
+        path.write_text(generated_spec(10000))
+        cli = statistics.median(wall(archc_cmd() + ["check", str(path)]) for _ in range(5))
+        print(f"  `archc check` of the 10,000-layer spec, whole process: {cli * 1000:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
