@@ -9,9 +9,12 @@ over imported ones of the same name, so a spec can adapt a shared block.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from json.decoder import scanstring
 
 from pydantic import ValidationError
 
@@ -48,21 +51,110 @@ def _read(path: Path, display: str, span: Span | None, sources: dict[str, str]) 
         raise ArchcError([Diagnostic("A004", f"cannot read `{display}`: {e.strerror}", span)], sources) from None
 
 
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _json_positions(text: str) -> dict[tuple, tuple[int, int]]:
+    """The start and end offsets of every value of a (valid) JSON text, by path: spans for JSON specs."""
+    positions: dict[tuple, tuple[int, int]] = {}
+
+    def value(i: int, path: tuple) -> int:
+        i = _JSON_SPACE.match(text, i).end()
+        start, ch = i, text[i]
+        if ch == "{":
+            i = _JSON_SPACE.match(text, i + 1).end()
+            while text[i] != "}":
+                key, i = scanstring(text, i + 1)
+                i = _JSON_SPACE.match(text, i).end() + 1  # the colon
+                i = _JSON_SPACE.match(text, value(i, path + (key,))).end()
+                if text[i] == ",":
+                    i = _JSON_SPACE.match(text, i + 1).end()
+            i += 1
+        elif ch == "[":
+            i, index = _JSON_SPACE.match(text, i + 1).end(), 0
+            while text[i] != "]":
+                i = _JSON_SPACE.match(text, value(i, path + (index,))).end()
+                index += 1
+                if text[i] == ",":
+                    i = _JSON_SPACE.match(text, i + 1).end()
+            i += 1
+        elif ch == '"':
+            i = scanstring(text, i + 1)[1]
+        elif text.startswith(("true", "null"), i):
+            i += 4
+        elif text.startswith("false", i):
+            i += 5
+        else:
+            i = _JSON_NUMBER.match(text, i).end()
+        positions[path] = (start, i)
+        return i
+
+    value(0, ())
+    return positions
+
+
+def _span_at(text: str, file: str | None, offsets: tuple[int, int]) -> dict:
+    start, end = offsets
+    line = text.count("\n", 0, start) + 1
+    column = start - (text.rfind("\n", 0, start) + 1) + 1
+    first_line_end = text.find("\n", start)
+    end = min(end, first_line_end if first_line_end != -1 else len(text))  # carets stay on one line
+    return {"file": file, "line": line, "column": column, "end_line": line, "end_column": column + max(1, end - start)}
+
+
+def _add_spans(data, path: tuple, positions: dict, text: str, file: str | None) -> None:
+    """Give every IR node of a JSON spec the position it has in the file, unless it carries one."""
+    if isinstance(data, dict):
+        for key, item in data.items():
+            if key not in ("span", "input_span"):
+                _add_spans(item, path + (key,), positions, text, file)
+        if "line" not in data and "span" not in data and path in positions:  # a node, not a span
+            data["span"] = _span_at(text, file, positions[path])
+        if path == () and "input" in data and "input_span" not in data:
+            data["input_span"] = _span_at(text, file, positions[("input",)])
+    elif isinstance(data, list):
+        for index, item in enumerate(data):
+            _add_spans(item, path + (index,), positions, text, file)
+
+
+def _loc_path(data, loc: tuple) -> tuple:
+    """Pydantic's error location without its union tags: the path into the JSON data."""
+    path: tuple = ()
+    for part in loc:
+        if isinstance(data, dict) and part in data:
+            data, path = data[part], path + (part,)
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data, path = data[part], path + (part,)
+    return path
+
+
 def parse_json(text: str, file: str | None = None) -> ir.Spec:
+    """A JSON spec, in the IR's own schema (`archc schema`). Nothing in it is evaluated."""
     sources = {file or "": text}
     try:
         data = json.loads(text)
+        positions = _json_positions(text)
     except json.JSONDecodeError as e:
         span = Span(file=file, line=e.lineno, column=e.colno, end_line=e.lineno, end_column=e.colno + 1)
         raise ArchcError([Diagnostic("A005", f"invalid JSON: {e.msg}", span)], sources) from None
+    except RecursionError:
+        raise ArchcError([Diagnostic("A301", "the JSON nests too deeply", None)], sources) from None
+    if not isinstance(data, dict):
+        raise ArchcError([Diagnostic("A005", "a JSON spec is an object", Span(**_span_at(text, file, positions[()])),
+                                     help="`archc convert SPEC --to json` shows one")], sources)
     try:
+        _add_spans(data, (), positions, text, file)
         return ir.Spec.model_validate(data)
+    except RecursionError:
+        raise ArchcError([Diagnostic("A301", "the JSON nests too deeply", None)], sources) from None
     except ValidationError as e:
         diags = []
         for err in e.errors()[:10]:
-            where = ".".join(str(p) for p in err["loc"])
-            diags.append(Diagnostic("A005", f"the JSON spec does not fit the IR schema at `{where}`: {err['msg']}",
-                                    Span(file=file, line=1, column=1, end_line=1, end_column=2),
+            path = _loc_path(data, err["loc"])
+            where = ".".join(str(p) for p in err["loc"]) or "the top level"
+            diags.append(Diagnostic("A005", f"`{where}` does not fit the spec schema: {err['msg'].lower()}",
+                                    Span(**_span_at(text, file, positions[path])),
                                     help="`archc schema` prints the schema"))
         raise ArchcError(diags, sources) from None
 
