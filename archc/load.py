@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from json.decoder import scanstring
 from pathlib import Path
 from typing import Any
-
-from json.decoder import scanstring
 
 from pydantic import ValidationError
 
