@@ -178,6 +178,7 @@ class _Walker:
         self.pending_notes: list[tuple[Diagnostic, _Node | None, str]] = []
         self.globals: dict[str, Any] = {}
         self.reported: set = set()
+        self.stage_summaries: dict[str, str] = {}
         self.check_sizes = True  # expected sizes are the table's, for the spec's own input size
 
     # ---- errors
@@ -275,6 +276,7 @@ class _Walker:
         scope.named.add(item.name)
         if scope.parent is None and not self.call_stack:
             child.stage = item.name
+            self.stage_summaries[item.name] = self.summarize(item.body, env)
         self.prepare_calls(child, item.body)
         inner = dict(env, **{"in": x[1]})
         out = self.seq(item.body, x, inner, child)
@@ -282,6 +284,24 @@ class _Walker:
             self.check_expect(item.expect, out, env, getattr(item.expect, "span", None) or item.span,
                               what=f"`{item.name}`")
         return out
+
+    @staticmethod
+    def summarize(items: list, env: dict) -> str:
+        """A stage's row as the paper's table writes it: `maxpool, bottleneck x 3`."""
+        parts: list[list] = []
+        for item in items:
+            word = {"layer": getattr(item, "op", ""), "call": getattr(item, "block", ""), "group": "(...)",
+                    "residual": "residual", "branches": getattr(item, "merge", ""), "scope": getattr(item, "name", "")
+                    }[item.kind]
+            try:
+                count = evaluate(item.repeat, env) if getattr(item, "repeat", None) is not None else 1
+            except (RuleError, _Unknown):
+                count = "n"
+            if parts and parts[-1][0] == word and isinstance(count, int) and isinstance(parts[-1][1], int):
+                parts[-1][1] += count
+            else:
+                parts.append([word, count])
+        return ", ".join(word if count == 1 else f"{word} x {count}" for word, count in parts)
 
     @staticmethod
     def prepare_calls(scope: _Scope, body: list) -> None:
@@ -668,4 +688,5 @@ def infer(spec: ir.Spec, blocks: dict[str, ir.BlockDef] | None = None, overrides
     ]
     output = out[0].name if out[0] is not None else INPUT
     return Plan(name=spec.name or "network", description=spec.description, input_shape=shape, nodes=nodes,
-                output=output, file=file, params={k: to_python(v) for k, v in env.items()})
+                output=output, file=file, params={k: to_python(v) for k, v in env.items()},
+                stage_summaries=walker.stage_summaries)

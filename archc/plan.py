@@ -45,6 +45,7 @@ class Plan:
     description: str | None = None
     file: str | None = None
     params: dict[str, object] = field(default_factory=dict)  # network parameters after overrides
+    stage_summaries: dict[str, str] = field(default_factory=dict)  # stage -> `maxpool, bottleneck x 3`
     _index: dict[str, PlanNode] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -118,6 +119,7 @@ class Plan:
             "stages": [
                 {
                     "name": key,
+                    "summary": self.stage_summaries.get(key, nodes[0].opdef.label(nodes[0].args)),
                     "shape": shape(nodes[-1].shape),
                     "params": sum(n.params for n in nodes),
                     "macs": sum(n.macs for n in nodes),

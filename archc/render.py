@@ -6,8 +6,6 @@ Plain aligned columns rather than rich's tables: rich costs ~30 ms to import, a 
 
 from __future__ import annotations
 
-from collections import Counter
-
 from .ops import fmt_shape
 from .plan import Plan, PlanNode
 
@@ -35,19 +33,20 @@ def grid(header: list[str], rows: list[list[str]], right: set[int] = frozenset()
     return "\n".join(out)
 
 
-def _stage_summary(nodes: list[PlanNode]) -> str:
+def _stage_summary(plan: Plan, key: str, nodes: list[PlanNode]) -> str:
     if len(nodes) == 1:
         return nodes[0].opdef.label(nodes[0].args)
-    counts = Counter(n.op for n in nodes)
-    parts = [f"{counts[op]} {op}" for op in ("conv", "dense") if counts[op]]
-    return f"{len(nodes)} layers" + (f" ({', '.join(parts)})" if parts else "")
+    if nodes[0].op == "conv" and len(nodes) <= 3 and all(n.op != "conv" for n in nodes[1:]):
+        return " + ".join(n.opdef.label(n.args) for n in nodes)  # one conv with its bn and activation
+    summary = plan.stage_summaries.get(key) or ", ".join(dict.fromkeys(n.op for n in nodes))
+    return f"{summary} ({len(nodes)} layers)"
 
 
 def table_rows(plan: Plan, level: str) -> list[list[str]]:
     rows = [["input", "", fmt_shape(plan.input_shape), "", ""]]
     if level == "stage":
         for key, nodes in plan.stages():
-            rows.append([key, _stage_summary(nodes), fmt_shape(nodes[-1].shape),
+            rows.append([key, _stage_summary(plan, key, nodes), fmt_shape(nodes[-1].shape),
                          f"{sum(n.params for n in nodes):,}", human(sum(n.macs for n in nodes))])
     else:
         for n in plan.nodes:
