@@ -111,7 +111,13 @@ def check(ctx, specs, level, fmt, sets, max_layers, allow) -> None:
         if not Path(spec).is_file():
             raise click.BadParameter(f"no such file: {spec}", param_hint="SPECS")
         try:
-            plan = _check(spec, overrides, max_layers, allow)
+            from .load import load
+
+            loaded = load(spec, list(allow))
+            if loaded.spec.input is None and not loaded.spec.body and loaded.spec.blocks:
+                _report_block_file(loaded, fmt)
+                continue
+            plan = _check(loaded, overrides, max_layers, allow)
         except ArchcError as e:
             _report(e, fmt)
             failed = True
@@ -124,6 +130,16 @@ def check(ctx, specs, level, fmt, sets, max_layers, allow) -> None:
             click.echo(check_table(plan, level, bold=_color(sys.stdout)))
     if failed:
         ctx.exit(EXIT_SPEC)
+
+
+def _report_block_file(loaded, fmt: str) -> None:
+    """A file of block definitions has no network to check; its blocks are checked where networks call them."""
+    names = [b.name for b in loaded.spec.blocks]
+    if fmt == "json":
+        click.echo(json.dumps({"name": Path(loaded.file).stem, "file": loaded.file, "blocks": names}))
+    else:
+        click.echo(f"{loaded.file}: a block file ({', '.join(names)}); "
+                   "its blocks are checked where a network calls them\n")
 
 
 MAX_BUILD_PARAMS = 2_000_000_000  # `build` refuses bigger models unless --max-params raises the limit

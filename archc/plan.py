@@ -102,6 +102,7 @@ class Plan:
                 "non_trainable_params": n.non_trainable,
                 "macs": n.macs,
                 "args": n.args.model_dump(mode="json"),
+                "span": {"file": n.span.file, "line": n.span.line, "column": n.span.column} if n.span else None,
             }
             for n in self.nodes
         ]

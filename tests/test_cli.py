@@ -139,3 +139,11 @@ def test_internal_errors_say_they_are_bugs(monkeypatch):
     result = run("check", RESNET)
     assert result.exit_code == 3
     assert "bug in archc" in result.stderr and "Traceback" not in result.output
+
+
+def test_block_files_are_recognised():
+    result = run("check", str(ROOT / "specs" / "blocks.arch"), RESNET)
+    assert result.exit_code == 0, result.output
+    assert "a block file (basic, bottleneck" in result.stdout and "resnet50" in result.stdout
+    result = run("check", str(ROOT / "specs" / "blocks.arch"), "--format", "json")
+    assert "bottleneck" in json.loads(result.stdout)["blocks"]
