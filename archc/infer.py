@@ -499,7 +499,7 @@ class _Walker:
         else:
             target = scope.child(str(scope.calls))
             scope.calls += 1
-        self.prepare_calls(target, block.body) if target is not scope else None
+        self.prepare_calls(target, block.body)  # an inlined call hands its scope on to its own body
         body_env = dict(self.globals, **bound)
         body_env["in"] = x[1]
         self.call_stack.append((item.block, item.span))

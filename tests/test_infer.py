@@ -198,3 +198,10 @@ def test_plan_json_contract():
     layer = data["layers"][0]
     assert {k: layer[k] for k in ("name", "op", "shape", "params", "macs")} == {
         "name": "conv", "op": "conv", "shape": [6, 6, 4], "params": 108, "macs": 6 * 6 * 4 * 27}
+
+
+def test_an_inlined_call_numbers_the_calls_of_its_body():
+    plan = archc.check("input 8x8x4\nblock d(k): residual concat: conv 3x3, k, same\nblock db(n): d(2) x n\n"
+                       "block one(): d(1)\nst: db(3)\nst2: one()\n")
+    assert names(plan) == ["st.0.conv", "st.0.concat", "st.1.conv", "st.1.concat", "st.2.conv", "st.2.concat",
+                           "st2.conv", "st2.concat"]
