@@ -22,6 +22,7 @@ Nothing here computes a shape: emitters read `node.args`, `node.in_shapes` and `
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import keyword
@@ -172,6 +173,10 @@ def class_name(network: str) -> str:
     if name in HELPERS or keyword.iskeyword(name) or name in {"F", "nn", "torch", "INPUT_SHAPE"}:
         name += "Net"
     return name
+
+
+def _int_or_pair(pair: tuple[int, int]) -> str:
+    return str(pair[0]) if pair[0] == pair[1] else repr(tuple(pair))
 
 
 def _pad_order(pads: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
@@ -367,38 +372,37 @@ class TorchBackend(Backend):
 
     def emit_conv(self, node: PlanNode, ctx: _Context) -> str:
         a = node.args
-        in_channels = node.in_shapes[0][2]
         top, bottom, left, right = a.pads()
-        common = (f"{in_channels}, {a.filters}, kernel_size={a.kernel!r}"
-                  + (f", stride={a.stride!r}" if a.stride != (1, 1) else "")
-                  + (f", dilation={a.dilation!r}" if a.dilation != (1, 1) else "")
-                  + (f", groups={a.groups}" if a.groups != 1 else "")
-                  + ("" if a.bias else ", bias=False"))
+        common = (f"{node.in_shapes[0][2]}, {a.filters}, kernel_size={_int_or_pair(a.kernel)}"
+                  + (f", stride={_int_or_pair(a.stride)}" if a.stride != (1, 1) else "")
+                  + (f", dilation={_int_or_pair(a.dilation)}" if a.dilation != (1, 1) else "")
+                  + (f", groups={a.groups}" if a.groups != 1 else ""))
+        nobias = "" if a.bias else ", bias=False"
         if top == bottom and left == right:
-            padding = f", padding={(top, left)!r}" if top or left else ""
-            return f"nn.Conv2d({common}{padding})"
-        return f"{ctx.helper('PaddedConv2d')}({common}, pads={_pad_order(a.pads())!r})"
+            padding = f", padding={_int_or_pair((top, left))}" if top or left else ""
+            return f"nn.Conv2d({common}{padding}{nobias})"
+        return f"{ctx.helper('PaddedConv2d')}({common}{nobias}, pads={_pad_order(a.pads())!r})"
 
     def emit_maxpool(self, node: PlanNode, ctx: _Context) -> str:
         a = node.args
         top, bottom, left, right = a.pads()
-        common = f"kernel_size={a.kernel!r}, stride={a.stride!r}" + (
-            f", dilation={a.dilation!r}" if a.dilation != (1, 1) else "")
+        common = f"kernel_size={_int_or_pair(a.kernel)}, stride={_int_or_pair(a.stride)}" + (
+            f", dilation={_int_or_pair(a.dilation)}" if a.dilation != (1, 1) else "")
         # nn.MaxPool2d pads by -inf itself, but only symmetrically and by at most half the kernel.
         if top == bottom and left == right and 2 * top <= a.kernel[0] and 2 * left <= a.kernel[1]:
-            padding = f", padding={(top, left)!r}" if top or left else ""
+            padding = f", padding={_int_or_pair((top, left))}" if top or left else ""
             return f"nn.MaxPool2d({common}{padding})"
         return f"{ctx.helper('PaddedMaxPool2d')}({common}, pads={_pad_order(a.pads())!r})"
 
     def emit_avgpool(self, node: PlanNode, ctx: _Context) -> str:
         a = node.args
         top, bottom, left, right = a.pads()
+        common = f"kernel_size={_int_or_pair(a.kernel)}, stride={_int_or_pair(a.stride)}"
         if a.dilation == (1, 1) and top == bottom and left == right and 2 * top <= a.kernel[0] \
                 and 2 * left <= a.kernel[1]:
-            if top or left:
-                return (f"nn.AvgPool2d(kernel_size={a.kernel!r}, stride={a.stride!r}, padding={(top, left)!r}, "
-                        "count_include_pad=False)")
-            return f"nn.AvgPool2d(kernel_size={a.kernel!r}, stride={a.stride!r})"
+            if top or left:  # padding is left out of the average, as the language defines it
+                return f"nn.AvgPool2d({common}, padding={_int_or_pair((top, left))}, count_include_pad=False)"
+            return f"nn.AvgPool2d({common})"
         return (f"{ctx.helper('ExactAvgPool2d')}(kernel_size={a.kernel!r}, stride={a.stride!r}, "
                 f"pads={_pad_order(a.pads())!r}, dilation={a.dilation!r})")
 
@@ -421,10 +425,12 @@ class TorchBackend(Backend):
         kind = "nn.BatchNorm2d" if len(shape) == 3 else "nn.BatchNorm1d"
         # The spec's momentum is Keras's (weight of the old running value); torch's is the new batch's weight.
         momentum = round(1.0 - a.momentum, 12)
-        affine = "" if (a.scale or a.center) else ", affine=False"
+        options = (("" if a.epsilon == 1e-5 else f", eps={a.epsilon!r}")  # torch's defaults are left out
+                   + ("" if momentum == 0.1 else f", momentum={momentum!r}")
+                   + ("" if (a.scale or a.center) else ", affine=False"))
         if a.scale != a.center:  # torch's affine is both or neither: drop the one the spec leaves out
             ctx.after.append(f"{{m}}.register_parameter({'weight' if not a.scale else 'bias'!r}, None)")
-        return f"{kind}({shape[-1]}, eps={a.epsilon!r}, momentum={momentum!r}{affine})"
+        return f"{kind}({shape[-1]}{options})"
 
     def emit_lrn(self, node: PlanNode, ctx: _Context) -> str:
         a = node.args
@@ -475,12 +481,16 @@ def _check_name(node: PlanNode) -> None:
     """Every part of a node's name becomes a module name (a state_dict key): it must be an identifier or a
     number, and must not shadow an attribute every nn.Module has (`forward`, `training`, `eval`...)."""
     for part in node.name.split("."):
+        if part in _GOOD_PARTS:
+            continue
         if not _PART.fullmatch(part):
             raise _error("A404", f"`{node.name}` cannot name a PyTorch module: `{part}` is not an identifier",
                          node, help="use letters, digits and underscores in names")
         if hasattr(_PROBE, part):
             raise _error("A404", f"`{node.name}` cannot name a PyTorch module: `{part}` is an attribute of every "
                          "nn.Module", node, help=f"rename `{part}`")
+        if len(_GOOD_PARTS) < 100_000:
+            _GOOD_PARTS.add(part)
 
 
 class _Probe(nn.Module):
@@ -489,8 +499,10 @@ class _Probe(nn.Module):
 
 
 _PROBE = _Probe()
+_GOOD_PARTS: set[str] = set()  # parts already checked (the check asks torch, which is slow for misses)
 
 
+@functools.lru_cache(maxsize=65536)
 def _access(part: str) -> str:
     if part.isdigit():
         return f"[{int(part)}]" if str(int(part)) == part else f"[{part!r}]"
