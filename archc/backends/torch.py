@@ -333,7 +333,12 @@ class TorchBackend(Backend):
     def _init_lines(self, nodes: list[PlanNode], ctx: _Context) -> list[str]:
         lines: list[str] = []
         scopes: set[str] = set()
-        leaves = {n.name for n in nodes}
+        leaves: set[str] = set()
+        for node in nodes:
+            if node.name in leaves:
+                raise _error("A404", f"two layers are named `{node.name}`", node,
+                             help="a name with a dot in it can collide with a nested scope's; rename one")
+            leaves.add(node.name)
         for node in nodes:
             parts = node.name.split(".")
             for depth in range(1, len(parts)):
