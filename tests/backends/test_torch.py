@@ -436,3 +436,15 @@ def test_load_weights_reports_a_count_mismatch():
 def test_load_weights_rejects_non_tensors():
     with pytest.raises(archc.ArchcError):
         archc.load_weights(archc.compile(small_plan()), {"a": np.zeros(3)})
+
+
+def test_load_weights_from_a_saved_state_dict(tmp_path):
+    plan = small_plan()
+    torch.manual_seed(3)
+    source = archc.compile(plan)
+    torch.save(source.state_dict(), tmp_path / "weights.pt")
+    target = archc.compile(plan)
+    archc.load_weights(target, tmp_path / "weights.pt")
+    assert torch.equal(target.features.conv1.weight, source.features.conv1.weight)
+    with pytest.raises(archc.ArchcError):
+        archc.load_weights(target, tmp_path / "missing.pt")
