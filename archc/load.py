@@ -128,6 +128,14 @@ def _loc_path(data, loc: tuple) -> tuple:
     return path
 
 
+def _is_file(text: str) -> bool:
+    """Whether a one-line string names a file; one-line JSON text longer than a file name may be is not."""
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def parse_json(text: str, file: str | None = None) -> ir.Spec:
     """A JSON spec, in the IR's own schema (`archc schema`). Nothing in it is evaluated."""
     sources = {file or "": text}
@@ -182,7 +190,7 @@ def load(source: Any, allow: list[str | Path] | None = None) -> Loaded:
     if isinstance(source, Path):
         path = source
     elif isinstance(source, str) and "\n" not in source and len(source) < 4096 and (
-            source.endswith((".arch", ".json")) or Path(source).is_file()):
+            source.endswith((".arch", ".json")) or _is_file(source)):
         path = Path(source)
     if path is not None:
         display = str(path)

@@ -1,0 +1,615 @@
+"""The PyTorch backend: a Plan becomes readable, standalone Python source that defines the network as an
+`nn.Module` class; `build` executes that same source, so the written file and the in-memory model can never
+differ (same module tree, same `state_dict` keys, same weights for the same seed).
+
+What the generated code looks like:
+  * `__init__` creates one submodule per plan node, nested along the node's dotted name
+    (`conv3_x.0.conv2` -> `self.conv3_x[0].conv2`), in plan order; `Scope` is the plain container of a stage,
+    a block call or a branch. Weights get PyTorch's default initialisation for each layer kind.
+  * `forward` is straight-line code, one statement per node, with no loop or lookup table on the hot path;
+    variables are reused once a value is dead so intermediate activations are freed as in hand-written code.
+  * ReLU and the residual `add` work in place where that is safe (their input has no other reader and its
+    producer does not need its own output for backward), as torchvision's models do.
+
+The language's definitions (archc/ops.py) are realised exactly: asymmetric `same` padding pads explicitly,
+max pooling pads with -inf, average pooling leaves padding out of the average, batchnorm momentum is
+converted from the spec's Keras sense (torch momentum = 1 - spec momentum), LRN passes alpha * size because
+torch divides alpha by the size. Tensors are NCHW; `flatten` flattens in (C, H, W) order, which differs from
+Keras's (H, W, C): archc.transfer_weights permutes the first dense layer after a flatten.
+
+Nothing here computes a shape: emitters read `node.args`, `node.in_shapes` and `node.shape` from the Plan.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import keyword
+import linecache
+import re
+import sys
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import __version__
+from ..diagnostics import ArchcError, Diagnostic
+from ..ops import fmt_shape
+from ..plan import INPUT, Plan, PlanNode
+from .base import Backend
+
+# Helper classes the generated file defines when it uses them; they hold no parameters of their own.
+HELPERS: dict[str, str] = {
+    "Scope": '''
+class Scope(nn.Module):
+    """A named part of the spec (a stage, a block call, a branch): holds its layers under their spec names."""
+
+    def __getitem__(self, name):
+        return self._modules[str(name)]
+''',
+    "PaddedConv2d": '''
+class PaddedConv2d(nn.Conv2d):
+    """A convolution whose padding differs before and after (`same` with an even kernel): pads explicitly."""
+
+    def __init__(self, *args, pads, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pads = pads  # F.pad order: left, right, top, bottom
+
+    def forward(self, x):
+        return super().forward(F.pad(x, self.pads))
+
+    def extra_repr(self):
+        return super().extra_repr() + f", pads={self.pads}"
+''',
+    "PaddedMaxPool2d": '''
+class PaddedMaxPool2d(nn.MaxPool2d):
+    """Max pooling with explicit padding by -inf (asymmetric, or more than half the kernel)."""
+
+    def __init__(self, *args, pads, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pads = pads  # F.pad order: left, right, top, bottom
+
+    def forward(self, x):
+        return super().forward(F.pad(x, self.pads, value=float("-inf")))
+
+    def extra_repr(self):
+        return super().extra_repr() + f", pads={self.pads}"
+''',
+    "ExactAvgPool2d": '''
+class ExactAvgPool2d(nn.Module):
+    """Average pooling over real inputs only, for padding nn.AvgPool2d cannot express (asymmetric, more than
+    half the kernel) and for dilated windows: the sum of each window divided by how many real inputs it covers."""
+
+    def __init__(self, kernel_size, stride, pads, dilation):
+        super().__init__()
+        self.kernel_size, self.stride, self.pads, self.dilation = kernel_size, stride, pads, dilation
+
+    def forward(self, x):
+        ones = x.new_ones((1, 1, *x.shape[2:]))
+        window = x.new_ones((1, 1, *self.kernel_size))
+        counts = F.conv2d(F.pad(ones, self.pads), window, stride=self.stride, dilation=self.dilation)
+        channels = x.shape[1]
+        sums = F.conv2d(F.pad(x, self.pads), window.expand(channels, 1, *self.kernel_size), stride=self.stride,
+                        dilation=self.dilation, groups=channels)
+        return sums / counts
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, pads={self.pads}, dilation={self.dilation}"
+''',
+    "GlobalAvgPool2d": '''
+class GlobalAvgPool2d(nn.Module):
+    """N x C x H x W -> N x C: the mean over each channel."""
+
+    def forward(self, x):
+        return x.mean((2, 3))
+''',
+    "GlobalMaxPool2d": '''
+class GlobalMaxPool2d(nn.Module):
+    """N x C x H x W -> N x C: the maximum over each channel."""
+
+    def forward(self, x):
+        return x.amax((2, 3))
+''',
+    "FlatLocalResponseNorm": '''
+class FlatLocalResponseNorm(nn.LocalResponseNorm):
+    """Local response normalisation of flat N x C vectors (torch's needs a spatial dimension)."""
+
+    def forward(self, x):
+        return super().forward(x.unsqueeze(-1)).squeeze(-1)
+''',
+    "Add": '''
+class Add(nn.Module):
+    """The element-wise sum of its inputs; `inplace` adds into the first (the code generator sets it only when
+    nothing else reads that tensor)."""
+
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, x, *others):
+        for other in others:
+            x = x.add_(other) if self.inplace else x + other
+        return x
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""
+''',
+    "Concat": '''
+class Concat(nn.Module):
+    """Concatenation of its inputs along the channels."""
+
+    def forward(self, *xs):
+        return torch.cat(xs, 1)
+''',
+}
+
+# Ops whose output is a new tensor that their own backward does not need: a later op may overwrite it.
+_FRESH_OUTPUT = {"conv", "batchnorm", "dense", "concat", "add", "maxpool", "avgpool"}
+
+_PART = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
+
+
+def _error(code: str, message: str, node: PlanNode | None = None, help: str | None = None) -> ArchcError:
+    return ArchcError([Diagnostic(code, message, node.span if node else None, help=help)])
+
+
+def _comment(text: Any) -> str:
+    """Text safe to put in a `#` comment: no line breaks or other unprintable characters."""
+    return "".join(c if c.isprintable() else " " for c in str(text))
+
+
+def class_name(network: str) -> str:
+    """`resnet50` -> `Resnet50`, `mobilenet_v2` -> `MobilenetV2`: a CamelCase identifier made of the network's
+    letters and digits only, never one of the helper classes' names."""
+    words = re.findall(r"[A-Za-z0-9]+", network)
+    name = "".join(w[:1].upper() + w[1:] for w in words) or "Network"
+    if not name[0].isalpha():
+        name = "Net" + name
+    if name in HELPERS or keyword.iskeyword(name) or name in {"F", "nn", "torch", "INPUT_SHAPE"}:
+        name += "Net"
+    return name
+
+
+def _int_or_pair(pair: tuple[int, int]) -> str:
+    return str(pair[0]) if pair[0] == pair[1] else repr(tuple(pair))
+
+
+def _pad_order(pads: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """archc's (top, bottom, left, right) -> F.pad's (left, right, top, bottom)."""
+    top, bottom, left, right = pads
+    return (left, right, top, bottom)
+
+
+def _nchw(shape: tuple[int, ...]) -> str:
+    """A plan shape written the way torch holds it, batch left out (a comment in the generated code)."""
+    return fmt_shape((shape[2], shape[0], shape[1]) if len(shape) == 3 else shape)
+
+
+@dataclass
+class _Context:
+    """What an emitter may ask about the graph around its node."""
+
+    plan: Plan
+    output: str  # the node the forward returns (the final softmax's input when logits drop it)
+    uses: dict[str, int]
+    helpers: set[str] = field(default_factory=set)
+    after: list[str] = field(default_factory=list)  # statements run after the module is created ({m}: its path)
+
+    def helper(self, name: str) -> str:
+        self.helpers.add(name)
+        return name
+
+    def overwritable(self, name: str) -> bool:
+        """Whether an op may write its result into `name`'s output: nothing else reads that tensor, and its
+        producer neither aliases another tensor nor needs its output for backward."""
+        if name == INPUT or name == self.output or self.uses.get(name, 0) != 1:
+            return False
+        return self.plan.node(name).op in _FRESH_OUTPUT
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    file_formats = ("py", "pt2")
+
+    # ------------------------------------------------------------ public interface
+
+    def build(self, plan: Plan, logits: bool = False) -> nn.Module:
+        source = self.source(plan, logits)
+        module = _load_source(source, plan.name)
+        return getattr(module, class_name(plan.name))()
+
+    def write(self, plan: Plan, fmt: str, logits: bool = False) -> bytes:
+        if fmt == "py":
+            return self.source(plan, logits).encode("utf-8")
+        if fmt == "pt2":
+            return self._export(plan, logits)
+        raise _error("A404", f"the torch backend writes py or pt2, not `{fmt}`")
+
+    def owns(self, model: Any) -> bool:
+        return isinstance(model, nn.Module)
+
+    def load_weights(self, model: nn.Module, source: Any) -> nn.Module:
+        """Copy parameters and buffers from `source` into `model` by position, checking every shape first.
+
+        `source` is a module, a state dict, or a path to a saved state dict. Positions follow the order of
+        `state_dict()`: parameters and buffers of each module as it was created. `num_batches_tracked` is
+        skipped on both sides: it is batchnorm bookkeeping, not a weight (used only when momentum is None,
+        which archc never emits), and reference implementations differ in whether they keep it. Nothing is
+        copied unless every tensor matches.
+        """
+        ours = _weights(model.state_dict())
+        theirs = _weights(_state_dict_of(source))
+        for i, ((name, mine), (their_name, tensor)) in enumerate(zip(ours, theirs, strict=False)):
+            if tuple(mine.shape) != tuple(tensor.shape):
+                raise _error("A406", f"weight {i + 1} of {len(ours)} does not fit: `{name}` is "
+                             f"{_show_shape(mine)} but the source's `{their_name}` is {_show_shape(tensor)}",
+                             help="the source must be the same architecture, its tensors in the same order")
+        if len(ours) != len(theirs):
+            longer, which = (ours, "the model") if len(ours) > len(theirs) else (theirs, "the source")
+            first_extra = longer[min(len(ours), len(theirs))][0]
+            raise _error("A406", f"the model has {len(ours)} weight tensors but the source has {len(theirs)}; "
+                         f"{which} goes on with `{first_extra}`",
+                         help="the source must be the same architecture, its tensors in the same order")
+        with torch.no_grad():
+            for (_, mine), (_, tensor) in zip(ours, theirs, strict=True):
+                mine.copy_(tensor)
+        return model
+
+    def transfer_weights(self, src: Any, dst: nn.Module) -> nn.Module:
+        if isinstance(src, (nn.Module, Mapping)):
+            return self.load_weights(dst, src)
+        raise _error("A405", f"the torch backend cannot read weights from a `{type(src).__name__}`",
+                     help="pass a PyTorch module or state dict; moving weights from Keras is the keras backend's")
+
+    # ------------------------------------------------------------ code generation
+
+    def source(self, plan: Plan, logits: bool = False) -> str:
+        """The standalone Python module that defines the plan's network."""
+        nodes = list(plan.nodes)
+        output = plan.output
+        if logits and output != INPUT and plan.node(output).op == "softmax":
+            dropped = plan.node(output)
+            nodes = [n for n in nodes if n.name != output]
+            output = dropped.inputs[0]
+        for node in nodes:
+            _check_name(node)
+        uses: dict[str, int] = {}
+        for node in nodes:
+            for name in node.inputs:
+                uses[name] = uses.get(name, 0) + 1
+        ctx = _Context(plan, output, uses)
+        init_lines = self._init_lines(nodes, ctx)
+        forward_lines = _forward_lines(nodes, output, ctx)
+        cls = class_name(plan.name)
+        helpers = ["Scope"] + [h for h in HELPERS if h in ctx.helpers and h != "Scope"]
+        header = self._header(plan, logits, output)
+        parts = [header, "import torch", "import torch.nn.functional as F", "from torch import nn", "",
+                 f"INPUT_SHAPE = {_input_shape(plan)!r}  # one example, batch left out", ""]
+        for h in helpers:
+            parts += ["", HELPERS[h].strip(), ""]
+        parts += ["", f"class {cls}(Scope):"]
+        parts.append(f"    {_comment(plan.description or plan.name)!r}")
+        parts.append("")
+        parts.append("    def __init__(self):")
+        parts.append("        super().__init__()")
+        parts.extend("        " + line for line in init_lines)
+        parts.append("")
+        parts.append("    def forward(self, x):")
+        parts.extend("        " + line for line in forward_lines)
+        parts.append("")
+        parts.append("")
+        parts.append('if __name__ == "__main__":')
+        parts.append(f"    model = {cls}().eval()")
+        parts.append("    with torch.no_grad():")
+        parts.append("        print(tuple(model(torch.zeros(1, *INPUT_SHAPE)).shape))")
+        return "\n".join(parts) + "\n"
+
+    def _header(self, plan: Plan, logits: bool, output: str) -> str:
+        origin = plan.file or "a spec given as text"
+        params = ", ".join(f"{k}={v}" for k, v in plan.params.items() if k != "in")
+        out_shape = plan.input_shape if output == INPUT else plan.node(output).shape
+        lines = [
+            f"# {_comment(plan.name)}: a PyTorch model generated by archc {__version__} from {_comment(origin)}",
+        ]
+        if plan.description:
+            lines.append(f"# {_comment(plan.description)}")
+        if params:
+            lines.append(f"# Network parameters: {_comment(params)}")
+        lines += [
+            f"# Input N x {_nchw(plan.input_shape)}, output N x {_nchw(out_shape)}"
+            + (" (logits: the final softmax is left out)" if output != plan.output else ""),
+            f"# {plan.trainable_params:,} trainable parameters, {plan.non_trainable_params:,} non-trainable "
+            "(batchnorm statistics)",
+            "# Tensors are NCHW; `flatten` flattens in (C, H, W) order. Needs PyTorch only.",
+            "",
+        ]
+        return "\n".join(lines)
+
+    def _init_lines(self, nodes: list[PlanNode], ctx: _Context) -> list[str]:
+        lines: list[str] = []
+        scopes: set[str] = set()
+        leaves: set[str] = set()
+        for node in nodes:
+            if node.name in leaves:
+                raise _error("A404", f"two layers are named `{node.name}`", node,
+                             help="a name with a dot in it can collide with a nested scope's; rename one")
+            leaves.add(node.name)
+        for node in nodes:
+            parts = node.name.split(".")
+            for depth in range(1, len(parts)):
+                path = ".".join(parts[:depth])
+                if path in leaves:
+                    raise _error("A404", f"`{path}` is both a layer and a scope holding `{node.name}`", node,
+                                 help="rename one of them")
+                if path not in scopes:
+                    scopes.add(path)
+                    lines.append(_register(parts[:depth - 1], parts[depth - 1], "Scope()"))
+            emitter = getattr(self, f"emit_{node.op}", None)
+            if emitter is None:
+                raise _error("A404", f"the torch backend cannot emit `{node.op}` layers", node)
+            ctx.after = []
+            ctor = emitter(node, ctx)
+            lines.append(_register(parts[:-1], parts[-1], ctor))
+            module = _path(parts)
+            lines.extend(line.format(m=module) for line in ctx.after)
+        return lines
+
+    def _export(self, plan: Plan, logits: bool) -> bytes:
+        model = self.build(plan, logits).eval()
+        example = torch.randn(2, *_input_shape(plan))
+        try:
+            program = torch.export.export(model, (example,),
+                                          dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+            buffer = io.BytesIO()
+            torch.export.save(program, buffer)
+        except Exception as e:  # noqa: BLE001 - torch.export raises many kinds; each means "not exportable"
+            raise _error("A405", f"`{plan.name}` cannot be exported with torch.export: "
+                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                         help="build the `py` format instead") from None
+        return buffer.getvalue()
+
+    # ------------------------------------------------------------ one emitter per layer kind
+
+    def emit_conv(self, node: PlanNode, ctx: _Context) -> str:
+        a = node.args
+        top, bottom, left, right = a.pads()
+        common = (f"{node.in_shapes[0][2]}, {a.filters}, kernel_size={_int_or_pair(a.kernel)}"
+                  + (f", stride={_int_or_pair(a.stride)}" if a.stride != (1, 1) else "")
+                  + (f", dilation={_int_or_pair(a.dilation)}" if a.dilation != (1, 1) else "")
+                  + (f", groups={a.groups}" if a.groups != 1 else ""))
+        nobias = "" if a.bias else ", bias=False"
+        if top == bottom and left == right:
+            padding = f", padding={_int_or_pair((top, left))}" if top or left else ""
+            return f"nn.Conv2d({common}{padding}{nobias})"
+        return f"{ctx.helper('PaddedConv2d')}({common}{nobias}, pads={_pad_order(a.pads())!r})"
+
+    def emit_maxpool(self, node: PlanNode, ctx: _Context) -> str:
+        a = node.args
+        top, bottom, left, right = a.pads()
+        common = f"kernel_size={_int_or_pair(a.kernel)}, stride={_int_or_pair(a.stride)}" + (
+            f", dilation={_int_or_pair(a.dilation)}" if a.dilation != (1, 1) else "")
+        # nn.MaxPool2d pads by -inf itself, but only symmetrically and by at most half the kernel.
+        if top == bottom and left == right and 2 * top <= a.kernel[0] and 2 * left <= a.kernel[1]:
+            padding = f", padding={_int_or_pair((top, left))}" if top or left else ""
+            return f"nn.MaxPool2d({common}{padding})"
+        return f"{ctx.helper('PaddedMaxPool2d')}({common}, pads={_pad_order(a.pads())!r})"
+
+    def emit_avgpool(self, node: PlanNode, ctx: _Context) -> str:
+        a = node.args
+        top, bottom, left, right = a.pads()
+        common = f"kernel_size={_int_or_pair(a.kernel)}, stride={_int_or_pair(a.stride)}"
+        if a.dilation == (1, 1) and top == bottom and left == right and 2 * top <= a.kernel[0] \
+                and 2 * left <= a.kernel[1]:
+            if top or left:  # padding is left out of the average, as the language defines it
+                return f"nn.AvgPool2d({common}, padding={_int_or_pair((top, left))}, count_include_pad=False)"
+            return f"nn.AvgPool2d({common})"
+        return (f"{ctx.helper('ExactAvgPool2d')}(kernel_size={a.kernel!r}, stride={a.stride!r}, "
+                f"pads={_pad_order(a.pads())!r}, dilation={a.dilation!r})")
+
+    def emit_globalavgpool(self, node: PlanNode, ctx: _Context) -> str:
+        return f"{ctx.helper('GlobalAvgPool2d')}()"
+
+    def emit_globalmaxpool(self, node: PlanNode, ctx: _Context) -> str:
+        return f"{ctx.helper('GlobalMaxPool2d')}()"
+
+    def emit_flatten(self, node: PlanNode, ctx: _Context) -> str:
+        return "nn.Flatten()"  # (C, H, W) order
+
+    def emit_dense(self, node: PlanNode, ctx: _Context) -> str:
+        a = node.args
+        return f"nn.Linear({node.in_shapes[0][0]}, {a.units}" + ("" if a.bias else ", bias=False") + ")"
+
+    def emit_batchnorm(self, node: PlanNode, ctx: _Context) -> str:
+        a = node.args
+        shape = node.in_shapes[0]
+        kind = "nn.BatchNorm2d" if len(shape) == 3 else "nn.BatchNorm1d"
+        # The spec's momentum is Keras's (weight of the old running value); torch's is the new batch's weight.
+        momentum = round(1.0 - a.momentum, 12)
+        options = (("" if a.epsilon == 1e-5 else f", eps={a.epsilon!r}")  # torch's defaults are left out
+                   + ("" if momentum == 0.1 else f", momentum={momentum!r}")
+                   + ("" if (a.scale or a.center) else ", affine=False"))
+        if a.scale != a.center:  # torch's affine is both or neither: drop the one the spec leaves out
+            ctx.after.append(f"{{m}}.register_parameter({'weight' if not a.scale else 'bias'!r}, None)")
+        return f"{kind}({shape[-1]}{options})"
+
+    def emit_lrn(self, node: PlanNode, ctx: _Context) -> str:
+        a = node.args
+        kind = "nn.LocalResponseNorm" if len(node.in_shapes[0]) == 3 else ctx.helper("FlatLocalResponseNorm")
+        # Krizhevsky's alpha multiplies the plain sum; torch's is divided by the size first.
+        return f"{kind}({a.size}, alpha={a.alpha * a.size!r}, beta={a.beta!r}, k={a.k!r})"
+
+    def emit_dropout(self, node: PlanNode, ctx: _Context) -> str:
+        return f"nn.Dropout(p={node.args.rate!r})"
+
+    def emit_identity(self, node: PlanNode, ctx: _Context) -> str:
+        return "nn.Identity()"
+
+    def emit_relu(self, node: PlanNode, ctx: _Context) -> str:
+        return "nn.ReLU(inplace=True)" if ctx.overwritable(node.inputs[0]) else "nn.ReLU()"
+
+    def emit_relu6(self, node: PlanNode, ctx: _Context) -> str:
+        return "nn.ReLU6()"
+
+    def emit_leaky_relu(self, node: PlanNode, ctx: _Context) -> str:
+        return f"nn.LeakyReLU(negative_slope={node.args.negative_slope!r})"
+
+    def emit_elu(self, node: PlanNode, ctx: _Context) -> str:
+        return f"nn.ELU(alpha={node.args.alpha!r})"
+
+    def emit_sigmoid(self, node: PlanNode, ctx: _Context) -> str:
+        return "nn.Sigmoid()"
+
+    def emit_tanh(self, node: PlanNode, ctx: _Context) -> str:
+        return "nn.Tanh()"
+
+    def emit_softmax(self, node: PlanNode, ctx: _Context) -> str:
+        return f"nn.Softmax(dim={1 if len(node.in_shapes[0]) == 3 else -1})"  # over the channels
+
+    def emit_add(self, node: PlanNode, ctx: _Context) -> str:
+        # The forward passes an overwritable input first (see _forward_lines), so the sum can go into it.
+        return f"{ctx.helper('Add')}(inplace=True)" if _inplace_add_target(node, ctx) is not None \
+            else f"{ctx.helper('Add')}()"
+
+    def emit_concat(self, node: PlanNode, ctx: _Context) -> str:
+        return f"{ctx.helper('Concat')}()"
+
+
+# ---------------------------------------------------------------- generated code pieces
+
+
+def _check_name(node: PlanNode) -> None:
+    """Every part of a node's name becomes a module name (a state_dict key): it must be an identifier or a
+    number, and must not shadow an attribute every nn.Module has (`forward`, `training`, `eval`...)."""
+    for part in node.name.split("."):
+        if part in _GOOD_PARTS:
+            continue
+        if not _PART.fullmatch(part):
+            raise _error("A404", f"`{node.name}` cannot name a PyTorch module: `{part}` is not an identifier",
+                         node, help="use letters, digits and underscores in names")
+        if hasattr(_PROBE, part):
+            raise _error("A404", f"`{node.name}` cannot name a PyTorch module: `{part}` is an attribute of every "
+                         "nn.Module", node, help=f"rename `{part}`")
+        if len(_GOOD_PARTS) < 100_000:
+            _GOOD_PARTS.add(part)
+
+
+class _Probe(nn.Module):
+    def __getitem__(self, name):  # the generated Scope's one method
+        return self._modules[str(name)]
+
+
+_PROBE = _Probe()
+_GOOD_PARTS: set[str] = set()  # parts already checked (the check asks torch, which is slow for misses)
+
+
+@functools.lru_cache(maxsize=65536)
+def _access(part: str) -> str:
+    if part.isdigit():
+        return f"[{int(part)}]" if str(int(part)) == part else f"[{part!r}]"
+    if keyword.iskeyword(part) or keyword.issoftkeyword(part):
+        return f"[{part!r}]"
+    return f".{part}"
+
+
+def _path(parts: list[str]) -> str:
+    return "self" + "".join(_access(p) for p in parts)
+
+
+def _register(parent: list[str], part: str, ctor: str) -> str:
+    if _access(part).startswith("."):
+        return f"{_path(parent + [part])} = {ctor}"
+    return f"{_path(parent)}.add_module({part!r}, {ctor})"
+
+
+def _inplace_add_target(node: PlanNode, ctx: _Context) -> int | None:
+    for i, name in enumerate(node.inputs):
+        if ctx.overwritable(name):
+            return i
+    return None
+
+
+def _forward_lines(nodes: list[PlanNode], output: str, ctx: _Context) -> list[str]:
+    """One statement per node. A value's variable is reused once its last reader has run, so dead
+    activations are freed as they would be in hand-written code."""
+    last_use: dict[str, int] = {}
+    for i, node in enumerate(nodes):
+        for name in node.inputs:
+            last_use[name] = i
+    last_use[output] = len(nodes)
+    var = {INPUT: "x"}
+    free: list[str] = []
+    fresh = iter(f"x{i}" for i in range(1, 1 << 30))
+    lines = []
+    for i, node in enumerate(nodes):
+        inputs = list(node.inputs)
+        target_index = _inplace_add_target(node, ctx) if node.op == "add" else None
+        if target_index:  # an in-place add writes into its first argument: put the overwritable one first
+            inputs.insert(0, inputs.pop(target_index))
+        args = ", ".join(var[name] for name in inputs)
+        dying = [var[name] for name in dict.fromkeys(inputs) if last_use.get(name) == i]
+        target = dying[0] if dying else (free.pop(0) if free else next(fresh))
+        free.extend(v for v in dying[1:])
+        free.sort(key=lambda v: (len(v), v))
+        if node.name not in last_use:  # nothing reads it: the module still runs, as the spec asks
+            free.append(target)
+        var[node.name] = target
+        lines.append(f"{target} = {_path(node.name.split('.'))}({args})  # {_nchw(node.shape)}")
+    lines.append(f"return {var[output]}")
+    return lines
+
+
+def _input_shape(plan: Plan) -> tuple[int, ...]:
+    s = plan.input_shape
+    return (s[2], s[0], s[1]) if len(s) == 3 else tuple(s)
+
+
+def _load_source(source: str, network: str) -> types.ModuleType:
+    """Execute generated source as a module. Modules are cached by the source's hash, so building a spec twice
+    gives models of one class (pickle and deepcopy need that) and tracebacks show the generated lines."""
+    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+    name = f"archc_generated_{re.sub(r'[^A-Za-z0-9_]', '_', network)[:64]}_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    filename = f"<archc {name}>"
+    module = types.ModuleType(name)
+    module.__file__ = filename
+    exec(compile(source, filename, "exec"), module.__dict__)  # noqa: S102 - our own generated source
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    sys.modules[name] = module
+    return module
+
+
+# ---------------------------------------------------------------- load_weights helpers
+
+
+def _state_dict_of(source: Any) -> Mapping[str, Any]:
+    if isinstance(source, nn.Module):
+        return source.state_dict()
+    if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
+        try:
+            loaded = torch.load(source, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any failure to read is the user's file's problem
+            raise _error("A405", f"cannot read weights from `{source}`: {e}") from None
+        if isinstance(loaded, Mapping) and "state_dict" in loaded and isinstance(loaded["state_dict"], Mapping):
+            loaded = loaded["state_dict"]  # training checkpoints often wrap it
+        return _state_dict_of(loaded)
+    if isinstance(source, Mapping):
+        bad = [k for k, v in source.items() if not isinstance(v, torch.Tensor)]
+        if bad:
+            raise _error("A405", f"the state dict's `{bad[0]}` is a {type(source[bad[0]]).__name__}, not a tensor")
+        return source
+    raise _error("A405", f"cannot load weights from a `{type(source).__name__}`",
+                 help="pass a PyTorch module, a state dict, or the path of a saved state dict")
+
+
+def _weights(state: Mapping[str, Any]) -> list[tuple[str, torch.Tensor]]:
+    return [(k, v) for k, v in state.items() if not k.endswith("num_batches_tracked")]
+
+
+def _show_shape(t: torch.Tensor) -> str:
+    return "x".join(str(d) for d in t.shape) if t.dim() else "a scalar"
