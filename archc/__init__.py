@@ -80,4 +80,7 @@ def transfer_weights(src: Any, dst: Any):
     """Move weights between two backends' models of one spec (PyTorch <-> Keras)."""
     from .backends import backend_of
 
-    return backend_of(dst).transfer_weights(src, dst)
+    try:
+        return backend_of(dst).transfer_weights(src, dst)
+    except NotImplementedError:  # the destination's backend leaves transfers to the source's
+        return backend_of(src).transfer_weights(src, dst)
