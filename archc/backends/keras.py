@@ -397,6 +397,13 @@ class KerasBackend(Backend):
             raise _error("A412", "the keras backend cannot emit dilated pooling", node,
                          help="Keras's pooling layers have no dilation; use a dilated conv or no dilation")
         pads = a.pads()
+        (h, w_, _), (out_h, out_w, _) = node.in_shapes[0], node.shape
+        top, bottom, left, right = pads
+        # a window over padding alone has no real input: its max would be -inf and its average 0/0
+        if (top >= a.kernel[0] or left >= a.kernel[1] or (out_h - 1) * a.stride[0] - top >= h
+                or (out_w - 1) * a.stride[1] - left >= w_):
+            raise _error("A412", f"a `{node.op}` window of `{node.name}` covers padding only", node,
+                         help="pad a pooling layer by less than its kernel")
         kw = [_r(a.kernel)] + ([f"strides={_r(a.stride)}"] if a.stride != a.kernel else [])
         if pads != (0, 0, 0, 0):
             if a.stride == (1, 1) and pads == _same_pads(a):

@@ -208,9 +208,11 @@ def test_dropout_rate_is_the_spec_rate():
     assert abs((kept == 0).mean() - 0.4) < 0.03 and np.allclose(kept[kept != 0], 1 / 0.6)
 
 
-def test_dilated_pooling_is_a_diagnostic():
+@pytest.mark.parametrize("spec", ["input 9x9x3\nmaxpool 3x3, dilation=2", "input 9x9x3\navgpool 2x2, padding=2",
+                                  "input 4x4x3\nmaxpool 2x2, stride=2, padding=(0, 3, 0, 0)"])
+def test_pooling_keras_cannot_or_need_not_express_is_a_diagnostic(spec):
     with pytest.raises(ArchcError) as e:
-        BACKEND.build(spec_plan("input 9x9x3\nmaxpool 3x3, dilation=2"))
+        BACKEND.build(spec_plan(spec))
     assert e.value.diagnostics[0].code == "A412"
 
 
@@ -435,3 +437,68 @@ def test_network_name_and_description_stay_data():
     exec(compile(source, "<test>", "exec"), namespace)
     assert namespace["DESCRIPTION"] == plan.description
     assert "os.system" not in source.replace(repr(plan.description), "")
+
+
+# ---------------------------------------------------------------- random specs
+
+def random_spec(rng: np.random.RandomState) -> str:
+    """A random small network over the language's layer kinds and arithmetic (invalid draws are redrawn)."""
+    pick = lambda options: options[rng.randint(len(options))]  # noqa: E731
+    padding = lambda: pick(["same", "valid", "padding=1", "padding=(1, 2)", "padding=(0, 1, 2, 1)"])  # noqa: E731
+    activation = lambda: pick(["relu", "relu6", "leaky_relu", "elu alpha=0.7", "sigmoid", "tanh"])  # noqa: E731
+
+    def conv() -> str:
+        kind = pick(["", "", ", dw", ", groups=2"])
+        filters = pick([4, 6, 8]) if kind != ", dw" else pick(["dw", 8])
+        text = f"conv {pick(['1x1', '2x2', '3x3', '3x1', '5x5'])}, {filters}, stride={pick([1, 1, 2])}, {padding()}"
+        text += kind + pick(["", ", dilation=2"]) + pick(["", ", nobias"])
+        return text + pick(["", ", bn", f", {activation()}", f", bn, {activation()}"])
+
+    def pool() -> str:
+        return f"{pick(['maxpool', 'avgpool'])} {pick(['2x2', '3x3'])}, stride={pick([1, 2])}, {padding()}"
+
+    def item() -> str:
+        return pick([conv, conv, pool, lambda: "lrn", lambda: "batchnorm", activation])()
+
+    lines = [f"input {pick([7, 8, 11, 16])}x{pick([7, 9, 16])}x{pick([2, 4])}", "conv 3x3, 8, same"]
+    for _ in range(rng.randint(2, 6)):
+        shape = rng.randint(4)
+        if shape == 0:
+            lines += ["residual:", f"  {item()}", f"  {item()}"]
+        elif shape == 1:
+            lines += ["concat:", f"  {item()}", f"  {pool() if rng.rand() < 0.5 else item()}"]
+        else:
+            lines.append(item())
+    lines.append(pick(["flatten; dense 5", "flatten; dropout 0.3; batchnorm; dense 5, softmax", "globalavgpool",
+                       "globalmaxpool; dense 3", "flatten"]))
+    return "\n".join(lines)
+
+
+def random_plans(count: int, seed: int = 7):
+    rng = np.random.RandomState(seed)
+    plans = []
+    while len(plans) < count:
+        text = random_spec(rng)
+        try:
+            plan = archc.check(text)
+            BACKEND.source(plan)
+        except ArchcError:
+            continue  # a draw the language refuses (a kernel that does not fit, groups that do not divide)
+        plans.append((text, plan))
+    return plans
+
+
+RANDOM_COUNT = 200 if os.environ.get("ARCHC_THOROUGH") else 20
+
+
+@pytest.mark.parametrize("index", range(RANDOM_COUNT))
+def test_random_spec_matches_reference(index, random_specs=[]):  # noqa: B006 - drawn once for the module
+    if not random_specs:
+        random_specs.extend(random_plans(RANDOM_COUNT))
+    text, plan = random_specs[index]
+    model = BACKEND.build(plan)
+    assert model.count_params() == plan.total_params, text
+    try:
+        check_both_ways(plan)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{text}") from None
