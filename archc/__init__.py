@@ -80,7 +80,9 @@ def transfer_weights(src: Any, dst: Any):
     """Move weights between two backends' models of one spec (PyTorch <-> Keras)."""
     from .backends import backend_of
 
-    try:
-        return backend_of(dst).transfer_weights(src, dst)
-    except NotImplementedError:  # the destination's backend leaves transfers to the source's
-        return backend_of(src).transfer_weights(src, dst)
+    src_backend, dst_backend = backend_of(src), backend_of(dst)
+    if {src_backend.name, dst_backend.name} == {"torch", "keras"}:
+        from .backends.transfer import transfer_weights as between_torch_and_keras
+
+        return between_torch_and_keras(src, dst)
+    return dst_backend.transfer_weights(src, dst)

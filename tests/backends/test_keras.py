@@ -5,6 +5,7 @@ backend where it is installed), its files standalone."""
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import os
 import subprocess
@@ -22,7 +23,7 @@ torch = pytest.importorskip("torch")
 import archc  # noqa: E402
 from archc.backends import get_backend  # noqa: E402
 from archc.backends.keras import KerasBackend, Layout  # noqa: E402
-from archc.backends.transfer import flat_orders, transfer_weights  # noqa: E402
+from archc.backends.transfer import flat_orders  # noqa: E402
 from archc.diagnostics import ArchcError  # noqa: E402
 from archc.plan import Plan  # noqa: E402
 
@@ -87,10 +88,21 @@ def assert_close(got: np.ndarray, want: np.ndarray) -> None:
     assert error <= TOLERANCE * scale, f"max error {error:.3g} at output scale {scale:.3g}"
 
 
-def check_both_ways(plan: Plan, logits: bool = False, batch: int = 2, torch_model=None) -> None:
+def torch_model_of(plan: Plan, side: str, logits: bool = False) -> torch.nn.Module:
+    """The PyTorch side: the hand-written reference, or the PyTorch backend where it is installed."""
+    if side == "reference":
+        return ReferenceModel(plan, logits=logits)
+    pytest.importorskip("archc.backends.torch")
+    return archc.compile(plan, backend="torch", logits=logits)
+
+
+TORCH_SIDES = ["reference", "torch_backend"]
+
+
+def check_both_ways(plan: Plan, logits: bool = False, batch: int = 2, side: str = "reference") -> None:
     """torch -> Keras transfer, same outputs; then fresh Keras weights -> torch, same outputs again."""
     keras_model = BACKEND.build(plan, logits=logits)
-    torch_model = torch_model if torch_model is not None else ReferenceModel(plan, logits=logits)
+    torch_model = torch_model_of(plan, side, logits)
     randomize(torch_model)
     archc.transfer_weights(torch_model, keras_model)
     assert_close(*outputs(plan, keras_model, torch_model, batch))
@@ -100,7 +112,7 @@ def check_both_ways(plan: Plan, logits: bool = False, batch: int = 2, torch_mode
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.moving_mean.assign(np.random.RandomState(1).randn(*layer.moving_mean.shape) * 0.1)
             layer.moving_variance.assign(np.random.RandomState(2).rand(*layer.moving_variance.shape) + 0.5)
-    transfer_weights(reverse, torch_model)
+    archc.transfer_weights(reverse, torch_model)
     assert_close(*outputs(plan, reverse, torch_model, batch, seed=1))
 
 
@@ -166,9 +178,10 @@ OP_CASES = {
 }
 
 
+@pytest.mark.parametrize("side", TORCH_SIDES)
 @pytest.mark.parametrize("case", sorted(OP_CASES))
-def test_op_matches_reference(case):
-    check_both_ways(spec_plan(OP_CASES[case]))
+def test_op_matches_torch(case, side):
+    check_both_ways(spec_plan(OP_CASES[case]), side=side)
 
 
 def test_maxpool_padding_never_wins_over_negative_inputs():
@@ -261,7 +274,9 @@ def test_logits_leaves_out_the_final_softmax():
     plan = spec_plan(CIFAR_CONV_POOL)
     model = BACKEND.build(plan, logits=True)
     assert model.get_layer("fc2").activation.__name__ == "linear"
-    check_both_ways(plan, logits=True)
+    for side in TORCH_SIDES:
+        if side == "reference" or importlib.util.find_spec("archc.backends.torch"):
+            check_both_ways(plan, logits=True, side=side)
 
 
 def test_overrides_reach_the_model():
@@ -491,14 +506,15 @@ def random_plans(count: int, seed: int = 7):
 RANDOM_COUNT = 200 if os.environ.get("ARCHC_THOROUGH") else 20
 
 
+@pytest.mark.parametrize("side", TORCH_SIDES)
 @pytest.mark.parametrize("index", range(RANDOM_COUNT))
-def test_random_spec_matches_reference(index, random_specs=[]):  # noqa: B006 - drawn once for the module
+def test_random_spec_matches_torch(index, side, random_specs=[]):  # noqa: B006 - drawn once for the module
     if not random_specs:
         random_specs.extend(random_plans(RANDOM_COUNT))
     text, plan = random_specs[index]
     model = BACKEND.build(plan)
     assert model.count_params() == plan.total_params, text
     try:
-        check_both_ways(plan)
+        check_both_ways(plan, side=side)
     except AssertionError as e:
         raise AssertionError(f"{e}\n{text}") from None
