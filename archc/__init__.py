@@ -78,11 +78,8 @@ def load_weights(model: Any, source: Any):
 
 def transfer_weights(src: Any, dst: Any):
     """Move weights between two backends' models of one spec (PyTorch <-> Keras)."""
-    from .backends import backend_of
+    from .backends import backend_of, transfer
 
-    src_backend, dst_backend = backend_of(src), backend_of(dst)
-    if {src_backend.name, dst_backend.name} == {"torch", "keras"}:
-        from .backends.transfer import transfer_weights as between_torch_and_keras
-
-        return between_torch_and_keras(src, dst)
-    return dst_backend.transfer_weights(src, dst)
+    if transfer.is_torch_keras_pair(src, dst):  # the layouts of both frameworks are known in one place
+        return transfer.transfer_weights(src, dst)
+    return backend_of(dst).transfer_weights(src, dst)

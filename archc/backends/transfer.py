@@ -37,6 +37,10 @@ def _is_keras(model: Any) -> bool:
     return hasattr(model, "get_layer") and hasattr(model, "get_weights")
 
 
+def is_torch_keras_pair(src: Any, dst: Any) -> bool:
+    return (_is_torch(src) and _is_keras(dst)) or (_is_keras(src) and _is_torch(dst))
+
+
 def _plan(*models: Any) -> Plan:
     for model in models:
         plan = getattr(model, "archc_plan", None)
