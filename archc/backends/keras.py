@@ -30,7 +30,7 @@ _LAYER_NAME = re.compile(r"[A-Za-z0-9_]+")
 # Activations Keras layers take as `activation=` with exactly the language's meaning (their default arguments).
 _FOLDABLE = {"relu": "relu", "relu6": "relu6", "sigmoid": "sigmoid", "tanh": "tanh", "softmax": "softmax"}
 _RESERVED = {"keras", "layers", "ops", "inputs", "model", "build_model", "pad_with", "average_pool_real",
-             "local_response_norm", "INPUT_SHAPE", "DESCRIPTION"}
+             "dilated_pool", "local_response_norm", "INPUT_SHAPE", "DESCRIPTION"}
 
 # Helpers the generated module defines when a node needs them. Plain functions over keras.ops and
 # built-in layers: nothing to register, so saved `.keras` files load without this module or archc.
@@ -53,6 +53,30 @@ def average_pool_real(x, shape, pool_size, strides, pads, name):
     ones = keras.ops.ones_like(a[..., :1])
     counts = keras.ops.average_pool(keras.ops.pad(ones, widths), pool_size, strides, "valid")
     return keras.Model(a, sums / counts, name=name)(x)
+''',
+    "dilated_pool": '''
+def dilated_pool(x, shape, pool_size, strides, dilation, pads, out_size, reduce, name):
+    """Pooling with gaps between a window's taps (Keras's pooling layers have none): each tap is a strided
+    slice; `max` pads with -inf, `mean` averages the real inputs among the taps only."""
+    a = keras.Input(shape)
+    top, bottom, left, right = pads
+    widths = [(0, 0), (top, bottom), (left, right), (0, 0)]
+    padded = keras.ops.pad(a, widths, constant_values=float("-inf") if reduce == "max" else 0.0)
+    real = keras.ops.pad(keras.ops.ones_like(a[..., :1]), widths)
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = pool_size, strides, dilation, out_size
+    taps, counts = [], []
+    for i in range(kh):
+        for j in range(kw):
+            rows = slice(i * dh, i * dh + (oh - 1) * sh + 1, sh)
+            cols = slice(j * dw, j * dw + (ow - 1) * sw + 1, sw)
+            taps.append(padded[:, rows, cols, :])
+            counts.append(real[:, rows, cols, :])
+    out = taps[0]
+    for tap in taps[1:]:
+        out = keras.ops.maximum(out, tap) if reduce == "max" else out + tap
+    if reduce != "max":
+        out = out / sum(counts[1:], counts[0])
+    return keras.Model(a, out, name=name)(x)
 ''',
     "local_response_norm": '''
 def local_response_norm(x, shape, size, alpha, beta, k, name):
@@ -393,17 +417,20 @@ class KerasBackend(Backend):
 
     def _pool(self, node: PlanNode, x: str, w: _Writer, layer: str) -> str:
         a = node.args
-        if a.dilation != (1, 1):
-            raise _error("A412", "the keras backend cannot emit dilated pooling", node,
-                         help="Keras's pooling layers have no dilation; use a dilated conv or no dilation")
         pads = a.pads()
-        (h, w_, _), (out_h, out_w, _) = node.in_shapes[0], node.shape
         top, bottom, left, right = pads
-        # a window over padding alone has no real input: its max would be -inf and its average 0/0
-        if (top >= a.kernel[0] or left >= a.kernel[1] or (out_h - 1) * a.stride[0] - top >= h
-                or (out_w - 1) * a.stride[1] - left >= w_):
-            raise _error("A412", f"a `{node.op}` window of `{node.name}` covers padding only", node,
-                         help="pad a pooling layer by less than its kernel")
+        for size, out, stride, before, kernel, dilation in zip(node.in_shapes[0][:2], node.shape[:2], a.stride,
+                                                               (top, left), a.kernel, a.dilation, strict=True):
+            # a window whose taps all fall on padding has no real input: its max is -inf, its average 0/0
+            if any(all(not 0 <= o * stride - before + i * dilation < size for i in range(kernel))
+                   for o in range(out)):
+                raise _error("A412", f"a `{node.op}` window of `{node.name}` covers padding only", node,
+                             help="pad a pooling layer by less than its kernel")
+        if a.dilation != (1, 1):
+            reduce = "max" if layer == "MaxPooling2D" else "mean"
+            return (f"{w.helper('dilated_pool')}({x}, {_r(tuple(node.in_shapes[0]))}, {_r(a.kernel)}, "
+                    f"{_r(a.stride)}, {_r(a.dilation)}, {_r(pads)}, {_r(tuple(node.shape[:2]))}, {reduce!r}, "
+                    f"name={w.claim(keras_name(node.name), node)})")
         kw = [_r(a.kernel)] + ([f"strides={_r(a.stride)}"] if a.stride != a.kernel else [])
         if pads != (0, 0, 0, 0):
             if a.stride == (1, 1) and pads == _same_pads(a):

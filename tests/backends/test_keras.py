@@ -153,6 +153,8 @@ OP_CASES = {
     "maxpool_same_stride1": "input 7x7x3\nmaxpool 3x3, stride=1, same",
     "maxpool_pad_even_kernel": "input 7x7x3\nmaxpool 2x2, padding=1",
     "maxpool_valid": "input 8x8x3\nmaxpool 2x2",
+    "maxpool_dilated": "input 11x10x3\nmaxpool 3x3, stride=2, dilation=2, same",
+    "avgpool_dilated": "input 11x10x3\navgpool 3x2, stride=(2, 1), dilation=(2, 3), padding=(2, 1)",
     # padding is not counted in the average
     "avgpool_same_stride2": "input 9x9x3\navgpool 3x3, stride=2, same",
     "avgpool_same_stride1": "input 7x7x3\navgpool 3x3, stride=1, same",
@@ -221,9 +223,9 @@ def test_dropout_rate_is_the_spec_rate():
     assert abs((kept == 0).mean() - 0.4) < 0.03 and np.allclose(kept[kept != 0], 1 / 0.6)
 
 
-@pytest.mark.parametrize("spec", ["input 9x9x3\nmaxpool 3x3, dilation=2", "input 9x9x3\navgpool 2x2, padding=2",
+@pytest.mark.parametrize("spec", ["input 9x9x3\navgpool 2x2, padding=2",
                                   "input 4x4x3\nmaxpool 2x2, stride=2, padding=(0, 3, 0, 0)"])
-def test_pooling_keras_cannot_or_need_not_express_is_a_diagnostic(spec):
+def test_pooling_over_padding_only_is_a_diagnostic(spec):
     with pytest.raises(ArchcError) as e:
         BACKEND.build(spec_plan(spec))
     assert e.value.diagnostics[0].code == "A412"
@@ -328,6 +330,7 @@ input 16x16x3
 param classes=4
 conv 5x5, 8, stride=2, same, bn, relu
 lrn
+maxpool 2x2, stride=1, dilation=2, same
 maxpool 3x3, stride=2, same
 avgpool 3x3, stride=2, same
 flatten; dense classes, softmax
@@ -470,7 +473,8 @@ def random_spec(rng: np.random.RandomState) -> str:
         return text + pick(["", ", bn", f", {activation()}", f", bn, {activation()}"])
 
     def pool() -> str:
-        return f"{pick(['maxpool', 'avgpool'])} {pick(['2x2', '3x3'])}, stride={pick([1, 2])}, {padding()}"
+        text = f"{pick(['maxpool', 'avgpool'])} {pick(['2x2', '3x3'])}, stride={pick([1, 2])}, {padding()}"
+        return text + pick(["", "", ", dilation=2"])
 
     def item() -> str:
         return pick([conv, conv, pool, lambda: "lrn", lambda: "batchnorm", activation])()
@@ -518,3 +522,22 @@ def test_random_spec_matches_torch(index, side, random_specs=[]):  # noqa: B006 
         check_both_ways(plan, side=side)
     except AssertionError as e:
         raise AssertionError(f"{e}\n{text}") from None
+
+
+def test_load_weights_by_position_and_from_torch():
+    plan = spec_plan("input 6x6x3\nconv 3x3, 4, bn, relu; flatten; dense 3")
+    source, target = BACKEND.build(plan), BACKEND.build(plan)
+    archc.load_weights(target, source)
+    x = np.random.RandomState(0).randn(2, 6, 6, 3).astype("float32")
+    np.testing.assert_array_equal(np.asarray(target(x)), np.asarray(source(x)))
+    reference = ReferenceModel(plan)
+    randomize(reference)
+    BACKEND.load_weights(target, reference)  # a PyTorch model's weights come by name, through the plan
+    assert_close(*outputs(plan, target, reference))
+
+
+def test_a_network_that_is_only_its_input():
+    plan = spec_plan("input 4x4x3\nidentity")
+    model = BACKEND.build(plan)
+    x = np.ones((1, 4, 4, 3), dtype="float32")
+    np.testing.assert_array_equal(np.asarray(model(x)), x)

@@ -65,10 +65,14 @@ class ReferenceModel(nn.Module):
             return F.conv2d(F.pad(x, widths), conv.weight, conv.bias, a.stride, 0, a.dilation, a.groups)
         if op == "maxpool":
             return F.max_pool2d(F.pad(x, widths, value=float("-inf")), a.kernel, a.stride, dilation=a.dilation)
-        if op == "avgpool":
-            sums = F.avg_pool2d(F.pad(x, widths), a.kernel, a.stride, divisor_override=1)
-            counts = F.avg_pool2d(F.pad(torch.ones_like(x[:, :1]), widths), a.kernel, a.stride, divisor_override=1)
-            return sums / counts
+        if op == "avgpool":  # window sums over counts of real inputs; unfold, as avg_pool2d has no dilation
+
+            def window_sums(t):
+                taps = F.unfold(F.pad(t, widths), a.kernel, dilation=a.dilation, stride=a.stride)
+                return taps.reshape(t.shape[0], t.shape[1], -1, taps.shape[-1]).sum(2).reshape(
+                    t.shape[0], t.shape[1], *node.shape[:2])
+
+            return window_sums(x) / window_sums(torch.ones_like(x[:, :1]))
         if op == "globalavgpool":
             return x.mean(dim=(2, 3))
         if op == "globalmaxpool":
