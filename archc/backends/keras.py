@@ -6,7 +6,8 @@ The language's arithmetic (archc/ops.py) is realised exactly, including where Ke
   * max pooling pads with -inf and average pooling leaves padding out of the average; where Keras's
     pooling cannot say that, a small sub-model of keras.ops does (it saves into `.keras` files that load
     anywhere Keras does, and keeps its operations' names out of the model's namespace).
-  * Keras has no LRN layer and no strided dilated conv: both are built from keras.ops / built-in layers.
+  * Keras has no LRN layer, no dilated pooling and no strided dilated conv: they are built from keras.ops
+    and built-in layers. A pooling window that would see padding only is refused (A412).
   * flatten is channels-last (NHWC order); `archc.backends.transfer` permutes the dense weights after it.
 Names: a node `conv3_x.0.conv2` is the layer `conv3_x_0_conv2`. An activation that directly follows its
 conv or dense layer (and is that layer's only consumer) is folded into it, as Keras code is written
