@@ -88,6 +88,8 @@ def load_weights(model: Any, source: Any):
 
 def transfer_weights(src: Any, dst: Any):
     """Move weights between two backends' models of one spec (PyTorch <-> Keras)."""
-    from .backends import backend_of
+    from .backends import backend_of, transfer
 
+    if transfer.is_torch_keras_pair(src, dst):  # the layouts of both frameworks are known in one place
+        return transfer.transfer_weights(src, dst)
     return backend_of(dst).transfer_weights(src, dst)

@@ -221,7 +221,10 @@ class TorchBackend(Backend):
     def build(self, plan: Plan, logits: bool = False) -> nn.Module:
         source = self.source(plan, logits)
         module = _load_source(source, plan.name)
-        return getattr(module, class_name(plan.name))()
+        model = getattr(module, class_name(plan.name))()
+        model.archc_plan = plan  # transfer_weights walks the plan's nodes (a plain attribute: not in state_dict)
+        model.archc_logits = logits
+        return model
 
     def write(self, plan: Plan, fmt: str, logits: bool = False) -> bytes:
         if fmt == "py":
@@ -263,6 +266,10 @@ class TorchBackend(Backend):
     def transfer_weights(self, src: Any, dst: nn.Module) -> nn.Module:
         if isinstance(src, (nn.Module, Mapping)):
             return self.load_weights(dst, src)
+        from . import transfer
+
+        if transfer.is_torch_keras_pair(src, dst):
+            return transfer.transfer_weights(src, dst)
         raise _error("A405", f"the torch backend cannot read weights from a `{type(src).__name__}`",
                      help="pass a PyTorch module or state dict; moving weights from Keras is the keras backend's")
 

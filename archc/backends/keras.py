@@ -1,0 +1,446 @@
+"""The Keras 3 backend: a Plan becomes a readable, standalone Keras module (functional API, one line per
+node), and `build` executes that very source, so the file and the in-memory model never differ.
+
+The language's arithmetic (archc/ops.py) is realised exactly, including where Keras's defaults differ:
+  * `same` padding is Keras's own only at stride 1; otherwise the conv gets an explicit ZeroPadding2D.
+  * max pooling pads with -inf and average pooling leaves padding out of the average; where Keras's
+    pooling cannot say that, a small sub-model of keras.ops does (it saves into `.keras` files that load
+    anywhere Keras does, and keeps its operations' names out of the model's namespace).
+  * Keras has no LRN layer, no dilated pooling and no strided dilated conv: they are built from keras.ops
+    and built-in layers. A pooling window that would see padding only is refused (A412).
+  * flatten is channels-last (NHWC order); `archc.backends.transfer` permutes the dense weights after it.
+Names: a node `conv3_x.0.conv2` is the layer `conv3_x_0_conv2`. An activation that directly follows its
+conv or dense layer (and is that layer's only consumer) is folded into it, as Keras code is written
+(`Conv2D(64, 3, activation="relu")`); `layer_for` says which layer computes a node.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..diagnostics import ArchcError, Diagnostic
+from ..plan import INPUT, Plan, PlanNode
+from .base import Backend
+
+_LAYER_NAME = re.compile(r"[A-Za-z0-9_]+")
+# Activations Keras layers take as `activation=` with exactly the language's meaning (their default arguments).
+_FOLDABLE = {"relu": "relu", "relu6": "relu6", "sigmoid": "sigmoid", "tanh": "tanh", "softmax": "softmax"}
+_RESERVED = {"keras", "layers", "ops", "inputs", "model", "build_model", "pad_with", "average_pool_real",
+             "dilated_pool", "local_response_norm", "INPUT_SHAPE", "DESCRIPTION"}
+
+# Helpers the generated module defines when a node needs them. Plain functions over keras.ops and
+# built-in layers: nothing to register, so saved `.keras` files load without this module or archc.
+_HELPERS = {
+    "pad_with": '''
+def pad_with(x, shape, pads, value, name):
+    """Pad height and width by (top, bottom, left, right) with `value` (-inf for max pooling)."""
+    a = keras.Input(shape)
+    top, bottom, left, right = pads
+    padded = keras.ops.pad(a, [(0, 0), (top, bottom), (left, right), (0, 0)], constant_values=value)
+    return keras.Model(a, padded, name=name)(x)
+''',
+    "average_pool_real": '''
+def average_pool_real(x, shape, pool_size, strides, pads, name):
+    """Average pooling whose padding is not counted: window sums over window counts of real inputs."""
+    a = keras.Input(shape)
+    top, bottom, left, right = pads
+    widths = [(0, 0), (top, bottom), (left, right), (0, 0)]
+    sums = keras.ops.average_pool(keras.ops.pad(a, widths), pool_size, strides, "valid")
+    ones = keras.ops.ones_like(a[..., :1])
+    counts = keras.ops.average_pool(keras.ops.pad(ones, widths), pool_size, strides, "valid")
+    return keras.Model(a, sums / counts, name=name)(x)
+''',
+    "dilated_pool": '''
+def dilated_pool(x, shape, pool_size, strides, dilation, pads, out_size, reduce, name):
+    """Pooling with gaps between a window's taps (Keras's pooling layers have none): each tap is a strided
+    slice; `max` pads with -inf, `mean` averages the real inputs among the taps only."""
+    a = keras.Input(shape)
+    top, bottom, left, right = pads
+    widths = [(0, 0), (top, bottom), (left, right), (0, 0)]
+    padded = keras.ops.pad(a, widths, constant_values=float("-inf") if reduce == "max" else 0.0)
+    real = keras.ops.pad(keras.ops.ones_like(a[..., :1]), widths)
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = pool_size, strides, dilation, out_size
+    taps, counts = [], []
+    for i in range(kh):
+        for j in range(kw):
+            rows = slice(i * dh, i * dh + (oh - 1) * sh + 1, sh)
+            cols = slice(j * dw, j * dw + (ow - 1) * sw + 1, sw)
+            taps.append(padded[:, rows, cols, :])
+            counts.append(real[:, rows, cols, :])
+    out = taps[0]
+    for tap in taps[1:]:
+        out = keras.ops.maximum(out, tap) if reduce == "max" else out + tap
+    if reduce != "max":
+        out = out / sum(counts[1:], counts[0])
+    return keras.Model(a, out, name=name)(x)
+''',
+    "local_response_norm": '''
+def local_response_norm(x, shape, size, alpha, beta, k, name):
+    """Krizhevsky et al. 2012: b = a / (k + alpha * sum of a^2 over `size` channels centred on a) ** beta."""
+    a = keras.Input(shape)
+    channels = shape[-1]
+    widths = [(0, 0)] * len(shape) + [(size // 2, (size - 1) // 2)]
+    squares = keras.ops.pad(keras.ops.square(a), widths)
+    window_sums = squares[..., 0:channels]
+    for i in range(1, size):
+        window_sums = window_sums + squares[..., i:i + channels]
+    return keras.Model(a, a / keras.ops.power(k + alpha * window_sums, beta), name=name)(x)
+''',
+}
+
+
+def _error(code: str, message: str, node: PlanNode | None = None, help: str | None = None) -> ArchcError:
+    return ArchcError([Diagnostic(code, message, node.span if node else None, help=help)])
+
+
+def keras_name(node_name: str) -> str:
+    """The Keras layer name of a plan node (the naming contract: dots become underscores)."""
+    return node_name.replace(".", "_")
+
+
+def _same_pads(args) -> tuple[int, int, int, int]:
+    return args.model_copy(update={"padding": "same"}).pads()
+
+
+def _strided_dilated(node: PlanNode) -> bool:
+    a = node.args
+    return node.op == "conv" and a.stride != (1, 1) and a.dilation != (1, 1)
+
+
+def _r(value: Any) -> str:
+    """A Python literal for a value from the plan (numbers, tuples, strings via repr: nothing is injected)."""
+    if isinstance(value, float):
+        return repr(value) if value == value and abs(value) != float("inf") else f'float("{value}")'
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_r(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    return repr(value)
+
+
+@dataclass
+class Layout:
+    """How a plan maps onto the generated model: variable names, folded activations, omitted nodes."""
+
+    plan: Plan
+    logits: bool
+    var: dict[str, str] = field(default_factory=dict)  # node name (or INPUT) -> Python variable
+    folded: dict[str, str] = field(default_factory=dict)  # activation node -> the conv/dense it is folded into
+    folded_into: dict[str, str] = field(default_factory=dict)  # conv/dense node -> its folded activation
+    dropped: set[str] = field(default_factory=set)  # a final softmax left out for logits=True
+    output: str = INPUT  # the node whose value the model returns
+
+    @classmethod
+    def of(cls, plan: Plan, logits: bool) -> Layout:
+        layout = cls(plan, logits)
+        consumers: dict[str, int] = {}
+        for node in plan.nodes:
+            for name in node.inputs:
+                consumers[name] = consumers.get(name, 0) + 1
+        layout.output = plan.output
+        last = plan.node(plan.output) if plan.output != INPUT else None
+        if logits and last is not None and last.op == "softmax" and not consumers.get(last.name):
+            layout.dropped.add(last.name)
+            layout.output = last.inputs[0]
+        for node in plan.nodes:
+            if node.op not in _FOLDABLE or node.name in layout.dropped or node.inputs[0] == INPUT:
+                continue
+            base = plan.node(node.inputs[0])
+            if (base.op in ("conv", "dense") and consumers.get(base.name) == 1 and base.name != layout.output
+                    and not _strided_dilated(base) and base.name not in layout.folded_into):
+                layout.folded[node.name] = base.name
+                layout.folded_into[base.name] = node.name
+        if layout.output in layout.folded_into:  # the model returns the folded layer's result
+            layout.output = layout.folded_into[layout.output]
+        return layout
+
+    def layer_for(self, node_name: str) -> str | None:
+        """The Keras layer whose output is the node's value, or None where no layer computes it alone."""
+        if node_name in self.dropped or node_name in self.folded_into:
+            return None
+        if node_name in self.folded:
+            return keras_name(self.folded[node_name])
+        node = self.plan.node(node_name)
+        return keras_name(node_name) + ("_stride" if _strided_dilated(node) else "")
+
+
+class _Writer:
+    """The state of writing one module: its helpers and the Keras names taken so far."""
+
+    def __init__(self, layout: Layout):
+        self.layout = layout
+        self.helpers: list[str] = []
+        self.layer_names: dict[str, PlanNode | None] = {"input": None}
+
+    def helper(self, name: str) -> str:
+        if name not in self.helpers:
+            self.helpers.append(name)
+        return name
+
+    def claim(self, name: str, node: PlanNode) -> str:
+        """A Keras layer name for (a part of) `node`, which must be new: Keras requires unique names."""
+        if not _LAYER_NAME.fullmatch(name) or len(name) > 200:
+            raise _error("A410", f"`{node.name}` cannot be a Keras layer name", node,
+                         help="layer and scope names may use letters, digits and `_` only")
+        if name in self.layer_names:
+            other = self.layer_names[name]
+            raise _error("A411", f"`{node.name}` and `{other.name if other else 'the input'}` would both be the "
+                         f"Keras layer `{name}`", node, help="rename one of the scopes")
+        self.layer_names[name] = node
+        return f'"{name}"'  # safe to quote as is: it matched _LAYER_NAME
+
+
+class KerasBackend(Backend):
+    name = "keras"
+    file_formats = ("py", "keras")
+
+    # ------------------------------------------------------------ the model
+
+    def source(self, plan: Plan, logits: bool = False) -> str:
+        """The standalone Keras module for `plan`: it imports keras only and defines `build_model()`."""
+        layout = Layout.of(plan, logits)
+        writer = _Writer(layout)
+        taken = set(_RESERVED)
+        layout.var[INPUT] = "inputs"
+        body = [f"    inputs = keras.Input(shape={_r(tuple(plan.input_shape))}, name=\"input\")"]
+        stage = None
+        for node in plan.nodes:
+            if node.name in layout.dropped:
+                continue
+            if node.name in layout.folded:  # computed by its conv/dense
+                layout.var[node.name] = layout.var[layout.folded[node.name]]
+                continue
+            emit = getattr(self, f"emit_{node.op}", None)
+            if emit is None:
+                raise _error("A412", f"the keras backend cannot emit `{node.op}` layers", node)
+            if node.stage != stage and node.stage and _LAYER_NAME.fullmatch(node.stage):
+                body.append(f"    # {node.stage}")
+            stage = node.stage
+            var = keras_name(node.name)
+            if not var.isidentifier() or keyword.iskeyword(var):
+                var = "t_" + var
+            while var in taken:
+                var += "_"
+            taken.add(var)
+            inputs = [layout.var[name] for name in node.inputs]
+            body.append(f"    {var} = {emit(node, inputs, writer)}")
+            layout.var[node.name] = var
+        model_name = re.sub(r"[^A-Za-z0-9_]", "_", plan.name) or "network"
+        body.append(f"    return keras.Model(inputs, {layout.var[layout.output]}, name=\"{model_name}\")")
+
+        head = [
+            f'"""{model_name}: a Keras 3 model generated by archc from its architecture spec.',
+            "",
+            "Standalone: it needs only Keras. `build_model()` returns the (untrained) model.",
+            '"""',
+            "",
+            "import keras",
+            "from keras import layers",
+            "",
+            f"DESCRIPTION = {plan.description or ''!r}",
+            f"INPUT_SHAPE = {_r(tuple(plan.input_shape))}",
+            "",
+        ]
+        for name in writer.helpers:
+            head += ["", _HELPERS[name].strip("\n"), ""]
+        main = ["", "", 'if __name__ == "__main__":', "    build_model().summary()", ""]
+        return "\n".join(head + ["", "def build_model():"] + body + main)
+
+    def build(self, plan: Plan, logits: bool = False) -> Any:
+        source = self.source(plan, logits)
+        namespace: dict[str, Any] = {"__name__": f"archc_generated_{plan.name}"}
+        exec(compile(source, f"<archc keras: {plan.name}>", "exec"), namespace)  # noqa: S102 - our own source
+        model = namespace["build_model"]()
+        model.archc_plan = plan  # transfer_weights walks the plan's nodes
+        model.archc_logits = logits
+        return model
+
+    def write(self, plan: Plan, fmt: str, logits: bool = False) -> bytes:
+        if fmt == "py":
+            return self.source(plan, logits).encode("utf-8")
+        if fmt == "keras":
+            model = self.build(plan, logits)
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / f"{plan.name}.keras"
+                model.save(path)
+                return path.read_bytes()
+        raise ValueError(f"unknown format {fmt}")
+
+    def layer_for(self, model: Any, node_name: str) -> str | None:
+        """The name of the model's layer that computes node `node_name` (None: folded away or left out)."""
+        return Layout.of(model.archc_plan, getattr(model, "archc_logits", False)).layer_for(node_name)
+
+    def owns(self, model: Any) -> bool:
+        import keras
+
+        return isinstance(model, keras.Model)
+
+    def load_weights(self, model: Any, source: Any) -> Any:
+        """From a Keras model of the same architecture (by position), a list of arrays, or a PyTorch model."""
+        if hasattr(source, "state_dict"):
+            return self.transfer_weights(source, model)
+        weights = source.get_weights() if hasattr(source, "get_weights") else list(source)
+        model.set_weights(weights)
+        return model
+
+    def transfer_weights(self, src: Any, dst: Any) -> Any:
+        from .transfer import transfer_weights
+
+        return transfer_weights(src, dst)
+
+    # ------------------------------------------------------------ emitters: one per layer kind
+
+    def emit_conv(self, node: PlanNode, xs: list[str], w: _Writer) -> str:
+        a = node.args
+        channels = node.in_shapes[0][2]
+        x, padding = self._padded(node, xs[0], w, _same_pads(a))
+        strided_dilated = _strided_dilated(node)
+        kw: list[str] = []
+        if a.stride != (1, 1) and not strided_dilated:
+            kw.append(f"strides={_r(a.stride)}")
+        if padding != "valid":
+            kw.append(f'padding="{padding}"')
+        if a.dilation != (1, 1):
+            kw.append(f"dilation_rate={_r(a.dilation)}")
+        if a.groups == channels and a.groups > 1:  # one group per channel: Keras's depthwise conv
+            layer = "DepthwiseConv2D"
+            lead = [_r(a.kernel)]
+            if a.filters != channels:
+                kw.append(f"depth_multiplier={a.filters // channels}")
+        else:
+            layer = "Conv2D"
+            lead = [str(a.filters), _r(a.kernel)]
+            if a.groups > 1:
+                kw.append(f"groups={a.groups}")
+        if not a.bias:
+            kw.append("use_bias=False")
+        kw += self._activation(node, w)
+        call = f"layers.{layer}({', '.join(lead + kw)}, name={w.claim(keras_name(node.name), node)})({x})"
+        if strided_dilated:  # Keras refuses strides with dilation: convolve densely, then keep every s-th output
+            name = w.claim(keras_name(node.name) + "_stride", node)
+            call = f"layers.MaxPooling2D((1, 1), strides={_r(a.stride)}, name={name})({call})"
+        return call
+
+    def emit_maxpool(self, node: PlanNode, xs: list[str], w: _Writer) -> str:
+        return self._pool(node, xs[0], w, "MaxPooling2D")
+
+    def emit_avgpool(self, node: PlanNode, xs: list[str], w: _Writer) -> str:
+        return self._pool(node, xs[0], w, "AveragePooling2D")
+
+    def emit_globalavgpool(self, node, xs, w) -> str:
+        return f"layers.GlobalAveragePooling2D(name={w.claim(keras_name(node.name), node)})({xs[0]})"
+
+    def emit_globalmaxpool(self, node, xs, w) -> str:
+        return f"layers.GlobalMaxPooling2D(name={w.claim(keras_name(node.name), node)})({xs[0]})"
+
+    def emit_flatten(self, node, xs, w) -> str:
+        return f"layers.Flatten(name={w.claim(keras_name(node.name), node)})({xs[0]})"
+
+    def emit_dense(self, node, xs, w) -> str:
+        kw = [str(node.args.units)] + ([] if node.args.bias else ["use_bias=False"]) + self._activation(node, w)
+        return f"layers.Dense({', '.join(kw)}, name={w.claim(keras_name(node.name), node)})({xs[0]})"
+
+    def emit_batchnorm(self, node, xs, w) -> str:
+        a = node.args
+        kw = [f"momentum={_r(float(a.momentum))}", f"epsilon={_r(float(a.epsilon))}"]
+        kw += [] if a.center else ["center=False"]
+        kw += [] if a.scale else ["scale=False"]
+        return f"layers.BatchNormalization({', '.join(kw)}, name={w.claim(keras_name(node.name), node)})({xs[0]})"
+
+    def emit_lrn(self, node, xs, w) -> str:
+        a = node.args
+        return (f"{w.helper('local_response_norm')}({xs[0]}, {_r(tuple(node.in_shapes[0]))}, {a.size}, "
+                f"{_r(float(a.alpha))}, {_r(float(a.beta))}, {_r(float(a.k))}, "
+                f"name={w.claim(keras_name(node.name), node)})")
+
+    def emit_dropout(self, node, xs, w) -> str:
+        return f"layers.Dropout({_r(float(node.args.rate))}, name={w.claim(keras_name(node.name), node)})({xs[0]})"
+
+    def emit_identity(self, node, xs, w) -> str:
+        return f"layers.Identity(name={w.claim(keras_name(node.name), node)})({xs[0]})"
+
+    def emit_relu(self, node, xs, w) -> str:
+        return f"layers.ReLU(name={w.claim(keras_name(node.name), node)})({xs[0]})"
+
+    def emit_relu6(self, node, xs, w) -> str:
+        return f"layers.ReLU(max_value=6.0, name={w.claim(keras_name(node.name), node)})({xs[0]})"
+
+    def emit_leaky_relu(self, node, xs, w) -> str:
+        slope = _r(float(node.args.negative_slope))
+        return f"layers.LeakyReLU(negative_slope={slope}, name={w.claim(keras_name(node.name), node)})({xs[0]})"
+
+    def emit_elu(self, node, xs, w) -> str:
+        return f"layers.ELU(alpha={_r(float(node.args.alpha))}, name={w.claim(keras_name(node.name), node)})({xs[0]})"
+
+    def emit_sigmoid(self, node, xs, w) -> str:
+        return f"layers.Activation(\"sigmoid\", name={w.claim(keras_name(node.name), node)})({xs[0]})"
+
+    def emit_tanh(self, node, xs, w) -> str:
+        return f"layers.Activation(\"tanh\", name={w.claim(keras_name(node.name), node)})({xs[0]})"
+
+    def emit_softmax(self, node, xs, w) -> str:
+        return f"layers.Softmax(axis=-1, name={w.claim(keras_name(node.name), node)})({xs[0]})"
+
+    def emit_add(self, node, xs, w) -> str:
+        return self._merge(node, xs, w, "Add(")
+
+    def emit_concat(self, node, xs, w) -> str:
+        return self._merge(node, xs, w, "Concatenate(axis=-1, ")
+
+    # ------------------------------------------------------------ shared pieces
+
+    @staticmethod
+    def _merge(node, xs, w, layer_open: str) -> str:
+        name = w.claim(keras_name(node.name), node)
+        if len(xs) == 1:  # a merge of one branch passes it on (Keras's merge layers want two or more)
+            return f"layers.Identity(name={name})({xs[0]})"
+        return f"layers.{layer_open}name={name})([{', '.join(xs)}])"
+
+    @staticmethod
+    def _activation(node: PlanNode, w: _Writer) -> list[str]:
+        act = w.layout.folded_into.get(node.name)
+        return [f'activation="{_FOLDABLE[w.layout.plan.node(act).op]}"'] if act else []
+
+    @staticmethod
+    def _padded(node: PlanNode, x: str, w: _Writer, same: tuple) -> tuple[str, str]:
+        """Zero padding for a conv: Keras's `same` where it means the language's (stride 1), else explicit."""
+        pads = node.args.pads()
+        if pads == (0, 0, 0, 0):
+            return x, "valid"
+        if pads == same and node.args.stride == (1, 1):
+            return x, "same"
+        top, bottom, left, right = pads
+        name = w.claim(keras_name(node.name) + "_pad", node)
+        return f"layers.ZeroPadding2D((({top}, {bottom}), ({left}, {right})), name={name})({x})", "valid"
+
+    def _pool(self, node: PlanNode, x: str, w: _Writer, layer: str) -> str:
+        a = node.args
+        pads = a.pads()
+        top, bottom, left, right = pads
+        for size, out, stride, before, kernel, dilation in zip(node.in_shapes[0][:2], node.shape[:2], a.stride,
+                                                               (top, left), a.kernel, a.dilation, strict=True):
+            # a window whose taps all fall on padding has no real input: its max is -inf, its average 0/0
+            if any(all(not 0 <= o * stride - before + i * dilation < size for i in range(kernel))
+                   for o in range(out)):
+                raise _error("A412", f"a `{node.op}` window of `{node.name}` covers padding only", node,
+                             help="pad a pooling layer by less than its kernel")
+        if a.dilation != (1, 1):
+            reduce = "max" if layer == "MaxPooling2D" else "mean"
+            return (f"{w.helper('dilated_pool')}({x}, {_r(tuple(node.in_shapes[0]))}, {_r(a.kernel)}, "
+                    f"{_r(a.stride)}, {_r(a.dilation)}, {_r(pads)}, {_r(tuple(node.shape[:2]))}, {reduce!r}, "
+                    f"name={w.claim(keras_name(node.name), node)})")
+        kw = [_r(a.kernel)] + ([f"strides={_r(a.stride)}"] if a.stride != a.kernel else [])
+        if pads != (0, 0, 0, 0):
+            if a.stride == (1, 1) and pads == _same_pads(a):
+                kw.append('padding="same"')  # at stride 1 Keras's `same` pads as the language does, ignored alike
+            elif layer == "MaxPooling2D":
+                pad_name = w.claim(keras_name(node.name) + "_pad", node)
+                x = (f"{w.helper('pad_with')}({x}, {_r(tuple(node.in_shapes[0]))}, {_r(pads)}, float(\"-inf\"), "
+                     f"name={pad_name})")
+            else:
+                return (f"{w.helper('average_pool_real')}({x}, {_r(tuple(node.in_shapes[0]))}, {_r(a.kernel)}, "
+                        f"{_r(a.stride)}, {_r(pads)}, name={w.claim(keras_name(node.name), node)})")
+        return f"layers.{layer}({', '.join(kw)}, name={w.claim(keras_name(node.name), node)})({x})"
