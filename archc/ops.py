@@ -286,7 +286,25 @@ class _Pool(Op):
 
     def shape(self, args: PoolArgs, in_shapes):
         h, w, c = _feature_map(in_shapes[0], self.name)
-        return (*args.window_output(h, w), c)
+        out = args.window_output(h, w)
+        top, _, left, _ = args.pads()
+        for size, n, stride, before, kernel, dilation in zip((h, w), out, args.stride, (top, left), args.kernel,
+                                                             args.dilation, strict=True):
+            if _window_sees_padding_only(size, n, stride, before, kernel, dilation):
+                raise RuleError(f"a `{self.name}` window would cover padding only (its max would be -inf, "
+                                "its average 0/0)", help="pad a pooling layer by less than its kernel", code="A207")
+        return (*out, c)
+
+
+def _window_sees_padding_only(size: int, out: int, stride: int, before: int, kernel: int, dilation: int) -> bool:
+    """Whether some window along one axis has all its taps in the padding."""
+    def empty(o: int) -> bool:
+        start = o * stride - before
+        return not any(0 <= start + i * dilation < size for i in range(kernel))
+
+    if dilation <= size:  # taps cannot jump over the input: only the first or the last window can miss it
+        return empty(0) or empty(out - 1)
+    return any(empty(o) for o in range(min(out, 4096)))
 
 
 class MaxPool(_Pool):

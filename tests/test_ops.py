@@ -63,6 +63,8 @@ def test_rules(op, args, in_shapes, shape, params, macs):
     ("dense", dict(units=4), [(2, 2, 3)], "A205"),
     ("maxpool", dict(kernel=3), [(2, 2, 1)], "A201"),
     ("dropout", dict(rate=1.0), [(3,)], "A104"),
+    ("avgpool", dict(kernel=2, padding=2), [(9, 9, 3)], "A207"),
+    ("maxpool", dict(kernel=2, stride=2, padding=(0, 3, 0, 0)), [(4, 4, 3)], "A207"),
     ("add", {}, [(4, 4, 2), (4, 4, 3)], "A202"),
     ("concat", {}, [(4, 4, 2), (2, 2, 2)], "A203"),
 ])

@@ -7,7 +7,7 @@ The language's arithmetic (archc/ops.py) is realised exactly, including where Ke
     pooling cannot say that, a small sub-model of keras.ops does (it saves into `.keras` files that load
     anywhere Keras does, and keeps its operations' names out of the model's namespace).
   * Keras has no LRN layer, no dilated pooling and no strided dilated conv: they are built from keras.ops
-    and built-in layers. A pooling window that would see padding only is refused (A412).
+    and built-in layers. (A pooling window that would see padding only is an inference error, A207.)
   * flatten is channels-last (NHWC order); `archc.backends.transfer` permutes the dense weights after it.
 Names: a node `conv3_x.0.conv2` is the layer `conv3_x_0_conv2`. An activation that directly follows its
 conv or dense layer (and is that layer's only consumer) is folded into it, as Keras code is written
@@ -420,13 +420,6 @@ class KerasBackend(Backend):
         a = node.args
         pads = a.pads()
         top, bottom, left, right = pads
-        for size, out, stride, before, kernel, dilation in zip(node.in_shapes[0][:2], node.shape[:2], a.stride,
-                                                               (top, left), a.kernel, a.dilation, strict=True):
-            # a window whose taps all fall on padding has no real input: its max is -inf, its average 0/0
-            if any(all(not 0 <= o * stride - before + i * dilation < size for i in range(kernel))
-                   for o in range(out)):
-                raise _error("A412", f"a `{node.op}` window of `{node.name}` covers padding only", node,
-                             help="pad a pooling layer by less than its kernel")
         if a.dilation != (1, 1):
             reduce = "max" if layer == "MaxPooling2D" else "mean"
             return (f"{w.helper('dilated_pool')}({x}, {_r(tuple(node.in_shapes[0]))}, {_r(a.kernel)}, "
