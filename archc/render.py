@@ -63,12 +63,16 @@ def print_table(plan: Plan, level: str) -> None:
     )
 
 
-def print_list(rows: list[tuple[str, Plan]]) -> None:
+def print_list(rows: list[tuple[str, Plan | str]]) -> None:
+    """One row per spec: its description, parameters and MACs, or (a string) why it does not check."""
     from rich.table import Table
 
     table = Table(header_style="bold")
     for column, justify in (("spec", "left"), ("description", "left"), ("params", "right"), ("MACs", "right")):
         table.add_column(column, justify=justify)
     for stem, plan in rows:
-        table.add_row(stem, plan.description or "", f"{plan.total_params:,}", human(plan.macs))
+        if isinstance(plan, str):
+            table.add_row(stem, plan, "", "")
+        else:
+            table.add_row(stem, plan.description or "", f"{plan.total_params:,}", human(plan.macs))
     _console().print(table)
