@@ -221,9 +221,8 @@ def schema() -> None:
 def list_specs(ctx, directory) -> None:
     """List the shipped specs (or those in DIRECTORY): description, parameters, MACs."""
     from . import check as run_check
-    from .render import print_list
-
     from .load import load
+    from .render import print_list
 
     folder = Path(directory) if directory else shipped_specs_dir()
     rows = []
