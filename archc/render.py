@@ -23,8 +23,20 @@ def _console():
 
 
 def _stage_summary(nodes: list[PlanNode]) -> str:
+    """A short stage reads as its layers (`conv 3x3 same, 64; maxpool 2x2`), a long one as counts."""
     if len(nodes) == 1:
         return nodes[0].opdef.label(nodes[0].args)
+    runs: list[list] = []  # consecutive equal layers, activations and batchnorm left out: [label, count]
+    for n in nodes:
+        if n.opdef.activation or n.op == "batchnorm":
+            continue
+        label = n.opdef.label(n.args)
+        if runs and runs[-1][0] == label:
+            runs[-1][1] += 1
+        else:
+            runs.append([label, 1])
+    if len(runs) <= 3:
+        return "; ".join(label if count == 1 else f"{count} x {label}" for label, count in runs)
     counts = Counter(n.op for n in nodes)
     parts = [f"{counts[op]} {op}" for op in ("conv", "dense") if counts[op]]
     return f"{len(nodes)} layers" + (f" ({', '.join(parts)})" if parts else "")
@@ -57,10 +69,23 @@ def print_table(plan: Plan, level: str) -> None:
         table.add_row(*row)
     console = _console()
     console.print(table)
-    console.print(
-        f"total params {plan.total_params:,} (trainable {plan.trainable_params:,}, non-trainable "
-        f"{plan.non_trainable_params:,}); MACs {plan.macs:,} ({human(plan.macs)}); {len(plan.nodes)} layers"
-    )
+    console.print(totals(plan))
+
+
+def totals(plan: Plan) -> str:
+    """The line under the `check` table."""
+    return (f"total params {plan.total_params:,} (trainable {plan.trainable_params:,}, non-trainable "
+            f"{plan.non_trainable_params:,}); MACs {plan.macs:,} ({human(plan.macs)}); {len(plan.nodes)} layers")
+
+
+def markdown_table(plan: Plan, level: str) -> str:
+    """The `check` table as Markdown (the same rows and totals as the terminal's), for generated docs."""
+    lines = [f"| {'stage' if level == 'stage' else 'layer'} | {'layers' if level == 'stage' else 'kind'} "
+             "| output | params | MACs |", "|---|---|--:|--:|--:|",
+             f"| input | | {fmt_shape(plan.input_shape)} | | |"]
+    for row in table_rows(plan, level):
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    return "\n".join(lines) + "\n\n" + totals(plan) + "\n"
 
 
 def print_list(rows: list[tuple[str, Plan | str]]) -> None:
