@@ -190,7 +190,7 @@ class Op:
     def label(self, args: OpArgs) -> str:
         """The layer as a table row shows it: `conv 3x3/2, 64`."""
         shown = []
-        for key, field_info in args.model_fields.items():
+        for key, field_info in type(args).model_fields.items():
             value = getattr(args, key)
             if value != field_info.default:
                 shown.append(f"{key}={_show(value)}")
