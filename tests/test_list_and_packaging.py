@@ -61,3 +61,25 @@ def test_non_editable_install_ships_the_spec_library(tmp_path):
                          text=True, check=True).stdout
     for name in NETWORKS:
         assert f" {name} " in out
+
+
+def test_cli_set_overrides_serve_cifar():
+    import json
+
+    for name in ("resnet50", "vgg16", "densenet121", "mobilenet_v1", "googlenet", "lenet5", "allcnn_c"):
+        result = CliRunner().invoke(main, ["check", str(ROOT / "specs" / f"{name}.arch"), "--set", "classes=10",
+                                           "--set", "input=32x32x3", "--format", "json"])
+        assert result.exit_code == 0, (name, result.output)
+        plan = json.loads(result.output)
+        assert plan["input"] == [32, 32, 3] and plan["output"] == [10], name
+
+
+def test_cli_resnet50_v15():
+    import json
+
+    runner = CliRunner()
+    spec = str(ROOT / "specs" / "resnet50.arch")
+    paper = json.loads(runner.invoke(main, ["check", spec, "--format", "json"]).output)
+    v15 = json.loads(runner.invoke(main, ["check", spec, "--set", "downsample_at=2", "--format", "json"]).output)
+    assert paper["trainable_params"] == v15["trainable_params"] == 25_557_032
+    assert (paper["macs"], v15["macs"]) == (3_857_973_248, 4_089_184_256)
