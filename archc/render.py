@@ -90,14 +90,15 @@ def markdown_table(plan: Plan, level: str) -> str:
 
 def print_list(rows: list[tuple[str, Plan | str]]) -> None:
     """One row per spec: its description, parameters and MACs, or (a string) why it does not check."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(header_style="bold")
     for column, justify in (("spec", "left"), ("description", "left"), ("params", "right"), ("MACs", "right")):
         table.add_column(column, justify=justify)
-    for stem, plan in rows:
+    for stem, plan in rows:  # escape: descriptions and messages are text, not rich markup (`error[A201]`)
         if isinstance(plan, str):
-            table.add_row(stem, plan, "", "")
+            table.add_row(escape(stem), escape(plan), "", "")
         else:
-            table.add_row(stem, plan.description or "", f"{plan.total_params:,}", human(plan.macs))
+            table.add_row(escape(stem), escape(plan.description or ""), f"{plan.total_params:,}", human(plan.macs))
     _console().print(table)
