@@ -236,20 +236,36 @@ def schema() -> None:
 
 @main.command("list")
 @click.argument("directory", required=False, type=click.Path(exists=True, file_okay=False))
-def list_specs(directory) -> None:
+@click.pass_context
+def list_specs(ctx, directory) -> None:
     """List the shipped specs (or those in DIRECTORY): description, parameters, MACs."""
     from . import check as run_check
+    from .load import load
     from .render import list_table
 
     folder = Path(directory) if directory else shipped_specs_dir()
     rows = []
-    for path in sorted(folder.glob("*.arch")):
+    broken = False
+    for path in sorted(folder.glob("*.arch"), key=_natural_key):
         try:
-            plan = run_check(path)
-        except ArchcError:
-            continue  # block files and broken specs: `archc check` explains those
-        rows.append((path.stem, plan))
+            loaded = load(path)
+            if not loaded.spec.body and loaded.spec.input is None:
+                continue  # a block file (blocks.arch): definitions for the specs to import, not a network
+            rows.append((path.stem, run_check(loaded)))
+        except ArchcError as e:
+            first = e.diagnostics[0]
+            rows.append((path.stem, f"error[{first.code}]: {first.message} (`archc check {path}` shows where)"))
+            broken = True
     click.echo(list_table(rows, bold=_color(sys.stdout)))
+    if broken:
+        ctx.exit(EXIT_SPEC)
+
+
+def _natural_key(path: Path) -> list:
+    """resnet18 before resnet101: digit runs compare as numbers."""
+    import re
+
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.stem)]
 
 
 def shipped_specs_dir() -> Path:

@@ -499,7 +499,9 @@ class _Walker:
         else:
             target = scope.child(str(scope.calls))
             scope.calls += 1
-        self.prepare_calls(target, block.body)  # an inlined call hands its scope on to its own body
+        # decide afresh for the block's own body: a stage that inlines its one call (`conv3_x : stage(...)`)
+        # must still number the calls inside that block (`conv3_x.0`, `conv3_x.1`), not flatten them
+        self.prepare_calls(target, block.body)
         body_env = dict(self.globals, **bound)
         body_env["in"] = x[1]
         self.call_stack.append((item.block, item.span))

@@ -34,7 +34,8 @@ _TERMINAL_WORDS = {
     "_INDENT": "an indented block",
     "_DEDENT": "the end of the indented block",
     "COMP_OP": "a comparison",
-    "ADD_OP": "`+` or `-`",
+    "PLUS": "`+`",
+    "MINUS": "`-`",
     "MUL_OP": "`*`, `/` or `//`",
     "$END": "the end of the file",
 }
@@ -198,9 +199,10 @@ class _ToIR:
         return _new(ir.UnaryOp, op="not", operand=c[0], span=self._s(meta))
 
     def neg(self, meta, c):
-        if isinstance(c[0], (int, float)) and not isinstance(c[0], bool):
-            return -c[0]
-        return _new(ir.UnaryOp, op="-", operand=c[0], span=self._s(meta))
+        operand = c[-1]
+        if isinstance(operand, (int, float)) and not isinstance(operand, bool):
+            return -operand
+        return _new(ir.UnaryOp, op="-", operand=operand, span=self._s(meta))
 
     def cond(self, meta, c):
         return _new(ir.Cond, then=c[0], test=c[1], orelse=c[2], span=self._s(meta))

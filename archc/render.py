@@ -34,10 +34,21 @@ def grid(header: list[str], rows: list[list[str]], right: set[int] = frozenset()
 
 
 def _stage_summary(plan: Plan, key: str, nodes: list[PlanNode]) -> str:
+    """A short stage reads as its layers (`2 x conv 3x3 same, 64; maxpool 2x2/2`), a long one as the
+    spec's row (`maxpool, bottleneck x 3 (33 layers)`)."""
     if len(nodes) == 1:
         return nodes[0].opdef.label(nodes[0].args)
-    if nodes[0].op == "conv" and len(nodes) <= 3 and all(n.op != "conv" for n in nodes[1:]):
-        return " + ".join(n.opdef.label(n.args) for n in nodes)  # one conv with its bn and activation
+    runs: list[list] = []  # consecutive equal layers, activations and batchnorm left out: [label, count]
+    for n in nodes:
+        if n.opdef.activation or n.op == "batchnorm":
+            continue
+        label = n.opdef.label(n.args)
+        if runs and runs[-1][0] == label:
+            runs[-1][1] += 1
+        else:
+            runs.append([label, 1])
+    if len(runs) <= 3:
+        return "; ".join(label if count == 1 else f"{count} x {label}" for label, count in runs)
     summary = plan.stage_summaries.get(key) or ", ".join(dict.fromkeys(n.op for n in nodes))
     return f"{summary} ({len(nodes)} layers)"
 
@@ -54,16 +65,34 @@ def table_rows(plan: Plan, level: str) -> list[list[str]]:
     return rows
 
 
+def totals(plan: Plan) -> str:
+    """The line under the `check` table."""
+    return (f"total params {plan.total_params:,} (trainable {plan.trainable_params:,}, non-trainable "
+            f"{plan.non_trainable_params:,}); MACs {plan.macs:,} ({human(plan.macs)}); {len(plan.nodes)} layers")
+
+
+def _header(level: str) -> list[str]:
+    return ["stage" if level == "stage" else "layer", "layers" if level == "stage" else "kind", "output", "params",
+            "MACs"]
+
+
 def check_table(plan: Plan, level: str, bold: bool = False) -> str:
     """The `archc check` report of one spec: title, table, totals."""
     title = plan.name + (f" - {plan.description}" if plan.description else "")
-    header = ["stage" if level == "stage" else "layer", "layers" if level == "stage" else "kind",
-              "output", "params", "MACs"]
-    totals = (f"total params {plan.total_params:,} (trainable {plan.trainable_params:,}, non-trainable "
-              f"{plan.non_trainable_params:,}); MACs {plan.macs:,} ({human(plan.macs)}); {len(plan.nodes)} layers")
-    return "\n".join([title, "", grid(header, table_rows(plan, level), right={2, 3, 4}, bold=bold), "", totals, ""])
+    table = grid(_header(level), table_rows(plan, level), right={2, 3, 4}, bold=bold)
+    return "\n".join([title, "", table, "", totals(plan), ""])
 
 
-def list_table(rows: list[tuple[str, Plan]], bold: bool = False) -> str:
-    body = [[stem, plan.description or "", f"{plan.total_params:,}", human(plan.macs)] for stem, plan in rows]
+def markdown_table(plan: Plan, level: str) -> str:
+    """The `check` table as Markdown (the same rows and totals as the terminal's), for generated docs."""
+    lines = ["| " + " | ".join(_header(level)) + " |", "|---|---|--:|--:|--:|"]
+    for row in table_rows(plan, level):
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    return "\n".join(lines) + "\n\n" + totals(plan) + "\n"
+
+
+def list_table(rows: list[tuple[str, Plan | str]], bold: bool = False) -> str:
+    """One row per spec: its description, parameters and MACs, or (a string) why it does not check."""
+    body = [[stem, plan, "", ""] if isinstance(plan, str)
+            else [stem, plan.description or "", f"{plan.total_params:,}", human(plan.macs)] for stem, plan in rows]
     return grid(["spec", "description", "params", "MACs"], body, right={2, 3}, bold=bold)

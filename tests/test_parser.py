@@ -52,6 +52,10 @@ def test_expressions():
     assert value["then"]["kind"] == "func" and value["then"]["args"][0]["left"] == {"kind": "name", "id": "in.c"}
     assert value["orelse"] == -1
     assert layer["args"][2]["value"] == {"kind": "dims", "dims": [2, 1]}
+    [layer] = body("dense 2 - 1 + a - -b\n")
+    value = layer["args"][0]["value"]
+    assert value["op"] == "-" and value["right"] == {"kind": "unary", "op": "-", "operand": {"kind": "name", "id": "b"}}
+    assert value["left"]["op"] == "+" and value["left"]["left"] == {"kind": "binop", "op": "-", "left": 2, "right": 1}
     [layer] = body("dropout 40%\n")
     assert layer["args"][0]["value"] == {"kind": "percent", "value": 0.4}
     [layer] = body("lrn alpha=1e-4, beta=.75\n")
