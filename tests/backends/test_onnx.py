@@ -243,3 +243,11 @@ def test_load_weights_by_name_and_its_errors():
     with pytest.raises(ArchcError) as e:
         archc.load_weights(b, {**arrays, first: np.zeros((1, 2, 3))})
     assert e.value.diagnostics[0].code == "A431"
+
+
+def test_compile_and_write_through_the_api():
+    model = archc.compile(CASES["merges"], backend="onnx")
+    assert isinstance(model, onnx.ModelProto)
+    with pytest.raises(ArchcError) as e:
+        get_backend("onnx").write(archc.check(CASES["merges"]), "py")
+    assert e.value.diagnostics[0].code == "A430"
