@@ -94,7 +94,8 @@ _max_layers_option = click.option("--max-layers", type=click.IntRange(min=1), de
 @click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--level", type=click.Choice(["stage", "layer"]), default="stage", show_default=True,
               help="One row per stage of the table, or per layer.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True,
+              help="html writes SPEC_NAME.html (the table, the picture, the totals) in the current directory.")
 @_set_option
 @_max_layers_option
 @_allow_option
@@ -115,6 +116,8 @@ def check(ctx, specs, level, fmt, sets, max_layers, allow) -> None:
             continue
         if fmt == "json":
             click.echo(json.dumps(plan.to_json(level)))
+        elif fmt == "html":
+            _write_report(plan, Path(f"{Path(spec).stem}.html"), spec)
         else:
             from .render import print_table
 
@@ -334,6 +337,44 @@ def graph(spec, fmt, output, level, direction, sets, max_layers, allow) -> None:
 
     write_atomic(Path(output), data, protect=[Path(spec)])
     click.echo(f"wrote {output} ({fmt}, {level} level)", err=True)
+
+
+def _write_report(plan, target: Path, spec: str) -> None:
+    from .files import write_atomic
+    from .report import html_report
+
+    write_atomic(target, html_report(plan).encode("utf-8"), protect=[Path(spec)])
+    click.echo(f"wrote {target}", err=True)
+
+
+@main.command()
+@click.argument("specs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(), default=None,
+              help="An .html file (one spec), or a directory for SPEC_NAME.html pages (default: here).")
+@_set_option
+@_max_layers_option
+@_allow_option
+@click.pass_context
+def report(ctx, specs, output, sets, max_layers, allow) -> None:
+    """Write one self-contained HTML page per spec: the totals, the picture, the table."""
+    if output and output.endswith(".html") and len(specs) > 1:
+        raise click.BadParameter("one .html file holds one spec; give a directory", param_hint="-o")
+    overrides = _parse_sets(sets)
+    failed = False
+    for spec in specs:
+        try:
+            plan = _check(spec, overrides, max_layers, allow)
+        except ArchcError as e:
+            _report(e)
+            failed = True
+            continue
+        if output and output.endswith(".html"):
+            target = Path(output)
+        else:
+            target = Path(output or ".") / f"{Path(spec).stem}.html"
+        _write_report(plan, target, spec)
+    if failed:
+        ctx.exit(EXIT_SPEC)
 
 
 def run() -> None:
