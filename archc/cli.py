@@ -377,6 +377,17 @@ def report(ctx, specs, output, sets, max_layers, allow) -> None:
         ctx.exit(EXIT_SPEC)
 
 
+@main.command()
+def lsp() -> None:
+    """Run the language server on standard input and output (diagnostics as you type, hover, formatting)."""
+    try:
+        from .lsp import serve
+    except ImportError as e:
+        raise ArchcError([Diagnostic("A403", f"the language server needs a package that is not installed: "
+                                     f"{e.name or e}", None, help="pip install 'archc[lsp]'")]) from None
+    serve()
+
+
 def run() -> None:
     main(prog_name="archc")
 
