@@ -68,8 +68,9 @@ def _expr(e: Any) -> tuple[str, int]:
             raise Unwritable(f"`{e.id}` is not a name the text syntax can write")
         return e.id, _ATOM
     if kind == "dims":
-        literal = all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in e.dims)
-        if literal and len(e.dims) >= 2:
+        # `3x3`, `224x224x3` for sizes; a tuple for anything else, such as paddings `(1, 1, 0, 0)`
+        literal = all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in e.dims)
+        if literal and 2 <= len(e.dims) <= 3:
             return "x".join(str(d) for d in e.dims), _ATOM
         if len(e.dims) < 2:
             raise Unwritable("a size needs at least two dimensions")
@@ -155,7 +156,7 @@ def _scope_size(value: Any) -> str:
         return str(value)
     if getattr(value, "kind", None) == "dims" and len(value.dims) >= 2 and all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value.dims):
-        return expr(value)
+        return "x".join(str(d) for d in value.dims)
     raise Unwritable("a stage's size is written as a literal like `28x28`")
 
 
