@@ -11,6 +11,8 @@ a `shortcut` path (the 1x1 projection). Parallel branches (Inception) stay solid
 
 from __future__ import annotations
 
+import json
+
 from .diagnostics import ArchcError, Diagnostic
 from .ops import fmt_shape
 from .plan import INPUT, Plan, PlanNode
@@ -229,7 +231,8 @@ def to_mermaid(plan: Plan, level: str = "layer", direction: str = "TB") -> str:
     d = drawing(plan, level)
     ids = {node[0]: f"n{i}" for i, node in enumerate(d.nodes)}
     nodes = {n[0]: n for n in d.nodes}
-    out = [f"---\ntitle: {_mermaid_text(d.title.splitlines()[0])}\n---", f"flowchart {direction}"]
+    title = json.dumps(d.title.splitlines()[0])  # a JSON string is a YAML string: the title may hold `: `
+    out = [f"---\ntitle: {title}\n---", f"flowchart {direction}"]
 
     def node_line(node_id: str, indent: str) -> str:
         _, lines, fill, shape = nodes[node_id]
