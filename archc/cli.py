@@ -97,7 +97,8 @@ _max_layers_option = click.option("--max-layers", type=click.IntRange(min=1), de
 @click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--level", type=click.Choice(["stage", "layer"]), default="stage", show_default=True,
               help="One row per stage of the table, or per layer.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True,
+              help="html writes SPEC_NAME.html (the table, the picture, the totals) in the current directory.")
 @_set_option
 @_max_layers_option
 @_allow_option
@@ -124,6 +125,8 @@ def check(ctx, specs, level, fmt, sets, max_layers, allow) -> None:
             continue
         if fmt == "json":
             click.echo(json.dumps(plan.to_json(level)))
+        elif fmt == "html":
+            _write_report(plan, Path(f"{Path(spec).stem}.html"), spec)
         else:
             from .render import check_table
 
@@ -191,13 +194,16 @@ def ops() -> None:
 
 @main.command()
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False))
-@click.option("--to", "target", type=click.Choice(["json"]), default="json", show_default=True)
+@click.option("--to", "target", type=click.Choice(["json", "arch"]), default="json", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of standard output.")
 @click.option("--spans/--no-spans", default=False, help="Keep source positions in the JSON.")
 def convert(spec, target, output, spans) -> None:
     """Convert a spec between its text and JSON forms (the same structure: blocks, calls, stages)."""
     from .load import load
 
+    if target == "arch":
+        _write_or_echo(_to_arch(spec), output, spec)
+        return
     loaded = load(spec)
     _write_or_echo(spec_to_json(loaded.spec, spans), output, spec)
 
@@ -275,6 +281,146 @@ def shipped_specs_dir() -> Path:
         if candidate.is_dir():
             return candidate
     raise click.UsageError("the spec library is not installed; pass a directory")
+
+
+def _read_spec_text(path: str) -> str:
+    from .load import _read
+
+    return _read(Path(path), path, None, {})
+
+
+def _to_arch(spec: str) -> str:
+    """`convert --to arch`: JSON is printed canonically; text is formatted with its comments kept."""
+    from .fmt import format_spec, format_text
+    from .load import parse_source
+
+    text = _read_spec_text(spec)
+    parsed = parse_source(text, spec)
+    if spec.endswith(".json") or text.lstrip().startswith("{"):
+        return format_spec(parsed, spec)
+    return format_text(text, spec)
+
+
+@main.command("fmt")
+@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--check", "check_only", is_flag=True, help="Change nothing; exit 1 if a file would change.")
+@click.pass_context
+def fmt_command(ctx, specs, check_only) -> None:
+    """Rewrite `.arch` specs in their canonical form, comments kept (`-` formats standard input to standard
+    output)."""
+    from .files import write_atomic
+    from .fmt import format_text
+
+    failed = changed = False
+    for spec in specs:
+        if spec != "-" and spec.endswith(".json"):
+            raise click.BadParameter(f"{spec} is JSON; `archc convert --to arch` writes it as text",
+                                     param_hint="SPECS")
+        if spec != "-" and not Path(spec).is_file():
+            raise click.BadParameter(f"no such file: {spec}", param_hint="SPECS")
+        try:
+            text = sys.stdin.read() if spec == "-" else _read_spec_text(spec)
+            formatted = format_text(text, "<stdin>" if spec == "-" else spec)
+        except ArchcError as e:
+            _report(e)
+            failed = True
+            continue
+        if spec == "-":
+            click.echo(formatted, nl=False)
+            changed |= formatted != text
+            continue
+        if formatted == text:
+            continue
+        changed = True
+        if check_only:
+            click.echo(f"would reformat {spec}", err=True)
+        else:
+            write_atomic(Path(spec), formatted.encode("utf-8"))
+            click.echo(f"reformatted {spec}", err=True)
+    if failed or (check_only and changed):
+        ctx.exit(EXIT_SPEC)
+
+
+@main.command()
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["svg", "png", "dot", "mermaid"]), default=None,
+              help="Picture format (default: from the -o extension, else dot).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Output path (default: standard output; NAME.png for png).")
+@click.option("--level", type=click.Choice(["layer", "stage"]), default="layer", show_default=True,
+              help="One node per layer (boxed by stage and block), or one per stage.")
+@click.option("--direction", type=click.Choice(["TB", "LR"]), default="TB", show_default=True,
+              help="Top to bottom, or left to right.")
+@_set_option
+@_max_layers_option
+@_allow_option
+def graph(spec, fmt, output, level, direction, sets, max_layers, allow) -> None:
+    """Draw the architecture: DOT and Mermaid text, or SVG and PNG through Graphviz."""
+    from .graph import picture
+
+    if fmt is None:
+        suffix = Path(output).suffix.lower().lstrip(".") if output else ""
+        fmt = {"svg": "svg", "png": "png", "mmd": "mermaid", "mermaid": "mermaid"}.get(suffix, "dot")
+    plan = _check(spec, _parse_sets(sets), max_layers, allow)
+    data = picture(plan, fmt, level, direction)
+    if output is None and fmt == "png":
+        output = f"{plan.name}.png"
+    if output is None:
+        click.echo(data.decode("utf-8"), nl=False)
+        return
+    from .files import write_atomic
+
+    write_atomic(Path(output), data, protect=[Path(spec)])
+    click.echo(f"wrote {output} ({fmt}, {level} level)", err=True)
+
+
+def _write_report(plan, target: Path, spec: str) -> None:
+    from .files import write_atomic
+    from .report import html_report
+
+    write_atomic(target, html_report(plan).encode("utf-8"), protect=[Path(spec)])
+    click.echo(f"wrote {target}", err=True)
+
+
+@main.command()
+@click.argument("specs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(), default=None,
+              help="An .html file (one spec), or a directory for SPEC_NAME.html pages (default: here).")
+@_set_option
+@_max_layers_option
+@_allow_option
+@click.pass_context
+def report(ctx, specs, output, sets, max_layers, allow) -> None:
+    """Write one self-contained HTML page per spec: the totals, the picture, the table."""
+    if output and output.endswith(".html") and len(specs) > 1:
+        raise click.BadParameter("one .html file holds one spec; give a directory", param_hint="-o")
+    overrides = _parse_sets(sets)
+    failed = False
+    for spec in specs:
+        try:
+            plan = _check(spec, overrides, max_layers, allow)
+        except ArchcError as e:
+            _report(e)
+            failed = True
+            continue
+        if output and output.endswith(".html"):
+            target = Path(output)
+        else:
+            target = Path(output or ".") / f"{Path(spec).stem}.html"
+        _write_report(plan, target, spec)
+    if failed:
+        ctx.exit(EXIT_SPEC)
+
+
+@main.command()
+def lsp() -> None:
+    """Run the language server on standard input and output (diagnostics as you type, hover, formatting)."""
+    try:
+        from .lsp import serve
+    except ImportError as e:
+        raise ArchcError([Diagnostic("A403", f"the language server needs a package that is not installed: "
+                                     f"{e.name or e}", None, help="pip install 'archc[lsp]'")]) from None
+    serve()
 
 
 def run() -> None:

@@ -15,6 +15,7 @@ from ..diagnostics import ArchcError, Diagnostic, did_you_mean
 BUILTIN: dict[str, str] = {
     "torch": "archc.backends.torch:TorchBackend",
     "keras": "archc.backends.keras:KerasBackend",
+    "onnx": "archc.backends.onnx:OnnxBackend",
 }
 
 _loaded: dict[str, Any] = {}
@@ -62,4 +63,6 @@ def backend_of(model: Any):
         return get_backend("torch")
     if module.startswith(("keras", "tensorflow")) or hasattr(model, "get_weights"):
         return get_backend("keras")
+    if module.startswith("onnx"):
+        return get_backend("onnx")
     raise ArchcError([Diagnostic("A402", f"no backend knows models of type `{type(model).__name__}`", None)])

@@ -1,0 +1,280 @@
+"""The ONNX backend: a Plan becomes an ONNX model directly, through `onnx.helper` (no deep-learning framework).
+
+The graph takes `input`, N x C x H x W (or N x L for a flat input) with a symbolic batch `N`, and gives
+`output`. Every plan node becomes ONNX nodes whose final output tensor is named after the plan node
+(`conv3_x.0.conv2`), and its parameters are initializers named as PyTorch names them (`conv3_x.0.conv2.weight`,
+`...bias`, `...running_mean`, `...running_var`), so weights move between the two backends by name. Constants
+that are not parameters (a clip's bounds, a unit scale for `batchnorm scale=false`) are Constant nodes, so the
+initializers are exactly the plan's parameters.
+
+The language's definitions (archc/ops.py) map onto ONNX like this:
+  * padding is always explicit; ONNX orders it [top, left, bottom, right] (all begins, then all ends);
+  * max pooling pads with -infinity natively; average pooling uses `count_include_pad=0`, so padding is left
+    out of the average as the language says; a pad as large as the window (where ONNX Runtime refuses
+    native padding) becomes an explicit Pad node (-inf for max; for average, sums over a ones-mask count
+    the real inputs);
+  * LRN: ONNX divides alpha by the size (as PyTorch does), so it gets the spec's alpha * size;
+  * BatchNormalization's momentum has the spec's (Keras's) sense already;
+  * flatten is NCHW order, as PyTorch's is, so dense weights are laid out the same ([out, in]).
+
+Nothing here computes a shape: emitters read `node.args`, `node.in_shapes` and `node.shape` from the Plan.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from .. import __version__
+from ..diagnostics import ArchcError, Diagnostic
+from ..plan import INPUT, Plan, PlanNode
+from .base import Backend
+
+OPSET = 19  # AveragePool's `dilations` arrived in opset 19
+INPUT_NAME, OUTPUT_NAME = "input", "output"
+BATCH = "N"
+
+
+def _error(code: str, message: str, help: str | None = None) -> ArchcError:
+    return ArchcError([Diagnostic(code, message, None, help=help)])
+
+
+def _nchw(shape: tuple[int, ...]) -> list[Any]:
+    return [BATCH, shape[2], shape[0], shape[1]] if len(shape) == 3 else [BATCH, *shape]
+
+
+def _onnx_pads(pads: tuple[int, int, int, int]) -> list[int]:
+    top, bottom, left, right = pads
+    return [top, left, bottom, right]
+
+
+class _Graph:
+    """What the emitters add to: nodes, initializers, and fresh names for temporaries."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self.rng = rng
+        self.names: dict[str, str] = {INPUT: INPUT_NAME}  # plan name -> tensor name
+
+    def node(self, op_type: str, inputs: list[str], output: str, name: str, **attrs) -> str:
+        self.nodes.append(helper.make_node(op_type, inputs, [output], name=name, **attrs))
+        return output
+
+    def constant(self, name: str, value: np.ndarray) -> str:
+        self.nodes.append(helper.make_node("Constant", [], [name], name=name,
+                                           value=numpy_helper.from_array(value, name)))
+        return name
+
+    def parameter(self, name: str, value: np.ndarray) -> str:
+        self.initializers.append(numpy_helper.from_array(value.astype(np.float32), name))
+        return name
+
+    def uniform(self, shape: tuple[int, ...], fan_in: int) -> np.ndarray:
+        """PyTorch's default initialisation for conv and dense: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+        bound = 1.0 / math.sqrt(fan_in)
+        return self.rng.uniform(-bound, bound, size=shape).astype(np.float32)
+
+
+class OnnxBackend(Backend):
+    name = "onnx"
+    file_formats = ("onnx",)
+
+    # ------------------------------------------------------------ the Backend interface
+    def build(self, plan: Plan, logits: bool = False, seed: int = 0) -> onnx.ModelProto:
+        graph = _Graph(np.random.default_rng(seed))
+        output = plan.output
+        if logits and output != INPUT and plan.node(output).op == "softmax":
+            output = plan.node(output).inputs[0]
+        for node in plan.nodes:
+            emitter = getattr(self, f"emit_{node.op}", None)
+            if emitter is None:  # pragma: no cover - tests require an emitter for every op
+                raise _error("A430", f"the onnx backend cannot emit `{node.op}` layers")
+            inputs = [graph.names[name] for name in node.inputs]
+            graph.names[node.name] = emitter(node, inputs, graph)
+        graph.node("Identity", [graph.names[output]], OUTPUT_NAME, "output")
+        out_shape = plan.input_shape if output == INPUT else plan.node(output).shape
+        onnx_graph = helper.make_graph(
+            graph.nodes, plan.name,
+            [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, _nchw(plan.input_shape))],
+            [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, _nchw(out_shape))],
+            initializer=graph.initializers,
+        )
+        model = helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                                  producer_name="archc", producer_version=__version__)
+        model.ir_version = min(model.ir_version, 9)  # readable by ONNX Runtime releases of the last two years
+        if plan.description:
+            model.doc_string = plan.description
+        return model
+
+    def write(self, plan: Plan, fmt: str, logits: bool = False) -> bytes:
+        if fmt != "onnx":
+            raise _error("A430", f"the onnx backend writes .onnx files, not `{fmt}`")
+        return self.build(plan, logits).SerializeToString()
+
+    def owns(self, model: Any) -> bool:
+        return isinstance(model, onnx.ModelProto)
+
+    def load_weights(self, model: onnx.ModelProto, source: Any) -> onnx.ModelProto:
+        """Replace the model's initializers by name from `source`: a PyTorch module or state dict of the same
+        spec (its keys are the same names), another ONNX model, or a {name: array} mapping."""
+        theirs = _arrays_of(source)
+        missing = [init.name for init in model.graph.initializer if init.name not in theirs]
+        if missing:
+            raise _error("A431", f"the source has no `{missing[0]}` (and {len(missing) - 1} more weights missing)"
+                         if len(missing) > 1 else f"the source has no `{missing[0]}`",
+                         help="the source must be a model of the same spec: weights are matched by name")
+        for init in model.graph.initializer:
+            array = np.asarray(theirs[init.name], dtype=np.float32)
+            if tuple(array.shape) != tuple(init.dims):
+                raise _error("A431", f"`{init.name}` is {list(array.shape)} in the source but {list(init.dims)} "
+                             "here", help="the source must be a model of the same spec and parameters")
+            init.CopyFrom(numpy_helper.from_array(array, init.name))
+        return model
+
+    def transfer_weights(self, src: Any, dst: onnx.ModelProto) -> onnx.ModelProto:
+        return self.load_weights(dst, src)
+
+    # ------------------------------------------------------------ one emitter per op
+    def emit_conv(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        a = node.args
+        cin = node.in_shapes[0][2]
+        fan_in = (cin // a.groups) * a.kernel[0] * a.kernel[1]
+        args = [inputs[0], g.parameter(f"{node.name}.weight",
+                                       g.uniform((a.filters, cin // a.groups, *a.kernel), fan_in))]
+        if a.bias:
+            args.append(g.parameter(f"{node.name}.bias", g.uniform((a.filters,), fan_in)))
+        return g.node("Conv", args, node.name, node.name, kernel_shape=list(a.kernel), strides=list(a.stride),
+                      dilations=list(a.dilation), pads=_onnx_pads(a.pads()), group=a.groups)
+
+    def _pool(self, node: PlanNode, inputs: list[str], g: _Graph, op_type: str) -> str:
+        a = node.args
+        pads = a.pads()
+        # ONNX Runtime wants each pad smaller than the window's extent; pad explicitly beyond that
+        extent = (a.dilation[0] * (a.kernel[0] - 1) + 1, a.dilation[1] * (a.kernel[1] - 1) + 1)
+        native = max(pads[0], pads[1]) < extent[0] and max(pads[2], pads[3]) < extent[1]
+        window = dict(kernel_shape=list(a.kernel), strides=list(a.stride), dilations=list(a.dilation))
+        if native:
+            extra = {"count_include_pad": 0} if op_type == "AveragePool" else {}
+            return g.node(op_type, [inputs[0]], node.name, node.name, pads=_onnx_pads(pads), **window, **extra)
+        top, bottom, left, right = pads
+        pad_spec = g.constant(f"{node.name}/pads", np.array([0, 0, top, left, 0, 0, bottom, right], np.int64))
+        if op_type == "MaxPool":
+            fill = g.constant(f"{node.name}/neg_inf", np.array(-np.inf, np.float32))
+            padded = g.node("Pad", [inputs[0], pad_spec, fill], f"{node.name}/padded", f"{node.name}/pad")
+            return g.node("MaxPool", [padded], node.name, node.name, **window)
+        # average over real inputs only: window sums of x and of a ones-mask, both zero-padded
+        padded = g.node("Pad", [inputs[0], pad_spec], f"{node.name}/padded", f"{node.name}/pad")
+        h, w, _ = node.in_shapes[0]
+        ones = g.constant(f"{node.name}/ones", np.ones((1, 1, h, w), np.float32))
+        mask = g.node("Pad", [ones, pad_spec], f"{node.name}/mask", f"{node.name}/pad_mask")
+        sums = g.node("AveragePool", [padded], f"{node.name}/sums", f"{node.name}/sums", **window)
+        counts = g.node("AveragePool", [mask], f"{node.name}/counts", f"{node.name}/counts", **window)
+        return g.node("Div", [sums, counts], node.name, node.name)
+
+    def emit_maxpool(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        return self._pool(node, inputs, g, "MaxPool")
+
+    def emit_avgpool(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        return self._pool(node, inputs, g, "AveragePool")
+
+    def _global(self, node: PlanNode, inputs: list[str], g: _Graph, op_type: str) -> str:
+        pooled = g.node(op_type, [inputs[0]], f"{node.name}/pooled", f"{node.name}/pool")
+        return g.node("Flatten", [pooled], node.name, node.name, axis=1)
+
+    def emit_globalavgpool(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        return self._global(node, inputs, g, "GlobalAveragePool")
+
+    def emit_globalmaxpool(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        return self._global(node, inputs, g, "GlobalMaxPool")
+
+    def emit_flatten(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        return g.node("Flatten", inputs, node.name, node.name, axis=1)  # (C, H, W) order, as PyTorch's
+
+    def emit_dense(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        a = node.args
+        n = node.in_shapes[0][0]
+        args = [inputs[0], g.parameter(f"{node.name}.weight", g.uniform((a.units, n), n))]
+        if a.bias:
+            args.append(g.parameter(f"{node.name}.bias", g.uniform((a.units,), n)))
+        return g.node("Gemm", args, node.name, node.name, transB=1)
+
+    def emit_batchnorm(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        a = node.args
+        c = node.in_shapes[0][-1]
+        scale = g.parameter(f"{node.name}.weight", np.ones(c, np.float32)) if a.scale \
+            else g.constant(f"{node.name}/unit_scale", np.ones(c, np.float32))
+        shift = g.parameter(f"{node.name}.bias", np.zeros(c, np.float32)) if a.center \
+            else g.constant(f"{node.name}/zero_shift", np.zeros(c, np.float32))
+        mean = g.parameter(f"{node.name}.running_mean", np.zeros(c, np.float32))
+        var = g.parameter(f"{node.name}.running_var", np.ones(c, np.float32))
+        return g.node("BatchNormalization", [inputs[0], scale, shift, mean, var], node.name, node.name,
+                      epsilon=a.epsilon, momentum=a.momentum)
+
+    def emit_lrn(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        a = node.args
+        # Krizhevsky's alpha multiplies the plain sum; ONNX's is divided by the size first.
+        attrs = dict(size=a.size, alpha=a.alpha * a.size, beta=a.beta, bias=a.k)
+        if len(node.in_shapes[0]) == 3:
+            return g.node("LRN", inputs, node.name, node.name, **attrs)
+        axes = g.constant(f"{node.name}/axes", np.array([2, 3], np.int64))  # LRN wants N x C x H x W
+        grown = g.node("Unsqueeze", [inputs[0], axes], f"{node.name}/nchw", f"{node.name}/unsqueeze")
+        normed = g.node("LRN", [grown], f"{node.name}/lrn", f"{node.name}/lrn", **attrs)
+        return g.node("Squeeze", [normed, axes], node.name, node.name)
+
+    def emit_dropout(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        ratio = g.constant(f"{node.name}/ratio", np.array(node.args.rate, np.float32))
+        return g.node("Dropout", [inputs[0], ratio], node.name, node.name)  # identity at inference
+
+    def emit_identity(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        return g.node("Identity", inputs, node.name, node.name)
+
+    def emit_relu(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        return g.node("Relu", inputs, node.name, node.name)
+
+    def emit_relu6(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        low = g.constant(f"{node.name}/min", np.array(0.0, np.float32))
+        high = g.constant(f"{node.name}/max", np.array(6.0, np.float32))
+        return g.node("Clip", [inputs[0], low, high], node.name, node.name)
+
+    def emit_leaky_relu(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        return g.node("LeakyRelu", inputs, node.name, node.name, alpha=node.args.negative_slope)
+
+    def emit_elu(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        return g.node("Elu", inputs, node.name, node.name, alpha=node.args.alpha)
+
+    def emit_sigmoid(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        return g.node("Sigmoid", inputs, node.name, node.name)
+
+    def emit_tanh(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        return g.node("Tanh", inputs, node.name, node.name)
+
+    def emit_softmax(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        return g.node("Softmax", inputs, node.name, node.name, axis=1)  # the channels, maps or vectors
+
+    def emit_add(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        return g.node("Sum", inputs, node.name, node.name)
+
+    def emit_concat(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        return g.node("Concat", inputs, node.name, node.name, axis=1)  # the channels, maps or vectors
+
+
+def _arrays_of(source: Any) -> dict[str, np.ndarray]:
+    """{name: array} from an ONNX model, a PyTorch module or state dict, or a mapping of arrays."""
+    if isinstance(source, onnx.ModelProto):
+        return {init.name: numpy_helper.to_array(init) for init in source.graph.initializer}
+    if hasattr(source, "state_dict") and callable(source.state_dict):
+        source = source.state_dict()
+    if hasattr(source, "items"):
+        out = {}
+        for name, value in source.items():
+            if hasattr(value, "detach"):  # a torch tensor, without importing torch here
+                value = value.detach().cpu().numpy()
+            out[str(name)] = np.asarray(value)
+        return out
+    raise _error("A431", f"the onnx backend cannot read weights from a `{type(source).__name__}`",
+                 help="pass an ONNX model, a PyTorch module or state dict, or a {name: array} mapping")

@@ -1,0 +1,315 @@
+"""Pictures of a Plan: Graphviz DOT and Mermaid text written here, SVG and PNG rendered by Graphviz's `dot`.
+
+Layer level: one node per layer, labelled with its name, its kind and key arguments (the `check` table's
+label) and its output size, inside nested boxes for the stages and block calls of its name
+(`conv3_x` > `conv3_x.0` > `conv3_x.0.shortcut`). Stage level: one node per stage of the table.
+
+Skip connections are dashed, as the papers draw them: an edge into a merge (`add`, `concat`) whose source
+also feeds another input of that merge (an identity shortcut, DenseNet's concatenation), and every edge of
+a `shortcut` path (the 1x1 projection). Parallel branches (Inception) stay solid: none feeds another.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .diagnostics import ArchcError, Diagnostic
+from .ops import fmt_shape
+from .plan import INPUT, Plan, PlanNode
+from .render import human
+
+MAX_DRAWN_NODES = 5_000  # dot takes minutes beyond this; the stage level still draws any network
+LEVELS = ("layer", "stage")
+FORMATS = ("dot", "mermaid", "svg", "png")
+
+# Fill colours by family, light enough for black text (conv blue, pool orange, dense green, merges yellow).
+_FILL = {
+    "conv": "#cfe2f3", "maxpool": "#fce5cd", "avgpool": "#fce5cd", "globalavgpool": "#fce5cd",
+    "globalmaxpool": "#fce5cd", "dense": "#d9ead3", "add": "#fff2cc", "concat": "#fff2cc",
+    "batchnorm": "#eeeeee", "lrn": "#eeeeee", "dropout": "#f4f4f4", "flatten": "#f4f4f4",
+}
+_ACTIVATION_FILL = "#ffffff"
+
+
+# ---------------------------------------------------------------- the graph, independent of the syntax
+
+
+class Drawing:
+    """Nodes, edges and clusters of one picture; DOT and Mermaid are two spellings of it."""
+
+    def __init__(self, title: str):
+        self.title = title
+        self.nodes: list[tuple[str, list[str], str, str]] = []  # (id, label lines, fill, shape)
+        self.edges: list[tuple[str, str, bool]] = []  # (from, to, skip)
+        self.clusters: dict[str, list[str]] = {}  # cluster path -> its own node ids (not its sub-clusters')
+        self.output: str | None = None
+
+
+def _skip_edges(plan: Plan) -> set[tuple[str, str]]:
+    """Edges (src, dst) drawn dashed: shortcuts into merges and every edge of a `shortcut` path."""
+    index = {n.name: i for i, n in enumerate(plan.nodes)}
+    index[INPUT] = -1
+    skips: set[tuple[str, str]] = set()
+
+    def feeds(src: str, dst: str) -> bool:
+        """Whether `src` is an ancestor of `dst`; the topological order bounds the search."""
+        limit = index[src]
+        stack, seen = [dst], set()
+        while stack:
+            name = stack.pop()
+            if name == src:
+                return True
+            if name in seen or name == INPUT or index[name] < limit:
+                continue
+            seen.add(name)
+            stack.extend(plan.node(name).inputs)
+        return False
+
+    for node in plan.nodes:
+        if "shortcut" in node.name.split("."):
+            skips.update((src, node.name) for src in node.inputs)
+        for src in node.inputs:
+            if src != INPUT and "shortcut" in src.split("."):
+                skips.add((src, node.name))
+        if node.opdef.inputs == "many" and len(node.inputs) > 1:
+            for src in node.inputs:
+                if any(other != src and feeds(src, other) for other in node.inputs):
+                    skips.add((src, node.name))
+    return skips
+
+
+def _fill(op: str) -> str:
+    return _FILL.get(op, _ACTIVATION_FILL)
+
+
+def layer_drawing(plan: Plan) -> Drawing:
+    if len(plan.nodes) > MAX_DRAWN_NODES:
+        raise ArchcError([Diagnostic("A420", f"`{plan.name}` has {len(plan.nodes):,} layers, too many to draw one "
+                                     f"node each (at most {MAX_DRAWN_NODES:,})", None,
+                                     help="draw one node per stage with `--level stage`")])
+    drawing = Drawing(_title(plan))
+    drawing.nodes.append((INPUT, ["input", fmt_shape(plan.input_shape)], "#ffffff", "ellipse"))
+    skips = _skip_edges(plan)
+    for node in plan.nodes:
+        drawing.nodes.append((node.name, _layer_label(node), _fill(node.op), "box"))
+        for src in node.inputs:
+            drawing.edges.append((src, node.name, (src, node.name) in skips))
+        parts = node.name.split(".")
+        cluster = ".".join(parts[:-1])
+        drawing.clusters.setdefault(cluster, []).append(node.name)
+    drawing.output = plan.output
+    return drawing
+
+
+def _layer_label(node: PlanNode) -> list[str]:
+    lines = [node.opdef.label(node.args), fmt_shape(node.shape)]
+    own = node.name.rsplit(".", 1)[-1]
+    if own.rstrip("0123456789_") not in (node.op, node.opdef.prefix):
+        lines.insert(0, own)  # a name the spec chose; generated ones (`conv2`, `bn1`) add nothing to the label
+    if node.params:
+        lines[-1] += f"  ({human(node.params)} params)"
+    return lines
+
+
+def stage_drawing(plan: Plan) -> Drawing:
+    drawing = Drawing(_title(plan))
+    drawing.nodes.append((INPUT, ["input", fmt_shape(plan.input_shape)], "#ffffff", "ellipse"))
+    owner: dict[str, str] = {INPUT: INPUT}
+    from .render import _stage_summary
+
+    for key, nodes in plan.stages():
+        ops = {n.op for n in nodes}
+        fill = _fill(nodes[0].op) if len(ops) == 1 else _fill("conv" if "conv" in ops else nodes[0].op)
+        params = sum(n.params for n in nodes)
+        lines = [key, _stage_summary(nodes), fmt_shape(nodes[-1].shape)]
+        if params:
+            lines[-1] += f"  ({human(params)} params)"
+        drawing.nodes.append((key, lines, fill, "box"))
+        for n in nodes:
+            owner[n.name] = key
+    seen: set[tuple[str, str]] = set()
+    for node in plan.nodes:
+        for src in node.inputs:
+            edge = (owner[src], owner[node.name])
+            if edge[0] != edge[1] and edge not in seen:
+                seen.add(edge)
+                drawing.edges.append((*edge, False))
+    drawing.output = owner.get(plan.output, INPUT)
+    return drawing
+
+
+def _title(plan: Plan) -> str:
+    title = plan.name + (f": {plan.description}" if plan.description else "")
+    return f"{title}\n{fmt_shape(plan.input_shape)} -> {fmt_shape(plan.output_shape)}, " \
+           f"{plan.total_params:,} params, {human(plan.macs)} MACs"
+
+
+def drawing(plan: Plan, level: str = "layer") -> Drawing:
+    return stage_drawing(plan) if level == "stage" else layer_drawing(plan)
+
+
+def _cluster_tree(clusters: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Cluster path -> its child cluster paths, with every ancestor present ("" is the root)."""
+    children: dict[str, list[str]] = {"": []}
+    for path in sorted(clusters, key=lambda p: (p.count("."), p)):
+        parts = path.split(".") if path else []
+        for depth in range(1, len(parts) + 1):
+            here, parent = ".".join(parts[:depth]), ".".join(parts[: depth - 1])
+            if here not in children:
+                children[here] = []
+                children.setdefault(parent, []).append(here)
+    return children
+
+
+def _boxed(clusters: dict[str, list[str]], children: dict[str, list[str]], path: str) -> bool:
+    """A cluster is drawn as a box when it holds more than one layer (a one-layer box only adds clutter)."""
+    total = len(clusters.get(path, [])) + sum(1 for _ in children.get(path, []))
+    return bool(path) and total > 1
+
+
+# ---------------------------------------------------------------- DOT
+
+
+def _dot_quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def to_dot(plan: Plan, level: str = "layer", direction: str = "TB") -> str:
+    d = drawing(plan, level)
+    out = [
+        f"digraph {_dot_quote(plan.name)} {{",
+        f"  graph [rankdir={direction}, label={_dot_quote(d.title)}, labelloc=t, fontname=Helvetica, "
+        "fontsize=14, nodesep=0.25, ranksep=0.3];",
+        '  node [shape=box, style="rounded,filled", fontname=Helvetica, fontsize=10, margin="0.12,0.04"];',
+        "  edge [arrowsize=0.6, color=\"#555555\"];",
+    ]
+    nodes = {n[0]: n for n in d.nodes}
+
+    def node_line(node_id: str, indent: str) -> str:
+        _, lines, fill, shape = nodes[node_id]
+        extra = ", penwidth=2" if node_id == d.output else ""
+        return f"{indent}{_dot_quote(node_id)} [label={_dot_quote(chr(10).join(lines))}, " \
+               f"tooltip={_dot_quote(node_id)}, fillcolor=\"{fill}\", shape={shape}{extra}];"
+
+    children = _cluster_tree(d.clusters)
+
+    def emit(path: str, indent: str) -> None:
+        boxed = _boxed(d.clusters, children, path)
+        inner = indent + "  " if boxed else indent
+        if boxed:
+            out.append(f"{indent}subgraph {_dot_quote('cluster_' + path)} {{")
+            out.append(f"{inner}label={_dot_quote(path.rsplit('.', 1)[-1] if '.' in path else path)}; "
+                       f"style=\"rounded,dashed\"; color=\"#999999\"; fontsize=11;")
+        for node_id in d.clusters.get(path, []):
+            out.append(node_line(node_id, inner))
+        for child in children.get(path, []):
+            emit(child, inner)
+        if boxed:
+            out.append(f"{indent}}}")
+
+    out.append(node_line(INPUT, "  "))
+    if level == "stage":
+        for node_id, *_ in d.nodes[1:]:
+            out.append(node_line(node_id, "  "))
+    else:
+        emit("", "  ")
+    for src, dst, skip in d.edges:
+        style = ' [style=dashed, color="#888888"]' if skip else ""
+        out.append(f"  {_dot_quote(src)} -> {_dot_quote(dst)}{style};")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------- Mermaid
+
+
+def _mermaid_text(text: str) -> str:
+    return text.replace("&", "#amp;").replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+
+
+def to_mermaid(plan: Plan, level: str = "layer", direction: str = "TB") -> str:
+    d = drawing(plan, level)
+    ids = {node[0]: f"n{i}" for i, node in enumerate(d.nodes)}
+    nodes = {n[0]: n for n in d.nodes}
+    title = json.dumps(d.title.splitlines()[0])  # a JSON string is a YAML string: the title may hold `: `
+    out = [f"---\ntitle: {title}\n---", f"flowchart {direction}"]
+
+    def node_line(node_id: str, indent: str) -> str:
+        _, lines, fill, shape = nodes[node_id]
+        label = "<br/>".join(_mermaid_text(line) for line in lines)
+        opened, closed = ("([", "])") if shape == "ellipse" else ("[", "]")
+        return f"{indent}{ids[node_id]}{opened}\"{label}\"{closed}"
+
+    children = _cluster_tree(d.clusters)
+    cluster_ids: dict[str, str] = {}
+
+    def emit(path: str, indent: str) -> None:
+        boxed = _boxed(d.clusters, children, path)
+        inner = indent + "  " if boxed else indent
+        if boxed:
+            cluster_ids[path] = f"c{len(cluster_ids)}"
+            out.append(f"{indent}subgraph {cluster_ids[path]}[\"{_mermaid_text(path)}\"]")
+        for node_id in d.clusters.get(path, []):
+            out.append(node_line(node_id, inner))
+        for child in children.get(path, []):
+            emit(child, inner)
+        if boxed:
+            out.append(f"{indent}end")
+
+    out.append(node_line(INPUT, "  "))
+    if level == "stage":
+        for node_id, *_ in d.nodes[1:]:
+            out.append(node_line(node_id, "  "))
+    else:
+        emit("", "  ")
+    for src, dst, skip in d.edges:
+        out.append(f"  {ids[src]} {'-.->' if skip else '-->'} {ids[dst]}")
+    fills: dict[str, list[str]] = {}
+    for node_id, _, fill, _ in d.nodes:
+        fills.setdefault(fill, []).append(ids[node_id])
+    for number, (fill, members) in enumerate(sorted(fills.items())):
+        out.append(f"  classDef k{number} fill:{fill},stroke:#555555")
+        out.append(f"  class {','.join(members)} k{number}")
+    if d.output is not None:
+        out.append(f"  style {ids[d.output]} stroke-width:3px")
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------- rendering with Graphviz
+
+
+GRAPHVIZ_HELP = ("install Graphviz, which provides `dot`: `apt-get install graphviz` (Debian, Ubuntu), "
+                 "`brew install graphviz` (macOS), `conda install graphviz`; or write `--format dot` or "
+                 "`--format mermaid`, which need nothing")
+
+
+def render(dot_text: str, fmt: str) -> bytes:
+    """DOT text -> SVG or PNG bytes through Graphviz's `dot` (found on PATH by the `graphviz` package)."""
+    try:
+        import graphviz
+    except ImportError:
+        raise ArchcError([Diagnostic("A403", f"drawing {fmt.upper()} needs the `graphviz` Python package", None,
+                                     help="pip install 'archc[graph]'; and " + GRAPHVIZ_HELP)]) from None
+    try:
+        return graphviz.Source(dot_text).pipe(format=fmt, engine="dot")
+    except graphviz.ExecutableNotFound:
+        raise ArchcError([Diagnostic("A421", f"drawing {fmt.upper()} needs Graphviz's `dot` program, which is "
+                                     "not on PATH", None, help=GRAPHVIZ_HELP)]) from None
+    except graphviz.CalledProcessError as e:  # pragma: no cover - archc writes the DOT; a failure is a bug
+        raise RuntimeError(f"dot failed: {e.stderr!r}") from None
+
+
+def have_dot() -> bool:
+    import shutil
+
+    return shutil.which("dot") is not None
+
+
+def picture(plan: Plan, fmt: str, level: str = "layer", direction: str = "TB") -> bytes:
+    """The picture of `plan` in `fmt` (dot, mermaid, svg, png)."""
+    if fmt == "mermaid":
+        return to_mermaid(plan, level, direction).encode("utf-8")
+    dot_text = to_dot(plan, level, direction)
+    if fmt == "dot":
+        return dot_text.encode("utf-8")
+    return render(dot_text, fmt)

@@ -1,0 +1,260 @@
+"""The generated parts of docs/language.md, and the runner of its examples.
+
+    python tests/docgen.py            # rewrite the generated sections and example outputs in place
+    python tests/docgen.py --check    # exit 1 if the document is stale (tests/test_docs.py does this too)
+
+Generated, so they cannot drift: the layer-kind reference (arguments, defaults, flags, aliases from
+archc/ops.py, with worked rows computed by inference), the limits (from the constants that enforce them),
+the layer listings under ```arch show=layers examples, and the diagnostic printed under each
+```arch error=CODE example (run through the CLI as a user would).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "language.md"
+sys.path.insert(0, str(ROOT))
+
+from archc.ops import ALIASES, OPS, POST_OPS, fmt_shape  # noqa: E402
+
+# Shape and parameter rules in words; each op's worked rows below are computed, so a wrong rule shows up
+# beside a row that contradicts it. tests/test_docs.py requires an entry for every op in archc.ops.OPS.
+RULES: dict[str, tuple[str, str]] = {
+    "conv": ("H'xW' by the window arithmetic (see *Arithmetic*); C' = `filters` (depthwise: C x `multiplier` "
+             "unless `filters` is given)",
+             "kh * kw * (C / groups) * filters weights, + filters biases unless `nobias` (or a trailing `bn`); "
+             "MACs H' * W' * filters * kh * kw * C / groups"),
+    "maxpool": ("H'xW' by the window arithmetic, padding counts as -infinity; C unchanged", "none"),
+    "avgpool": ("H'xW' by the window arithmetic, padding left out of each average; C unchanged", "none"),
+    "globalavgpool": ("HxWxC to C", "none"),
+    "globalmaxpool": ("HxWxC to C", "none"),
+    "flatten": ("HxWxC to H * W * C (row-major over H, W, C)", "none"),
+    "dense": ("N to `units`; the input must be flat", "N * units weights, + units biases unless `nobias`; "
+              "MACs N * units"),
+    "batchnorm": ("unchanged", "2C trainable (scale, shift; fewer with `scale=false` / `center=false`) and 2C "
+                  "non-trainable (running mean and variance)"),
+    "lrn": ("unchanged", "none"),
+    "dropout": ("unchanged; `rate` in [0, 1)", "none"),
+    "identity": ("unchanged", "none"),
+    "relu": ("unchanged", "none"),
+    "relu6": ("unchanged", "none"),
+    "leaky_relu": ("unchanged", "none"),
+    "elu": ("unchanged", "none"),
+    "sigmoid": ("unchanged", "none"),
+    "tanh": ("unchanged", "none"),
+    "softmax": ("unchanged", "none"),
+    "add": ("every input has the same shape, which is the output's", "none"),
+    "concat": ("inputs agree in every size but the last; the output's last size is their sum", "none"),
+}
+
+# (layer line, input size) rows computed by inference for the reference.
+WORKED: dict[str, list[tuple[str, str]]] = {
+    "conv": [("conv 3x3, 64", "56x56x64"), ("conv 3x3, 64, same", "56x56x64"),
+             ("conv 7x7, 64, stride=2, same, nobias", "224x224x3"), ("conv 11x11, 96, stride=4", "227x227x3"),
+             ("conv 3x3, dw, same", "112x112x32"), ("conv 3x3, 64, groups=2, padding=1", "27x27x48"),
+             ("conv 3x3, 16, dilation=2, same", "32x32x8")],
+    "maxpool": [("maxpool 3x3, stride=2, same", "112x112x64"), ("maxpool 3x3, stride=2", "55x55x96"),
+                ("maxpool 2x2", "28x28x16")],
+    "avgpool": [("avgpool 2x2, stride=2", "56x56x256"), ("avgpool 3x3, stride=1, same", "28x28x192")],
+    "globalavgpool": [("globalavgpool", "7x7x2048")],
+    "globalmaxpool": [("globalmaxpool", "7x7x512")],
+    "flatten": [("flatten", "6x6x256")],
+    "dense": [("dense 4096", "9216"), ("dense 10, nobias", "512")],
+    "batchnorm": [("batchnorm", "56x56x64"), ("bn epsilon=0.001", "1024")],
+    "lrn": [("lrn size=5, alpha=0.0001, beta=0.75, k=2", "55x55x96")],
+    "dropout": [("dropout 0.5", "4096"), ("dropout 40%", "4096")],
+    "identity": [("identity", "8x8x3")],
+    "relu": [("relu", "8x8x3")],
+    "relu6": [("relu6", "8x8x3")],
+    "leaky_relu": [("leaky_relu negative_slope=0.2", "8x8x3")],
+    "elu": [("elu", "8x8x3")],
+    "sigmoid": [("sigmoid", "10")],
+    "tanh": [("tanh", "10")],
+    "softmax": [("softmax", "1000")],
+}
+
+
+_TYPES = {  # argument types whose annotation reads badly in a table
+    "padding": "`same`, `valid`, `p`, `(ph, pw)` or `(top, bottom, left, right)`",
+    "filters": "int (default: depthwise needs none)",
+}
+
+
+def _type(key: str, annotation) -> str:
+    if key in _TYPES:
+        return _TYPES[key]
+    text = str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
+    text = text.replace("tuple[int, int] | None", "int or HxW (default: the kernel)")
+    return text.replace("tuple[int, int]", "int or HxW").replace(" | ", " or ")
+
+
+def op_reference() -> str:
+    import archc
+
+    lines = ["| kind | also | summary |", "| --- | --- | --- |"]
+    for name, op in OPS.items():
+        aliases = ", ".join(f"`{a}`" for a, target in ALIASES.items() if target == name)
+        lines.append(f"| [`{name}`](#{name}) | {aliases} | {op.summary} |")
+    lines.append("")
+    for name, op in OPS.items():
+        shape_rule, param_rule = RULES[name]
+        lines += [f"### {name}", "", op.summary[0].upper() + op.summary[1:] + ".", ""]
+        facts = []
+        if op.positional:
+            facts.append("positional arguments, in order: " + ", ".join(f"`{p}`" for p in op.positional))
+        if op.flags:
+            facts.append("flags: " + ", ".join(f"`{w}` (`{k}={_show(v)}`)" for w, (k, v) in op.flags.items()))
+        for word in sorted(w for w in POST_OPS if ALIASES.get(w, w) == name):
+            facts.append(f"may trail another layer's arguments: `conv 3x3, 64, {word}`")
+        if op.inputs == "many":
+            facts.append("takes several inputs; written as `residual:` / `add:` / `concat:`, not as a layer line")
+        facts.append(f"default name in its scope: `{op.prefix}` (`{op.prefix}1`, `{op.prefix}2`, ... when repeated)")
+        lines += [f"- {f}" for f in facts]
+        fields = op.args.model_fields
+        if fields:
+            lines += ["", "| argument | type | default |", "| --- | --- | --- |"]
+            for key, info in fields.items():
+                default = "required" if info.is_required() else \
+                    "—" if info.default is None else f"`{_show(info.default)}`"
+                lines.append(f"| `{key}` | {_type(key, info.annotation)} | {default} |")
+        lines += ["", f"Shape: {shape_rule}. Parameters: {param_rule}.", ""]
+        rows = WORKED.get(name, [])
+        if rows:
+            lines += ["| spec line | input | output | parameters (trainable + non-trainable) | MACs |",
+                      "| --- | --- | --- | --- | --- |"]
+            for text, size in rows:
+                plan = archc.check(f"input {size}\n{text}\n")
+                node = plan.nodes[0]
+                lines.append(f"| `{text}` | {size} | {fmt_shape(node.shape)} | {node.trainable:,} + "
+                             f"{node.non_trainable:,} | {node.macs:,} |")
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _show(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return fmt_shape(value) if len(value) > 1 else str(value[0])
+    return str(value)
+
+
+def limits() -> str:
+    from archc.cli import MAX_BUILD_PARAMS
+    from archc.graph import MAX_DRAWN_NODES
+    from archc.infer import MAX_CALL_DEPTH, MAX_LAYERS
+    from archc.load import MAX_NAME_LENGTH, MAX_SPEC_BYTES
+
+    rows = [
+        ("size of a spec file", f"{MAX_SPEC_BYTES:,} bytes", "A301", "refused before it is read"),
+        ("length of a block name", f"{MAX_NAME_LENGTH} characters", "A301", ""),
+        ("layers after expansion", f"{MAX_LAYERS:,}", "A301", "`--max-layers N`, `archc.check(..., max_layers=N)`"),
+        ("nested block calls", f"{MAX_CALL_DEPTH}", "A301", ""),
+        ("parameters `archc build` writes", f"{MAX_BUILD_PARAMS:,}", "A302", "`--max-params N`"),
+        ("layers `archc graph` draws one node each", f"{MAX_DRAWN_NODES:,}", "A420", "`--level stage`"),
+    ]
+    lines = ["| limit | value | diagnostic | raised by |", "| --- | --- | --- | --- |"]
+    lines += [f"| {a} | {b} | [{c}](#{c.lower()}) | {d} |" for a, b, c, d in rows]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- examples
+
+
+@dataclass
+class Example:
+    lang: str  # arch or json
+    attrs: dict[str, str]
+    code: str
+    line: int  # where the block starts in the document
+    output: str | None = None  # the ```text block right after it, if any
+    output_span: tuple[int, int] | None = None  # character offsets of that block's body
+
+
+_FENCE = re.compile(r"^```([a-z]+)([^\n]*)\n(.*?)^```\n", re.M | re.S)
+
+
+def examples(text: str) -> list[Example]:
+    found: list[Example] = []
+    previous: Example | None = None
+    previous_end = -1
+    for m in _FENCE.finditer(text):
+        lang, info, body = m.group(1), m.group(2).strip(), m.group(3)
+        if lang == "text" and previous is not None and text[previous_end:m.start()].strip() == "":
+            previous.output = body
+            previous.output_span = (m.start(3), m.end(3))
+            previous = None
+            continue
+        previous = None
+        if lang in ("arch", "json"):
+            attrs = {k: a or b for k, a, b in re.findall(r'(\w+)=(?:"([^"]*)"|(\S+))', info)}
+            previous = Example(lang, attrs, body, text.count("\n", 0, m.start()) + 1)
+            found.append(previous)
+            previous_end = m.end()
+    return found
+
+
+def run_example(example: Example) -> tuple[int, str]:
+    """Run an example as a user would, in a scratch directory holding it and the shipped blocks.arch.
+    -> (exit status, what archc printed, or the generated listing for show=layers)."""
+    from click.testing import CliRunner
+
+    import archc
+    from archc.cli import main
+
+    name = "example." + example.lang
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(ROOT / "specs" / "blocks.arch", Path(tmp) / "blocks.arch")
+        (Path(tmp) / name).write_text(example.code, encoding="utf-8")
+        cwd = os.getcwd()
+        os.chdir(tmp)
+        try:
+            if example.attrs.get("show") == "layers":
+                plan = archc.check(name)
+                rows = [(n.name, n.opdef.label(n.args), fmt_shape(n.shape), f"{n.params:,}") for n in plan.nodes]
+                widths = [max(len(r[i]) for r in rows) for i in range(3)]
+                listing = "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}  {d}".rstrip()
+                                    for a, b, c, d in rows)
+                return 0, listing + "\n"
+            command = example.attrs.get("command", "check {file}").format(file=name)
+            result = CliRunner().invoke(main, shlex.split(command), prog_name="archc",
+                                       env={"NO_COLOR": "1", "COLUMNS": "120"})
+            return result.exit_code, result.output
+        finally:
+            os.chdir(cwd)
+
+
+def regenerate(text: str) -> str:
+    """The document with every generated part brought up to date."""
+    for marker, content in (("ops", op_reference()), ("limits", limits())):
+        pattern = re.compile(rf"(<!-- generated:{marker} -->\n).*?(<!-- /generated:{marker} -->)", re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"docs/language.md has no generated:{marker} section")
+        text = pattern.sub(lambda m, c=content: m.group(1) + "\n" + c + "\n" + m.group(2), text)
+    # outputs of examples, last first so that earlier offsets stay valid
+    for example in reversed(examples(text)):
+        wants = "error" in example.attrs or example.attrs.get("show") == "layers"
+        if not wants or example.output_span is None:
+            continue
+        _, output = run_example(example)
+        start, end = example.output_span
+        text = text[:start] + output + text[end:]
+    return text
+
+
+if __name__ == "__main__":
+    current = DOC.read_text(encoding="utf-8")
+    fresh = regenerate(current)
+    if "--check" in sys.argv:
+        sys.exit(0 if fresh == current else 1)
+    DOC.write_text(fresh, encoding="utf-8")
+    print("docs/language.md is up to date" if fresh == current else "docs/language.md regenerated")
