@@ -66,6 +66,10 @@ class _Group(click.Group):
             ctx.exit(EXIT_SPEC)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
             raise
+        except BrokenPipeError:  # `archc check ... | head`: the reader has all it wanted
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(0)
         except RecursionError:
             click.echo("error[A301]: the spec nests too deeply to process", err=True)
             ctx.exit(EXIT_SPEC)

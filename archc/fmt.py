@@ -53,6 +53,15 @@ def expr(value: Any, level: int = _COND) -> str:
     return f"({text})" if own < level else text
 
 
+def _float(value: float) -> str:
+    """The shorter of `0.75` and `1e-4`, as papers write their constants; both read back as `value`."""
+    plain = repr(value)
+    mantissa, _, exponent = f"{value:e}".partition("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    scientific = f"{mantissa}e{int(exponent)}"
+    return scientific if len(scientific) + 1 < len(plain) and float(scientific) == value else plain
+
+
 def _expr(e: Any) -> tuple[str, int]:
     if isinstance(e, bool):
         return ("true" if e else "false"), _ATOM
@@ -61,7 +70,7 @@ def _expr(e: Any) -> tuple[str, int]:
     if isinstance(e, float):
         if not math.isfinite(e):
             raise Unwritable(f"the number {e} has no literal")
-        return repr(e), (_ATOM if e >= 0 else _UNARY)
+        return _float(e), (_ATOM if e >= 0 else _UNARY)
     kind = e.kind
     if kind == "name":
         if not _NAME_EXPR.fullmatch(e.id) or e.id in _EXPR_KEYWORDS:
@@ -169,6 +178,7 @@ class _Line:
     text: str
     src: tuple[int, int] | None = None  # the source lines this output line stands for
     row: tuple[str, str, str] | None = None  # (name, size, body) of a stage row, aligned with its neighbours
+    arrow: tuple[str, str] | None = None  # (items, size) of a line ending in `-> SIZE`, aligned likewise
     blank: bool = False  # a blank line before it (canonical layout; with a source, the source decides)
     comments: list[str] = field(default_factory=list)  # trailing
 
@@ -229,7 +239,12 @@ class _Printer:
 
         def flush() -> None:
             if pending:
-                out.append(_Line(depth, "; ".join(item_text(x) for x in pending), self.item_range(pending)))
+                text = "; ".join(item_text(x) for x in pending)
+                arrow = None
+                if pending[-1].expect is not None:
+                    cut = text.rfind(" -> ")
+                    arrow = (text[:cut], text[cut + 4:])
+                out.append(_Line(depth, text, self.item_range(pending), arrow=arrow))
                 pending.clear()
 
         for it in items:
@@ -414,8 +429,8 @@ def _place_comments(lines: list[_Line], comments: list[_Comment]) -> list[tuple[
     return out
 
 
-def _align(entries: list[tuple[int, _Line | str, int | None]], blanks: list[bool]) -> None:
-    """Give each run of stage rows at one depth the same columns; a blank line or other code ends a run."""
+def _runs(entries: list[tuple[int, _Line | str, int | None]], blanks: list[bool], field: str) -> list[list[_Line]]:
+    """Runs of consecutive lines at one depth that have `field` set; a blank line or other code ends a run."""
     runs: list[list[_Line]] = []
     current: list[_Line] = []
     depth = None
@@ -424,14 +439,23 @@ def _align(entries: list[tuple[int, _Line | str, int | None]], blanks: list[bool
             if blank:
                 current, depth = [], None
             continue
-        if entry.row is None or blank or d != depth:
+        if getattr(entry, field) is None or blank or d != depth:
             current, depth = [], None
-        if entry.row is not None:
+        if getattr(entry, field) is not None:
             if not current:
                 runs.append(current)
                 depth = d
             current.append(entry)
-    for run in runs:
+    return runs
+
+
+def _align(entries: list[tuple[int, _Line | str, int | None]], blanks: list[bool]) -> None:
+    """Give each run of stage rows, and each run of lines ending in `-> SIZE`, the same columns."""
+    for run in _runs(entries, blanks, "arrow"):
+        width = max(len(r.arrow[0]) for r in run)
+        for r in run:
+            r.text = f"{r.arrow[0].ljust(width)}  -> {r.arrow[1]}"
+    for run in _runs(entries, blanks, "row"):
         names = max(len(r.row[0]) for r in run)
         sizes = max(len(r.row[1]) for r in run)
         for r in run:

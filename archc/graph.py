@@ -115,13 +115,13 @@ def stage_drawing(plan: Plan) -> Drawing:
     drawing = Drawing(_title(plan))
     drawing.nodes.append((INPUT, ["input", fmt_shape(plan.input_shape)], "#ffffff", "ellipse"))
     owner: dict[str, str] = {INPUT: INPUT}
-    from .render import _stage_summary
+    from .render import stage_summary
 
     for key, nodes in plan.stages():
         ops = {n.op for n in nodes}
         fill = _fill(nodes[0].op) if len(ops) == 1 else _fill("conv" if "conv" in ops else nodes[0].op)
         params = sum(n.params for n in nodes)
-        lines = [key, _stage_summary(nodes), fmt_shape(nodes[-1].shape)]
+        lines = [key, stage_summary(plan, key, nodes), fmt_shape(nodes[-1].shape)]
         if params:
             lines[-1] += f"  ({human(params)} params)"
         drawing.nodes.append((key, lines, fill, "box"))

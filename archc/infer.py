@@ -285,16 +285,16 @@ class _Walker:
                               what=f"`{item.name}`")
         return out
 
-    @staticmethod
-    def summarize(items: list, env: dict) -> str:
-        """A stage's row as the paper's table writes it: `maxpool, bottleneck x 3`."""
+    def summarize(self, items: list, env: dict) -> str:
+        """A stage's row as the paper's table writes it: `maxpool, bottleneck x 3`. A stage that is one call
+        of a block (`bottleneck_stage(512, 3)`) reads as that block's body."""
         parts: list[list] = []
-        for item in items:
+        for item, item_env in self._through_wrappers(items, env):
             word = {"layer": getattr(item, "op", ""), "call": getattr(item, "block", ""), "group": "(...)",
                     "residual": "residual", "branches": getattr(item, "merge", ""), "scope": getattr(item, "name", "")
                     }[item.kind]
             try:
-                count = evaluate(item.repeat, env) if getattr(item, "repeat", None) is not None else 1
+                count = evaluate(item.repeat, item_env) if getattr(item, "repeat", None) is not None else 1
             except (RuleError, _Unknown):
                 count = "n"
             if parts and parts[-1][0] == word and isinstance(count, int) and isinstance(parts[-1][1], int):
@@ -302,6 +302,21 @@ class _Walker:
             else:
                 parts.append([word, count])
         return ", ".join(word if count == 1 else f"{word} x {count}" for word, count in parts)
+
+    def _through_wrappers(self, items: list, env: dict, depth: int = 0):
+        """The items, with each call of a block made only of block calls (`bottleneck_stage(512, 3)`) replaced
+        by those calls, so the row names the blocks the paper's table shows."""
+        for item in items:
+            block = self.blocks.get(item.block) if item.kind == "call" and item.repeat is None else None
+            if block is not None and depth < 8 and block.body and all(i.kind == "call" for i in block.body):
+                try:
+                    inner = dict(self.globals, **self.bind_call(block, item, env))
+                except (RuleError, _Unknown):
+                    yield item, env  # the walk reports it
+                    continue
+                yield from self._through_wrappers(block.body, inner, depth + 1)
+            else:
+                yield item, env
 
     @staticmethod
     def prepare_calls(scope: _Scope, body: list) -> None:

@@ -33,7 +33,7 @@ def grid(header: list[str], rows: list[list[str]], right: set[int] = frozenset()
     return "\n".join(out)
 
 
-def _stage_summary(plan: Plan, key: str, nodes: list[PlanNode]) -> str:
+def stage_summary(plan: Plan, key: str, nodes: list[PlanNode]) -> str:
     """A short stage reads as its layers (`2 x conv 3x3 same, 64; maxpool 2x2/2`), a long one as the
     spec's row (`maxpool, bottleneck x 3 (33 layers)`)."""
     if len(nodes) == 1:
@@ -57,7 +57,7 @@ def table_rows(plan: Plan, level: str) -> list[list[str]]:
     rows = [["input", "", fmt_shape(plan.input_shape), "", ""]]
     if level == "stage":
         for key, nodes in plan.stages():
-            rows.append([key, _stage_summary(plan, key, nodes), fmt_shape(nodes[-1].shape),
+            rows.append([key, stage_summary(plan, key, nodes), fmt_shape(nodes[-1].shape),
                          f"{sum(n.params for n in nodes):,}", human(sum(n.macs for n in nodes))])
     else:
         for n in plan.nodes:

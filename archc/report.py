@@ -32,8 +32,7 @@ details { margin: 1rem 0; } summary { cursor: pointer; font-weight: 600; }
 def _table(plan: Plan, level: str) -> str:
     head = ("stage", "layers") if level == "stage" else ("layer", "kind")
     out = ["<table>", "<tr>" + "".join(f"<th>{h}</th>" for h in head)
-           + '<th class="num">output</th><th class="num">params</th><th class="num">MACs</th></tr>',
-           f'<tr><td>input</td><td></td><td class="num">{fmt_shape(plan.input_shape)}</td><td></td><td></td></tr>']
+           + '<th class="num">output</th><th class="num">params</th><th class="num">MACs</th></tr>']
     for name, kind, shape, params, macs in table_rows(plan, level):
         out.append(f"<tr><td><code>{html.escape(name)}</code></td><td>{html.escape(kind)}</td>"
                    f'<td class="num">{shape}</td><td class="num">{params}</td><td class="num">{macs}</td></tr>')

@@ -85,7 +85,8 @@ def test_stage_level_has_one_node_per_stage():
     stages = [key for key, _ in plan.stages()]
     assert list(nodes) == ["input", *stages]
     assert set(edges) == set(zip(["input", *stages], stages, strict=False))
-    assert "7x7x2048" in nodes["conv5_x"] and "3 layers (1 conv)" in nodes["conv1"]
+    assert "7x7x2048" in nodes["conv5_x"] and "bottleneck x 3" in nodes["conv5_x"]
+    assert "conv 7x7/2 same, 64" in nodes["conv1"]
 
 
 def test_mermaid_matches_dot():
