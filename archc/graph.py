@@ -167,6 +167,30 @@ def _boxed(clusters: dict[str, list[str]], children: dict[str, list[str]], path:
     return bool(path) and total > 1
 
 
+def _nodes_in_clusters(d: Drawing, level: str, out: list[str], node_line, open_cluster, close_cluster) -> None:
+    """The node lines, nested in the boxes of their stages and block calls (DOT and Mermaid alike)."""
+    children = _cluster_tree(d.clusters)
+
+    def emit(path: str, indent: str) -> None:
+        boxed = _boxed(d.clusters, children, path)
+        inner = indent + "  " if boxed else indent
+        if boxed:
+            out.extend(open_cluster(path, indent))
+        for node_id in d.clusters.get(path, []):
+            out.append(node_line(node_id, inner))
+        for child in children.get(path, []):
+            emit(child, inner)
+        if boxed:
+            out.append(close_cluster(indent))
+
+    out.append(node_line(INPUT, "  "))
+    if level == "stage":
+        for node_id, *_ in d.nodes[1:]:
+            out.append(node_line(node_id, "  "))
+    else:
+        emit("", "  ")
+
+
 # ---------------------------------------------------------------- DOT
 
 
@@ -191,28 +215,12 @@ def to_dot(plan: Plan, level: str = "layer", direction: str = "TB") -> str:
         return f"{indent}{_dot_quote(node_id)} [label={_dot_quote(chr(10).join(lines))}, " \
                f"tooltip={_dot_quote(node_id)}, fillcolor=\"{fill}\", shape={shape}{extra}];"
 
-    children = _cluster_tree(d.clusters)
+    def open_cluster(path: str, indent: str) -> list[str]:
+        return [f"{indent}subgraph {_dot_quote('cluster_' + path)} {{",
+                f"{indent}  label={_dot_quote(path.rsplit('.', 1)[-1] if '.' in path else path)}; "
+                f"style=\"rounded,dashed\"; color=\"#999999\"; fontsize=11;"]
 
-    def emit(path: str, indent: str) -> None:
-        boxed = _boxed(d.clusters, children, path)
-        inner = indent + "  " if boxed else indent
-        if boxed:
-            out.append(f"{indent}subgraph {_dot_quote('cluster_' + path)} {{")
-            out.append(f"{inner}label={_dot_quote(path.rsplit('.', 1)[-1] if '.' in path else path)}; "
-                       f"style=\"rounded,dashed\"; color=\"#999999\"; fontsize=11;")
-        for node_id in d.clusters.get(path, []):
-            out.append(node_line(node_id, inner))
-        for child in children.get(path, []):
-            emit(child, inner)
-        if boxed:
-            out.append(f"{indent}}}")
-
-    out.append(node_line(INPUT, "  "))
-    if level == "stage":
-        for node_id, *_ in d.nodes[1:]:
-            out.append(node_line(node_id, "  "))
-    else:
-        emit("", "  ")
+    _nodes_in_clusters(d, level, out, node_line, open_cluster, lambda indent: f"{indent}}}")
     for src, dst, skip in d.edges:
         style = ' [style=dashed, color="#888888"]' if skip else ""
         out.append(f"  {_dot_quote(src)} -> {_dot_quote(dst)}{style};")
@@ -240,28 +248,13 @@ def to_mermaid(plan: Plan, level: str = "layer", direction: str = "TB") -> str:
         opened, closed = ("([", "])") if shape == "ellipse" else ("[", "]")
         return f"{indent}{ids[node_id]}{opened}\"{label}\"{closed}"
 
-    children = _cluster_tree(d.clusters)
     cluster_ids: dict[str, str] = {}
 
-    def emit(path: str, indent: str) -> None:
-        boxed = _boxed(d.clusters, children, path)
-        inner = indent + "  " if boxed else indent
-        if boxed:
-            cluster_ids[path] = f"c{len(cluster_ids)}"
-            out.append(f"{indent}subgraph {cluster_ids[path]}[\"{_mermaid_text(path)}\"]")
-        for node_id in d.clusters.get(path, []):
-            out.append(node_line(node_id, inner))
-        for child in children.get(path, []):
-            emit(child, inner)
-        if boxed:
-            out.append(f"{indent}end")
+    def open_cluster(path: str, indent: str) -> list[str]:
+        cluster_ids[path] = f"c{len(cluster_ids)}"
+        return [f"{indent}subgraph {cluster_ids[path]}[\"{_mermaid_text(path)}\"]"]
 
-    out.append(node_line(INPUT, "  "))
-    if level == "stage":
-        for node_id, *_ in d.nodes[1:]:
-            out.append(node_line(node_id, "  "))
-    else:
-        emit("", "  ")
+    _nodes_in_clusters(d, level, out, node_line, open_cluster, lambda indent: f"{indent}end")
     for src, dst, skip in d.edges:
         out.append(f"  {ids[src]} {'-.->' if skip else '-->'} {ids[dst]}")
     fills: dict[str, list[str]] = {}
