@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+# The submodule first: imported later, it would rebind `archc.load` from the function below to the module.
+from . import load as _load_module  # noqa: F401
 from .diagnostics import ArchcError, Diagnostic
 
 __all__ = ["ArchcError", "Diagnostic", "load", "check", "compile", "load_weights", "transfer_weights"]
@@ -15,10 +17,15 @@ __version__ = "0.1.0"
 
 
 def load(spec: Any, allow: list | None = None):
-    """A spec path, spec text (`.arch` or JSON) or IR -> `archc.ir.Spec`."""
+    """A spec path, spec text (`.arch` or JSON) or IR -> a self-contained `archc.ir.Spec`: the blocks it
+    imports are copied in (its own win, as in the file) and its imports emptied, so it can be checked,
+    compiled or saved as JSON anywhere."""
     from .load import load as _load
 
-    return _load(spec, allow).spec
+    loaded = _load(spec, allow)
+    own = {block.name for block in loaded.spec.blocks}
+    imported = [block for name, block in loaded.blocks.items() if name not in own]
+    return loaded.spec.model_copy(update={"blocks": imported + list(loaded.spec.blocks), "imports": []})
 
 
 def _overrides(loaded, overrides: dict[str, Any]) -> dict[str, Any]:

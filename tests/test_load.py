@@ -1,6 +1,7 @@
 """Reading specs: files, JSON, imports and their rules."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -8,6 +9,8 @@ import archc
 from archc.cli import spec_to_json
 from archc.diagnostics import ArchcError
 from archc.load import MAX_SPEC_BYTES, load, parse_value
+
+ROOT_SPECS = Path(__file__).resolve().parent.parent / "specs"
 
 
 def errors(spec, **kw):
@@ -116,3 +119,12 @@ def test_json_is_never_evaluated(tmp_path):
                                          ("same", "same"), ("2*8", 16)])
 def test_set_values(text, value):
     assert parse_value(text) == value
+
+
+def test_the_api_load_gives_a_self_contained_ir(tmp_path):
+    spec = archc.load(ROOT_SPECS / "resnet50.arch")
+    assert spec.imports == [] and {"bottleneck", "bottleneck_stage"} <= {b.name for b in spec.blocks}
+    assert archc.check(spec).trainable_params == 25_557_032
+    saved = tmp_path / "resnet50.json"
+    saved.write_text(spec_to_json(spec))  # anywhere: it imports nothing
+    assert archc.check(saved, classes=10).output_shape == (10,)
