@@ -54,22 +54,14 @@ def check(spec: Any, *, max_layers: int | None = None, allow: list | None = None
     Keyword arguments override the spec's network parameters (`classes=10`, `input=(32, 32, 3)`).
     Raises ArchcError carrying every diagnostic.
     """
-    import gc
-
     from .infer import MAX_LAYERS, infer
+    from .load import gc_paused
     from .load import load as _load
 
-    # Parsing and inference allocate many small objects and free none of them: the cyclic garbage
-    # collector would rescan them again and again (half the time of a 10,000-layer spec).
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         loaded = _load(spec, allow)
         return infer(loaded.spec, loaded.blocks, _overrides(loaded, overrides), loaded.sources, loaded.file,
                      max_layers=max_layers or MAX_LAYERS)
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def compile(spec: Any, backend: str = "torch", *, logits: bool = False, **overrides: Any):

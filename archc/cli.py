@@ -116,9 +116,10 @@ def check(ctx, specs, level, fmt, sets, max_layers, allow) -> None:
         if not Path(spec).is_file():
             raise click.BadParameter(f"no such file: {spec}", param_hint="SPECS")
         try:
-            from .load import load
+            from .load import gc_paused, load
 
-            loaded = load(spec, list(allow))
+            with gc_paused():
+                loaded = load(spec, list(allow))
             if loaded.spec.input is None and not loaded.spec.body and loaded.spec.blocks:
                 _report_block_file(loaded, fmt)
                 continue
