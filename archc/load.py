@@ -9,6 +9,7 @@ over imported ones of the same name, so a spec can adapt a shared block.
 from __future__ import annotations
 
 import json
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,13 @@ from pydantic import ValidationError
 
 from . import ir
 from .diagnostics import ArchcError, Diagnostic, Span
-from .parser import parse
+from .ir import MAX_INT, MAX_NAME_LENGTH  # noqa: F401 - re-exported: the loader's limits
+from .parser import MAX_NESTING_DEPTH, parse
 
 MAX_SPEC_BYTES = 4 * 1024 * 1024  # far beyond any real spec; a bigger file is refused before it is read
-MAX_NAME_LENGTH = 128
+# JSON nests about twice as deep as the text it mirrors (an item, then its list of items); the margin keeps
+# every spec the text grammar accepts loadable as JSON.
+MAX_JSON_DEPTH = 4 * MAX_NESTING_DEPTH
 
 
 @dataclass
@@ -33,9 +37,12 @@ class Loaded:
 
 def _read(path: Path, display: str, span: Span | None, sources: dict[str, str]) -> str:
     try:
-        size = path.stat().st_size
+        info = path.stat()
     except OSError as e:
         raise ArchcError([Diagnostic("A004", f"cannot read `{display}`: {e.strerror}", span)], sources) from None
+    if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would block or never end
+        raise ArchcError([Diagnostic("A004", f"cannot read `{display}`: not a regular file", span)], sources)
+    size = info.st_size
     if size > MAX_SPEC_BYTES:
         raise ArchcError([Diagnostic("A301", f"`{display}` is {size:,} bytes; a spec may have at most "
                                      f"{MAX_SPEC_BYTES:,}", span)], sources)
@@ -50,11 +57,22 @@ def _read(path: Path, display: str, span: Span | None, sources: dict[str, str]) 
 
 def parse_json(text: str, file: str | None = None) -> ir.Spec:
     sources = {file or "": text}
+    top = Span(file=file, line=1, column=1, end_line=1, end_column=2)
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as e:
         span = Span(file=file, line=e.lineno, column=e.colno, end_line=e.lineno, end_column=e.colno + 1)
         raise ArchcError([Diagnostic("A005", f"invalid JSON: {e.msg}", span)], sources) from None
+    except _JSONProblem as e:
+        raise ArchcError([Diagnostic("A005", str(e), top)], sources) from None
+    except RecursionError:
+        raise ArchcError([Diagnostic("A301", f"the JSON nests more than {MAX_JSON_DEPTH} levels deep", top)],
+                         sources) from None
+    except ValueError as e:  # an integer of more than 4,300 digits
+        raise ArchcError([Diagnostic("A301", f"a number in the JSON is too large: {e}", top)], sources) from None
+    problem = _json_limits(data)
+    if problem:
+        raise ArchcError([Diagnostic("A301", problem, top)], sources)
     try:
         return ir.Spec.model_validate(data)
     except ValidationError as e:
@@ -67,17 +85,33 @@ def parse_json(text: str, file: str | None = None) -> ir.Spec:
         raise ArchcError(diags, sources) from None
 
 
+class _JSONProblem(ValueError):
+    pass
+
+
+def _refuse_constant(name: str):
+    raise _JSONProblem(f"`{name}` is not a JSON number")
+
+
+def _json_limits(data: Any) -> str | None:
+    """Depth and number sizes of decoded JSON, walked without recursion (validation and inference recurse)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                return f"the JSON nests more than {MAX_JSON_DEPTH} levels deep"
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+            return f"a number in the JSON is larger than {MAX_INT:,}"
+    return None
+
+
 def parse_source(text: str, file: str | None = None) -> ir.Spec:
     if (file or "").endswith(".json") or text.lstrip().startswith("{"):
         return parse_json(text, file)
     return parse(text, file)
-
-
-def _check_names(spec: ir.Spec, sources: dict[str, str]) -> None:
-    long = [b for b in spec.blocks if len(b.name) > MAX_NAME_LENGTH]
-    if long:
-        raise ArchcError([Diagnostic("A301", f"a name may have at most {MAX_NAME_LENGTH} characters", long[0].span)],
-                         sources)
 
 
 def load(source: Any, allow: list[str | Path] | None = None) -> Loaded:
@@ -103,9 +137,11 @@ def load(source: Any, allow: list[str | Path] | None = None) -> Loaded:
         display = "<spec>"
         text = str(source)
         sources[display] = text
+        if len(text) > MAX_SPEC_BYTES:
+            raise ArchcError([Diagnostic("A301", f"the spec has {len(text):,} characters; a spec may have at most "
+                                         f"{MAX_SPEC_BYTES:,}")], sources)
         spec = parse_source(text, display)
         root = Path.cwd().resolve()
-    _check_names(spec, sources)
     roots = [root] + [Path(a).resolve() for a in (allow or [])]
     blocks: dict[str, ir.BlockDef] = {}
     _load_imports(spec, root, roots, [display], blocks, sources)
@@ -129,7 +165,6 @@ def _load_imports(spec: ir.Spec, here: Path, roots: list[Path], stack: list[str]
         text = _read(target, display, imp.span, sources)
         sources[str(target)] = text
         imported = parse_source(text, str(target))
-        _check_names(imported, sources)
         if imported.body or imported.input is not None:
             raise ArchcError([Diagnostic("A107", f"`{imp.path}` is a network, not a block file", imp.span,
                                          help="an imported file holds only `block` definitions (and imports)")],
