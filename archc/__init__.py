@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+# The submodule first: imported later, it would rebind `archc.load` from the function below to the module.
+from . import load as _load_module  # noqa: F401
 from .diagnostics import ArchcError, Diagnostic
 
 __all__ = ["ArchcError", "Diagnostic", "load", "check", "compile", "load_weights", "transfer_weights"]

@@ -22,9 +22,9 @@ from .ir import MAX_INT, MAX_NAME_LENGTH  # noqa: F401 - re-exported: the loader
 from .parser import MAX_NESTING_DEPTH, parse
 
 MAX_SPEC_BYTES = 4 * 1024 * 1024  # far beyond any real spec; a bigger file is refused before it is read
-# JSON nests about twice as deep as the text it mirrors (an item, then its list of items); the margin keeps
-# every spec the text grammar accepts loadable as JSON.
-MAX_JSON_DEPTH = 4 * MAX_NESTING_DEPTH
+# JSON nests about twice as deep as the text it mirrors (an item, then its list of items), so every spec the
+# text grammar accepts loads as JSON; the limit also stays below pydantic-core's own recursion guard (255).
+MAX_JSON_DEPTH = 2 * MAX_NESTING_DEPTH + 50
 
 
 @dataclass
