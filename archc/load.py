@@ -55,6 +55,14 @@ def _read(path: Path, display: str, span: Span | None, sources: dict[str, str]) 
         raise ArchcError([Diagnostic("A004", f"cannot read `{display}`: {e.strerror}", span)], sources) from None
 
 
+def _is_file(text: str) -> bool:
+    """Whether a one-line string names a file; one-line JSON text longer than a file name may be is not."""
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def parse_json(text: str, file: str | None = None) -> ir.Spec:
     sources = {file or "": text}
     top = Span(file=file, line=1, column=1, end_line=1, end_column=2)
@@ -125,7 +133,7 @@ def load(source: Any, allow: list[str | Path] | None = None) -> Loaded:
     if isinstance(source, Path):
         path = source
     elif isinstance(source, str) and "\n" not in source and len(source) < 4096 and (
-            source.endswith((".arch", ".json")) or Path(source).is_file()):
+            source.endswith((".arch", ".json")) or _is_file(source)):
         path = Path(source)
     if path is not None:
         display = str(path)

@@ -79,11 +79,13 @@ def check_error(error: ArchcError, text: str, *, positioned: bool = False) -> No
     from archc.diagnostics import render_json
 
     render_json(error.diagnostics)
-    line_count = max(1, len(text.splitlines()) + 1)
     for diag in error.diagnostics:
         assert diag.code.startswith("A") and diag.message, diag
         if positioned:
             assert diag.span is not None, f"no position: {diag.code} {diag.message}"
         if diag.span is not None:
+            # A span may point into an imported file: measure it against that file's text.
+            source = error.sources.get(diag.span.file or "", text)
+            line_count = len(source.splitlines()) + 1
             assert 1 <= diag.span.line <= line_count, (diag.span, line_count)
             assert diag.span.column >= 1

@@ -11,7 +11,7 @@ import archc
 from archc.diagnostics import ArchcError
 
 
-@budget(300)
+@budget(1000)
 @given(specs())
 def test_valid_specs_check(generated: GeneratedSpec):
     for feature in sorted(generated.features):
@@ -26,7 +26,7 @@ def test_valid_specs_check(generated: GeneratedSpec):
     check_plan_invariants(plan)
 
 
-@budget(100)
+@budget(300)
 @given(specs(max_depth=3, max_lines=6))
 def test_deeper_specs_check(generated: GeneratedSpec):
     with within():
@@ -35,7 +35,7 @@ def test_deeper_specs_check(generated: GeneratedSpec):
     check_plan_invariants(plan)
 
 
-@budget(100)
+@budget(300)
 @given(specs())
 def test_input_override_keeps_the_plan_consistent(generated: GeneratedSpec):
     """The same spec at another input size either checks (its expected sizes are then not enforced) or fails

@@ -18,7 +18,7 @@ from archc.load import parse_json
 from archc.parser import parse
 
 
-@budget(200)
+@budget(500)
 @given(specs())
 def test_text_json_ir_is_the_identity(generated: GeneratedSpec):
     spec = parse(generated.text)
@@ -61,7 +61,7 @@ def _formatter():
 
 
 
-@budget(200)
+@budget(500)
 @given(specs())
 def test_fmt_preserves_the_ir_and_is_a_fixed_point(generated: GeneratedSpec):
     format_text = _formatter()
@@ -71,7 +71,7 @@ def test_fmt_preserves_the_ir_and_is_a_fixed_point(generated: GeneratedSpec):
     assert plan_data(archc.check(formatted)) == plan_data(archc.check(generated.text))
 
 
-@budget(100)
+@budget(300)
 @given(specs())
 def test_fmt_of_json_round_trip_is_stable(generated: GeneratedSpec):
     """Text -> JSON -> IR -> fmt gives the same text as fmt of the text itself."""
