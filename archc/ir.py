@@ -20,8 +20,8 @@ MAX_NAME_LENGTH = 128
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN, max_length=MAX_NAME_LENGTH)]
 # A variable may read an attribute of the input shape: `in.c`.
-VariableName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?$",
-                                                max_length=2 * MAX_NAME_LENGTH + 1)]
+_PART = rf"[A-Za-z_][A-Za-z0-9_]{{0,{MAX_NAME_LENGTH - 1}}}"
+VariableName = Annotated[str, StringConstraints(pattern=rf"^{_PART}(?:\.{_PART})?$")]
 # What a string literal of the grammar can hold: no double quote, no control character but the tab.
 Text = Annotated[str, StringConstraints(pattern=r'^[^"\x00-\x08\x0a-\x1f\x7f]*$')]
 # Integers a spec writes or computes stay within what every framework can store (int64).
