@@ -119,7 +119,7 @@ HOSTILE_SPEC = "\n".join([
     "return 8x8 : def(lambda); def(self)",
     "None:",
     "  concat:",
-    "    __class__: conv 1x1, 2",
+    "    global: conv 1x1, 2",
     "    yield: relu",
     "globalavgpool; dense lambda",
 ]) + "\n"
@@ -168,7 +168,21 @@ def test_in_memory_models_keep_the_spec_names(backend):
     model = archc.compile(plan, backend=backend)
     if backend == "torch":
         names = {name for name, _ in model.named_modules()}
-        assert {"from", "return", "None.__class__"} <= names
+        assert {"from", "return", "None.global"} <= names
     else:
         names = {layer.name for layer in model.layers}
         assert "from_conv" in names
+
+
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+@pytest.mark.parametrize("name", ["__class__", "forward", "training", "_modules", "state_dict", "layers", "call"])
+def test_names_a_framework_reserves_build_or_get_a_diagnostic(backend, name):
+    """A spec identifier that the framework uses itself either works or is refused with a diagnostic."""
+    pytest.importorskip(f"archc.backends.{backend}")
+    plan = archc.check(f"input 8x8x3\n{name}: conv 3x3, 2\n{name}_b: relu\n")
+    try:
+        model = archc.compile(plan, backend=backend)
+    except ArchcError as e:
+        assert e.diagnostics[0].code.startswith("A4"), e.render()
+        return
+    assert model is not None
