@@ -11,7 +11,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-THOROUGH_FACTOR = 50
+THOROUGH_FACTOR = int(os.environ.get("ARCHC_THOROUGH_FACTOR", "50"))
 
 _common = dict(deadline=None, print_blob=True,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,

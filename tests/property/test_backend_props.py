@@ -40,7 +40,7 @@ def _torch_counts(module) -> tuple[int, int]:
     return trainable, non_trainable
 
 
-@budget(30)
+@budget(100)
 @given(backend_specs)
 def test_torch_model_matches_the_plan(generated: GeneratedSpec):
     _torch()
@@ -70,7 +70,7 @@ def test_torch_model_matches_the_plan(generated: GeneratedSpec):
         assert shape == _torch_shape(plan.node(name).shape), name
 
 
-@budget(10)
+@budget(40)
 @given(backend_specs)
 def test_keras_model_matches_the_plan(generated: GeneratedSpec):
     _keras()
@@ -113,7 +113,7 @@ def _randomize_torch(model) -> None:
                 tensor.copy_((values - 0.5) * 0.6)
 
 
-@budget(10)
+@budget(40)
 @given(backend_specs)
 def test_torch_and_keras_agree_after_weight_transfer(generated: GeneratedSpec):
     _torch()
