@@ -22,8 +22,11 @@ Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN, max_le
 # A variable may read an attribute of the input shape: `in.c`.
 _PART = rf"[A-Za-z_][A-Za-z0-9_]{{0,{MAX_NAME_LENGTH - 1}}}"
 VariableName = Annotated[str, StringConstraints(pattern=rf"^{_PART}(?:\.{_PART})?$")]
-# What a string literal of the grammar can hold: no double quote, no control character but the tab.
-Text = Annotated[str, StringConstraints(pattern=r'^[^"\x00-\x08\x0a-\x1f\x7f]*$')]
+# Strings (descriptions, import paths, string values) hold no line break or other control character but the
+# tab, in text (the grammar's STRING) and in JSON alike: nothing can end a comment or a line of generated source.
+# A double quote is allowed in JSON; `archc fmt` says when such a spec cannot be written as text.
+TEXT_PATTERN = r"^[^\x00-\x08\x0a-\x1f\x7f]*$"
+Text = Annotated[str, StringConstraints(pattern=TEXT_PATTERN)]
 # Integers a spec writes or computes stay within what every framework can store (int64).
 MAX_INT = 2**63 - 1
 

@@ -87,12 +87,22 @@ def parse_json(text: str, file: str | None = None) -> ir.Spec:
         return ir.Spec.model_validate(data)
     except ValidationError as e:
         diags = []
-        for err in e.errors()[:10]:
+        # A value that fits no member of a union fails once per member; the deepest failure is the telling one.
+        for err in sorted(e.errors(), key=lambda err: -len(err["loc"]))[:10]:
             where = ".".join(str(p) for p in err["loc"])
-            diags.append(Diagnostic("A005", f"the JSON spec does not fit the IR schema at `{where}`: {err['msg']}",
+            diags.append(Diagnostic("A005", f"the JSON spec does not fit the IR schema at `{where}`: {_explain(err)}",
                                     Span(file=file, line=1, column=1, end_line=1, end_column=2),
                                     help="`archc schema` prints the schema"))
         raise ArchcError(diags, sources) from None
+
+
+def _explain(err: dict) -> str:
+    if err["type"] == "string_pattern_mismatch":
+        if err["ctx"]["pattern"] == ir.TEXT_PATTERN:
+            return "a string cannot hold a line break or another control character"
+        return (f"{json.dumps(err['input'])[:60]} is not a name: letters, digits and `_`, not starting with a digit, "
+                f"at most {MAX_NAME_LENGTH} characters")
+    return err["msg"]
 
 
 class _JSONProblem(ValueError):

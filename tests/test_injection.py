@@ -69,13 +69,23 @@ def test_json_names_must_be_identifiers(payload, tmp_path, monkeypatch):
     assert not (tmp_path / SENTINEL).exists()
 
 
-@pytest.mark.parametrize("payload", ['say "hi"', "two\nlines", "carriage\rreturn", "nul\x00", "bell\x07"])
+@pytest.mark.parametrize("payload", ["two\nlines", "carriage\rreturn", "nul\x00", "bell\x07", "\x1b[2J"])
 def test_json_strings_hold_what_a_spec_string_can(payload):
     for spec in (_spec([], description=payload), {**_spec([]), "imports": [{"path": payload}]},
                  _spec([{"kind": "layer", "op": "dropout", "args": [{"value": {"kind": "str", "value": payload}}]}])):
         with pytest.raises(ArchcError) as info:
             parse_json(json.dumps(spec))
         assert info.value.diagnostics[0].code == "A005"
+
+
+def test_json_errors_name_the_field_that_is_wrong():
+    with pytest.raises(ArchcError) as info:
+        parse_json(json.dumps(_spec([{"kind": "scope", "name": "a b", "body": []}])))
+    first = info.value.diagnostics[0]
+    assert "body.0.scope.name" in first.message and "is not a name" in first.message
+    with pytest.raises(ArchcError) as info:
+        parse_json(json.dumps(_spec([], description="a\nb")))
+    assert "line break" in info.value.diagnostics[0].message
 
 
 def test_ir_built_in_python_is_held_to_the_same_rules():
@@ -125,11 +135,25 @@ HOSTILE_SPEC = "\n".join([
 ]) + "\n"
 
 
-def _generated_source(backend: str, tmp_path: Path) -> Path:
+# JSON may hold double quotes in a string (text cannot): a description that closes every kind of literal.
+QUOTED_DESCRIPTION = 'x""" + __import__("os").system("touch ' + SENTINEL + '") + """ \' \'\'\' \\'
+
+
+def _hostile(form: str) -> str:
+    if form == "text":
+        return HOSTILE_SPEC
+    from archc.cli import spec_to_json
+
+    data = json.loads(spec_to_json(archc.load(HOSTILE_SPEC)))
+    data["description"] = QUOTED_DESCRIPTION
+    return json.dumps(data)
+
+
+def _generated_source(backend: str, tmp_path: Path, form: str = "text") -> Path:
     pytest.importorskip(f"archc.backends.{backend}")
     from archc.backends import get_backend
 
-    plan = archc.check(HOSTILE_SPEC)
+    plan = archc.check(_hostile(form))
     path = tmp_path / f"hostile_{backend}.py"
     path.write_bytes(get_backend(backend).write(plan, "py"))
     return path
@@ -154,11 +178,13 @@ def test_hostile_spec_checks():
     plan = archc.check(HOSTILE_SPEC)
     assert plan.name == "class" and plan.description == DESCRIPTION
     assert plan.output_shape == (2,)
+    assert archc.check(_hostile("json")).description == QUOTED_DESCRIPTION
 
 
+@pytest.mark.parametrize("form", ["text", "json"])
 @pytest.mark.parametrize("backend", ["torch", "keras"])
-def test_generated_source_is_inert(backend, tmp_path):
-    _assert_inert(_generated_source(backend, tmp_path))
+def test_generated_source_is_inert(backend, form, tmp_path):
+    _assert_inert(_generated_source(backend, tmp_path, form))
 
 
 @pytest.mark.parametrize("backend", ["torch", "keras"])
