@@ -115,23 +115,28 @@ def _paint(text: str, style: str, color: bool) -> str:
 
 def render_text(diagnostics: Iterable[Diagnostic], sources: dict[str, str], color: bool = False) -> str:
     out: list[str] = []
+    split: dict[str, list[str]] = {}  # each source split once, however many diagnostics point into it
     for diag in diagnostics:
         head = _paint(f"{diag.severity}[{diag.code}]", diag.severity, color)
         out.append(f"{head}: {_paint(diag.message, 'bold', color)}")
         span = diag.span
-        lines = sources.get(span.file or "", "").splitlines() if span else []
+        if span and (span.file or "") not in split:
+            split[span.file or ""] = sources.get(span.file or "", "").splitlines()
+        lines = split[span.file or ""] if span else []
         if span:
             width = len(str(span.end_line))
             gutter = " " * width
             out.append(f"{gutter}{_paint('-->', 'blue', color)} {span}")
             if 0 < span.line <= len(lines):
                 text = lines[span.line - 1].expandtabs(1)
+                # Columns come from JSON specs too: clamp them to the line so no span can ask for a huge margin.
+                column = min(max(span.column, 1), len(text) + 1)
                 end = span.end_column if span.end_line == span.line else len(text) + 1
-                carets = "^" * max(1, min(end, len(text) + 1) - span.column)
+                carets = "^" * max(1, min(end, len(text) + 1) - column)
                 bar = _paint("|", "blue", color)
                 out.append(f"{gutter} {bar}")
                 out.append(f"{_paint(str(span.line).rjust(width), 'blue', color)} {bar} {text}")
-                marker = " " * (span.column - 1) + _paint(carets, diag.severity, color)
+                marker = " " * (column - 1) + _paint(carets, diag.severity, color)
                 out.append(f"{gutter} {bar} {marker}" + (f" {diag.label}" if diag.label else ""))
                 out.append(f"{gutter} {bar}")
             elif diag.label:

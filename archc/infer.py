@@ -16,12 +16,16 @@ from pydantic import ValidationError
 
 from . import ir
 from .diagnostics import ArchcError, Diagnostic, RuleError, Span, did_you_mean
+from .ir import MAX_INT
 from .ops import ALIASES, OPS, POST_OPS, ConvArgs, Op, Shape, fmt_shape, lookup
 from .plan import INPUT, Plan, PlanNode
 
 # Limits that keep a hostile spec from exhausting memory or time (docs/language.md, "Limits").
 MAX_LAYERS = 200_000
 MAX_CALL_DEPTH = 100
+MAX_EXPANSION_DEPTH = 150  # nested scopes, groups, residuals, branches and block calls, all together
+MAX_DIAGNOSTICS = 100  # then inference stops: a spec this broken gains nothing from more
+MAX_NOTE_HOPS = 1_000  # how far back a size note looks for the layers that shrank the input
 
 
 # ---------------------------------------------------------------- expressions
@@ -61,10 +65,20 @@ def _number(value: Any, node: Any) -> int | float:
     return value
 
 
+def _bounded(value: Any, node: Any) -> Any:
+    """Numbers stay within int64 and finite: a chain of products must not grow without end (memory, time)."""
+    if isinstance(value, bool):
+        return value
+    if (isinstance(value, int) and abs(value) > MAX_INT) or (isinstance(value, float) and not math.isfinite(value)):
+        raise ExprError("this arithmetic overflows", getattr(node, "span", None), code="A104",
+                        help=f"numbers in a spec are at most {MAX_INT:,}")
+    return value
+
+
 def evaluate(expr: Any, env: dict[str, Any]) -> Any:
     """The value of an IR expression: int, float, bool, str, tuple (sizes) or Symbol (an unbound word)."""
     if isinstance(expr, (bool, int, float)):
-        return expr
+        return _bounded(expr, None)
     kind = expr.kind
     if kind == "name":
         ident = expr.id
@@ -102,10 +116,7 @@ def evaluate(expr: Any, env: dict[str, Any]) -> Any:
             else evaluate(expr.right, env)
         if expr.op in ("/", "//") and right == 0:
             raise ExprError("division by zero", expr.span, code="A104")
-        result = _BINOPS[expr.op](left, right)
-        if isinstance(result, float) and not math.isfinite(result):
-            raise ExprError("this arithmetic overflows", expr.span, code="A104")
-        return result
+        return _bounded(_BINOPS[expr.op](left, right), expr)
     if kind == "unary":
         value = evaluate(expr.operand, env)
         return (not value) if expr.op == "not" else -_number(value, expr.operand)
@@ -116,7 +127,7 @@ def evaluate(expr: Any, env: dict[str, Any]) -> Any:
                             or f"the functions are {', '.join(sorted(_FUNCS))}")
         args = [_number(evaluate(a, env), a) for a in expr.args]
         try:
-            return fn(*args)
+            return _bounded(fn(*args), expr)
         except (TypeError, ValueError, OverflowError) as e:
             raise ExprError(f"`{expr.func}` cannot take these arguments: {e}", expr.span, code="A104") from None
     if kind == "cond":
@@ -180,6 +191,7 @@ class _Walker:
         self.reported: set = set()
         self.stage_summaries: dict[str, str] = {}
         self.check_sizes = True  # expected sizes are the table's, for the spec's own input size
+        self.depth = 0  # nesting of `seq`, block calls included
 
     # ---- errors
     def error(self, code: str, message: str, span: Span | None, *, label: str = "", help: str | None = None,
@@ -194,6 +206,10 @@ class _Walker:
             if call_span is not None:
                 diag.notes.append(f"in block `{block}`, called at {call_span}")
         self.diagnostics.append(diag)
+        if len(self.diagnostics) >= MAX_DIAGNOSTICS:
+            self.diagnostics.append(Diagnostic("A301", f"stopping after {MAX_DIAGNOSTICS} errors", None,
+                                               help="fix the errors above and check again"))
+            raise _Fatal()
         return diag
 
     def rule_error(self, e: RuleError, span: Span | None, **kw) -> Diagnostic:
@@ -202,9 +218,18 @@ class _Walker:
 
     # ---- sequences and items
     def seq(self, items: list, x: Value, env: dict, scope: _Scope) -> Value:
-        for item in items:
-            x = self.item(item, x, env, scope)
-        return x
+        if self.depth >= MAX_EXPANSION_DEPTH:
+            span = items[0].span if items else None
+            self.error("A301", f"the expanded network nests more than {MAX_EXPANSION_DEPTH} levels deep", span,
+                       help="blocks that call blocks count too; flatten the nesting")
+            raise _Fatal()
+        self.depth += 1
+        try:
+            for item in items:
+                x = self.item(item, x, env, scope)
+            return x
+        finally:
+            self.depth -= 1
 
     def item(self, item: Any, x: Value, env: dict, scope: _Scope) -> Value:
         kind = item.kind
@@ -614,7 +639,9 @@ def _size_notes(producer: _Node | None) -> list[str]:
     """The layers that brought the spatial size down to where it failed."""
     notes = []
     node = producer
-    while node is not None and len(notes) < 3:
+    for _ in range(MAX_NOTE_HOPS):
+        if node is None or len(notes) >= 3:
+            break
         if node.in_shapes and node.in_shapes[0] is not None and len(node.shape) == 3 \
                 and node.shape[:2] != node.in_shapes[0][:2]:
             where = f" ({node.span})" if node.span else ""
@@ -624,6 +651,13 @@ def _size_notes(producer: _Node | None) -> list[str]:
     return notes
 
 
+def _bounded_value(value: Any) -> Any:
+    """An override from the API or `--set`, held to the limits a spec's own numbers obey."""
+    for part in value if isinstance(value, tuple) else (value,):
+        _bounded(part, None)
+    return value
+
+
 def resolve_params(spec: ir.Spec, overrides: dict[str, Any], sources: dict[str, str]) -> tuple[dict, Shape | None,
                                                                                                   list[Diagnostic]]:
     """Evaluate the network parameters in order, then the input size; `overrides` win over defaults."""
@@ -631,7 +665,10 @@ def resolve_params(spec: ir.Spec, overrides: dict[str, Any], sources: dict[str, 
     env: dict[str, Any] = {}
     for param in spec.params:
         if param.name in overrides:
-            env[param.name] = overrides[param.name]
+            try:
+                env[param.name] = _bounded_value(overrides[param.name])
+            except RuleError as e:
+                diags.append(Diagnostic(e.code, f"`{param.name}`: {e.message}", None, help=e.help))
             continue
         try:
             value = evaluate(param.default, env)
@@ -646,7 +683,11 @@ def resolve_params(spec: ir.Spec, overrides: dict[str, Any], sources: dict[str, 
         env[param.name] = value
     shape = None
     if "input" in overrides:
-        shape = overrides["input"]
+        try:
+            shape = _bounded_value(overrides["input"])
+        except RuleError as e:
+            diags.append(Diagnostic(e.code, f"`input`: {e.message}", None, help=e.help))
+            return env, None, diags
     elif spec.input is not None:
         try:
             shape = evaluate(spec.input, env)

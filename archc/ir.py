@@ -9,9 +9,26 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from .diagnostics import Span
+
+# Every name a spec gives (layer kinds, blocks, scopes, branches, parameters, the network) is an identifier of at
+# most MAX_NAME_LENGTH characters. The grammar and the parser hold text to this; these types hold JSON specs and
+# IR built in Python to it, so nothing that reaches a backend's generated source can be code.
+MAX_NAME_LENGTH = 128
+IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN, max_length=MAX_NAME_LENGTH)]
+# A variable may read an attribute of the input shape: `in.c`.
+_PART = rf"[A-Za-z_][A-Za-z0-9_]{{0,{MAX_NAME_LENGTH - 1}}}"
+VariableName = Annotated[str, StringConstraints(pattern=rf"^{_PART}(?:\.{_PART})?$")]
+# Strings (descriptions, import paths, string values) hold no line break or other control character but the
+# tab, in text (the grammar's STRING) and in JSON alike: nothing can end a comment or a line of generated source.
+# A double quote is allowed in JSON; `archc fmt` says when such a spec cannot be written as text.
+TEXT_PATTERN = r"^[^\x00-\x08\x0a-\x1f\x7f]*$"
+Text = Annotated[str, StringConstraints(pattern=TEXT_PATTERN)]
+# Integers a spec writes or computes stay within what every framework can store (int64).
+MAX_INT = 2**63 - 1
 
 
 class Node(BaseModel):
@@ -26,7 +43,7 @@ class Name(Node):
     """A variable (`w`, `classes`, `in.c`) or a bare word (`same`, `relu`) that the layer's op reads as a flag."""
 
     kind: Literal["name"] = "name"
-    id: str
+    id: VariableName
 
 
 class Dims(Node):
@@ -38,7 +55,7 @@ class Dims(Node):
 
 class Str(Node):
     kind: Literal["str"] = "str"
-    value: str
+    value: Text
 
 
 class Percent(Node):
@@ -65,7 +82,7 @@ class Func(Node):
     """A built-in function: `int(x)`, `round(x)`, `min(a, b)`, `max(a, b)`."""
 
     kind: Literal["func"] = "func"
-    func: str
+    func: Identifier
     args: list[Expr]
 
 
@@ -90,7 +107,7 @@ Expr = Union[
 class Arg(Node):
     """One argument of a layer or block call: positional when `name` is None."""
 
-    name: str | None = None
+    name: Identifier | None = None
     value: Expr
 
 
@@ -103,7 +120,7 @@ class Layer(ItemBase):
     """`conv 3x3, 64, stride=2, bn, relu`: one layer kind from archc.ops, with its arguments."""
 
     kind: Literal["layer"] = "layer"
-    op: str
+    op: Identifier
     args: list[Arg] = []
 
 
@@ -111,7 +128,7 @@ class Call(ItemBase):
     """`bottleneck(128, stride=2)`: a block defined with `block`."""
 
     kind: Literal["call"] = "call"
-    block: str
+    block: Identifier
     args: list[Arg] = []
 
 
@@ -126,7 +143,7 @@ class Scope(Node):
     """`conv3_x 28x28 : ...`: a named part of the network (a paper's stage); `expect` checks its output."""
 
     kind: Literal["scope"] = "scope"
-    name: str
+    name: Identifier
     expect: Expr | None = None
     body: list[Item]
 
@@ -141,7 +158,7 @@ class Residual(Node):
 
 
 class Branch(Node):
-    name: str | None = None
+    name: Identifier | None = None
     body: list[Item]
 
 
@@ -160,12 +177,12 @@ Item = Annotated[Union[Layer, Call, Group, Scope, Residual, Branches], Field(dis
 
 
 class BlockParam(Node):
-    name: str
+    name: Identifier
     default: Expr | None = None
 
 
 class BlockDef(Node):
-    name: str
+    name: Identifier
     params: list[BlockParam] = []
     body: list[Item]
 
@@ -173,19 +190,19 @@ class BlockDef(Node):
 class Param(Node):
     """`param classes=1000`: a network parameter that `--set` and API keywords override."""
 
-    name: str
+    name: Identifier
     default: Expr
 
 
 class Import(Node):
-    path: str
+    path: Text
 
 
 class Spec(Node):
     """One spec file. Imported block files are specs too (blocks only)."""
 
-    name: str | None = None
-    description: str | None = None
+    name: Identifier | None = None
+    description: Text | None = None
     input: Expr | None = None
     input_span: Span | None = None
     params: list[Param] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import json
 import re
+import stat
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from json.decoder import scanstring
@@ -21,10 +22,15 @@ from pydantic import ValidationError
 
 from . import ir
 from .diagnostics import ArchcError, Diagnostic, Span
-from .parser import parse
+from .ir import MAX_INT, MAX_NAME_LENGTH  # noqa: F401 - re-exported: the loader's limits
+from .parser import MAX_NESTING_DEPTH, parse
 
-MAX_SPEC_BYTES = 4 * 1024 * 1024  # far beyond any real spec; a bigger file is refused before it is read
-MAX_NAME_LENGTH = 128
+# Far beyond any real spec (the shipped ones are under 2 KB); a bigger file is refused before it is read. Parsing
+# runs at 60-140 KiB/s of dense tokens, so the limit also bounds the time a hostile spec can take (~15 s).
+MAX_SPEC_BYTES = 1024 * 1024
+# JSON nests about twice as deep as the text it mirrors (an item, then its list of items), so every spec the
+# text grammar accepts loads as JSON; the limit also stays below pydantic-core's own recursion guard (255).
+MAX_JSON_DEPTH = 2 * MAX_NESTING_DEPTH + 50
 
 
 @contextmanager
@@ -50,9 +56,12 @@ class Loaded:
 
 def _read(path: Path, display: str, span: Span | None, sources: dict[str, str]) -> str:
     try:
-        size = path.stat().st_size
+        info = path.stat()
     except OSError as e:
         raise ArchcError([Diagnostic("A004", f"cannot read `{display}`: {e.strerror}", span)], sources) from None
+    if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would block or never end
+        raise ArchcError([Diagnostic("A004", f"cannot read `{display}`: not a regular file", span)], sources)
+    size = info.st_size
     if size > MAX_SPEC_BYTES:
         raise ArchcError([Diagnostic("A301", f"`{display}` is {size:,} bytes; a spec may have at most "
                                      f"{MAX_SPEC_BYTES:,}", span)], sources)
@@ -154,14 +163,23 @@ def _is_file(text: str) -> bool:
 def parse_json(text: str, file: str | None = None) -> ir.Spec:
     """A JSON spec, in the IR's own schema (`archc schema`). Nothing in it is evaluated."""
     sources = {file or "": text}
+    top = Span(file=file, line=1, column=1, end_line=1, end_column=2)
     try:
-        data = json.loads(text)
-        positions = _json_positions(text)
+        data = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as e:
         span = Span(file=file, line=e.lineno, column=e.colno, end_line=e.lineno, end_column=e.colno + 1)
         raise ArchcError([Diagnostic("A005", f"invalid JSON: {e.msg}", span)], sources) from None
+    except _JSONProblem as e:
+        raise ArchcError([Diagnostic("A005", str(e), top)], sources) from None
     except RecursionError:
-        raise ArchcError([Diagnostic("A301", "the JSON nests too deeply", None)], sources) from None
+        raise ArchcError([Diagnostic("A301", f"the JSON nests more than {MAX_JSON_DEPTH} levels deep", top)],
+                         sources) from None
+    except ValueError as e:  # an integer of more than 4,300 digits
+        raise ArchcError([Diagnostic("A301", f"a number in the JSON is too large: {e}", top)], sources) from None
+    problem = _json_limits(data)
+    if problem:
+        raise ArchcError([Diagnostic("A301", problem, top)], sources)
+    positions = _json_positions(text)  # recursive, but only as deep as _json_limits allowed
     if not isinstance(data, dict):
         raise ArchcError([Diagnostic("A005", "a JSON spec is an object", Span(**_span_at(text, file, positions[()])),
                                      help="`archc convert SPEC --to json` shows one")], sources)
@@ -169,16 +187,49 @@ def parse_json(text: str, file: str | None = None) -> ir.Spec:
         _add_spans(data, (), positions, text, file)
         return ir.Spec.model_validate(data)
     except RecursionError:
-        raise ArchcError([Diagnostic("A301", "the JSON nests too deeply", None)], sources) from None
+        raise ArchcError([Diagnostic("A301", "the JSON nests too deeply", top)], sources) from None
     except ValidationError as e:
         diags = []
-        for err in e.errors()[:10]:
+        # A value that fits no member of a union fails once per member; the deepest failure is the telling one.
+        for err in sorted(e.errors(), key=lambda err: -len(err["loc"]))[:10]:
             path = _loc_path(data, err["loc"])
             where = ".".join(str(p) for p in err["loc"]) or "the top level"
-            diags.append(Diagnostic("A005", f"`{where}` does not fit the spec schema: {err['msg'].lower()}",
+            diags.append(Diagnostic("A005", f"`{where}` does not fit the spec schema: {_explain(err)}",
                                     Span(**_span_at(text, file, positions[path])),
                                     help="`archc schema` prints the schema"))
         raise ArchcError(diags, sources) from None
+
+
+def _explain(err: dict) -> str:
+    if err["type"] == "string_pattern_mismatch":
+        if err["ctx"]["pattern"] == ir.TEXT_PATTERN:
+            return "a string cannot hold a line break or another control character"
+        return (f"{json.dumps(err['input'])[:60]} is not a name: letters, digits and `_`, not starting with a digit, "
+                f"at most {MAX_NAME_LENGTH} characters")
+    return err["msg"]
+
+
+class _JSONProblem(ValueError):
+    pass
+
+
+def _refuse_constant(name: str):
+    raise _JSONProblem(f"`{name}` is not a JSON number")
+
+
+def _json_limits(data: Any) -> str | None:
+    """Depth and number sizes of decoded JSON, walked without recursion (validation and inference recurse)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                return f"the JSON nests more than {MAX_JSON_DEPTH} levels deep"
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+            return f"a number in the JSON is larger than {MAX_INT:,}"
+    return None
 
 
 def parse_source(text: str, file: str | None = None) -> ir.Spec:
@@ -187,39 +238,34 @@ def parse_source(text: str, file: str | None = None) -> ir.Spec:
     return parse(text, file)
 
 
-def _check_names(spec: ir.Spec, sources: dict[str, str]) -> None:
-    long = [b for b in spec.blocks if len(b.name) > MAX_NAME_LENGTH]
-    if long:
-        raise ArchcError([Diagnostic("A301", f"a name may have at most {MAX_NAME_LENGTH} characters", long[0].span)],
-                         sources)
-
-
 def load(source: Any, allow: list[str | Path] | None = None) -> Loaded:
     """A path, spec text, or an `ir.Spec` -> the spec with its imported blocks."""
     if isinstance(source, Loaded):
         return source
     if isinstance(source, ir.Spec):
         return Loaded(spec=source)
-    sources: dict[str, str] = {}
     path: Path | None = None
     if isinstance(source, Path):
         path = source
     elif isinstance(source, str) and "\n" not in source and len(source) < 4096 and (
             source.endswith((".arch", ".json")) or _is_file(source)):
         path = Path(source)
-    if path is not None:
-        display = str(path)
-        text = _read(path, display, None, sources)
-        sources[display] = text
-        spec = parse_source(text, display)
-        root = path.resolve().parent
-    else:
-        display = "<spec>"
-        text = str(source)
-        sources[display] = text
-        spec = parse_source(text, display)
-        root = Path.cwd().resolve()
-    _check_names(spec, sources)
+    if path is None:
+        return load_text(str(source), None, allow)
+    sources: dict[str, str] = {}
+    return load_text(_read(path, str(path), None, sources), path, allow)
+
+
+def load_text(text: str, path: Path | None, allow: list[str | Path] | None = None) -> Loaded:
+    """Spec text as if it were the file at `path` (None: no file, imports resolve against the working
+    directory). An editor's unsaved buffer is checked this way."""
+    display = str(path) if path is not None else "<spec>"
+    sources = {display: text}
+    if len(text) > MAX_SPEC_BYTES:
+        raise ArchcError([Diagnostic("A301", f"the spec has {len(text):,} characters; a spec may have at most "
+                                     f"{MAX_SPEC_BYTES:,}")], sources)
+    spec = parse_source(text, display)
+    root = path.resolve().parent if path is not None else Path.cwd().resolve()
     roots = [root] + [Path(a).resolve() for a in (allow or [])]
     blocks: dict[str, ir.BlockDef] = {}
     _load_imports(spec, root, roots, [display], blocks, sources)
@@ -243,7 +289,6 @@ def _load_imports(spec: ir.Spec, here: Path, roots: list[Path], stack: list[str]
         text = _read(target, display, imp.span, sources)
         sources[str(target)] = text
         imported = parse_source(text, str(target))
-        _check_names(imported, sources)
         if imported.body or imported.input is not None:
             raise ArchcError([Diagnostic("A107", f"`{imp.path}` is a network, not a block file", imp.span,
                                          help="an imported file holds only `block` definitions (and imports)")],

@@ -32,22 +32,17 @@ def _path_of(uri: str) -> Path | None:
 def analyse(text: str, path: Path | None) -> tuple[ir.Spec | None, Plan | None, list[Diagnostic], str]:
     """Check unsaved text as if it were the file at `path`. -> (spec, plan, diagnostics, display name)."""
     from .infer import infer
-    from .load import _check_names, _load_imports, parse_source
+    from .load import gc_paused, load_text
 
     display = str(path) if path is not None else "<spec>"
-    sources = {display: text}
-    root = path.parent.resolve() if path is not None else Path.cwd().resolve()
     spec = None
     try:
-        spec = parse_source(text, display)
-        _check_names(spec, sources)
+        with gc_paused():
+            loaded = load_text(text, path)
+        spec = loaded.spec
         if spec.input is None and not spec.body:
-            # a file of blocks: parsing and imports are all there is to check
-            _load_imports(spec, root, [root], [display], {}, sources)
-            return spec, None, [], display
-        blocks: dict[str, ir.BlockDef] = {}
-        _load_imports(spec, root, [root], [display], blocks, sources)
-        return spec, infer(spec, blocks, {}, sources, display), [], display
+            return spec, None, [], display  # a file of blocks: parsing and imports are all there is to check
+        return spec, infer(spec, loaded.blocks, {}, loaded.sources, display), [], display
     except ArchcError as e:
         return spec, None, e.diagnostics, display
     except RecursionError:

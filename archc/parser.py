@@ -5,6 +5,7 @@ No checks happen here beyond syntax: names, arguments and shapes are the inferen
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from pathlib import Path
 
@@ -14,12 +15,18 @@ from lark.indenter import Indenter
 
 from . import ir
 from .diagnostics import ArchcError, Diagnostic, Span, fast_construct
+from .ir import MAX_INT, MAX_NAME_LENGTH
 
 
 def _new(cls, **fields):
     return fast_construct(cls, fields)
 
 GRAMMAR = Path(__file__).with_name("grammar.lark")
+
+# How deeply the parse tree may nest: blocks, scopes, groups, residuals, and expressions (each operator of a
+# chain such as `1+1+1` is a level). Real specs nest under 15; the limit keeps every later pass (all of them
+# recursive) far from Python's recursion limit. Checked before the tree is transformed.
+MAX_NESTING_DEPTH = 100
 
 # How the parser's terminal names read in a diagnostic.
 _TERMINAL_WORDS = {
@@ -325,9 +332,9 @@ class _ToIR:
 
 
 class _SyntaxProblem(Exception):
-    def __init__(self, message: str, span: Span | None, help: str | None = None):
+    def __init__(self, message: str, span: Span | None, help: str | None = None, code: str = "A001"):
         super().__init__(message)
-        self.message, self.span, self.help = message, span, help
+        self.message, self.span, self.help, self.code = message, span, help, code
 
 
 def _describe_expected(expected: set[str]) -> str:
@@ -362,13 +369,48 @@ def _token_text(token: Token) -> str:
     return f"`{token}`"
 
 
+def _check_limits(tree: Tree, file: str | None) -> None:
+    """Nesting depth, name lengths and number sizes, walked without recursion (the transformer recurses)."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING_DEPTH:
+            raise _SyntaxProblem(f"the spec nests more than {MAX_NESTING_DEPTH} levels deep here",
+                                 _span(node.meta, file),
+                                 "flatten the nesting: define a block, or split a long chain of operators",
+                                 code="A301")
+        for child in node.children:
+            if isinstance(child, Tree):
+                stack.append((child, depth + 1))
+            elif isinstance(child, Token):
+                _check_token(child, file)
+
+
+def _check_token(token: Token, file: str | None) -> None:
+    if token.type in ("NAME", "CALL_NAME") and len(token) > MAX_NAME_LENGTH:
+        raise _SyntaxProblem(f"this name has {len(token):,} characters; a name may have at most {MAX_NAME_LENGTH}",
+                             _span(token, file), code="A301")
+    if token.type in ("INT", "DIMS"):
+        # Measure digits before converting: int() refuses strings over 4,300 digits with a ValueError.
+        for digits in str(token).replace("×", "x").split("x"):
+            if len(digits) > len(str(MAX_INT)) or int(digits) > MAX_INT:
+                raise _SyntaxProblem(f"`{digits[:24]}{'...' if len(digits) > 24 else ''}` is too large; numbers in "
+                                     f"a spec are at most {MAX_INT:,}", _span(token, file), code="A301")
+    elif token.type in ("FLOAT", "PERCENT") and not math.isfinite(float(str(token).rstrip("%"))):
+        raise _SyntaxProblem(f"`{str(token)[:24]}{'...' if len(token) > 24 else ''}` is too large for a number",
+                             _span(token, file), code="A301")
+
+
 def parse(text: str, file: str | None = None) -> ir.Spec:
     """Parse spec text. Raises ArchcError with a positioned syntax diagnostic."""
     sources = {file or "": text}
     source = text if text.endswith("\n") else text + "\n"
     try:
         tree = _lark().parse(source)
+        _check_limits(tree, file)
         return _ToIR(file).transform(tree)
+    except _SyntaxProblem as e:
+        raise ArchcError([Diagnostic(e.code, e.message, e.span, help=e.help)], sources) from None
     except UnexpectedCharacters as e:
         span = Span(file=file, line=e.line, column=e.column, end_line=e.line, end_column=e.column + 1)
         char = source[e.pos_in_stream] if e.pos_in_stream < len(source) else ""
@@ -417,8 +459,6 @@ def parse(text: str, file: str | None = None) -> ir.Spec:
                          sources) from None
     except UnexpectedInput as e:  # pragma: no cover - the three above are all Lark raises for LALR
         raise ArchcError([Diagnostic("A001", f"syntax error: {e}")], sources) from None
-    except _SyntaxProblem as e:
-        raise ArchcError([Diagnostic("A001", e.message, e.span, help=e.help)], sources) from None
 
 
 _VALUE_TOKENS = {"NAME", "INT", "FLOAT", "DIMS", "PERCENT", "STRING", "CALL_NAME"}

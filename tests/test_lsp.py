@@ -62,7 +62,8 @@ class Client:
             try:
                 message = self.messages.get(timeout=TIMEOUT)
             except Empty:
-                raise AssertionError("the server did not answer: " + self.proc.stderr.read1().decode()) from None
+                self.proc.kill()  # first: reading a live server's stderr would wait for it forever
+                raise AssertionError("the server did not answer: " + self.proc.stderr.read().decode()) from None
             if predicate(message):
                 return message
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import importlib.util
-import json
 import os
 import socket
 import subprocess
@@ -225,36 +224,53 @@ def test_build_refuses_to_overwrite_its_input(tmp_path):
 # ---------------------------------------------------------------- names that reach generated code
 
 
-def _json_spec(text: str, **replace: str) -> str:
-    from archc.cli import spec_to_json
+def _renamed(text: str, description: str | None = None, **names: str):
+    """The spec's IR with scopes renamed past the loader's checks (model_copy does not validate): what a
+    hostile program could hand the backend directly. The backend must hold its own line."""
     from archc.load import load
 
-    data = json.loads(spec_to_json(load(text).spec))
-    dumped = json.dumps(data)
-    for old, new in replace.items():
-        dumped = dumped.replace(json.dumps(old), json.dumps(new))
-    return dumped
+    def rename(items):
+        out = []
+        for item in items:
+            if item.kind == "scope":
+                item = item.model_copy(update={"name": names.get(item.name, item.name), "body": rename(item.body)})
+            out.append(item)
+        return out
+
+    spec = load(text).spec
+    update = {"body": rename(spec.body)}
+    if description is not None:
+        update["description"] = description
+    return spec.model_copy(update=update)
 
 
 @pytest.mark.parametrize("name", ["x = __import__('os')", "a-b", "conv1\nimport os", "train", "forward", "_modules"])
 def test_unusable_names_are_diagnostics(name):
-    text = _json_spec("network n\ninput 8x8x3\nstage1: conv 3x3, 4\n", stage1=name)
     with pytest.raises(archc.ArchcError) as err:
-        archc.compile(text)
+        archc.compile(_renamed("network n\ninput 8x8x3\nstage1: conv 3x3, 4\n", stage1=name))
     assert err.value.diagnostics[0].code in ("A404", "A105")
 
 
-def test_colliding_dotted_names_are_a_diagnostic():
-    text = _json_spec("network n\ninput 8x8x3\nstage1: conv 3x3, 4\na:\n  b: conv 3x3, 4\n", stage1="a.b")
+def test_json_specs_with_unusable_names_are_refused_at_load():
+    from archc.cli import spec_to_json
+
+    text = spec_to_json(_renamed("network n\ninput 8x8x3\nstage1: conv 3x3, 4\n", stage1="x = __import__('os')"))
     with pytest.raises(archc.ArchcError) as err:
         archc.compile(text)
+    assert err.value.diagnostics[0].code == "A005"
+
+
+def test_colliding_dotted_names_are_a_diagnostic():
+    spec = _renamed("network n\ninput 8x8x3\nstage1: conv 3x3, 4\na:\n  b: conv 3x3, 4\n", stage1="a.b")
+    with pytest.raises(archc.ArchcError) as err:
+        archc.compile(spec)
     assert "two layers are named `a.b.conv`" in err.value.diagnostics[0].message
 
 
 def test_keyword_names_and_hostile_descriptions_are_safe():
-    text = _json_spec('network n "d"\ninput 8x8x3\nstage1: conv 3x3, 4\n', stage1="lambda",
-                      d='x"""\nimport os; os.exit(1)\r\u2028raise SystemExit')
-    plan = archc.check(text)
+    spec = _renamed('network n "d"\ninput 8x8x3\nstage1: conv 3x3, 4\n', stage1="lambda",
+                    description='x"""\nimport os; os.exit(1)\r\u2028raise SystemExit')
+    plan = archc.check(spec)
     source = get_backend("torch").source(plan)
     assert not any(line.lstrip().startswith(("import os", "raise")) for line in source.splitlines())
     model = archc.compile(plan)
