@@ -9,6 +9,12 @@ from pathlib import Path
 from .diagnostics import ArchcError, Diagnostic
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path, data: bytes, protect: list[Path] = ()) -> None:
     """Write `data` to `path` through a temporary file in the same directory, then rename it into place."""
     target = path.resolve()
@@ -21,6 +27,7 @@ def write_atomic(path: Path, data: bytes, protect: list[Path] = ()) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the output is an ordinary file
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

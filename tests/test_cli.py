@@ -147,3 +147,14 @@ def test_block_files_are_recognised():
     assert "a block file (basic, bottleneck" in result.stdout and "resnet50" in result.stdout
     result = run("check", str(ROOT / "specs" / "blocks.arch"), "--format", "json")
     assert "bottleneck" in json.loads(result.stdout)["blocks"]
+
+
+def test_outputs_are_ordinary_files(tmp_path):
+    import os
+    import stat
+
+    out = tmp_path / "r.json"
+    assert run("convert", RESNET, "-o", str(out)).exit_code == 0
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask
