@@ -272,6 +272,28 @@ def load_text(text: str, path: Path | None, allow: list[str | Path] | None = Non
     return Loaded(spec=spec, blocks=blocks, sources=sources, file=display if path is not None else None)
 
 
+_BLOCK_FILES: dict[tuple[str, str], ir.Spec] = {}  # (file, text) -> its IR; the IR is immutable, so shared
+_BLOCK_FILES_KEPT = 32
+
+
+def _parse_block_file(text: str, file: str) -> ir.Spec:
+    """Parse an imported file once per process and content: `archc check specs/*.arch` and a program compiling
+    several specs read the shared blocks.arch again for each, and parsing it is a third of a ResNet's check."""
+    key = (file, text)
+    spec = _BLOCK_FILES.get(key)
+    if spec is None:
+        spec = parse_source(text, file)
+        if len(_BLOCK_FILES) >= _BLOCK_FILES_KEPT:
+            _BLOCK_FILES.pop(next(iter(_BLOCK_FILES)))
+        _BLOCK_FILES[key] = spec
+    return spec
+
+
+def clear_cache() -> None:
+    """Forget the parsed block files (benchmarks measure a cold start with it)."""
+    _BLOCK_FILES.clear()
+
+
 def _load_imports(spec: ir.Spec, here: Path, roots: list[Path], stack: list[str], blocks: dict[str, ir.BlockDef],
                   sources: dict[str, str]) -> None:
     for imp in spec.imports:
@@ -288,7 +310,7 @@ def _load_imports(spec: ir.Spec, here: Path, roots: list[Path], stack: list[str]
                                          help="remove one of the imports of this cycle")], sources)
         text = _read(target, display, imp.span, sources)
         sources[str(target)] = text
-        imported = parse_source(text, str(target))
+        imported = _parse_block_file(text, str(target))
         if imported.body or imported.input is not None:
             raise ArchcError([Diagnostic("A107", f"`{imp.path}` is a network, not a block file", imp.span,
                                          help="an imported file holds only `block` definitions (and imports)")],

@@ -7,8 +7,9 @@
    outputs checked equal first. Runs are interleaved (the order alternates every round) so that load from
    other processes falls on both alike; the figure is the ratio of medians, compiled / hand-written.
 2. `archc.compile` of ResNet-152 (spec to model: parse, inference, code generation, construction) against
-   constructing the hand-written ResNet-152. "cold" clears archc's cache of generated modules before every
-   compile, so each one generates and executes the source afresh; "warm" is a repeated compile in one process.
+   constructing the hand-written ResNet-152. "cold" clears archc's caches (generated modules, parsed block
+   files) before every compile, so each one parses, generates and executes afresh; "warm" is a repeated
+   compile in one process.
 
 ResNet-152 comes from specs/resnet152.arch when the library has it, else from resnet50.arch with the
 3-8-36-3 block counts of He et al.'s Table 1.
@@ -28,6 +29,7 @@ from pathlib import Path
 import torch
 
 import archc
+from archc.load import clear_cache as clear_block_files
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -94,6 +96,7 @@ def forward_latency(spec: str, hand_model: torch.nn.Module, batch: int, rounds: 
 def compile_time(spec: Path, rounds: int) -> dict:
     def cold():
         clear_generated()
+        clear_block_files()
         archc.compile(spec, logits=True)
 
     times = interleaved({"cold": cold, "warm": lambda: archc.compile(spec, logits=True),
