@@ -57,6 +57,11 @@ OP_CASES: dict[str, str] = {
                    "dense 8, sigmoid; dense 8, tanh; dense 4, softmax"),
     "batchnorm_variants": ("input 5x5x4\nbatchnorm epsilon=0.001, momentum=0.99; batchnorm scale=false\n"
                            "batchnorm center=false; batchnorm scale=false, center=false; relu"),
+    "conv_dilated_groups_same_nobias": "input 11x11x4\nconv 3x3, 8, dilation=2, groups=2, same, nobias",
+    "avgpool_pad_beyond_window": "input 5x5x2\navgpool 2x2, stride=1, padding=(1, 1)",
+    "merges_softmax_map": ("input 8x8x4\nconv 3x3, 4, same, bn, relu\nadd:\n  identity\n  conv 3x3, 4, same\n"
+                           "concat:\n  conv 1x1, 3\n  maxpool 3x3, stride=1, same\n"
+                           "residual:\n  conv 3x3, 7, same, bn, relu\n  conv 3x3, 7, same, bn\nrelu; softmax"),
     "merges": ("input 8x8x4\nconv 3x3, 4, same, bn, relu\nadd:\n  identity\n  conv 3x3, 4, same\n"
                "concat:\n  conv 1x1, 3\n  maxpool 3x3, stride=1, same\n"
                "residual:\n  conv 3x3, 7, same, bn, relu\n  conv 3x3, 7, same, bn\nrelu"),

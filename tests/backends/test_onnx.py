@@ -12,6 +12,8 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from conformance import OP_CASES  # noqa: E402
+
 import archc  # noqa: E402
 from archc.backends import get_backend  # noqa: E402
 from archc.backends.onnx import OnnxBackend  # noqa: E402
@@ -22,30 +24,7 @@ from archc.ops import OPS  # noqa: E402
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 NETWORKS = [p for p in sorted(SPECS.glob("*.arch")) if load_spec(p).spec.input is not None]
 
-# Small networks that between them use every layer kind, with the variants that are easy to get wrong.
-CASES: dict[str, str] = {
-    "conv_same_even_kernel": "input 9x10x4\nconv 4x4, 6, stride=2, same",
-    "conv_explicit_pads": "input 7x7x3\nconv 3x3, 5, padding=(0, 2, 1, 0)",
-    "conv_dilated_groups_nobias": "input 11x11x4\nconv 3x3, 8, dilation=2, groups=2, same, nobias",
-    "conv_depthwise": "input 9x9x4\nconv 3x3, dw, same; conv 3x3, dw, multiplier=2, stride=2",
-    "maxpool_same_even": "input 7x6x3\nmaxpool 2x2, stride=1, same",
-    "maxpool_big_padding": "input 7x7x3\nmaxpool 3x3, stride=2, padding=2",
-    "maxpool_dilated": "input 9x9x2\nmaxpool 3x3, stride=1, dilation=2, same",
-    "avgpool_same_even": "input 7x6x3\navgpool 2x2, stride=1, same",
-    "avgpool_big_padding": "input 6x6x2\navgpool 3x3, stride=1, padding=2",
-    "avgpool_pad_beyond_window": "input 5x5x2\navgpool 2x2, stride=1, padding=(1, 1)",
-    "avgpool_dilated": "input 9x9x2\navgpool 3x3, stride=1, dilation=2, same",
-    "lrn_map": "input 5x5x7\nlrn size=5, alpha=0.01, beta=0.75, k=2",
-    "global_pools": "input 6x6x4\nconcat:\n  globalavgpool\n  globalmaxpool\ndense 3",
-    "flat_chain": ("input 6x6x4\nflatten; dense 32, relu6; batchnorm; dropout 0.3; dense 16\n"
-                   "leaky_relu negative_slope=0.2; lrn size=3; dense 8; elu alpha=0.5; identity\n"
-                   "dense 8, sigmoid; dense 8, tanh; dense 4, softmax"),
-    "batchnorm_variants": ("input 5x5x4\nbatchnorm epsilon=0.001, momentum=0.99; batchnorm scale=false\n"
-                           "batchnorm center=false; batchnorm scale=false, center=false; relu"),
-    "merges": ("input 8x8x4\nconv 3x3, 4, same, bn, relu\nadd:\n  identity\n  conv 3x3, 4, same\n"
-               "concat:\n  conv 1x1, 3\n  maxpool 3x3, stride=1, same\n"
-               "residual:\n  conv 3x3, 7, same, bn, relu\n  conv 3x3, 7, same, bn\nrelu; softmax"),
-}
+CASES = OP_CASES  # the conformance suite's small networks: every layer kind and its tricky variants
 
 
 def _plan(case: str):
