@@ -722,9 +722,7 @@ def infer(spec: ir.Spec, blocks: dict[str, ir.BlockDef] | None = None, overrides
     walker = _Walker(blocks, max_layers)
     walker.globals = env
     walker.check_sizes = "input" not in (overrides or {})
-    root = _Scope(None, None)
-    _Walker.prepare_calls(root, spec.body)
-    root.inline_call = False
+    root = _Scope(None, None)  # never inlines a call: top-level calls are named after their block
     start: Value = (None, shape)
     try:
         out = walker.seq(spec.body, start, dict(env, **{"in": shape}), root)
