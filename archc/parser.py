@@ -138,20 +138,29 @@ class _ToIR:
         self.file = file
 
     def transform(self, tree: Tree):
+        """Also enforces the limits (nesting depth, name lengths, number sizes) on the way down, so that no
+        later pass meets a tree it cannot handle."""
         results: list = []
-        work: list = [(tree, False)]
+        work: list = [(tree, 1)]  # (tree to open, its depth) or (tree whose children are built, 0)
         while work:
-            node, done = work.pop()
+            node, depth = work.pop()
             if not isinstance(node, Tree):
+                if node.type in _LIMITED_TOKENS:
+                    _check_token(node, self.file)
                 results.append(node)
-            elif done:
+            elif depth == 0:
                 n = len(node.children)
                 children = results[len(results) - n:]
                 del results[len(results) - n:]
                 results.append(getattr(self, node.data)(node.meta, children))
             else:
-                work.append((node, True))
-                work.extend((child, False) for child in reversed(node.children))
+                if depth > MAX_NESTING_DEPTH:
+                    raise _SyntaxProblem(f"the spec nests more than {MAX_NESTING_DEPTH} levels deep here",
+                                         _span(node.meta, self.file),
+                                         "flatten the nesting: define a block, or split a long chain of operators",
+                                         code="A301")
+                work.append((node, 0))
+                work.extend((child, depth + 1) for child in reversed(node.children))
         return results[0]
 
     def _s(self, meta):
@@ -369,21 +378,7 @@ def _token_text(token: Token) -> str:
     return f"`{token}`"
 
 
-def _check_limits(tree: Tree, file: str | None) -> None:
-    """Nesting depth, name lengths and number sizes, walked without recursion (the transformer recurses)."""
-    stack = [(tree, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_NESTING_DEPTH:
-            raise _SyntaxProblem(f"the spec nests more than {MAX_NESTING_DEPTH} levels deep here",
-                                 _span(node.meta, file),
-                                 "flatten the nesting: define a block, or split a long chain of operators",
-                                 code="A301")
-        for child in node.children:
-            if isinstance(child, Tree):
-                stack.append((child, depth + 1))
-            elif isinstance(child, Token):
-                _check_token(child, file)
+_LIMITED_TOKENS = {"NAME", "CALL_NAME", "INT", "DIMS", "FLOAT", "PERCENT"}
 
 
 def _check_token(token: Token, file: str | None) -> None:
@@ -407,7 +402,6 @@ def parse(text: str, file: str | None = None) -> ir.Spec:
     source = text if text.endswith("\n") else text + "\n"
     try:
         tree = _lark().parse(source)
-        _check_limits(tree, file)
         return _ToIR(file).transform(tree)
     except _SyntaxProblem as e:
         raise ArchcError([Diagnostic(e.code, e.message, e.span, help=e.help)], sources) from None
