@@ -152,7 +152,10 @@ class _ToIR:
                 n = len(node.children)
                 children = results[len(results) - n:]
                 del results[len(results) - n:]
-                results.append(getattr(self, node.data)(node.meta, children))
+                if node.data == "chain":
+                    results.append(self.chain(node, children))
+                else:
+                    results.append(getattr(self, node.data)(node.meta, children))
             else:
                 if depth > MAX_NESTING_DEPTH:
                     raise _SyntaxProblem(f"the spec nests more than {MAX_NESTING_DEPTH} levels deep here",
@@ -160,6 +163,8 @@ class _ToIR:
                                          "flatten the nesting: define a block, or split a long chain of operators",
                                          code="A301")
                 work.append((node, 0))
+                if node.data == "chain":  # each operator of a flat chain becomes one level of the expression
+                    depth += sum(1 for child in node.children if isinstance(child, Token))
                 work.extend((child, depth + 1) for child in reversed(node.children))
         return results[0]
 
@@ -200,25 +205,47 @@ class _ToIR:
     def tuple(self, meta, c):
         return _new(ir.Dims, dims=list(c), span=self._s(meta))
 
-    def binop(self, meta, c):
-        return _new(ir.BinOp, op=str(c[1]), left=c[0], right=c[2], span=self._s(meta))
+    def chain(self, tree: Tree, values: list):
+        """A flat run of operands and operators (tokens) -> nested IR, by precedence climbing."""
+        parts = list(zip(tree.children, values, strict=True))
+        position = 0
 
-    compare = binop
+        def climb(min_level: int):
+            nonlocal position
+            raw, value = parts[position]
+            position += 1
+            if isinstance(raw, Token):  # a prefix operator
+                if raw.type == "NOT" and min_level > _NOT_LEVEL:
+                    raise _SyntaxProblem("`not` cannot stand here without parentheses", _span(raw, self.file),
+                                         "write `(not ...)`")
+                operand, _, end = climb(_NOT_LEVEL if raw.type == "NOT" else _NEG_LEVEL)
+                start = raw
+                if raw.type == "MINUS" and isinstance(operand, (int, float)) and not isinstance(operand, bool):
+                    left = -operand  # `-1` is a number, not an operation
+                else:
+                    left = _new(ir.UnaryOp, op=str(raw), operand=operand, span=self._between(start, end))
+            else:
+                left, start, end = value, _start_of(raw), _end_of(raw)
+            compared = False
+            while position < len(parts):
+                op = parts[position][0]
+                level = _BINARY_LEVEL[op.type]
+                if level < min_level:
+                    break
+                if op.type == "COMP_OP" and compared:
+                    raise _SyntaxProblem("comparisons do not chain", _span(op, self.file),
+                                         "join them with `and`: `a < b and b < c`")
+                compared = op.type == "COMP_OP"
+                position += 1
+                right, _, end = climb(level + 1)
+                left = _new(ir.BinOp, op=str(op), left=left, right=right, span=self._between(start, end))
+            return left, start, end
 
-    def and_(self, meta, c):
-        return _new(ir.BinOp, op="and", left=c[0], right=c[1], span=self._s(meta))
+        return climb(0)[0]
 
-    def or_(self, meta, c):
-        return _new(ir.BinOp, op="or", left=c[0], right=c[1], span=self._s(meta))
-
-    def not_(self, meta, c):
-        return _new(ir.UnaryOp, op="not", operand=c[0], span=self._s(meta))
-
-    def neg(self, meta, c):
-        operand = c[-1]
-        if isinstance(operand, (int, float)) and not isinstance(operand, bool):
-            return -operand
-        return _new(ir.UnaryOp, op="-", operand=operand, span=self._s(meta))
+    def _between(self, start, end) -> Span:
+        return _new(Span, file=self.file, line=start.line, column=start.column, end_line=end.end_line,
+                    end_column=end.end_column)
 
     def cond(self, meta, c):
         return _new(ir.Cond, then=c[0], test=c[1], orelse=c[2], span=self._s(meta))
@@ -338,6 +365,32 @@ class _ToIR:
             else:
                 fields["body"].append(stmt)
         return _new(ir.Spec, **fields)
+
+
+# Precedence of the binary operators of an expression chain (higher binds tighter), as in Python.
+_BINARY_LEVEL = {"OR": 1, "AND": 2, "COMP_OP": 4, "PLUS": 5, "MINUS": 5, "MUL_OP": 6}
+_NOT_LEVEL = 3  # `not a == b` is `not (a == b)`; `not a and b` is `(not a) and b`
+_NEG_LEVEL = 7  # `-a * b` is `(-a) * b`
+
+
+class _Position:
+    __slots__ = ("line", "column", "end_line", "end_column")
+
+    def __init__(self, line, column, end_line, end_column):
+        self.line, self.column, self.end_line, self.end_column = line, column, end_line, end_column
+
+
+def _start_of(tree: Tree) -> _Position:
+    """Where an operand starts, its parentheses included (`container_*` is the parenthesised extent)."""
+    meta = tree.meta
+    return _Position(getattr(meta, "container_line", meta.line), getattr(meta, "container_column", meta.column),
+                     0, 0)
+
+
+def _end_of(tree: Tree) -> _Position:
+    meta = tree.meta
+    return _Position(0, 0, getattr(meta, "container_end_line", meta.end_line),
+                     getattr(meta, "container_end_column", meta.end_column))
 
 
 class _SyntaxProblem(Exception):
