@@ -11,6 +11,7 @@ from pathlib import Path
 
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.grammar import Rule
 from lark.indenter import Indenter
 
 from . import ir
@@ -102,25 +103,68 @@ class ArchIndenter(Indenter):
             yield Token.new_borrow_pos(self.DEDENT_type, "", token) if token else Token(self.DEDENT_type, "")
 
 
+class _Tree(Tree):
+    """A parse tree node with the positions archc reads. `start`/`end`: the first and last token of its own text;
+    `outer_start`/`outer_end`: with what an inlined rule wrapped around it too (the parentheses of `(a + b)`)."""
+
+    __slots__ = ("start", "end", "outer_start", "outer_end")
+
+    def __init__(self, data, children, meta=None):
+        super().__init__(data, children, meta)
+        self.start = None
+
+
+class _Positions:
+    """Lark's `propagate_positions`, cut down to the four tokens above: the same extents (keywords and
+    punctuation included) at a third of the cost, which was half of parsing a long spec."""
+
+    __slots__ = ("build",)
+
+    def __init__(self, build):
+        self.build = build
+
+    def __call__(self, children):
+        result = self.build(children)
+        if type(result) is _Tree:
+            first = last = None
+            for child in children:
+                first = child.outer_start if type(child) is _Tree else child
+                if first is not None:
+                    break
+            for child in reversed(children):
+                last = child.outer_end if type(child) is _Tree else child
+                if last is not None:
+                    break
+            if result.start is None:  # a new node; else an inlined rule handed a child through
+                result.start, result.end = first, last
+            result.outer_start, result.outer_end = first, last
+        return result
+
+
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
-    return Lark(
+    parser = Lark(
         GRAMMAR.read_text(encoding="utf-8"),
         parser="lalr",
         lexer="basic",
         postlex=ArchIndenter(),
-        propagate_positions=True,
+        tree_class=_Tree,
         maybe_placeholders=False,
         cache=True,
     )
+    # Every rule's tree builder gets the position pass (lark keeps them in `_callbacks`, read by its parser;
+    # tests/test_parser.py pins the spans this produces).
+    for rule, build in parser._callbacks.items():
+        if isinstance(rule, Rule):
+            parser._callbacks[rule] = _Positions(build)
+    return parser
 
 
-def _span(meta_or_token, file: str | None) -> Span | None:
-    line = getattr(meta_or_token, "line", None)
-    if line is None:
+def _span(token: Token, file: str | None) -> Span | None:
+    if token.line is None:
         return None
-    return _new(Span, file=file, line=line, column=meta_or_token.column, end_line=meta_or_token.end_line,
-                end_column=meta_or_token.end_column)
+    return _new(Span, file=file, line=token.line, column=token.column, end_line=token.end_line,
+                end_column=token.end_column)
 
 
 def _dims_of(text: str) -> list[int]:
@@ -155,11 +199,11 @@ class _ToIR:
                 if node.data == "chain":
                     results.append(self.chain(node, children))
                 else:
-                    results.append(getattr(self, node.data)(node.meta, children))
+                    results.append(getattr(self, node.data)(node, children))
             else:
                 if depth > MAX_NESTING_DEPTH:
                     raise _SyntaxProblem(f"the spec nests more than {MAX_NESTING_DEPTH} levels deep here",
-                                         _span(node.meta, self.file),
+                                         self._s(node),
                                          "flatten the nesting: define a block, or split a long chain of operators",
                                          code="A301")
                 work.append((node, 0))
@@ -168,42 +212,42 @@ class _ToIR:
                 work.extend((child, depth + 1) for child in reversed(node.children))
         return results[0]
 
-    def _s(self, meta):
-        return _span(meta, self.file)
+    def _s(self, node: _Tree) -> Span | None:
+        return None if node.start is None else self._between(node.start, node.end)
 
     # ---- expressions
-    def int_(self, meta, c):
+    def int_(self, node, c):
         return int(c[0])
 
-    def float_(self, meta, c):
+    def float_(self, node, c):
         return float(c[0])
 
-    def percent(self, meta, c):
-        return _new(ir.Percent, value=float(c[0][:-1]) / 100, span=self._s(meta))
+    def percent(self, node, c):
+        return _new(ir.Percent, value=float(c[0][:-1]) / 100, span=self._s(node))
 
-    def dims(self, meta, c):
-        return _new(ir.Dims, dims=_dims_of(str(c[0])), span=self._s(meta))
+    def dims(self, node, c):
+        return _new(ir.Dims, dims=_dims_of(str(c[0])), span=self._s(node))
 
-    def true(self, meta, c):
+    def true(self, node, c):
         return True
 
-    def false(self, meta, c):
+    def false(self, node, c):
         return False
 
-    def string(self, meta, c):
-        return _new(ir.Str, value=str(c[0])[1:-1], span=self._s(meta))
+    def string(self, node, c):
+        return _new(ir.Str, value=str(c[0])[1:-1], span=self._s(node))
 
-    def name(self, meta, c):
-        return _new(ir.Name, id=str(c[0]), span=self._s(meta))
+    def name(self, node, c):
+        return _new(ir.Name, id=str(c[0]), span=self._s(node))
 
-    def attr(self, meta, c):
-        return _new(ir.Name, id=f"{c[0]}.{c[1]}", span=self._s(meta))
+    def attr(self, node, c):
+        return _new(ir.Name, id=f"{c[0]}.{c[1]}", span=self._s(node))
 
-    def func(self, meta, c):
-        return _new(ir.Func, func=str(c[0]), args=list(c[1:]), span=self._s(meta))
+    def func(self, node, c):
+        return _new(ir.Func, func=str(c[0]), args=list(c[1:]), span=self._s(node))
 
-    def tuple(self, meta, c):
-        return _new(ir.Dims, dims=list(c), span=self._s(meta))
+    def tuple(self, node, c):
+        return _new(ir.Dims, dims=list(c), span=self._s(node))
 
     def chain(self, tree: Tree, values: list):
         """A flat run of operands and operators (tokens) -> nested IR, by precedence climbing."""
@@ -225,7 +269,7 @@ class _ToIR:
                 else:
                     left = _new(ir.UnaryOp, op=str(raw), operand=operand, span=self._between(start, end))
             else:
-                left, start, end = value, _start_of(raw), _end_of(raw)
+                left, start, end = value, raw.outer_start, raw.outer_end
             compared = False
             while position < len(parts):
                 op = parts[position][0]
@@ -247,61 +291,61 @@ class _ToIR:
         return _new(Span, file=self.file, line=start.line, column=start.column, end_line=end.end_line,
                     end_column=end.end_column)
 
-    def cond(self, meta, c):
-        return _new(ir.Cond, then=c[0], test=c[1], orelse=c[2], span=self._s(meta))
+    def cond(self, node, c):
+        return _new(ir.Cond, then=c[0], test=c[1], orelse=c[2], span=self._s(node))
 
     # ---- items
-    def arg(self, meta, c):
-        return _new(ir.Arg, value=c[0], span=self._s(meta))
+    def arg(self, node, c):
+        return _new(ir.Arg, value=c[0], span=self._s(node))
 
-    def kwarg(self, meta, c):
-        return _new(ir.Arg, name=str(c[0]), value=c[1], span=self._s(meta))
+    def kwarg(self, node, c):
+        return _new(ir.Arg, name=str(c[0]), value=c[1], span=self._s(node))
 
-    def repeat(self, meta, c):
+    def repeat(self, node, c):
         return ("repeat", c[0])
 
-    def expect(self, meta, c):
+    def expect(self, node, c):
         return ("expect", c[0])
 
-    def layer(self, meta, c):
-        return dict(kind="layer", op=str(c[0]), args=list(c[1:]), span=self._s(meta))
+    def layer(self, node, c):
+        return dict(kind="layer", op=str(c[0]), args=list(c[1:]), span=self._s(node))
 
-    def call(self, meta, c):
-        return dict(kind="call", block=str(c[0]), args=list(c[1:]), span=self._s(meta))
+    def call(self, node, c):
+        return dict(kind="call", block=str(c[0]), args=list(c[1:]), span=self._s(node))
 
-    def group(self, meta, c):
-        return dict(kind="group", body=list(c), span=self._s(meta))
+    def group(self, node, c):
+        return dict(kind="group", body=list(c), span=self._s(node))
 
-    def item(self, meta, c):
+    def item(self, node, c):
         fields = dict(c[0])
         for extra in c[1:]:
             fields[extra[0]] = extra[1]
-        fields["span"] = self._s(meta)  # the whole item, repetition and expectation included
+        fields["span"] = self._s(node)  # the whole item, repetition and expectation included
         cls = {"layer": ir.Layer, "call": ir.Call, "group": ir.Group}[fields.pop("kind")]
         return _new(cls, **fields)
 
-    def suite(self, meta, c):
+    def suite(self, node, c):
         return list(c)
 
-    def scope(self, meta, c):
+    def scope(self, node, c):
         name, rest = c[0], c[1:]
         expect = None
         if len(rest) == 2:
             tok = rest[0]
             expect = (_new(ir.Dims, dims=_dims_of(str(tok)), span=_span(tok, self.file)) if tok.type == "DIMS"
                       else int(tok))
-        return _new(ir.Scope, name=str(name), expect=expect, body=rest[-1], span=self._s(meta))
+        return _new(ir.Scope, name=str(name), expect=expect, body=rest[-1], span=self._s(node))
 
-    def add(self, meta, c):
+    def add(self, node, c):
         return "add"
 
-    def concat(self, meta, c):
+    def concat(self, node, c):
         return "concat"
 
-    def shortcut(self, meta, c):
+    def shortcut(self, node, c):
         return ("shortcut", c[0])
 
-    def residual(self, meta, c):
+    def residual(self, node, c):
         merge = "add"
         shortcut = None
         body = None
@@ -312,12 +356,12 @@ class _ToIR:
                 shortcut = child[1]
             else:
                 body = child
-        return _new(ir.Residual, merge=merge, body=body, shortcut=shortcut, span=self._s(meta))
+        return _new(ir.Residual, merge=merge, body=body, shortcut=shortcut, span=self._s(node))
 
-    def branch(self, meta, c):
-        return _new(ir.Branch, body=list(c), span=self._s(meta))
+    def branch(self, node, c):
+        return _new(ir.Branch, body=list(c), span=self._s(node))
 
-    def branches(self, meta, c):
+    def branches(self, node, c):
         branches = [
             b if isinstance(b, ir.Branch) else _new(ir.Branch, name=b.name, body=b.body, span=b.span) for b in c[1:]
         ]
@@ -325,31 +369,31 @@ class _ToIR:
         if expects:
             raise _SyntaxProblem("a branch cannot check its own size here", expects[0].span,
                                  "write `-> SIZE` after the branch's last item instead")
-        return _new(ir.Branches, merge=c[0], branches=branches, span=self._s(meta))
+        return _new(ir.Branches, merge=c[0], branches=branches, span=self._s(node))
 
     # ---- top level
-    def network(self, meta, c):
+    def network(self, node, c):
         return ("network", str(c[0]), str(c[1])[1:-1] if len(c) > 1 else None)
 
-    def input(self, meta, c):
-        return ("input", c[0], self._s(meta))
+    def input(self, node, c):
+        return ("input", c[0], self._s(node))
 
-    def param(self, meta, c):
-        return _new(ir.Param, name=str(c[0]), default=c[1], span=self._s(meta))
+    def param(self, node, c):
+        return _new(ir.Param, name=str(c[0]), default=c[1], span=self._s(node))
 
-    def params(self, meta, c):
+    def params(self, node, c):
         return ("params", list(c))
 
-    def import_(self, meta, c):
-        return _new(ir.Import, path=str(c[0])[1:-1], span=self._s(meta))
+    def import_(self, node, c):
+        return _new(ir.Import, path=str(c[0])[1:-1], span=self._s(node))
 
-    def block_param(self, meta, c):
-        return _new(ir.BlockParam, name=str(c[0]), default=c[1] if len(c) > 1 else None, span=self._s(meta))
+    def block_param(self, node, c):
+        return _new(ir.BlockParam, name=str(c[0]), default=c[1] if len(c) > 1 else None, span=self._s(node))
 
-    def block_def(self, meta, c):
-        return _new(ir.BlockDef, name=str(c[0]), params=list(c[1:-1]), body=c[-1], span=self._s(meta))
+    def block_def(self, node, c):
+        return _new(ir.BlockDef, name=str(c[0]), params=list(c[1:-1]), body=c[-1], span=self._s(node))
 
-    def start(self, meta, c):
+    def start(self, node, c):
         fields: dict = {"params": [], "imports": [], "blocks": [], "body": []}
         for stmt in c:
             if isinstance(stmt, tuple) and stmt[0] == "network":
@@ -371,26 +415,6 @@ class _ToIR:
 _BINARY_LEVEL = {"OR": 1, "AND": 2, "COMP_OP": 4, "PLUS": 5, "MINUS": 5, "MUL_OP": 6}
 _NOT_LEVEL = 3  # `not a == b` is `not (a == b)`; `not a and b` is `(not a) and b`
 _NEG_LEVEL = 7  # `-a * b` is `(-a) * b`
-
-
-class _Position:
-    __slots__ = ("line", "column", "end_line", "end_column")
-
-    def __init__(self, line, column, end_line, end_column):
-        self.line, self.column, self.end_line, self.end_column = line, column, end_line, end_column
-
-
-def _start_of(tree: Tree) -> _Position:
-    """Where an operand starts, its parentheses included (`container_*` is the parenthesised extent)."""
-    meta = tree.meta
-    return _Position(getattr(meta, "container_line", meta.line), getattr(meta, "container_column", meta.column),
-                     0, 0)
-
-
-def _end_of(tree: Tree) -> _Position:
-    meta = tree.meta
-    return _Position(0, 0, getattr(meta, "container_end_line", meta.end_line),
-                     getattr(meta, "container_end_column", meta.end_column))
 
 
 class _SyntaxProblem(Exception):
