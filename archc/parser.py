@@ -15,7 +15,7 @@ from lark.grammar import Rule
 from lark.indenter import Indenter
 
 from . import ir
-from .diagnostics import ArchcError, Diagnostic, Span, fast_construct
+from .diagnostics import ArchcError, Diagnostic, Span, fast_construct, fast_span
 from .ir import MAX_INT, MAX_NAME_LENGTH
 
 
@@ -288,8 +288,7 @@ class _ToIR:
         return climb(0)[0]
 
     def _between(self, start, end) -> Span:
-        return _new(Span, file=self.file, line=start.line, column=start.column, end_line=end.end_line,
-                    end_column=end.end_column)
+        return fast_span(self.file, start.line, start.column, end.end_line, end.end_column)
 
     def cond(self, node, c):
         return _new(ir.Cond, then=c[0], test=c[1], orelse=c[2], span=self._s(node))
