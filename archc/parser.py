@@ -472,30 +472,70 @@ def _check_token(token: Token, file: str | None) -> None:
                              _span(token, file), code="A301")
 
 
+# How many syntax errors one run reports. After an error the parser resumes at the next top-level statement.
+MAX_SYNTAX_ERRORS = 20
+
+
 def parse(text: str, file: str | None = None) -> ir.Spec:
-    """Parse spec text. Raises ArchcError with a positioned syntax diagnostic."""
+    """Parse spec text. Raises ArchcError with positioned syntax diagnostics: the first error, and then one for
+    each later top-level statement that fails on its own (every independent error of a file in one run)."""
     sources = {file or "": text}
     source = text if text.endswith("\n") else text + "\n"
     try:
-        tree = _lark().parse(source)
-        return _ToIR(file).transform(tree)
-    except _SyntaxProblem as e:
-        raise ArchcError([Diagnostic(e.code, e.message, e.span, help=e.help)], sources) from None
-    except UnexpectedCharacters as e:
+        return _parse_once(source, file)
+    except (_SyntaxProblem, UnexpectedInput, IndentationError_) as e:
+        diagnostics = [_diagnose(e, source, file)]
+    lines = source.splitlines(keepends=True)
+    budget = 2 * len(source)  # what recovery may reparse: errors the parser finds only after a whole parse
+    resume = 1                # (limits, `a < b < c`) would otherwise cost a parse each
+    while len(diagnostics) < MAX_SYNTAX_ERRORS and budget > 0:
+        span = diagnostics[-1].span
+        resume = _next_statement(lines, max(span.line, resume)) if span is not None else None
+        if resume is None:
+            break
+        rest = "\n" * (resume - 1) + "".join(lines[resume - 1:])  # blank lines keep every line number
+        try:
+            _parse_once(rest, file)
+            break
+        except (_SyntaxProblem, UnexpectedInput, IndentationError_) as e:
+            diagnostics.append(_diagnose(e, rest, file))
+            end = diagnostics[-1].span.line if isinstance(e, UnexpectedInput | IndentationError_) else len(lines)
+            budget -= sum(len(line) for line in lines[resume - 1:end])
+    raise ArchcError(diagnostics, sources)
+
+
+def _parse_once(source: str, file: str | None) -> ir.Spec:
+    return _ToIR(file).transform(_lark().parse(source))
+
+
+def _next_statement(lines: list[str], after: int) -> int | None:
+    """The line number of the first top-level statement after line `after`: a line that starts in column 1 and is
+    not blank, a comment, or a `shortcut:` (which belongs to the `residual:` above it)."""
+    for number in range(after + 1, len(lines) + 1):
+        line = lines[number - 1]
+        if line[:1] not in ("", " ", "\t", "#", "\n", "\r") and not line.startswith("shortcut"):
+            return number
+    return None
+
+
+def _diagnose(e: Exception, source: str, file: str | None) -> Diagnostic:
+    """A parse failure as a diagnostic; `source` is the text that was parsed."""
+    if isinstance(e, _SyntaxProblem):
+        return Diagnostic(e.code, e.message, e.span, help=e.help)
+    if isinstance(e, UnexpectedCharacters):
         span = Span(file=file, line=e.line, column=e.column, end_line=e.line, end_column=e.column + 1)
         char = source[e.pos_in_stream] if e.pos_in_stream < len(source) else ""
         expected = _describe_expected(set(e.allowed or ()))
         diag = Diagnostic("A002", f"unexpected character `{char}`", span, label=expected or "not allowed here")
         if char == "\t":
             diag.help = "indent with spaces"
-        raise ArchcError([diag], sources) from None
-    except UnexpectedEOF as e:
+        return diag
+    if isinstance(e, UnexpectedEOF):
         lines = source.splitlines() or [""]
         span = Span(file=file, line=len(lines), column=len(lines[-1]) + 1, end_line=len(lines),
                     end_column=len(lines[-1]) + 2)
-        raise ArchcError([Diagnostic("A001", "unexpected end of file", span,
-                                     label=_describe_expected(set(e.expected)))], sources) from None
-    except UnexpectedToken as e:
+        return Diagnostic("A001", "unexpected end of file", span, label=_describe_expected(set(e.expected)))
+    if isinstance(e, UnexpectedToken):
         token = e.token
         if token.type in ("$END", "_DEDENT") or token.line is None or token.line < 1:
             lines = source.rstrip("\n").splitlines() or [""]
@@ -518,17 +558,15 @@ def parse(text: str, file: str | None = None) -> ir.Spec:
             else _describe_expected(expected)
         diag = Diagnostic("A001", f"unexpected {_token_text(token)}", span, label=label)
         diag.help = _syntax_help(token, set(e.expected))
-        raise ArchcError([diag], sources) from None
-    except IndentationError_ as e:
+        return diag
+    if isinstance(e, IndentationError_):
         tok = e.token
         lines = source.splitlines()
         line = tok.end_line if tok.end_line else 1
         line = min(max(line, 1), len(lines))
         span = Span(file=file, line=line, column=1, end_line=line, end_column=len(lines[line - 1]) + 1)
-        raise ArchcError([Diagnostic("A003", str(e), span, help="indent every line of a block by the same amount")],
-                         sources) from None
-    except UnexpectedInput as e:  # pragma: no cover - the three above are all Lark raises for LALR
-        raise ArchcError([Diagnostic("A001", f"syntax error: {e}")], sources) from None
+        return Diagnostic("A003", str(e), span, help="indent every line of a block by the same amount")
+    return Diagnostic("A001", f"syntax error: {e}")  # pragma: no cover - the above are all Lark raises
 
 
 _VALUE_TOKENS = {"NAME", "INT", "FLOAT", "DIMS", "PERCENT", "STRING", "CALL_NAME"}

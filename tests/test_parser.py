@@ -5,7 +5,7 @@ from helpers import strip_spans
 
 from archc import ir
 from archc.diagnostics import ArchcError
-from archc.parser import parse
+from archc.parser import MAX_SYNTAX_ERRORS, parse
 
 
 def body(text):
@@ -120,6 +120,44 @@ def test_syntax_errors_have_positions(text, line, column, fragment):
     assert diag.span.file == "bad.arch"
     assert (diag.span.line, diag.span.column) == (line, column), err.value.render()
     assert fragment in diag.message + diag.label
+
+
+def test_every_statement_with_a_syntax_error_is_reported():
+    text = ("input 8x8x3\nconv 3x3 8\nstage:\n  relu\n  conv 3x3, (8\n  relu\n"
+            "residual:\n  conv 3x3, 8 8\nshortcut:\n  conv 1x1, 8\n"  # `shortcut:` is no new statement
+            "relu\n# a comment, then a good line\nglobalavgpool\ndense 10 softmax\n")
+    with pytest.raises(ArchcError) as err:
+        parse(text, "bad.arch")
+    assert [(d.span.line, d.span.column) for d in err.value.diagnostics] == [(2, 10), (6, 3), (8, 15), (14, 10)]
+
+
+def test_syntax_errors_are_capped():
+    with pytest.raises(ArchcError) as err:
+        parse("input 8x8x3\n" + "conv 3x3 8\n" * 1_000, "bad.arch")
+    assert len(err.value.diagnostics) == MAX_SYNTAX_ERRORS
+    assert [d.span.line for d in err.value.diagnostics] == list(range(2, 2 + MAX_SYNTAX_ERRORS))
+
+
+def test_errors_spread_through_a_long_spec_are_all_reported():
+    good = "conv 3x3, 8, same\n" * 2_000
+    with pytest.raises(ArchcError) as err:
+        parse("input 8x8x3\n" + "".join("dense 10 10\n" + good for _ in range(10)), "bad.arch")
+    assert [d.span.line for d in err.value.diagnostics] == [2 + 2_001 * i for i in range(10)]
+
+
+def test_recovery_is_bounded_when_each_error_needs_a_whole_parse(monkeypatch):
+    """Some errors show only after the whole text is parsed (a number too large, `a < b < c`): recovery stops
+    after about two more parses instead of one per error."""
+    import archc.parser as parser_module
+
+    parsed = []
+    original = parser_module._ToIR.transform
+    monkeypatch.setattr(parser_module._ToIR, "transform", lambda self, tree: parsed.append(1) or original(self, tree))
+    good = "conv 3x3, 8, same\n" * 500
+    with pytest.raises(ArchcError) as err:
+        parse("input 8x8x3\n" + "".join("dense 10 if 1 < 2 < 3 else 1\n" + good for _ in range(10)), "bad.arch")
+    assert 2 <= len(err.value.diagnostics) <= 4 and len(parsed) <= 4
+    assert all("do not chain" in d.message for d in err.value.diagnostics)
 
 
 def test_ir_json_round_trip():
