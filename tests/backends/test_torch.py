@@ -267,6 +267,24 @@ def test_colliding_dotted_names_are_a_diagnostic():
     assert "two layers are named `a.b.conv`" in err.value.diagnostics[0].message
 
 
+def test_repeated_blocks_are_built_in_a_loop_with_the_same_modules():
+    spec = ("network n\ninput 8x8x3\nblock unit(w):\n  residual: conv 3x3, w, same, bn, relu\n"
+            "stage1: unit(3) x 4\nstage2: unit(3); conv 1x1, 4; unit(4) x 2\nstage3: unit(4)\n")
+    plan = archc.check(spec)
+    source = get_backend("torch").source(plan)
+    loops = [line.strip() for line in source.splitlines() if line.strip().startswith("for i in range(")]
+    # four equal units fold; in stage2 the two unit(4) fold but not unit(3), which differs; stage3 has one
+    assert loops == ["for i in range(0, 4):  # stage1.0 to stage1.3: the same layers",
+                     "for i in range(1, 3):  # stage2.1 to stage2.2: the same layers"], source
+    torch.manual_seed(0)
+    model = archc.compile(plan)
+    # modules are registered in the plan's order, as without the loop (weights load by position)
+    position = {node.name: i for i, node in enumerate(plan.nodes)}
+    owners = [position[key.rsplit(".", 1)[0]] for key in model.state_dict()]
+    assert owners == sorted(owners) and len(set(owners)) == sum(1 for n in plan.nodes if n.params)
+    assert model(torch.randn(2, 3, 8, 8)).shape == (2, 4, 8, 8)
+
+
 def test_keyword_names_and_hostile_descriptions_are_safe():
     spec = _renamed('network n "d"\ninput 8x8x3\nstage1: conv 3x3, 4\n', stage1="lambda",
                     description='x"""\nimport os; os.exit(1)\r\u2028raise SystemExit')
