@@ -5,7 +5,8 @@ differ (same module tree, same `state_dict` keys, same weights for the same seed
 What the generated code looks like:
   * `__init__` creates one submodule per plan node, nested along the node's dotted name
     (`conv3_x.0.conv2` -> `self.conv3_x[0].conv2`), in plan order; `Scope` is the plain container of a stage,
-    a block call or a branch. Weights get PyTorch's default initialisation for each layer kind.
+    a block call or a branch. A run of equal numbered scopes (`bottleneck(256) x 35`) is built in one loop.
+    Weights get PyTorch's default initialisation for each layer kind.
   * `forward` is straight-line code, one statement per node, with no loop or lookup table on the hot path;
     variables are reused once a value is dead so intermediate activations are freed as in hand-written code.
   * ReLU and the residual `add` work in place where that is safe (their input has no other reader and its
