@@ -474,44 +474,98 @@ MAX_SYNTAX_ERRORS = 20
 
 def parse(text: str, file: str | None = None) -> ir.Spec:
     """Parse spec text. Raises ArchcError with positioned syntax diagnostics: the first error, and then one for
-    each later top-level statement that fails on its own (every independent error of a file in one run)."""
-    sources = {file or "": text}
+    each other top-level statement that fails on its own (every independent error of a file in one run)."""
     source = text if text.endswith("\n") else text + "\n"
     try:
         return _parse_once(source, file)
-    except (_SyntaxProblem, UnexpectedInput, IndentationError_) as e:
-        diagnostics = [_diagnose(e, source, file)]
-    lines = source.splitlines(keepends=True)
-    budget = 2 * len(source)  # what recovery may reparse: errors the parser finds only after a whole parse
-    resume = 1                # (limits, `a < b < c`) would otherwise cost a parse each
-    while len(diagnostics) < MAX_SYNTAX_ERRORS and budget > 0:
-        span = diagnostics[-1].span
-        resume = _next_statement(lines, max(span.line, resume)) if span is not None else None
-        if resume is None:
-            break
-        rest = "\n" * (resume - 1) + "".join(lines[resume - 1:])  # blank lines keep every line number
-        try:
-            _parse_once(rest, file)
-            break
-        except (_SyntaxProblem, UnexpectedInput, IndentationError_) as e:
-            diagnostics.append(_diagnose(e, rest, file))
-            end = diagnostics[-1].span.line if isinstance(e, UnexpectedInput | IndentationError_) else len(lines)
-            budget -= sum(len(line) for line in lines[resume - 1:end])
-    raise ArchcError(diagnostics, sources)
+    except _PARSE_ERRORS as e:
+        recovery = _Recovery(source, file)
+        recovery.run(1, len(recovery.lines), e)
+        raise ArchcError(recovery.diagnostics, {file or "": text}) from None
 
 
 def _parse_once(source: str, file: str | None) -> ir.Spec:
     return _ToIR(file).transform(_lark().parse(source))
 
 
-def _next_statement(lines: list[str], after: int) -> int | None:
-    """The line number of the first top-level statement after line `after`: a line that starts in column 1 and is
-    not blank, a comment, or a `shortcut:` (which belongs to the `residual:` above it)."""
-    for number in range(after + 1, len(lines) + 1):
-        line = lines[number - 1]
-        if line[:1] not in ("", " ", "\t", "#", "\n", "\r") and not line.startswith("shortcut"):
-            return number
-    return None
+class _Recovery:
+    """After a failed parse: the failures of each top-level statement, in order. A syntax error ends the parse
+    where it stands, so the statements before it are parsed again to find what only the walk into IR reports
+    (a number too large, `a < b < c`), and parsing resumes at the statement after it. Each attempt parses a
+    run of whole statements, the lines before it left blank so that positions stay true."""
+
+    def __init__(self, source: str, file: str | None):
+        self.lines = source.splitlines(keepends=True)
+        self.file = file
+        self.diagnostics: list[Diagnostic] = []
+        # what reparsing may cost: errors found only after a whole parse would otherwise cost a parse each
+        self.budget = 2 * len(source)
+
+    def run(self, first: int, last: int, error: Exception, syntax_errors: bool = True) -> None:
+        """Report `error`, raised by parsing lines first..last, and the failures of the rest of those lines."""
+        while len(self.diagnostics) < MAX_SYNTAX_ERRORS:
+            is_syntax = not isinstance(error, _SyntaxProblem)
+            if is_syntax and not syntax_errors:
+                return  # a run cut short of its statement's end fails where the cut is: not the spec's error
+            diagnostic = _diagnose(error, self._text(first, last), self.file)
+            line = diagnostic.span.line if diagnostic.span is not None else None
+            if is_syntax and line is not None:
+                start = _statement_start(self.lines, line)
+                if start > first:
+                    self.check(first, start - 1)
+            if len(self.diagnostics) >= MAX_SYNTAX_ERRORS:
+                return
+            self.diagnostics.append(diagnostic)
+            resume = _next_statement(self.lines, line, last) if line is not None else None
+            if resume is None or self.budget <= 0:
+                return
+            first = resume
+            try:
+                self._parse(first, last)
+                return
+            except _PARSE_ERRORS as e:
+                error = e
+
+    def check(self, first: int, last: int) -> None:
+        """The failures of lines first..last, which parsed; only the walk into IR can still fail."""
+        try:
+            self._parse(first, last)
+        except _PARSE_ERRORS as e:
+            self.run(first, last, e, syntax_errors=False)
+
+    def _parse(self, first: int, last: int) -> None:
+        """Parse lines first..last, charging the budget with the lines the parser read."""
+        read = last
+        try:
+            _parse_once(self._text(first, last), self.file)
+        except (UnexpectedInput, IndentationError_) as e:
+            line = e.token.line if isinstance(e, IndentationError_) else getattr(e, "line", None)
+            read = line if isinstance(line, int) and first <= line <= last else last
+            raise
+        finally:
+            self.budget -= sum(len(line) for line in self.lines[first - 1:read])
+
+    def _text(self, first: int, last: int) -> str:
+        return "\n" * (first - 1) + "".join(self.lines[first - 1:last])
+
+
+_PARSE_ERRORS = (_SyntaxProblem, UnexpectedInput, IndentationError_)
+
+
+def _is_statement_start(line: str) -> bool:
+    """A top-level statement starts in column 1 and is no blank line, comment, or `shortcut:` (which belongs
+    to the `residual:` above it)."""
+    return line[:1] not in ("", " ", "\t", "#", "\n", "\r") and not line.startswith("shortcut")
+
+
+def _next_statement(lines: list[str], after: int, last: int) -> int | None:
+    """The line number of the first top-level statement after line `after` and up to line `last`."""
+    return next((n for n in range(after + 1, last + 1) if _is_statement_start(lines[n - 1])), None)
+
+
+def _statement_start(lines: list[str], line: int) -> int:
+    """The line number where the top-level statement holding line `line` starts."""
+    return next((n for n in range(min(line, len(lines)), 0, -1) if _is_statement_start(lines[n - 1])), 1)
 
 
 def _diagnose(e: Exception, source: str, file: str | None) -> Diagnostic:

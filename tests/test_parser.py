@@ -131,6 +131,17 @@ def test_every_statement_with_a_syntax_error_is_reported():
     assert [(d.span.line, d.span.column) for d in err.value.diagnostics] == [(2, 10), (6, 3), (8, 15), (14, 10)]
 
 
+def test_problems_before_a_syntax_error_are_reported_too():
+    """`a < b < c` shows only when the walk into IR reaches it, which a later syntax error stops: the statements
+    before the syntax error are checked on their own."""
+    text = ("input 8x8x3\nparam a = 1 < 2 < 3\nconv 3x3, 8\nstage:\n  dense 99999999999999999999\n"
+            "relu\nconv 3x3 8\nrelu\nparam b = 1 < 2 < 3\nconv 3x3 8\n")
+    with pytest.raises(ArchcError) as err:
+        parse(text, "bad.arch")
+    found = [(d.span.line, d.code) for d in err.value.diagnostics]
+    assert found == [(2, "A001"), (5, "A301"), (7, "A001"), (9, "A001"), (10, "A001")], err.value.render()
+
+
 def test_syntax_errors_are_capped():
     with pytest.raises(ArchcError) as err:
         parse("input 8x8x3\n" + "conv 3x3 8\n" * 1_000, "bad.arch")
