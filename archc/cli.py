@@ -434,7 +434,7 @@ def lsp() -> None:
 def run() -> None:
     """The `archc` command. A one-shot command keeps nearly all it allocates until it exits, so the cyclic
     collector would only rescan live objects: it is off, and frozen at the end so that the interpreter's final
-    collection skips them too (together a quarter of a ResNet-50 check; half a second of a 10,000-layer one)."""
+    collection skips them too (together a quarter of a ResNet-50 check; 0.2 s of a 10,000-layer one)."""
     gc.disable()
     try:
         main(prog_name="archc")
