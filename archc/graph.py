@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 
 from .diagnostics import ArchcError, Diagnostic
-from .ops import fmt_shape
+from .ops import OPS, fmt_shape
 from .plan import INPUT, Plan, PlanNode
 from .render import human
 
@@ -22,11 +22,11 @@ MAX_DRAWN_NODES = 5_000  # dot takes minutes beyond this; the stage level still 
 LEVELS = ("layer", "stage")
 FORMATS = ("dot", "mermaid", "svg", "png")
 
-# Fill colours by family, light enough for black text (conv blue, pool orange, dense green, merges yellow).
+# Fill colours by family (archc.ops categories), light enough for black text (conv blue, pool orange, dense green,
+# merges yellow); activations and anything new are white.
 _FILL = {
-    "conv": "#cfe2f3", "maxpool": "#fce5cd", "avgpool": "#fce5cd", "globalavgpool": "#fce5cd",
-    "globalmaxpool": "#fce5cd", "dense": "#d9ead3", "add": "#fff2cc", "concat": "#fff2cc",
-    "batchnorm": "#eeeeee", "lrn": "#eeeeee", "dropout": "#f4f4f4", "flatten": "#f4f4f4",
+    "conv": "#cfe2f3", "pool": "#fce5cd", "dense": "#d9ead3", "merge": "#fff2cc", "norm": "#eeeeee",
+    "regularization": "#f4f4f4", "reshape": "#f4f4f4",
 }
 _ACTIVATION_FILL = "#ffffff"
 
@@ -79,7 +79,7 @@ def _skip_edges(plan: Plan) -> set[tuple[str, str]]:
 
 
 def _fill(op: str) -> str:
-    return _FILL.get(op, _ACTIVATION_FILL)
+    return _FILL.get(OPS[op].category, _ACTIVATION_FILL)
 
 
 def layer_drawing(plan: Plan) -> Drawing:
@@ -119,7 +119,8 @@ def stage_drawing(plan: Plan) -> Drawing:
 
     for key, nodes in plan.stages():
         ops = {n.op for n in nodes}
-        fill = _fill(nodes[0].op) if len(ops) == 1 else _fill("conv" if "conv" in ops else nodes[0].op)
+        conv = next((op for op in ops if OPS[op].category == "conv"), None)  # a stage with convs is a conv stage
+        fill = _fill(nodes[0].op) if len(ops) == 1 else _fill(conv or nodes[0].op)
         params = sum(n.params for n in nodes)
         lines = [key, stage_summary(plan, key, nodes), fmt_shape(nodes[-1].shape)]
         if params:

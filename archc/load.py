@@ -322,7 +322,7 @@ def _load_imports(spec: ir.Spec, here: Path, roots: list[Path], stack: list[str]
 
 def parse_value(text: str, what: str = "value") -> Any:
     """A `--set name=value` value, in the spec language's expression syntax (`10`, `32x32x3`, `0.5`, `true`)."""
-    from .infer import Symbol, evaluate
+    from .exprs import Symbol, evaluate
 
     spec = parse(f"param _={text}\n", f"<{what}>")
     value = evaluate(spec.params[0].default, {})

@@ -17,6 +17,7 @@ from lark.indenter import Indenter
 from . import ir
 from .diagnostics import ArchcError, Diagnostic, Span, fast_construct, fast_span
 from .ir import MAX_INT, MAX_NAME_LENGTH
+from .ops import MERGES
 
 
 def _new(cls, **fields):
@@ -87,7 +88,7 @@ class ArchIndenter(Indenter):
 
     def _process(self, stream):
         token = None
-        for token in stream:
+        for token in _merges_retyped(stream):
             if token.type == self.NL_type:
                 yield from self.handle_NL(token)
             else:
@@ -101,6 +102,22 @@ class ArchIndenter(Indenter):
         while len(self.indent_level) > 1:
             self.indent_level.pop()
             yield Token.new_borrow_pos(self.DEDENT_type, "", token) if token else Token(self.DEDENT_type, "")
+
+
+def _merges_retyped(stream):
+    """A NAME that names a merge kind (archc.ops.MERGES) and is followed by `:` becomes a MERGE token:
+    `residual concat:`, `add:` over branches. One token of look-ahead; every other token passes unchanged."""
+    held = None
+    for token in stream:
+        if held is not None:
+            yield Token.new_borrow_pos("MERGE", held.value, held) if token.type == "COLON" else held
+            held = None
+        if token.type == "NAME" and token.value in MERGES:
+            held = token
+        else:
+            yield token
+    if held is not None:
+        yield held
 
 
 class _Tree(Tree):
@@ -331,11 +348,8 @@ class _ToIR:
                       else int(tok))
         return _new(ir.Scope, name=str(name), expect=expect, body=rest[-1], span=self._s(node))
 
-    def add(self, node, c):
-        return "add"
-
-    def concat(self, node, c):
-        return "concat"
+    def merge(self, node, c):
+        return str(c[0])
 
     def shortcut(self, node, c):
         return ("shortcut", c[0])
