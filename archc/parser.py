@@ -39,6 +39,7 @@ _TERMINAL_WORDS = {
     "PERCENT": "a percentage",
     "DIMS": "a size like `3x3`",
     "STRING": 'a string in "double quotes"',
+    "MERGE": "a merge (" + ", ".join(f"`{m}`" for m in sorted(MERGES)) + ")",
     "_NL": "a new line",
     "_INDENT": "an indented block",
     "_DEDENT": "the end of the indented block",
@@ -584,53 +585,72 @@ def _statement_start(lines: list[str], line: int) -> int:
 
 def _diagnose(e: Exception, source: str, file: str | None) -> Diagnostic:
     """A parse failure as a diagnostic; `source` is the text that was parsed."""
-    if isinstance(e, _SyntaxProblem):
-        return Diagnostic(e.code, e.message, e.span, help=e.help)
-    if isinstance(e, UnexpectedCharacters):
-        span = Span(file=file, line=e.line, column=e.column, end_line=e.line, end_column=e.column + 1)
-        char = source[e.pos_in_stream] if e.pos_in_stream < len(source) else ""
-        expected = _describe_expected(set(e.allowed or ()))
-        diag = Diagnostic("A002", f"unexpected character `{char}`", span, label=expected or "not allowed here")
-        if char == "\t":
-            diag.help = "indent with spaces"
-        return diag
-    if isinstance(e, UnexpectedEOF):
-        lines = source.splitlines() or [""]
-        span = Span(file=file, line=len(lines), column=len(lines[-1]) + 1, end_line=len(lines),
-                    end_column=len(lines[-1]) + 2)
-        return Diagnostic("A001", "unexpected end of file", span, label=_describe_expected(set(e.expected)))
-    if isinstance(e, UnexpectedToken):
-        token = e.token
-        if token.type in ("$END", "_DEDENT") or token.line is None or token.line < 1:
-            lines = source.rstrip("\n").splitlines() or [""]
-            line = len(lines) if token.line in (None, 0) or token.type == "$END" else token.line
-            line = min(max(line, 1), len(lines))
-            span = Span(file=file, line=line, column=len(lines[line - 1]) + 1, end_line=line,
-                        end_column=len(lines[line - 1]) + 2)
-        elif token.type == "_INDENT":  # the indented line itself, not the line break before it
-            line = token.end_line
-            span = Span(file=file, line=line, column=len(token.value) + 1, end_line=line,
-                        end_column=len(source.splitlines()[line - 1]) + 1)
-        else:
-            span = _span(token, file)
-            if token.type == "_NL":  # point at the end of the line, not at the next one
-                lines = source.splitlines()
-                span = Span(file=file, line=token.line, column=len(lines[token.line - 1]) + 1,
-                            end_line=token.line, end_column=len(lines[token.line - 1]) + 2)
-        expected = set(e.expected)
-        label = "expected `,` between arguments" if "COMMA" in expected and token.type in _VALUE_TOKENS \
-            else _describe_expected(expected)
-        diag = Diagnostic("A001", f"unexpected {_token_text(token)}", span, label=label)
-        diag.help = _syntax_help(token, set(e.expected))
-        return diag
-    if isinstance(e, IndentationError_):
-        tok = e.token
-        lines = source.splitlines()
-        line = tok.end_line if tok.end_line else 1
+    for kind, diagnose in _DIAGNOSERS:
+        if isinstance(e, kind):
+            return diagnose(e, source, file)
+    return Diagnostic("A001", f"syntax error: {e}")  # pragma: no cover - the kinds below are all Lark raises
+
+
+def _syntax_problem(e: _SyntaxProblem, source: str, file: str | None) -> Diagnostic:
+    return Diagnostic(e.code, e.message, e.span, help=e.help)
+
+
+def _unexpected_character(e: UnexpectedCharacters, source: str, file: str | None) -> Diagnostic:
+    span = Span(file=file, line=e.line, column=e.column, end_line=e.line, end_column=e.column + 1)
+    char = source[e.pos_in_stream] if e.pos_in_stream < len(source) else ""
+    expected = _describe_expected(set(e.allowed or ()))
+    return Diagnostic("A002", f"unexpected character `{char}`", span, label=expected or "not allowed here",
+                      help="indent with spaces" if char == "\t" else None)
+
+
+def _unexpected_end(e: UnexpectedEOF, source: str, file: str | None) -> Diagnostic:
+    lines = source.splitlines() or [""]
+    span = Span(file=file, line=len(lines), column=len(lines[-1]) + 1, end_line=len(lines),
+                end_column=len(lines[-1]) + 2)
+    return Diagnostic("A001", "unexpected end of file", span, label=_describe_expected(set(e.expected)))
+
+
+def _unexpected_token(e: UnexpectedToken, source: str, file: str | None) -> Diagnostic:
+    token = e.token
+    expected = set(e.expected)
+    label = "expected `,` between arguments" if "COMMA" in expected and token.type in _VALUE_TOKENS \
+        else _describe_expected(expected)
+    return Diagnostic("A001", f"unexpected {_token_text(token)}", _token_span(token, source, file), label=label,
+                      help=_syntax_help(token, expected))
+
+
+def _token_span(token: Token, source: str, file: str | None) -> Span:
+    """Where an unexpected token is shown: the end of the line for a line break or the end of the file,
+    the indented line itself for an indent."""
+    if token.type in ("$END", "_DEDENT") or token.line is None or token.line < 1:
+        lines = source.rstrip("\n").splitlines() or [""]
+        line = len(lines) if token.line in (None, 0) or token.type == "$END" else token.line
         line = min(max(line, 1), len(lines))
-        span = Span(file=file, line=line, column=1, end_line=line, end_column=len(lines[line - 1]) + 1)
-        return Diagnostic("A003", str(e), span, help="indent every line of a block by the same amount")
-    return Diagnostic("A001", f"syntax error: {e}")  # pragma: no cover - the above are all Lark raises
+        return Span(file=file, line=line, column=len(lines[line - 1]) + 1, end_line=line,
+                    end_column=len(lines[line - 1]) + 2)
+    if token.type == "_INDENT":  # the indented line itself, not the line break before it
+        line = token.end_line
+        return Span(file=file, line=line, column=len(token.value) + 1, end_line=line,
+                    end_column=len(source.splitlines()[line - 1]) + 1)
+    if token.type == "_NL":  # point at the end of the line, not at the next one
+        lines = source.splitlines()
+        return Span(file=file, line=token.line, column=len(lines[token.line - 1]) + 1, end_line=token.line,
+                    end_column=len(lines[token.line - 1]) + 2)
+    return _span(token, file)
+
+
+def _indentation(e: IndentationError_, source: str, file: str | None) -> Diagnostic:
+    tok = e.token
+    lines = source.splitlines()
+    line = tok.end_line if tok.end_line else 1
+    line = min(max(line, 1), len(lines))
+    span = Span(file=file, line=line, column=1, end_line=line, end_column=len(lines[line - 1]) + 1)
+    return Diagnostic("A003", str(e), span, help="indent every line of a block by the same amount")
+
+
+_DIAGNOSERS = ((_SyntaxProblem, _syntax_problem), (UnexpectedCharacters, _unexpected_character),
+               (UnexpectedEOF, _unexpected_end), (UnexpectedToken, _unexpected_token),
+               (IndentationError_, _indentation))
 
 
 _VALUE_TOKENS = {"NAME", "INT", "FLOAT", "DIMS", "PERCENT", "STRING", "CALL_NAME"}

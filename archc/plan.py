@@ -147,34 +147,39 @@ def _consumers(plan: Plan) -> dict[str, list[str]]:
 
 
 def _flat_orders(plan: Plan) -> dict[str, list[int] | None]:
-    from .diagnostics import ArchcError, Diagnostic
-
-    def refuse(node: PlanNode, message: str, help: str | None = None) -> ArchcError:
-        return ArchcError([Diagnostic("A413", f"`{node.name}` {message}", node.span, help=help)])
-
     orders: dict[str, list[int] | None] = {INPUT: None}
     for node in plan.nodes:
-        ins = [orders[name] for name in node.inputs]
-        op = node.opdef
-        order: list[int] | None = None
-        if op.flattens and len(node.in_shapes[0]) == 3:
-            h, w, c = node.in_shapes[0]
-            order = [k * h * w + i * w + j for i in range(h) for j in range(w) for k in range(c)]
-        elif op.joins and len(node.shape) == 1 and any(o is not None for o in ins):
-            order, offset = [], 0
-            for o, shape in zip(ins, node.in_shapes, strict=True):
-                order += [offset + i for i in (o if o is not None else range(shape[0]))]
-                offset += shape[0]
-        elif op.keeps_order:
-            order = ins[0]
-            if any(o != order for o in ins[1:]):
-                raise refuse(node, "merges flat vectors whose features are ordered differently in channels-first "
-                             "and channels-last frameworks, so no weights make the models agree")
-        elif any(o is not None for o in ins) and not any(w.in_axis is not None for w in node.weights().values()):
-            raise refuse(node, "mixes neighbouring features of a flattened vector, and the neighbours differ "
-                         "between channels-first and channels-last flattening",
-                         help=f"put the `{node.op}` before the `flatten`")
-        if order is not None and order == list(range(len(order))):
-            order = None
-        orders[node.name] = order
+        order = _flat_order(node, [orders[name] for name in node.inputs])
+        orders[node.name] = None if order is not None and order == list(range(len(order))) else order
     return orders
+
+
+def _flat_order(node: PlanNode, ins: list[list[int] | None]) -> list[int] | None:
+    """A node's output order from its inputs' (see Plan.flat_orders), by its kind's traits."""
+    op = node.opdef
+    if op.flattens and len(node.in_shapes[0]) == 3:
+        h, w, c = node.in_shapes[0]
+        return [k * h * w + i * w + j for i in range(h) for j in range(w) for k in range(c)]
+    if all(o is None for o in ins):
+        return None
+    if op.joins and len(node.shape) == 1:
+        order: list[int] = []
+        for o, shape in zip(ins, node.in_shapes, strict=True):
+            offset = len(order)  # the features of the inputs before this one
+            order += [offset + i for i in (o if o is not None else range(shape[0]))]
+        return order
+    if op.keeps_order:
+        if any(o != ins[0] for o in ins[1:]):
+            raise _refuse(node, "merges flat vectors whose features are ordered differently in channels-first and "
+                          "channels-last frameworks, so no weights make the models agree")
+        return ins[0]
+    if any(w.in_axis is not None for w in node.weights().values()):
+        return None  # its weights take the order in (transfer permutes them)
+    raise _refuse(node, "mixes neighbouring features of a flattened vector, and the neighbours differ between "
+                  "channels-first and channels-last flattening", help=f"put the `{node.op}` before the `flatten`")
+
+
+def _refuse(node: PlanNode, message: str, help: str | None = None):
+    from .diagnostics import ArchcError, Diagnostic
+
+    return ArchcError([Diagnostic("A413", f"`{node.name}` {message}", node.span, help=help)])
