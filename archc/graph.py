@@ -281,8 +281,10 @@ def render(dot_text: str, fmt: str) -> bytes:
     try:
         import graphviz
     except ImportError:
+        from .codes import install_hint
+
         raise ArchcError([Diagnostic("A403", f"drawing {fmt.upper()} needs the `graphviz` Python package", None,
-                                     help="pip install 'archc[graph]'; and " + GRAPHVIZ_HELP)]) from None
+                                     help=install_hint("graph") + "; and " + GRAPHVIZ_HELP)]) from None
     try:
         return graphviz.Source(dot_text).pipe(format=fmt, engine="dot")
     except graphviz.ExecutableNotFound:
@@ -306,3 +308,82 @@ def picture(plan: Plan, fmt: str, level: str = "layer", direction: str = "TB") -
     if fmt == "dot":
         return dot_text.encode("utf-8")
     return render(dot_text, fmt)
+
+
+# ---------------------------------------------------------------- SVG without Graphviz
+
+
+def to_svg(plan: Plan, level: str = "layer") -> str:
+    """A plain SVG of the drawing, laid out here (no Graphviz): the pages of `archc report` always have a
+    picture. Layers sit in rows by their depth from the input, side by side in the spec's order (branches
+    left to right as written); stages are boxes with their names; skip connections bow out to the right."""
+    from html import escape
+
+    d = drawing(plan, level)
+    rank: dict[str, int] = {INPUT: 0}
+    inputs: dict[str, list[str]] = {}
+    for src, dst, _ in d.edges:
+        inputs.setdefault(dst, []).append(src)
+    for node_id, *_ in d.nodes[1:]:
+        rank[node_id] = 1 + max((rank[s] for s in inputs.get(node_id, []) if s in rank), default=0)
+    rows: dict[int, list[str]] = {}
+    for node_id, *_ in d.nodes:
+        rows.setdefault(rank[node_id], []).append(node_id)
+    info = {n[0]: n for n in d.nodes}
+    char_w, line_h, pad, gap_x, gap_y, margin = 6.6, 14, 8, 18, 26, 20
+    size = {i: (max(len(t) for t in lines) * char_w + 2 * pad, len(lines) * line_h + pad) for i, lines, *_ in d.nodes}
+    widths = {r: sum(size[i][0] for i in ids) + gap_x * (len(ids) - 1) for r, ids in rows.items()}
+    width = max(widths.values()) + 2 * margin + 60  # room on the right for the skip curves
+    title = d.title.splitlines()
+    y = margin + line_h * len(title) + 10
+    box: dict[str, tuple[float, float, float, float]] = {}  # x, y, w, h
+    for r in sorted(rows):
+        x = margin + (width - 60 - 2 * margin - widths[r]) / 2
+        height = max(size[i][1] for i in rows[r])
+        for node_id in rows[r]:
+            w, h = size[node_id]
+            box[node_id] = (x, y + (height - h) / 2, w, h)
+            x += w + gap_x
+        y += height + gap_y
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{y + margin:.0f}" '
+           f'viewBox="0 0 {width:.0f} {y + margin:.0f}" font-family="Helvetica, Arial, sans-serif" font-size="11">',
+           '<defs><marker id="arrow" viewBox="0 0 8 8" refX="8" refY="4" markerWidth="6" markerHeight="6" '
+           'orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#555555"/></marker></defs>']
+    out += [f'<text x="{width / 2:.0f}" y="{margin + line_h * k:.0f}" text-anchor="middle" font-size="13">'
+            f"{escape(t)}</text>" for k, t in enumerate(title, 1)]
+    if level == "layer":  # a box per stage (the first part of the layer names), named at its top left
+        stages: dict[str, list[str]] = {}
+        for node_id, *_ in d.nodes[1:]:
+            if "." in node_id:
+                stages.setdefault(node_id.split(".")[0], []).append(node_id)
+        for name, members in stages.items():
+            x0 = min(box[m][0] for m in members) - 6
+            y0 = min(box[m][1] for m in members) - 16
+            x1 = max(box[m][0] + box[m][2] for m in members) + 6
+            y1 = max(box[m][1] + box[m][3] for m in members) + 6
+            out.append(f'<g><rect x="{x0:.0f}" y="{y0:.0f}" width="{x1 - x0:.0f}" height="{y1 - y0:.0f}" rx="6" '
+                       f'fill="none" stroke="#999999" stroke-dasharray="4 3"/><text x="{x0 + 6:.0f}" '
+                       f'y="{y0 + 11:.0f}" fill="#555555">{escape(name)}</text></g>')
+    for src, dst, skip in d.edges:
+        sx, sy, sw, sh = box[src]
+        tx, ty, tw, _ = box[dst]
+        x1, y1, x2, y2 = sx + sw / 2, sy + sh, tx + tw / 2, ty
+        if rank[dst] - rank[src] > 1:  # around the layers in between, on the right
+            bow = max(sx + sw, tx + tw) + 30 - min(x1, x2)
+            path = f"M{x1:.0f},{y1:.0f} C{x1 + bow:.0f},{y1 + 20:.0f} {x2 + bow:.0f},{y2 - 20:.0f} {x2:.0f},{y2:.0f}"
+        else:
+            path = f"M{x1:.0f},{y1:.0f} L{x2:.0f},{y2:.0f}"
+        dash = ' stroke-dasharray="5 3"' if skip else ""
+        out.append(f'<path d="{path}" fill="none" stroke="#555555"{dash} marker-end="url(#arrow)"/>')
+    for node_id, (x, top, w, h) in box.items():
+        _, lines, fill, shape = info[node_id]
+        stroke = ' stroke-width="2"' if node_id == d.output else ""
+        if shape == "ellipse":
+            body = f'<ellipse cx="{x + w / 2:.0f}" cy="{top + h / 2:.0f}" rx="{w / 2:.0f}" ry="{h / 2:.0f}" '
+        else:
+            body = f'<rect x="{x:.0f}" y="{top:.0f}" width="{w:.0f}" height="{h:.0f}" rx="5" '
+        text = "".join(f'<text x="{x + w / 2:.0f}" y="{top + pad / 2 + line_h * (k + 1) - 3:.0f}" '
+                       f'text-anchor="middle">{escape(t)}</text>' for k, t in enumerate(lines))
+        out.append(f"<g><title>{escape(node_id)}</title>{body}fill=\"{fill}\" stroke=\"#555555\"{stroke}/>{text}</g>")
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
