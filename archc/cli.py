@@ -17,6 +17,7 @@ import click
 # archc uses no pydantic plugins; looking for them costs ~9 ms of entry-point scanning per run
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
+from . import __version__
 from .diagnostics import ArchcError, Diagnostic, render_json
 
 EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 1, 2, 3
@@ -115,10 +116,18 @@ class _Group(click.Group):
             ctx.exit(EXIT_INTERNAL)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="archc")
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="Shell completion (commands, options, backends, formats): add "
+                    "`eval \"$(_ARCHC_COMPLETE=bash_source archc)\"` to ~/.bashrc (zsh: zsh_source, "
+                    "fish: fish_source). `archc explain CODE` explains a diagnostic.")
+@click.version_option(__version__, "-V", "--version", prog_name="archc", message="%(prog)s %(version)s")
 def main() -> None:
-    """archc: architecture specs for convolutional networks, checked and compiled to PyTorch or Keras."""
+    """archc: architecture specs for convolutional networks, checked and compiled to PyTorch or Keras.
+
+    \b
+    Example:
+      archc check specs/resnet50.arch
+    """
 
 
 _set_option = click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
@@ -406,24 +415,112 @@ def _progress(what: str, slow: bool):
         click.echo("\r\x1b[2K", err=True, nl=False)  # erase the line
 
 
-@main.command()
-def ops() -> None:
-    """List the layer kinds a spec can use."""
+@main.command(short_help="List the layer kinds, or show one in detail.")
+@click.argument("kind", required=False)
+def ops(kind) -> None:
+    """List the layer kinds a spec can use; with KIND, that kind's arguments, defaults, flags and rules.
+
+    \b
+    Examples:
+      archc ops
+      archc ops conv
+    """
     from .ops import ALIASES, OPS
 
+    if kind is not None:
+        click.echo(_op_detail(kind))
+        return
     for name, op in OPS.items():
         aliases = [a for a, target in ALIASES.items() if target == name]
         extra = f" (also {', '.join(aliases)})" if aliases else ""
         click.echo(f"{name:<14} {op.summary}{extra}")
 
 
-@main.command()
+def _op_detail(kind: str) -> str:
+    """`archc ops KIND`: everything the ops table says about one kind."""
+    from .diagnostics import did_you_mean
+    from .ops import ALIASES, OPS, POST_OPS, lookup
+
+    op = lookup(kind)
+    if op is None:
+        raise click.BadParameter(f"unknown layer kind `{kind}`"
+                                 + (f"; {did_you_mean(kind, list(OPS) + list(ALIASES))}" if did_you_mean(
+                                     kind, list(OPS) + list(ALIASES)) else "; `archc ops` lists them"),
+                                 param_hint="KIND")
+
+    def show(value) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, tuple):
+            return "x".join(map(str, value)) if len(set(value)) > 1 else str(value[0])
+        return "none" if value is None else str(value)
+
+    aliases = [a for a, target in ALIASES.items() if target == op.name]
+    lines = [f"{op.name}: {op.summary}"]
+    if aliases:
+        lines.append(f"  also written: {', '.join(aliases)}")
+    lines.append(f"  example name in a scope: {op.prefix}, {op.prefix}1, {op.prefix}2, ...")
+    fields = op.args.model_fields
+    if fields:
+        lines += ["", "arguments (positional first, in order; the rest as name=value):"]
+        order = list(op.positional) + [k for k in fields if k not in op.positional]
+        for key in order:
+            info = fields[key]
+            default = "required" if info.is_required() else f"default {show(info.default)}"
+            where = "positional" if key in op.positional else "keyword"
+            lines.append(f"  {key:<16} {where:<10} {default}")
+    if op.flags:
+        lines += ["", "flags (bare words):"]
+        lines += [f"  {word:<16} means {arg}={show(value)}" for word, (arg, value) in op.flags.items()]
+    trailing = sorted(w for w in POST_OPS if ALIASES.get(w, w) == op.name)
+    if trailing:
+        lines += ["", f"may trail another layer's arguments: conv 3x3, 64, {trailing[0]}"]
+    if op.inputs == "many":
+        lines += ["", "takes several inputs: written as `residual:` / `add:` / `concat:`, not as a layer line"]
+    rules = [(label, getattr(op, attr, None)) for label, attr in (("shape", "shape_rule"), ("parameters", "param_rule"))]
+    rules += [(label, " ".join((getattr(type(op), method).__doc__ or "").split()))
+              for label, method in (("shape", "shape"), ("parameters", "params")) if not dict(rules).get(label)]
+    rules = [(label, text) for label, text in rules if text]
+    if rules:
+        lines += [""] + [f"{label}: {text}" for label, text in rules]
+    lines += ["", f"docs/language.md#{op.name}: the shape and parameter rules with worked examples"]
+    return "\n".join(lines)
+
+
+@main.command(short_help="Explain a diagnostic code, e.g. `archc explain A204`.")
+@click.argument("code")
+def explain(code) -> None:
+    """Explain a diagnostic code: what it means and which phase reports it.
+
+    \b
+    Example:
+      archc explain A204
+    """
+    from .codes import CODES, explain as explanation
+
+    text = explanation(code)
+    if text is None:
+        from .diagnostics import did_you_mean
+
+        raise click.BadParameter(f"no diagnostic is called `{code}`; "
+                                 + (did_you_mean(code.upper(), CODES) or f"codes run {min(CODES)} to {max(CODES)}"),
+                                 param_hint="CODE")
+    click.echo(text, nl=False)
+
+
+@main.command(short_help="Convert a spec between its text and JSON forms.")
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False))
 @click.option("--to", "target", type=click.Choice(["json", "arch"]), default="json", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of standard output.")
 @click.option("--spans/--no-spans", default=False, help="Keep source positions in the JSON.")
 def convert(spec, target, output, spans) -> None:
-    """Convert a spec between its text and JSON forms (the same structure: blocks, calls, stages)."""
+    """Convert a spec between its text and JSON forms (the same structure: blocks, calls, stages).
+
+    \b
+    Examples:
+      archc convert specs/resnet50.arch --to json -o resnet50.json
+      archc convert resnet50.json --to arch
+    """
     from .load import load
 
     if target == "arch":
@@ -457,19 +554,30 @@ def _write_or_echo(text: str, output: str | None, source: str | None = None) -> 
     write_atomic(Path(output), text.encode("utf-8"), protect=[Path(source)] if source else [])
 
 
-@main.command()
+@main.command(short_help="Print the JSON Schema of JSON specs.")
 def schema() -> None:
-    """Print the JSON Schema of the spec IR (what a JSON spec must look like)."""
+    """Print the JSON Schema of the spec IR (what a JSON spec must look like).
+
+    \b
+    Example:
+      archc schema > archc-spec.schema.json
+    """
     from .ir import Spec
 
     click.echo(json.dumps(Spec.model_json_schema(), indent=2))
 
 
-@main.command("list")
+@main.command("list", short_help="List the shipped specs with parameters and MACs.")
 @click.argument("directory", required=False, type=click.Path(exists=True, file_okay=False))
 @click.pass_context
 def list_specs(ctx, directory) -> None:
-    """List the shipped specs (or those in DIRECTORY): description, parameters, MACs."""
+    """List the shipped specs (or those in DIRECTORY): description, parameters, MACs.
+
+    \b
+    Examples:
+      archc list
+      archc list my_specs/
+    """
     from . import check as run_check
     from .load import load
     from .render import list_table
@@ -502,11 +610,12 @@ def _natural_key(path: Path) -> list:
 
 def shipped_specs_dir() -> Path:
     """The spec library: installed beside the package, or the repository's specs/ folder."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "specs", here.parent / "specs"):
-        if candidate.is_dir():
-            return candidate
-    raise click.UsageError("the spec library is not installed; pass a directory")
+    from .load import library_dir
+
+    found = library_dir()
+    if found is None:
+        raise click.UsageError("the spec library is not installed; pass a directory")
+    return found
 
 
 def _read_spec_text(path: str) -> str:
@@ -527,13 +636,19 @@ def _to_arch(spec: str) -> str:
     return format_text(text, spec)
 
 
-@main.command("fmt")
+@main.command("fmt", short_help="Rewrite specs canonically, comments kept; --check only reports.")
 @click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--check", "check_only", is_flag=True, help="Change nothing; exit 1 if a file would change.")
 @click.pass_context
 def fmt_command(ctx, specs, check_only) -> None:
     """Rewrite `.arch` specs in their canonical form, comments kept (`-` formats standard input to standard
-    output)."""
+    output).
+
+    \b
+    Examples:
+      archc fmt specs/*.arch
+      archc fmt --check specs/*.arch      # exit 1 if a file would change
+    """
     from .files import write_atomic
     from .fmt import format_text
 
@@ -681,9 +796,14 @@ def _write_index(pages: list, folder: Path) -> None:
     click.echo(f"wrote {target}", err=True)
 
 
-@main.command()
+@main.command(short_help="Run the language server (for editors).")
 def lsp() -> None:
-    """Run the language server on standard input and output (diagnostics as you type, hover, formatting)."""
+    """Run the language server on standard input and output (diagnostics as you type, hover, formatting).
+
+    \b
+    Example (an editor starts it; editors/README.md has set-ups):
+      archc lsp
+    """
     gc.enable()  # a server lives long: let the collector run (see `run`)
     try:
         from .lsp import serve

@@ -2,7 +2,8 @@
 
 Import rule: `import "file.arch"` is resolved against the directory of the file that imports it, and must
 stay inside the directory of the spec being checked (or a directory the caller allows with
-`allow=[...]`, the CLI's `--allow-import DIR`). Cycles are errors. Blocks a spec defines itself win
+`allow=[...]`, the CLI's `--allow-import DIR`). A path that starts with `archc/` names the shipped spec
+library instead (`import "archc/blocks.arch"`), from any directory. Cycles are errors. Blocks a spec defines itself win
 over imported ones of the same name, so a spec can adapt a shared block.
 """
 
@@ -294,15 +295,42 @@ def clear_cache() -> None:
     _BLOCK_FILES.clear()
 
 
+LIBRARY_PREFIX = "archc/"  # `import "archc/blocks.arch"`: the shipped spec library, wherever the spec is
+
+
+def library_dir() -> Path | None:
+    """The shipped spec library: installed beside the package (archc/specs), or the repository's specs/."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "specs", here.parent / "specs"):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def _library_target(imp: ir.Import, sources: dict[str, str]) -> Path:
+    library = library_dir()
+    name = imp.path[len(LIBRARY_PREFIX):]
+    target = (library / name).resolve() if library is not None else None
+    if target is None or library.resolve() not in target.parents:
+        raise ArchcError([Diagnostic("A107", f"`{imp.path}` is not in archc's spec library", imp.span,
+                                     help="`archc list` shows the library; its block file is `archc/blocks.arch`")],
+                         sources)
+    return target
+
+
 def _load_imports(spec: ir.Spec, here: Path, roots: list[Path], stack: list[str], blocks: dict[str, ir.BlockDef],
                   sources: dict[str, str]) -> None:
     for imp in spec.imports:
-        target = (here / imp.path).resolve()
+        library = imp.path.startswith(LIBRARY_PREFIX)
+        target = _library_target(imp, sources) if library else (here / imp.path).resolve()
         display = imp.path
-        if not any(target == r or r in target.parents for r in roots):
+        if library:
+            roots = roots + [target.parent]  # what the library imports stays in the library
+        elif not any(target == r or r in target.parents for r in roots):
             raise ArchcError([Diagnostic("A107", f"`{imp.path}` is outside the spec's directory", imp.span,
                                          help="imports stay inside the directory of the spec; allow another "
-                                         "directory with `--allow-import DIR`")], sources)
+                                         "directory with `--allow-import DIR`; `import \"archc/blocks.arch\"` "
+                                         "imports the shipped blocks from anywhere")], sources)
         key = str(target)
         if key in stack:
             raise ArchcError([Diagnostic("A107", f"`{imp.path}` imports itself through "
