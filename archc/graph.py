@@ -19,6 +19,7 @@ from .plan import INPUT, Plan, PlanNode
 from .render import human
 
 MAX_DRAWN_NODES = 5_000  # dot takes minutes beyond this; the stage level still draws any network
+MAX_LR_NODES = 80  # a left-to-right drawing of more layers is metres wide: drawn top to bottom instead
 LEVELS = ("layer", "stage")
 FORMATS = ("dot", "mermaid", "svg", "png")
 
@@ -104,8 +105,8 @@ def layer_drawing(plan: Plan) -> Drawing:
 def _layer_label(node: PlanNode) -> list[str]:
     lines = [node.opdef.label(node.args), fmt_shape(node.shape)]
     own = node.name.rsplit(".", 1)[-1]
-    if own.rstrip("0123456789_") not in (node.op, node.opdef.prefix):
-        lines.insert(0, own)  # a name the spec chose; generated ones (`conv2`, `bn1`) add nothing to the label
+    if own != lines[0] and not lines[0].startswith(own + " "):
+        lines.insert(0, own)  # the layer's name (`conv2`, its state_dict key's last part), unless the label says it
     if node.params:
         lines[-1] += f"  ({human(node.params)} params)"
     return lines
@@ -148,38 +149,51 @@ def drawing(plan: Plan, level: str = "layer") -> Drawing:
     return stage_drawing(plan) if level == "stage" else layer_drawing(plan)
 
 
-def _cluster_tree(clusters: dict[str, list[str]]) -> dict[str, list[str]]:
-    """Cluster path -> its child cluster paths, with every ancestor present ("" is the root)."""
-    children: dict[str, list[str]] = {"": []}
-    for path in sorted(clusters, key=lambda p: (p.count("."), p)):
-        parts = path.split(".") if path else []
-        for depth in range(1, len(parts) + 1):
+def _cluster_items(d: Drawing) -> dict[str, list[tuple[bool, str]]]:
+    """Cluster path -> its layers and sub-clusters, (is_cluster, id), in the order the spec writes them ("" is
+    the root). Graphviz places what comes first to the left, so this order keeps branches as written."""
+    items: dict[str, list[tuple[bool, str]]] = {"": []}
+    for node_id, *_ in d.nodes[1:]:
+        parts = node_id.split(".")
+        for depth in range(1, len(parts)):
             here, parent = ".".join(parts[:depth]), ".".join(parts[: depth - 1])
-            if here not in children:
-                children[here] = []
-                children.setdefault(parent, []).append(here)
-    return children
+            if here not in items:
+                items[here] = []
+                items[parent].append((True, here))
+        items[".".join(parts[:-1])].append((False, node_id))
+    return items
 
 
-def _boxed(clusters: dict[str, list[str]], children: dict[str, list[str]], path: str) -> bool:
-    """A cluster is drawn as a box when it holds more than one layer (a one-layer box only adds clutter)."""
-    total = len(clusters.get(path, [])) + sum(1 for _ in children.get(path, []))
-    return bool(path) and total > 1
+def _boxed(items: dict[str, list[tuple[bool, str]]], path: str) -> bool:
+    """A cluster is drawn as a box when it is a stage (a name of the paper's table, even of one layer) or holds
+    more than one thing (a one-layer box deeper down only adds clutter)."""
+    return bool(path) and ("." not in path or len(items.get(path, [])) > 1)
+
+
+def cluster_label(path: str) -> str:
+    """A box's name: a stage's own; a numbered block call says which of its stage's blocks it is
+    (`conv3_x.0` -> `conv3_x block 1`); a named part keeps its name (`shortcut`, `branch2`)."""
+    parts = path.split(".")
+    own = parts[-1]
+    if own.isdigit() and len(parts) > 1:
+        return f"{parts[-2]} block {int(own) + 1}"
+    return own
 
 
 def _nodes_in_clusters(d: Drawing, level: str, out: list[str], node_line, open_cluster, close_cluster) -> None:
     """The node lines, nested in the boxes of their stages and block calls (DOT and Mermaid alike)."""
-    children = _cluster_tree(d.clusters)
+    items = _cluster_items(d)
 
     def emit(path: str, indent: str) -> None:
-        boxed = _boxed(d.clusters, children, path)
+        boxed = _boxed(items, path)
         inner = indent + "  " if boxed else indent
         if boxed:
             out.extend(open_cluster(path, indent))
-        for node_id in d.clusters.get(path, []):
-            out.append(node_line(node_id, inner))
-        for child in children.get(path, []):
-            emit(child, inner)
+        for is_cluster, item in items.get(path, []):
+            if is_cluster:
+                emit(item, inner)
+            else:
+                out.append(node_line(item, inner))
         if boxed:
             out.append(close_cluster(indent))
 
@@ -202,8 +216,9 @@ def to_dot(plan: Plan, level: str = "layer", direction: str = "TB") -> str:
     d = drawing(plan, level)
     out = [
         f"digraph {_dot_quote(plan.name)} {{",
+        # ordering=out asks for consumers in the spec's order; dot does not honour it inside clusters
         f"  graph [rankdir={direction}, label={_dot_quote(d.title)}, labelloc=t, fontname=Helvetica, "
-        "fontsize=14, nodesep=0.25, ranksep=0.3];",
+        "fontsize=14, nodesep=0.25, ranksep=0.3, ordering=out];",
         '  node [shape=box, style="rounded,filled", fontname=Helvetica, fontsize=10, margin="0.12,0.04"];',
         "  edge [arrowsize=0.6, color=\"#555555\"];",
     ]
@@ -217,7 +232,7 @@ def to_dot(plan: Plan, level: str = "layer", direction: str = "TB") -> str:
 
     def open_cluster(path: str, indent: str) -> list[str]:
         return [f"{indent}subgraph {_dot_quote('cluster_' + path)} {{",
-                f"{indent}  label={_dot_quote(path.rsplit('.', 1)[-1] if '.' in path else path)}; "
+                f"{indent}  label={_dot_quote(cluster_label(path))}; "
                 f"style=\"rounded,dashed\"; color=\"#999999\"; fontsize=11;"]
 
     _nodes_in_clusters(d, level, out, node_line, open_cluster, lambda indent: f"{indent}}}")
@@ -252,7 +267,7 @@ def to_mermaid(plan: Plan, level: str = "layer", direction: str = "TB") -> str:
 
     def open_cluster(path: str, indent: str) -> list[str]:
         cluster_ids[path] = f"c{len(cluster_ids)}"
-        return [f"{indent}subgraph {cluster_ids[path]}[\"{_mermaid_text(path)}\"]"]
+        return [f"{indent}subgraph {cluster_ids[path]}[\"{_mermaid_text(cluster_label(path))}\"]"]
 
     _nodes_in_clusters(d, level, out, node_line, open_cluster, lambda indent: f"{indent}end")
     for src, dst, skip in d.edges:
@@ -302,6 +317,11 @@ def have_dot() -> bool:
 
 def picture(plan: Plan, fmt: str, level: str = "layer", direction: str = "TB") -> bytes:
     """The picture of `plan` in `fmt` (dot, mermaid, svg, png)."""
+    if direction == "LR" and level == "layer" and len(plan.nodes) > MAX_LR_NODES:
+        raise ArchcError([Diagnostic("A420", f"`{plan.name}` has {len(plan.nodes):,} layers, too many to draw left "
+                                     f"to right (at most {MAX_LR_NODES}): the picture would be unreadably wide",
+                                     None, help="draw it top to bottom (leave out `--direction LR`), or one node "
+                                     "per stage with `--level stage`")])
     if fmt == "mermaid":
         return to_mermaid(plan, level, direction).encode("utf-8")
     dot_text = to_dot(plan, level, direction)
