@@ -308,11 +308,11 @@ def _build_target(output: str | None, backend: str | None, fmt: str | None) -> t
     if not suffix:
         return backend or "torch", fmt
     if suffix not in BUILD_EXTENSIONS:
-        if fmt is not None and suffix == f".{fmt}":  # a plug-in backend's own format
+        if fmt is not None:  # the extension says nothing and --format says it all (a plug-in's own format too)
             return backend or "torch", fmt
         known = ", ".join(BUILD_EXTENSIONS)
         raise click.BadParameter(f"cannot tell what to write from the extension of `{output}`: archc writes "
-                                 f"{known}", param_hint="-o")
+                                 f"{known}, or give --format", param_hint="-o")
     ext_backend, ext_fmt = BUILD_EXTENSIONS[suffix]
     if backend is not None and ext_backend is not None and backend != ext_backend:
         raise click.BadParameter(f"`{output}` is a {ext_backend} file ({suffix}), but --backend {backend} was "

@@ -249,7 +249,7 @@ def _schema_message(path: tuple, errors: list[dict]) -> str:
     if kind == "missing":
         return f"`{where}` lacks the field `{first['loc'][-1]}`"
     if kind == "extra_forbidden":
-        return f"`{where}`: `{first['loc'][-1]}` is not a field of this object"
+        return f"`{_json_path(path[:-1])}`: `{first['loc'][-1]}` is not a field of this object"
     if kind == "union_tag_invalid":
         return (f"`{where}.kind` is {json.dumps(first['ctx']['tag'])}, which is none of {first['ctx']['expected_tags']}")
     if kind == "union_tag_not_found":

@@ -72,7 +72,7 @@ class ArchIndenter(Indenter):
         yield token
         indent_str = token.rsplit("\n", 1)[1]
         indent = indent_str.count(" ") + indent_str.count("\t") * self.tab_len
-        self.tabs = getattr(self, "tabs", False) or "\t" in indent_str  # a tab so far: the likely culprit
+        self.tabs = self.tabs or "\t" in indent_str  # a tab so far: the likely culprit
         if indent > self.indent_level[-1]:
             self.indent_level.append(indent)
             yield Token.new_borrow_pos(self.INDENT_type, indent_str, token)
@@ -91,6 +91,7 @@ class ArchIndenter(Indenter):
             )
 
     def _process(self, stream):
+        self.tabs = False  # the indenter is shared by every parse
         token = None
         for token in stream:
             if token.type == self.NL_type:
