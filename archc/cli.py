@@ -477,7 +477,8 @@ def _op_detail(kind: str) -> str:
         lines += ["", f"may trail another layer's arguments: conv 3x3, 64, {trailing[0]}"]
     if op.inputs == "many":
         lines += ["", "takes several inputs: written as `residual:` / `add:` / `concat:`, not as a layer line"]
-    rules = [(label, getattr(op, attr, None)) for label, attr in (("shape", "shape_rule"), ("parameters", "param_rule"))]
+    rules = [(label, getattr(op, attr, None))
+             for label, attr in (("shape", "shape_rule"), ("parameters", "param_rule"))]
     rules += [(label, " ".join((getattr(type(op), method).__doc__ or "").split()))
               for label, method in (("shape", "shape"), ("parameters", "params")) if not dict(rules).get(label)]
     rules = [(label, text) for label, text in rules if text]
@@ -496,7 +497,8 @@ def explain(code) -> None:
     Example:
       archc explain A204
     """
-    from .codes import CODES, explain as explanation
+    from .codes import CODES
+    from .codes import explain as explanation
 
     text = explanation(code)
     if text is None:

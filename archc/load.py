@@ -251,7 +251,8 @@ def _schema_message(path: tuple, errors: list[dict]) -> str:
     if kind == "extra_forbidden":
         return f"`{_json_path(path[:-1])}`: `{first['loc'][-1]}` is not a field of this object"
     if kind == "union_tag_invalid":
-        return (f"`{where}.kind` is {json.dumps(first['ctx']['tag'])}, which is none of {first['ctx']['expected_tags']}")
+        return (f"`{where}.kind` is {json.dumps(first['ctx']['tag'])}, which is none of "
+                f"{first['ctx']['expected_tags']}")
     if kind == "union_tag_not_found":
         return f"`{where}` needs a `{first['ctx']['discriminator'].strip(chr(39))}` field"
     if kind == "string_pattern_mismatch":

@@ -281,3 +281,19 @@ def test_the_missing_block_help_names_the_library():
     with pytest.raises(ArchcError) as e:
         archc.check("input 32x32x3\nbottleneck_stage(64, 3)\n")
     assert 'import "archc/blocks.arch"' in e.value.diagnostics[0].help
+
+
+def test_the_recorded_module_attributes_match_the_installed_torch():
+    """torch_names.py stands in for torch when the `py` source is written without it; a torch that adds an
+    attribute to nn.Module must show up here (then re-record the list)."""
+    torch = pytest.importorskip("torch")
+    import types
+
+    from archc.backends.torch_names import MODULE_ATTRIBUTES
+
+    class Probe(torch.nn.Module):
+        def __getitem__(self, name):
+            return self._modules[str(name)]
+
+    live = set(dir(Probe())) - set(dir(types.SimpleNamespace()))
+    assert live <= MODULE_ATTRIBUTES, sorted(live - MODULE_ATTRIBUTES)
