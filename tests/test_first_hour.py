@@ -297,3 +297,34 @@ def test_the_recorded_module_attributes_match_the_installed_torch():
 
     live = set(dir(Probe())) - set(dir(types.SimpleNamespace()))
     assert live <= MODULE_ATTRIBUTES, sorted(live - MODULE_ATTRIBUTES)
+
+
+def test_long_builds_tick_on_a_terminal_only(monkeypatch, capsys):
+    import time
+
+    from archc import cli
+
+    class Terminal:
+        def __init__(self):
+            self.text = ""
+
+        def isatty(self):
+            return True
+
+        def write(self, text):
+            self.text += text
+
+        def flush(self):
+            pass
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with cli._progress("building m.keras (keras, keras)", slow=True):
+        time.sleep(1.2)
+    assert "\rbuilding m.keras (keras, keras)... 1s" in terminal.text and terminal.text.endswith("\x1b[2K")
+    piped = Terminal()
+    piped.isatty = lambda: False
+    monkeypatch.setattr(sys, "stderr", piped)
+    with cli._progress("building", slow=True):
+        time.sleep(0.7)
+    assert piped.text == ""
