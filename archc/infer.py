@@ -326,7 +326,8 @@ class _Walker:
             if lookup(item.block) is not None:
                 hint = f"`{item.block}` is a layer kind: write `{item.block} ARGS` without parentheses"
             self.error("A102", f"unknown block `{item.block}`", item.span, label="no block of this name",
-                       help=hint or "define it with `block NAME(...):` or import the file that does")
+                       help=hint or "define it with `block NAME(...):` or import the file that does; the shipped "
+                       "blocks (basic, bottleneck, dense_layer, inception, ...) are `import \"archc/blocks.arch\"`")
             return (x[0], None)
         if any(name == item.block for name, _ in self.call_stack):
             chain = " -> ".join([n for n, _ in self.call_stack] + [item.block])

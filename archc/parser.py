@@ -52,9 +52,10 @@ _TERMINAL_WORDS = {
 
 
 class IndentationError_(Exception):
-    def __init__(self, message: str, token: Token):
+    def __init__(self, message: str, token: Token, help: str = "indent every line of a block by the same amount"):
         super().__init__(message)
         self.token = token
+        self.help = help
 
 
 class ArchIndenter(Indenter):
@@ -73,6 +74,7 @@ class ArchIndenter(Indenter):
         yield token
         indent_str = token.rsplit("\n", 1)[1]
         indent = indent_str.count(" ") + indent_str.count("\t") * self.tab_len
+        self.tabs = self.tabs or "\t" in indent_str  # a tab so far: the likely culprit
         if indent > self.indent_level[-1]:
             self.indent_level.append(indent)
             yield Token.new_borrow_pos(self.INDENT_type, indent_str, token)
@@ -81,13 +83,17 @@ class ArchIndenter(Indenter):
             self.indent_level.pop()
             yield Token.new_borrow_pos(self.DEDENT_type, indent_str, token)
         if indent != self.indent_level[-1]:
+            tabs = "\t" in indent_str
             raise IndentationError_(
-                f"this line is indented by {indent}, which matches no enclosing block "
-                f"(expected {self.indent_level[-1]})",
+                f"this line is indented by {indent}{' (its tabs count 8 columns each)' if tabs else ''}, which "
+                f"matches no enclosing block (expected {self.indent_level[-1]})",
                 token,
+                help="indent with spaces only: tabs and spaces are mixed here, and a tab counts as 8 columns"
+                if self.tabs else "indent every line of a block by the same amount",
             )
 
     def _process(self, stream):
+        self.tabs = False  # the indenter is shared by every parse
         token = None
         for token in _merges_retyped(stream):
             if token.type == self.NL_type:
@@ -645,7 +651,7 @@ def _indentation(e: IndentationError_, source: str, file: str | None) -> Diagnos
     line = tok.end_line if tok.end_line else 1
     line = min(max(line, 1), len(lines))
     span = Span(file=file, line=line, column=1, end_line=line, end_column=len(lines[line - 1]) + 1)
-    return Diagnostic("A003", str(e), span, help="indent every line of a block by the same amount")
+    return Diagnostic("A003", str(e), span, help=e.help)
 
 
 _DIAGNOSERS = ((_SyntaxProblem, _syntax_problem), (UnexpectedCharacters, _unexpected_character),
@@ -658,7 +664,9 @@ _VALUE_TOKENS = {"NAME", "INT", "FLOAT", "DIMS", "PERCENT", "STRING", "CALL_NAME
 
 def _syntax_help(token: Token, expected: set[str]) -> str | None:
     if token.type == "_INDENT":
-        return "this line is indented more than the one before it; only a line ending in `:` opens a block"
+        tabs = " (its indentation holds a tab, which counts as 8 columns: indent with spaces only)" \
+            if "\t" in str(token) else ""
+        return f"this line is indented more than the one before it{tabs}; only a line ending in `:` opens a block"
     if token.type in _VALUE_TOKENS and "COMMA" in expected:
         return "separate a layer's arguments with commas: `conv 3x3, 64, relu`"
     if token.type == "_NL" and "_INDENT" in expected:

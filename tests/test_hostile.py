@@ -362,7 +362,7 @@ def test_build_never_overwrites_its_input(tmp_path, fake_backend, how, monkeypat
     target = {"same-path": str(spec), "relative": "./net.arch", "symlink": "link.arch"}[how]
     if how == "symlink":
         (tmp_path / "link.arch").symlink_to(spec)
-    result = CliRunner().invoke(main, ["build", str(spec), "--backend", "fake", "-o", target])
+    result = CliRunner().invoke(main, ["build", str(spec), "--backend", "fake", "--format", "py", "-o", target])
     assert result.exit_code == 1 and "error[A401]" in result.stderr
     assert spec.read_text() == text
 

@@ -35,8 +35,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-from torch import nn
+try:
+    import torch
+    from torch import nn
+except ImportError:  # writing the `py` source needs no torch; building, pt2 and weights do (they import it)
+    torch = nn = None
 
 from .._version import __version__
 from ..ops import fmt_shape
@@ -212,6 +215,7 @@ class TorchBackend(Backend):
     # ------------------------------------------------------------ public interface
 
     def build(self, plan: Plan, logits: bool = False) -> nn.Module:
+        import torch  # noqa: F401 - without torch: ImportError here, not a NameError later
         source = self.source(plan, logits)
         module = _load_source(source, plan.name)
         model = getattr(module, class_name(plan.name))()
@@ -227,7 +231,7 @@ class TorchBackend(Backend):
         raise backend_error("A404", f"the torch backend writes py or pt2, not `{fmt}`")
 
     def owns(self, model: Any) -> bool:
-        return isinstance(model, nn.Module)
+        return nn is not None and isinstance(model, nn.Module)
 
     def load_weights(self, model: nn.Module, source: Any) -> nn.Module:
         """Copy parameters and buffers from `source` into `model` by position, checking every shape first.
@@ -478,19 +482,27 @@ def _check_name(node: PlanNode) -> None:
         if not _PART.fullmatch(part):
             raise backend_error("A404", f"`{node.name}` cannot name a PyTorch module: `{part}` is not an identifier",
                          node, help="use letters, digits and underscores in names")
-        if hasattr(_PROBE, part):
+        if hasattr(_probe(), part):
             raise backend_error("A404", f"`{node.name}` cannot name a PyTorch module: `{part}` is an attribute of every "
                          "nn.Module", node, help=f"rename `{part}`")
         if len(_GOOD_PARTS) < 100_000:
             _GOOD_PARTS.add(part)
 
 
-class _Probe(nn.Module):
-    def __getitem__(self, name):  # the generated Scope's one method
-        return self._modules[str(name)]
+@functools.cache
+def _probe() -> Any:
+    """An object with the attributes of a generated module; without torch, those torch_names.py recorded."""
+    if nn is None:
+        from .torch_names import MODULE_ATTRIBUTES
 
+        return types.SimpleNamespace(**dict.fromkeys(MODULE_ATTRIBUTES))
 
-_PROBE = _Probe()
+    class _Probe(nn.Module):
+        def __getitem__(self, name):  # the generated Scope's one method
+            return self._modules[str(name)]
+
+    return _Probe()
+
 _GOOD_PARTS: set[str] = set()  # parts already checked (the check asks torch, which is slow for misses)
 
 
