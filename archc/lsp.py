@@ -32,9 +32,10 @@ import re
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
@@ -55,6 +56,7 @@ MAX_HOVER_INSTANCES = 12
 MAX_MESSAGE_BYTES = 12 * MAX_SPEC_BYTES + 64 * 1024
 MAX_HEADER_BYTES = 4096
 CHECK_SECONDS = 20.0  # a spec of MAX_SPEC_BYTES dense tokens checks in about 15 s on a slow machine
+START_SECONDS = 120.0  # for the worker process to start and import the pipeline (~1 s; a busy machine: more)
 FRESH_WAIT_SECONDS = 1.0  # hover and friends wait this long for the check of the text they are asked about
 MAX_MAPPED_LINES = 20_000  # beyond this, a stale result is not mapped onto edited text (difflib is quadratic)
 MAX_RECOVERY_ROUNDS = 4
@@ -144,8 +146,12 @@ def _recover(text: str, display: str, diagnostics: list[Diagnostic]) -> str | No
     if display.endswith(".json") or text.lstrip().startswith("{"):
         return None
     lines = text.split("\n")
+    first = diagnostics
     diags = diagnostics
     for round_ in range(MAX_RECOVERY_ROUNDS):
+        # round 0: the bad lines alone; round 1: the statements around them (a block whose only line was bad
+        # is then bad at its header); later rounds: the statements around what is still bad
+        diags = first if round_ == 1 else diags
         bad = sorted({d.span.line - 1 for d in diags if d.span is not None and (d.span.file or "<spec>") == display
                       and 0 < d.span.line <= len(lines)})
         if not bad:
@@ -154,7 +160,7 @@ def _recover(text: str, display: str, diagnostics: list[Diagnostic]) -> str | No
         for line in bad:
             start, end = _statement(lines, line) if round_ else _line_and_children(lines, line)
             lines[start:end] = [""] * (end - start)
-        if lines == before:
+        if lines == before and round_ != 0:
             return None
         recovered = "\n".join(lines)
         try:
@@ -172,7 +178,25 @@ def _indent(line: str) -> int | None:
     return None if not stripped or stripped.startswith("#") else len(line) - len(stripped)
 
 
+def _depths(lines: list[str], upto: int) -> list[int]:
+    """How many parentheses are open where each line starts (the indenter joins such lines to the one before)."""
+    depth, starts = 0, []
+    for text in lines[:upto + 1]:
+        starts.append(depth)
+        code = _code_part(text)
+        depth = max(0, depth + code.count("(") - code.count(")"))
+    return starts
+
+
 def _line_and_children(lines: list[str], line: int) -> tuple[int, int]:
+    """The bad line and the lines indented under it; or, when a parenthesis left open on an earlier line
+    swallowed the bad line, that earlier line (the likely culprit: `conv (3, 3` typed a few lines up)."""
+    starts = _depths(lines, line)
+    if starts[line] > 0:
+        start = line
+        while start > 0 and starts[start] > 0:
+            start -= 1
+        return start, line
     own = _indent(lines[line]) or 0
     end = line + 1
     while end < len(lines) and (_indent(lines[end]) is None or _indent(lines[end]) > own):
@@ -181,8 +205,11 @@ def _line_and_children(lines: list[str], line: int) -> tuple[int, int]:
 
 
 def _statement(lines: list[str], line: int) -> tuple[int, int]:
+    """The top-level statement around `line`: from the line that opened it (a parenthesis left open on an
+    earlier line continues that line's statement) to the next line that starts at the margin."""
+    starts = _depths(lines, line)
     start = line
-    while start > 0 and _indent(lines[start]) != 0:
+    while start > 0 and not (_indent(lines[start]) == 0 and starts[start] == 0):
         start -= 1
     end = line + 1
     while end < len(lines) and _indent(lines[end]) != 0:
@@ -194,6 +221,8 @@ def _worker_main(conn: Any) -> None:
     """The worker process: check what the server sends, one job at a time, until the pipe closes."""
     os.dup2(2, 1)  # stdout is the server's channel to the editor: nothing of the worker's may land there
     sys.stdout = sys.stderr
+    analyse("input 1\ndense 1\n", None)  # import and warm the pipeline before the first timed job
+    conn.send(("ready", None))
     while True:
         try:
             job, args = conn.recv()
@@ -294,6 +323,8 @@ class Worker:
         self._process.start()
         child.close()
         self._conn = parent
+        if not parent.poll(START_SECONDS) or parent.recv()[0] != "ready":  # its start is not the job's time
+            raise OSError("the worker process did not start")
 
     def _end_process(self) -> None:
         process, conn = self._process, self._conn
@@ -534,12 +565,12 @@ def _plan_hover(plan: Plan, spec: ir.Spec | None, display: str, line: int, chara
         if len(nodes) > MAX_HOVER_INSTANCES:
             lines.append(f"- ... and {len(nodes) - MAX_HOVER_INSTANCES} more")
         return "\n".join(lines)
-    if spec is not None:  # a stage's header line: the stage's row of the table
-        for item in spec.body:
-            if getattr(item, "kind", "") == "scope" and item.span is not None and item.span.line - 1 == line:
-                nodes = [n for n in plan.nodes if n.stage == item.name]
+    if spec is not None:  # a stage's header line (or a nested scope's): its row of the table
+        for item, path in _scopes(spec.body, ""):
+            if _in_file(item.span, display) and item.span.line - 1 == line:
+                nodes = [n for n in plan.nodes if n.name.startswith(path + ".")]
                 if nodes:
-                    return (f"**`{item.name}`** — {len(nodes)} layers\n\n"
+                    return (f"**`{path}`** — {len(nodes)} layers\n\n"
                             f"output **{fmt_shape(nodes[-1].shape)}** · params {sum(n.params for n in nodes):,} · "
                             f"MACs {human(sum(n.macs for n in nodes))}")
         if spec.input_span is not None and _contains(spec.input_span, line, character):
@@ -547,6 +578,21 @@ def _plan_hover(plan: Plan, spec: ir.Spec | None, display: str, line: int, chara
                     f"{len(plan.nodes):,} layers · params {plan.total_params:,} · MACs {plan.macs:,} "
                     f"({human(plan.macs)})")
     return None
+
+
+def _scopes(items: list, prefix: str):
+    """Every scope of a body with its qualified name (the prefix of its layers' names)."""
+    for item in items:
+        kind = getattr(item, "kind", "")
+        if kind == "scope":
+            path = f"{prefix}{item.name}"
+            yield item, path
+            yield from _scopes(item.body, path + ".")
+        elif kind in ("group", "residual"):
+            yield from _scopes(list(item.body) + list(getattr(item, "shortcut", None) or []), prefix)
+        elif kind == "branches":
+            for branch in item.branches:
+                yield from _scopes(branch.body, prefix)
 
 
 def _spec_hover(analysis: Analysis, plan: Plan | None, lines: list[str], line: int, character: int) -> str | None:
@@ -894,7 +940,7 @@ def complete(text: str, state: DocState | None, line: int, character: int) -> li
         keywords = ITEM_KEYWORDS + (TOP_KEYWORDS if segment_start == 0 and not before[:len(before) -
                                                                                       len(segment)].strip() else ())
         items += [types.CompletionItem(label=k, kind=types.CompletionItemKind.Keyword, sort_text=f"3{k}")
-                  for k in keywords]
+                  for k in keywords if lookup(k) is None]  # `add:`/`concat:` are kinds too: one item each
         return items
     head = _WORD.match(segment)
     op = lookup(head.group()) if head else None

@@ -40,6 +40,7 @@ class Client:
         self.messages: Queue = Queue()
         self.next_id = 0
         self.stderr = b""
+        self.skipped: list = []
         threading.Thread(target=self._read, daemon=True).start()
         threading.Thread(target=self._drain_stderr, daemon=True).start()
 
@@ -76,6 +77,10 @@ class Client:
         return message.get("id")
 
     def wait(self, predicate, timeout=TIMEOUT):
+        """The first message, received or still to come, that the predicate accepts (the others are kept)."""
+        for index, message in enumerate(self.skipped):
+            if predicate(message):
+                return self.skipped.pop(index)
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -85,6 +90,7 @@ class Client:
                 raise AssertionError("the server did not answer: " + self.stderr.decode(errors="replace")) from None
             if predicate(message):
                 return message
+            self.skipped.append(message)
 
     def request(self, method, params, timeout=TIMEOUT):
         ident = self.send(method, params, request=True)
@@ -256,25 +262,25 @@ def test_completion(client, tmp_path, net):
     # at the start of an item: every layer kind of the registry, every block in scope (imported ones too)
     text = NET + "tail : "
     client.change(uri, text, 2)
-    labels = _labels(client.at("textDocument/completion", uri, 15, 7))
+    labels = _labels(client.at("textDocument/completion", uri, 14, 7))
     assert kinds <= labels and blocks <= labels
     assert {"residual", "concat"} <= labels
     # after a layer kind: its arguments and flags, the trailing layers, the parameters
     text = NET.replace("dense classes", "dense classes\nfinal : conv 3x3, 8, ")
     client.change(uri, text, 3)
-    labels = _labels(client.at("textDocument/completion", uri, 15, len("final : conv 3x3, 8, ")))
+    labels = _labels(client.at("textDocument/completion", uri, 14, len("final : conv 3x3, 8, ")))
     assert {f"{k}=" for k in OPS["conv"].args.model_fields} <= labels
     assert set(OPS["conv"].flags) <= labels and POST_OPS <= labels and {"classes", "width"} <= labels
     assert not ({"units=", "rate="} & labels)  # another kind's arguments
     # a named argument's value: the flags that set it
     text = NET.replace("dense classes", "dense classes\nfinal : conv 3x3, 8, padding=")
     client.change(uri, text, 4)
-    labels = _labels(client.at("textDocument/completion", uri, 15, len("final : conv 3x3, 8, padding=")))
+    labels = _labels(client.at("textDocument/completion", uri, 14, len("final : conv 3x3, 8, padding=")))
     assert {"same", "valid"} <= labels and "dw" not in labels
     # in a block call: the block's parameters (an imported block too)
     text = NET.replace("dense classes", "dense classes\nfinal : bottleneck(")
     client.change(uri, text, 5)
-    labels = _labels(client.at("textDocument/completion", uri, 15, len("final : bottleneck(")))
+    labels = _labels(client.at("textDocument/completion", uri, 14, len("final : bottleneck(")))
     assert {"w=", "stride=", "at="} <= labels
     # in a block's body: the block's parameters are values too
     text = NET.replace("  conv 3x3, w, stride=s, same, bn, relu", "  conv 3x3, w, stride=s, same, bn, relu\n  dense ")
@@ -284,7 +290,7 @@ def test_completion(client, tmp_path, net):
     # nothing in a comment
     text = NET + "# conv "
     client.change(uri, text, 7)
-    assert _labels(client.at("textDocument/completion", uri, 15, 7)) == set()
+    assert _labels(client.at("textDocument/completion", uri, 14, 7)) == set()
 
 
 def test_completion_offers_every_registered_kind_with_its_summary():
@@ -342,7 +348,7 @@ def test_hover_on_headers_params_and_input(client, net):
     text = _value(client.at("textDocument/hover", uri, 5, 7))
     assert "unit(w, s=1)" in text and "layers of the network come from it" in text
     assert "`s`" in _value(client.at("textDocument/hover", uri, 5, 14))
-    assert "`inner`" in _value(client.at("textDocument/hover", uri, 11, 3))
+    assert "**`body.inner`** — 6 layers" in _value(client.at("textDocument/hover", uri, 11, 3))
 
 
 def test_hover_works_while_the_document_has_errors_elsewhere(client, net):
@@ -361,7 +367,7 @@ def test_hover_works_while_the_document_has_errors_elsewhere(client, net):
     assert {"unit", "body", "head"} <= {s["name"] for s in symbols}
     # an error of inference (a layer that no longer fits) leaves the other lines' figures too
     broken = NET.replace("input 32x32x3", "input 32x32x3\n").replace("head       : globalavgpool;",
-                                                                      "head       : conv 9x9, 4; globalavgpool;")
+                                                                      "head       : conv 17x17, 4; globalavgpool;")
     diags = client.change(uri, broken, 3)
     assert diags and all(d["code"].startswith("A2") for d in diags)
     assert "`stem" in _value(client.at("textDocument/hover", uri, 9, 16))
