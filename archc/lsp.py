@@ -772,7 +772,7 @@ class ArchServer(LanguageServer):
             return Diagnostic("A301", f"the checker stopped (exit status {payload}) while checking this spec",
                               help="it may have run out of memory; `archc check FILE` shows more")
         log.error("internal error in the checker:\n%s", payload)
-        return Diagnostic("A999", "internal error while checking this spec: this is a bug in archc",
+        return Diagnostic("internal", "internal error while checking this spec: this is a bug in archc",
                           help="`archc check FILE` shows the traceback; please report it")
 
     async def analysis(self, uri: str) -> tuple[Any, DocState | None]:

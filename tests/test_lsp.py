@@ -207,11 +207,15 @@ def test_diagnostics_hover_and_formatting(client, tmp_path):
     assert len(edits) == 1 and edits[0]["newText"] == GOOD
 
 
-def test_plain_lsp_without_stdio_flag_still_serves(tmp_path):
-    c = start(tmp_path, args=())
+def test_plain_lsp_and_allow_import_option(tmp_path):
+    """`archc lsp` without `--stdio` serves too; `--allow-import DIR` allows imports from DIR."""
+    project, lib = tmp_path / "project", tmp_path / "lib"
+    project.mkdir()
+    lib.mkdir()
+    (lib / "blocks.arch").write_text("block unit(w):\n  conv 3x3, w, same\n")
+    c = start(project, args=("--allow-import", str(lib)))
     try:
-        path = tmp_path / "a.arch"
-        uri, diags = c.open(path, "input 4\ndense 2\n")
+        uri, diags = c.open(project / "net.arch", 'import "../lib/blocks.arch"\ninput 8x8x3\nunit(4)\n')
         assert diags == []
     finally:
         c.close()
@@ -425,11 +429,6 @@ def test_allowed_import_directories(tmp_path):
         assert c.open(project / "net.arch", text)[1] == []
     finally:
         c.close()
-    c = start(project, args=("--stdio", "--allow-import", str(lib)))
-    try:
-        assert c.open(project / "net.arch", text)[1] == []
-    finally:
-        c.close()
 
 
 def test_keywords_are_the_grammars():
@@ -561,3 +560,10 @@ def test_analysis_is_the_check_pipeline(tmp_path):
         plan = archc.check(path)
         assert analysis.diagnostics == [] and [(n.name, n.shape, n.params) for n in analysis.plan.nodes] == \
             [(n.name, n.shape, n.params) for n in plan.nodes]
+
+
+def test_the_documented_server_limits_are_the_constants():
+    text = (ROOT / "docs" / "language.md").read_text()
+    section = text[text.index("The language server (`archc lsp`) holds"):]
+    assert f"at most {lsp.MAX_MESSAGE_BYTES:,} bytes" in section
+    assert f"stopped after {lsp.CHECK_SECONDS:g} seconds" in section
