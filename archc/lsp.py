@@ -55,7 +55,7 @@ MAX_HOVER_INSTANCES = 12
 # JSON-escaped (a character outside the BMP as two `\uXXXX`); anything larger is refused unread.
 MAX_MESSAGE_BYTES = 12 * MAX_SPEC_BYTES + 64 * 1024
 MAX_HEADER_BYTES = 4096
-CHECK_SECONDS = 20.0  # a spec of MAX_SPEC_BYTES dense tokens checks in about 15 s on a slow machine
+CHECK_SECONDS = 30.0  # a spec of MAX_SPEC_BYTES dense layers (174,000 `relu`s) checked in 22 s on a busy 2-core machine
 START_SECONDS = 120.0  # for the worker process to start and import the pipeline (~1 s; a busy machine: more)
 FRESH_WAIT_SECONDS = 1.0  # hover and friends wait this long for the check of the text they are asked about
 MAX_MAPPED_LINES = 20_000  # beyond this, a stale result is not mapped onto edited text (difflib is quadratic)
@@ -312,7 +312,10 @@ class Worker:
             self._end_process()
             return "timeout", self.timeout
         except (EOFError, OSError):
-            code = self._process.exitcode if self._process is not None else None
+            code = None
+            if self._process is not None:
+                self._process.join(5)  # reaped, so that its exit status is known
+                code = self._process.exitcode
             self._end_process()
             return "crash", code
 
@@ -323,7 +326,12 @@ class Worker:
         self._process.start()
         child.close()
         self._conn = parent
-        if not parent.poll(START_SECONDS) or parent.recv()[0] != "ready":  # its start is not the job's time
+        try:  # its start is not the job's time
+            ready = parent.poll(START_SECONDS) and parent.recv()[0] == "ready"
+        except (EOFError, OSError):
+            ready = False
+        if not ready:
+            self._end_process()
             raise OSError("the worker process did not start")
 
     def _end_process(self) -> None:

@@ -567,3 +567,39 @@ def test_the_documented_server_limits_are_the_constants():
     section = text[text.index("The language server (`archc lsp`) holds"):]
     assert f"at most {lsp.MAX_MESSAGE_BYTES:,} bytes" in section
     assert f"stopped after {lsp.CHECK_SECONDS:g} seconds" in section
+
+
+def test_positions_are_in_the_clients_units():
+    """Spans count code points; LSP counts UTF-16 units by default: a character outside the BMP is two."""
+    from pygls.workspace.position_codec import PositionCodec
+
+    from archc.diagnostics import Diagnostic, Span
+
+    lines = ['network n "\U0001f600 net"  # \U0001f600', "input 4"]
+    codec = PositionCodec()  # UTF-16
+    span = Span(file="<spec>", line=1, column=21, end_line=1, end_column=23)
+    diag = lsp.to_lsp(Diagnostic("A001", "x", span), "<spec>", lines, codec)
+    assert diag.range.start.character == 21 and diag.range.end.character == 24
+    assert lsp._position(lines, codec, type(diag.range.start)(line=0, character=24)) == (0, 22)
+
+
+def test_the_worker_reports_a_crash_and_comes_back():
+    """A checker that dies (out of memory, killed) gives the document a diagnostic, and the next check runs."""
+    from queue import Queue
+
+    worker = lsp.Worker(timeout=60)
+    results: Queue = Queue()
+    try:
+        worker.submit("a", "check", ("input 4\n", None, []), lambda status, payload: results.put((status, payload)))
+        assert results.get(timeout=TIMEOUT)[0] == "ok"  # the worker is up
+        slow = "input 8\n" + "relu; relu; relu; relu; relu; relu; relu; relu; relu; relu\n" * 15_000
+        worker.submit("a", "check", (slow, None, []), lambda status, payload: results.put((status, payload)))
+        time.sleep(1)
+        worker._process.kill()
+        status, payload = results.get(timeout=TIMEOUT)
+        assert status == "crash" and payload == -9
+        worker.submit("b", "check", ("input 4\ndense 2\n", None, []), lambda s, p: results.put((s, p)))
+        status, analysis = results.get(timeout=TIMEOUT)
+        assert status == "ok" and analysis.plan is not None and analysis.diagnostics == []
+    finally:
+        worker.stop()
