@@ -799,12 +799,19 @@ def _write_index(pages: list, folder: Path) -> None:
 
 
 @main.command(short_help="Run the language server (for editors).")
-def lsp() -> None:
-    """Run the language server on standard input and output (diagnostics as you type, hover, formatting).
+@click.option("--stdio", is_flag=True, help="Speak over standard input and output (the only transport; editors "
+              "pass it by habit).")
+@_allow_option
+def lsp(stdio, allow) -> None:
+    """Run the language server on standard input and output.
+
+    Diagnostics as you type, hover, completion, go to definition, document symbols, quick fixes and
+    formatting. Imports may come from a document's own folder, the workspace folders, each --allow-import
+    DIR and the client's `allowImport` setting.
 
     \b
-    Example (an editor starts it; editors/README.md has set-ups):
-      archc lsp
+    Example (Neovim):
+      vim.lsp.config("archc", { cmd = { "archc", "lsp", "--stdio" }, filetypes = { "arch" } })
     """
     gc.enable()  # a server lives long: let the collector run (see `run`)
     try:
@@ -814,7 +821,7 @@ def lsp() -> None:
 
         raise ArchcError([Diagnostic("A403", f"the language server needs a package that is not installed: "
                                      f"{e.name or e}", None, help=install_hint("lsp"))]) from None
-    serve()
+    serve(list(allow))
 
 
 def run() -> None:
