@@ -61,7 +61,7 @@ CODES: dict[str, tuple[str, str]] = {
              "so the language refuses it rather than let the frameworks disagree."),
     "A301": ("limit exceeded",
              "A limit was exceeded (see [Limits](#limits)): the file's size, a name's length, the number of layers, "
-             "the depth of nested calls."),
+             "the depth of nested calls, the language server's time for one check."),
     "A302": ("too many parameters to build",
              "`archc build` refuses a model with more parameters than `--max-params`."),
     "A401": ("refusing to overwrite an input",

@@ -63,7 +63,7 @@ MAX_RECOVERY_ROUNDS = 4
 
 # The language's keywords (archc/grammar.lark; a test keeps this list equal to the grammar's quoted words).
 TOP_KEYWORDS = ("network", "input", "param", "import", "block")
-ITEM_KEYWORDS = ("residual", "shortcut", "concat", "add")
+ITEM_KEYWORDS = ("residual", "shortcut")  # and the merges, registry rows: archc.ops.MERGES
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BLOCK_HEADER = re.compile(r"^block[ \t]+([A-Za-z_][A-Za-z0-9_]*)[ \t]*\(([^)]*)\)", re.MULTILINE)
