@@ -10,7 +10,7 @@ from typing import Any
 
 # The submodule first: imported later, it would rebind `archc.load` from the function below to the module.
 from . import load as _load_module  # noqa: F401
-from ._version import __version__
+from ._version import __version__  # noqa: F401 - the package's version, re-exported
 from .diagnostics import ArchcError, Diagnostic
 
 __all__ = ["ArchcError", "Diagnostic", "load", "check", "compile", "load_weights", "transfer_weights"]
@@ -55,13 +55,11 @@ def check(spec: Any, *, max_layers: int | None = None, allow: list | None = None
     Raises ArchcError carrying every diagnostic.
     """
     from .infer import MAX_LAYERS, infer
-    from .load import gc_paused
     from .load import load as _load
 
-    with gc_paused():
-        loaded = _load(spec, allow)
-        return infer(loaded.spec, loaded.blocks, _overrides(loaded, overrides), loaded.sources, loaded.file,
-                     max_layers=max_layers or MAX_LAYERS)
+    loaded = _load(spec, allow)
+    return infer(loaded.spec, loaded.blocks, _overrides(loaded, overrides), loaded.sources, loaded.file,
+                 max_layers=max_layers or MAX_LAYERS)
 
 
 def compile(spec: Any, backend: str = "torch", *, logits: bool = False, **overrides: Any):

@@ -175,11 +175,10 @@ def check(ctx, specs, level, fmt, output, sets, max_layers, allow) -> None:
         if spec != "-" and not Path(spec).is_file():
             raise click.BadParameter(f"no such file: {spec}", param_hint="SPECS")
         try:
-            from .load import gc_paused, load, load_text
+            from .load import load, load_text
 
-            with gc_paused():
-                loaded = load_text(_stdin_text(), Path("<stdin>"), list(allow)) if spec == "-" \
-                    else load(spec, list(allow))
+            loaded = load_text(_stdin_text(), Path("<stdin>"), list(allow)) if spec == "-" \
+                else load(spec, list(allow))
             if loaded.spec.input is None and not loaded.spec.body and loaded.spec.blocks:
                 documents.append(_report_block_file(loaded, fmt))
                 continue
@@ -810,8 +809,8 @@ def lsp(stdio, allow) -> None:
     DIR and the client's `allowImport` setting.
 
     \b
-    Example (Neovim):
-      vim.lsp.config("archc", { cmd = { "archc", "lsp", "--stdio" }, filetypes = { "arch" } })
+    Example (an editor starts it; editors/README.md has set-ups for Neovim and Helix):
+      archc lsp --stdio
     """
     gc.enable()  # a server lives long: let the collector run (see `run`)
     try:
@@ -825,14 +824,11 @@ def lsp(stdio, allow) -> None:
 
 
 def run() -> None:
-    """The `archc` command. A one-shot command keeps nearly all it allocates until it exits, so the cyclic
-    collector would only rescan live objects: it is off, and frozen at the end so that the interpreter's final
-    collection skips them too (together a quarter of a ResNet-50 check; 0.2 s of a 10,000-layer one)."""
-    gc.disable()
-    try:
+    """The `archc` command, with the garbage-collector policy of a one-shot command (archc.speedups)."""
+    from .speedups import one_shot_gc
+
+    with one_shot_gc():
         main(prog_name="archc")
-    finally:
-        gc.freeze()
 
 
 if __name__ == "__main__":  # pragma: no cover

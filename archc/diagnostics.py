@@ -16,41 +16,6 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict
 
 
-def fast_construct(cls, fields: dict):
-    """`cls.model_construct(**fields)` for trusted input, at a third of its cost (the parser makes one
-    per syntax node: ~100 ms of a 10,000-layer spec). Sets exactly what model_construct sets."""
-    defaults = cls.__dict__.get("_construct_defaults")
-    if defaults is None:  # field order matters: it is the order model_dump writes
-        defaults = [(name, f.is_required(), f.default) for name, f in cls.model_fields.items()]
-        type.__setattr__(cls, "_construct_defaults", defaults)
-    obj = object.__new__(cls)
-    values = {}
-    for name, required, default in defaults:
-        if name in fields:
-            values[name] = fields[name]
-        elif not required:
-            values[name] = default.copy() if type(default) is list else default
-    object.__setattr__(obj, "__dict__", values)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(fields))
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
-    return obj
-
-
-_SPAN_FIELDS = frozenset(("file", "line", "column", "end_line", "end_column"))
-
-
-def fast_span(file: str | None, line: int, column: int, end_line: int, end_column: int) -> Span:
-    """fast_construct(Span, ...) with every field given: the parser makes one per syntax node."""
-    span = object.__new__(Span)
-    object.__setattr__(span, "__dict__", {"file": file, "line": line, "column": column, "end_line": end_line,
-                                          "end_column": end_column})
-    object.__setattr__(span, "__pydantic_fields_set__", set(_SPAN_FIELDS))
-    object.__setattr__(span, "__pydantic_extra__", None)
-    object.__setattr__(span, "__pydantic_private__", None)
-    return span
-
-
 class Span(BaseModel):
     """A region of one source file: 1-based lines and columns, `end_column` exclusive."""
 

@@ -9,11 +9,9 @@ over imported ones of the same name, so a spec can adapt a shared block.
 
 from __future__ import annotations
 
-import gc
 import json
 import re
 import stat
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from json.decoder import scanstring
 from pathlib import Path
@@ -32,19 +30,6 @@ MAX_SPEC_BYTES = 1024 * 1024
 # JSON nests about twice as deep as the text it mirrors (an item, then its list of items), so every spec the
 # text grammar accepts loads as JSON; the limit also stays below pydantic-core's own recursion guard (255).
 MAX_JSON_DEPTH = 2 * MAX_NESTING_DEPTH + 50
-
-
-@contextmanager
-def gc_paused():
-    """Parsing and inference allocate many small objects and free none of them: the cyclic garbage collector
-    would rescan them again and again (half the time of a 10,000-layer spec). Nested uses are harmless."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 @dataclass

@@ -4,8 +4,9 @@
     python tests/docgen.py --check    # exit 1 if the document is stale (tests/test_docs.py does this too)
 
 Generated, so they cannot drift: the layer-kind reference (arguments, defaults, flags, aliases, rules in words
-and worked examples, all from each kind's entry in archc/ops.py, the rows computed by inference), the limits (from the constants that enforce them),
-the layer listings under ```arch show=layers examples, and the diagnostic printed under each
+and worked examples, all from each kind's entry in archc/ops.py, the rows computed by inference), the limits
+(from the constants that enforce them), the layer listings under ```arch show=layers examples, and the
+diagnostic printed under each
 ```arch error=CODE example (run through the CLI as a user would).
 """
 

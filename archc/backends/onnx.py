@@ -126,8 +126,8 @@ class OnnxBackend(Backend):
         theirs = _arrays_of(source)
         missing = [init.name for init in model.graph.initializer if init.name not in theirs]
         if missing:
-            raise backend_error("A431", f"the source has no `{missing[0]}` (and {len(missing) - 1} more weights missing)"
-                         if len(missing) > 1 else f"the source has no `{missing[0]}`",
+            more = f" (and {len(missing) - 1} more weights missing)" if len(missing) > 1 else ""
+            raise backend_error("A431", f"the source has no `{missing[0]}`{more}",
                          help="the source must be a model of the same spec: weights are matched by name")
         for init in model.graph.initializer:
             array = np.asarray(theirs[init.name], dtype=np.float32)
@@ -160,9 +160,11 @@ class OnnxBackend(Backend):
         op_type, attributes = entry
         attrs = {k: getattr(node.args, v) if isinstance(v, str) else v for k, v in attributes.items()}
         return g.node(op_type, inputs, node.name, node.name, **attrs)
+
     def emit_conv(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
         a = node.args
-        return g.node("Conv", [inputs[0], *g.weights(node).values()], node.name, node.name, kernel_shape=list(a.kernel), strides=list(a.stride),
+        return g.node("Conv", [inputs[0], *g.weights(node).values()], node.name, node.name,
+                      kernel_shape=list(a.kernel), strides=list(a.stride),
                       dilations=list(a.dilation), pads=_onnx_pads(a.pads()), group=a.groups)
 
     def _pool(self, node: PlanNode, inputs: list[str], g: _Graph, op_type: str) -> str:

@@ -483,8 +483,8 @@ def _check_name(node: PlanNode) -> None:
             raise backend_error("A404", f"`{node.name}` cannot name a PyTorch module: `{part}` is not an identifier",
                          node, help="use letters, digits and underscores in names")
         if hasattr(_probe(), part):
-            raise backend_error("A404", f"`{node.name}` cannot name a PyTorch module: `{part}` is an attribute of every "
-                         "nn.Module", node, help=f"rename `{part}`")
+            raise backend_error("A404", f"`{node.name}` cannot name a PyTorch module: `{part}` is an attribute of "
+                                "every nn.Module", node, help=f"rename `{part}`")
         if len(_GOOD_PARTS) < 100_000:
             _GOOD_PARTS.add(part)
 
@@ -664,7 +664,8 @@ def _state_dict_of(source: Any) -> Mapping[str, Any]:
     if isinstance(source, Mapping):
         bad = [k for k, v in source.items() if not isinstance(v, torch.Tensor)]
         if bad:
-            raise backend_error("A405", f"the state dict's `{bad[0]}` is a {type(source[bad[0]]).__name__}, not a tensor")
+            what = type(source[bad[0]]).__name__
+            raise backend_error("A405", f"the state dict's `{bad[0]}` is a {what}, not a tensor")
         return source
     raise backend_error("A405", f"cannot load weights from a `{type(source).__name__}`",
                  help="pass a PyTorch module, a state dict, or the path of a saved state dict")

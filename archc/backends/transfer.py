@@ -39,7 +39,8 @@ def _plan(*models: Any) -> Plan:
         plan = getattr(model, "archc_plan", None)
         if plan is not None:
             return plan
-    raise _error("neither model carries its archc plan", help="build both models with `archc.compile` from the same spec")
+    raise _error("neither model carries its archc plan",
+                 help="build both models with `archc.compile` from the same spec")
 
 
 def transfer_weights(src: Any, dst: Any) -> Any:
