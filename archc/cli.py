@@ -20,7 +20,7 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 from . import __version__
 from .diagnostics import ArchcError, Diagnostic, render_json
 
-EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 1, 2, 3
+EXIT_SPEC, EXIT_INTERNAL = 1, 3  # usage errors exit 2 through click
 
 
 def _color(stream) -> bool:
@@ -193,7 +193,7 @@ def check(ctx, specs, level, fmt, output, sets, max_layers, allow) -> None:
             continue
         notes = _notes(loaded, overrides)
         if fmt in ("json", "jsonl"):
-            documents.append(dict(plan.to_json(level), ok=True, notes=notes))
+            documents.append(dict(plan.to_json(), ok=True, notes=notes))
         elif fmt == "html":
             _write_report(plan, _report_target(spec, output), spec)
         else:

@@ -143,8 +143,8 @@ def _cond(expr: Any, env: dict) -> Any:
 _EVALUATORS = {
     "name": _name,
     "dims": _dims,
-    "str": lambda expr, env: expr.value,
-    "percent": lambda expr, env: expr.value,
+    "str": lambda expr, _env: expr.value,
+    "percent": lambda expr, _env: expr.value,
     "binop": _binop,
     "unary": _unary,
     "func": _func,

@@ -412,8 +412,7 @@ def _size_notes(producer: _Node | None) -> list[str]:
     return notes
 
 
-def resolve_params(spec: ir.Spec, overrides: dict[str, Any], sources: dict[str, str]) -> tuple[dict, Shape | None,
-                                                                                                  list[Diagnostic]]:
+def resolve_params(spec: ir.Spec, overrides: dict[str, Any]) -> tuple[dict, Shape | None, list[Diagnostic]]:
     """Evaluate the network parameters in order, then the input size; `overrides` win over defaults."""
     diags: list[Diagnostic] = []
     env: dict[str, Any] = {}
@@ -470,7 +469,7 @@ def infer(spec: ir.Spec, blocks: dict[str, ir.BlockDef] | None = None, overrides
     blocks = dict(blocks or {})
     for block in spec.blocks:
         blocks[block.name] = block
-    env, shape, diags = resolve_params(spec, overrides or {}, sources)
+    env, shape, diags = resolve_params(spec, overrides or {})
     if diags or shape is None:
         raise ArchcError(diags, sources)
     walker = _Walker(blocks, max_layers)

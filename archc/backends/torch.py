@@ -287,7 +287,7 @@ class TorchBackend(Backend):
         forward_lines = _forward_lines(nodes, output, ctx)
         cls = class_name(plan.name)
         helpers = ["Scope"] + [h for h in HELPERS if h in ctx.helpers and h != "Scope"]
-        header = self._header(plan, logits, output)
+        header = self._header(plan, output)
         parts = [header, "import torch", "import torch.nn.functional as F", "from torch import nn", "",
                  f"INPUT_SHAPE = {_input_shape(plan)!r}  # one example, batch left out", ""]
         for h in helpers:
@@ -309,7 +309,7 @@ class TorchBackend(Backend):
         parts.append("        print(tuple(model(torch.zeros(1, *INPUT_SHAPE)).shape))")
         return "\n".join(parts) + "\n"
 
-    def _header(self, plan: Plan, logits: bool, output: str) -> str:
+    def _header(self, plan: Plan, output: str) -> str:
         origin = plan.file or "a spec given as text"
         params = ", ".join(f"{k}={v}" for k, v in plan.params.items() if k != "in")
         out_shape = plan.input_shape if output == INPUT else plan.node(output).shape
