@@ -722,6 +722,15 @@ class ArchServer(LanguageServer):
         """The text of a document the client opened; None for any other URI (never read from its path)."""
         return self.workspace.text_documents.get(unquote(uri))
 
+    def at_cursor(self, params: Any) -> tuple[str, int, int] | None:
+        """(text, line, column) of a position request's opened document; None for a document never opened."""
+        document = self.document(params.text_document.uri)
+        if document is None:
+            return None
+        text = document.source
+        line, column = _position(_lines(text), self.workspace.position_codec, params.position)
+        return text, line, column
+
     def validate(self, uri: str) -> None:
         document = self.document(uri)
         if document is None:
@@ -1164,23 +1173,19 @@ def make_server(allow: list[str] | None = None) -> ArchServer:
     @server.feature(types.TEXT_DOCUMENT_COMPLETION,
                     types.CompletionOptions(trigger_characters=[" ", ",", "(", "=", ":", ";"]))
     def completion(ls: ArchServer, params: types.CompletionParams) -> types.CompletionList | None:
-        document = ls.document(params.text_document.uri)
-        if document is None:
+        found = ls.at_cursor(params)
+        if found is None:
             return None
-        text = document.source
-        lines = _lines(text)
-        line, column = _position(lines, ls.workspace.position_codec, params.position)
+        text, line, column = found
         items = complete(text, ls.docs.get(params.text_document.uri), line, column)
         return types.CompletionList(is_incomplete=False, items=items)
 
     @server.feature(types.TEXT_DOCUMENT_DEFINITION)
     def goto_definition(ls: ArchServer, params: types.DefinitionParams) -> types.Location | None:
-        document = ls.document(params.text_document.uri)
-        if document is None:
+        found = ls.at_cursor(params)
+        if found is None:
             return None
-        text = document.source
-        lines = _lines(text)
-        line, column = _position(lines, ls.workspace.position_codec, params.position)
+        text, line, column = found
         return definition(params.text_document.uri, text, ls.docs.get(params.text_document.uri), line, column,
                           ls.workspace.position_codec)
 
