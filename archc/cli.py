@@ -79,13 +79,13 @@ def _blame_sets(error: ArchcError, sets: dict[str, Any]) -> None:
     spec line is where the value failed, the option is where it was written."""
     import re
 
-    for diag in error.diagnostics:
+    for i, diag in enumerate(error.diagnostics):
         span = diag.span
         lines = error.sources.get(span.file or "", "").splitlines() if span is not None else []
         line = lines[span.line - 1] if span is not None and 0 < span.line <= len(lines) else ""
-        for name, value in sets.items():
-            if re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", line):
-                diag.notes.append(f"`{name}` is `{value}` here, from the command line's `--set {name}={value}`")
+        notes = [f"`{name}` is `{value}` here, from the command line's `--set {name}={value}`"
+                 for name, value in sets.items() if re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", line)]
+        error.diagnostics[i] = diag.with_notes(after=notes)
 
 
 class _Group(click.Group):

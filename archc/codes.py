@@ -30,9 +30,8 @@ CODES: dict[str, tuple[str, str]] = {
     "A102": ("unknown block", "A call of an unknown block."),
     "A103": ("unknown name",
              "A name that is neither a parameter nor a flag of the layer kind."),
-    "A104": ("bad argument",
-             "A bad argument: wrong type or range, unknown or repeated keyword, too many positional arguments, "
-             "a missing required argument."),
+    "A104": ("bad argument value",
+             "An argument of a layer kind with a value it does not accept: the wrong type, or outside its range."),
     "A105": ("duplicate name", "Two stages or named branches with one name in the same scope."),
     "A106": ("bad block call", "A block call whose arguments do not fit the block's parameters."),
     "A107": ("bad import",
@@ -42,6 +41,18 @@ CODES: dict[str, tuple[str, str]] = {
              "that is not an expression. On the command line this is a usage error (exit status 2)."),
     "A109": ("recursive block", "A block that calls itself, directly or through others."),
     "A110": ("no input size", "A network without an `input` size."),
+    "A111": ("unknown argument", "A keyword argument the layer kind does not have."),
+    "A112": ("argument given twice", "A layer's argument given twice, by keyword or by position and keyword."),
+    "A113": ("too many positional arguments", "More positional arguments than the layer kind takes."),
+    "A114": ("missing argument", "A required argument of a layer kind left out."),
+    "A115": ("arithmetic error",
+             "Arithmetic that overflows a spec's numbers (int64, finite floats), divides by zero, or gives a "
+             "function arguments it cannot take."),
+    "A116": ("not a number", "A value used as a number that is not one (a string, a size)."),
+    "A117": ("bad repetition count", "A repetition count (`x N`) that is not a positive integer."),
+    "A118": ("bad size",
+             "A size written where one is expected (the `input`, a checked `-> SIZE` or stage size) that is not "
+             "`HxW`, `HxWxC` or a length."),
     "A200": ("shape rule failed",
              "A shape rule failed in a way no more specific code covers. Reserved: every rule of the shipped layer "
              "kinds raises one of the codes below, so no spec produces it today."),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 from pydantic import BaseModel, ConfigDict
 
@@ -30,15 +30,23 @@ class Span(BaseModel):
         return f"{self.file or '<spec>'}:{self.line}:{self.column}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Diagnostic:
+    """Immutable once built: a pass that learns more about one makes a new one (`with_notes`)."""
+
     code: str
     message: str
     span: Span | None = None
     label: str = ""  # written under the caret
-    notes: list[str] = field(default_factory=list)
+    notes: tuple[str, ...] = ()
     help: str | None = None
     severity: str = "error"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "notes", tuple(self.notes))
+
+    def with_notes(self, before: Iterable[str] = (), after: Iterable[str] = ()) -> Diagnostic:
+        return replace(self, notes=(*before, *self.notes, *after))
 
     def to_dict(self) -> dict:
         return {
@@ -51,7 +59,7 @@ class Diagnostic:
             "end_line": self.span.end_line if self.span else None,
             "end_column": self.span.end_column if self.span else None,
             "label": self.label,
-            "notes": self.notes,
+            "notes": list(self.notes),
             "help": self.help,
         }
 

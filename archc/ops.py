@@ -304,7 +304,7 @@ class Conv(Op):
             args = args.model_copy(update={"groups": c, "filters": filters})
         if args.filters is None:
             raise RuleError("`conv` needs a number of filters", help="write it after the kernel: `conv 3x3, 64`",
-                            code="A104")
+                            code="A114")
         if args.filters < 1 or args.groups < 1:
             raise RuleError("filters and groups must be at least 1", code="A104")
         if c % args.groups or args.filters % args.groups:

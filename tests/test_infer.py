@@ -143,7 +143,7 @@ def test_unknown_names_suggest():
     found, err = codes("input 8x8x3\ncovn 3x3, 4\n")
     assert found == ["A101"] and "`conv`" in err.diagnostics[0].help
     found, err = codes("input 8x8x3\nconv 3x3, 4, strides=2\n")
-    assert found == ["A104"] and "`stride`" in err.diagnostics[0].help
+    assert found == ["A111"] and "`stride`" in err.diagnostics[0].help
 
 
 def test_block_signature_errors():
