@@ -44,10 +44,17 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _check(spec: str, sets: dict[str, Any], max_layers: int | None, allow: tuple[str, ...]):
+def _check(spec, sets: dict[str, Any], max_layers: int | None, allow: tuple[str, ...], reads: list | None = None):
+    """`reads`, when given, receives every file the spec reads (its own and its imports): outputs never go there."""
     from . import check
+    from .load import Loaded, gc_paused, load_path
 
     try:
+        if not isinstance(spec, Loaded):
+            with gc_paused():
+                spec = load_path(spec, list(allow))  # a command-line argument is a path, whatever its characters
+        if reads is not None:
+            reads.extend(spec.files)
         return check(spec, max_layers=max_layers, allow=list(allow), **sets)
     except ArchcError as e:
         if any(d.code == "A108" for d in e.diagnostics):
@@ -73,6 +80,10 @@ class _Group(click.Group):
             ctx.exit(0)
         except RecursionError:
             click.echo("error[A301]: the spec nests too deeply to process", err=True)
+            ctx.exit(EXIT_SPEC)
+        except OSError as e:  # the user's environment (a full disk, a vanished directory), not a bug in archc
+            where = f" `{e.filename}`" if e.filename else ""
+            click.echo(f"error[A401]: cannot access{where}: {e.strerror or e}", err=True)
             ctx.exit(EXIT_SPEC)
         except Exception as e:  # noqa: BLE001 - the last line of defence: never a bare traceback
             import traceback
@@ -112,15 +123,16 @@ def check(ctx, specs, level, fmt, sets, max_layers, allow) -> None:
     """Validate specs and print their layer table: output sizes, parameters, MACs."""
     ctx.obj = fmt
     overrides = _parse_sets(sets)
+    html_targets = _html_targets(specs, None) if fmt == "html" else {}
     failed = False
     for spec in specs:
         if not Path(spec).is_file():
             raise click.BadParameter(f"no such file: {spec}", param_hint="SPECS")
         try:
-            from .load import gc_paused, load
+            from .load import gc_paused, load_path
 
             with gc_paused():
-                loaded = load(spec, list(allow))
+                loaded = load_path(spec, list(allow))
             if loaded.spec.input is None and not loaded.spec.body and loaded.spec.blocks:
                 _report_block_file(loaded, fmt)
                 continue
@@ -132,7 +144,7 @@ def check(ctx, specs, level, fmt, sets, max_layers, allow) -> None:
         if fmt == "json":
             click.echo(json.dumps(plan.to_json(level)))
         elif fmt == "html":
-            _write_report(plan, Path(f"{Path(spec).stem}.html"), spec)
+            _write_report(plan, html_targets[spec], loaded.files)
         else:
             from .render import check_table
 
@@ -170,7 +182,8 @@ def build(spec, backend, fmt, output, logits, max_params, sets, max_layers, allo
     gc.enable()  # a framework builds and drops much of its own: let the collector run (see `run`)
     from .backends import get_backend
 
-    plan = _check(spec, _parse_sets(sets), max_layers, allow)
+    reads: list[Path] = []
+    plan = _check(spec, _parse_sets(sets), max_layers, allow, reads)
     if plan.total_params > max_params:
         raise ArchcError([Diagnostic("A302", f"`{plan.name}` has {plan.total_params:,} parameters, more than the "
                                      f"build limit of {max_params:,}", None,
@@ -184,7 +197,7 @@ def build(spec, backend, fmt, output, logits, max_params, sets, max_layers, allo
     target = Path(output) if output else Path(f"{plan.name}_{backend}.{fmt}")
     from .files import write_atomic
 
-    write_atomic(target, data, protect=[Path(spec)])
+    write_atomic(target, data, protect=[Path(spec), *reads])
     click.echo(f"wrote {target} ({backend}, {fmt}): {plan.total_params:,} parameters", err=True)
 
 
@@ -206,13 +219,13 @@ def ops() -> None:
 @click.option("--spans/--no-spans", default=False, help="Keep source positions in the JSON.")
 def convert(spec, target, output, spans) -> None:
     """Convert a spec between its text and JSON forms (the same structure: blocks, calls, stages)."""
-    from .load import load
+    from .load import load_path
 
     if target == "arch":
-        _write_or_echo(_to_arch(spec), output, spec)
+        _write_or_echo(_to_arch(spec), output, [Path(spec)])
         return
-    loaded = load(spec)
-    _write_or_echo(spec_to_json(loaded.spec, spans), output, spec)
+    loaded = load_path(spec)
+    _write_or_echo(spec_to_json(loaded.spec, spans), output, [Path(spec), *loaded.files])
 
 
 def spec_to_json(spec, spans: bool = False) -> str:
@@ -230,13 +243,13 @@ def _strip_spans(data):
     return data
 
 
-def _write_or_echo(text: str, output: str | None, source: str | None = None) -> None:
+def _write_or_echo(text: str, output: str | None, protect: list[Path] = ()) -> None:
     if output is None:
         click.echo(text, nl=False)
         return
     from .files import write_atomic
 
-    write_atomic(Path(output), text.encode("utf-8"), protect=[Path(source)] if source else [])
+    write_atomic(Path(output), text.encode("utf-8"), protect=protect)
 
 
 @main.command()
@@ -317,6 +330,7 @@ def fmt_command(ctx, specs, check_only) -> None:
     output)."""
     from .files import write_atomic
     from .fmt import format_text
+    from .load import read_stream
 
     failed = changed = False
     for spec in specs:
@@ -326,7 +340,7 @@ def fmt_command(ctx, specs, check_only) -> None:
         if spec != "-" and not Path(spec).is_file():
             raise click.BadParameter(f"no such file: {spec}", param_hint="SPECS")
         try:
-            text = sys.stdin.read() if spec == "-" else _read_spec_text(spec)
+            text = read_stream(sys.stdin) if spec == "-" else _read_spec_text(spec)
             formatted = format_text(text, "<stdin>" if spec == "-" else spec)
         except ArchcError as e:
             _report(e)
@@ -342,7 +356,12 @@ def fmt_command(ctx, specs, check_only) -> None:
         if check_only:
             click.echo(f"would reformat {spec}", err=True)
         else:
-            write_atomic(Path(spec), formatted.encode("utf-8"))
+            try:  # in place of the spec: its mode and hard links are kept, a read-only spec is refused
+                write_atomic(Path(spec), formatted.encode("utf-8"))
+            except ArchcError as e:
+                _report(e)
+                failed = True
+                continue
             click.echo(f"reformatted {spec}", err=True)
     if failed or (check_only and changed):
         ctx.exit(EXIT_SPEC)
@@ -368,7 +387,8 @@ def graph(spec, fmt, output, level, direction, sets, max_layers, allow) -> None:
     if fmt is None:
         suffix = Path(output).suffix.lower().lstrip(".") if output else ""
         fmt = {"svg": "svg", "png": "png", "mmd": "mermaid", "mermaid": "mermaid"}.get(suffix, "dot")
-    plan = _check(spec, _parse_sets(sets), max_layers, allow)
+    reads: list[Path] = []
+    plan = _check(spec, _parse_sets(sets), max_layers, allow, reads)
     data = picture(plan, fmt, level, direction)
     if output is None and fmt == "png":
         output = f"{plan.name}.png"
@@ -377,16 +397,33 @@ def graph(spec, fmt, output, level, direction, sets, max_layers, allow) -> None:
         return
     from .files import write_atomic
 
-    write_atomic(Path(output), data, protect=[Path(spec)])
+    write_atomic(Path(output), data, protect=[Path(spec), *reads])
     click.echo(f"wrote {output} ({fmt}, {level} level)", err=True)
 
 
-def _write_report(plan, target: Path, spec: str) -> None:
+def _write_report(plan, target: Path, reads: list[Path]) -> None:
     from .files import write_atomic
     from .report import html_report
 
-    write_atomic(target, html_report(plan).encode("utf-8"), protect=[Path(spec)])
+    write_atomic(target, html_report(plan).encode("utf-8"), protect=reads)
     click.echo(f"wrote {target}", err=True)
+
+
+def _html_targets(specs: tuple[str, ...], output: str | None) -> dict[str, Path]:
+    """Each spec's page: SPEC_NAME.html in the output directory. Two specs of one name (`a/net.arch`,
+    `b/net.arch`) would write one page, the second over the first: refused before anything is written."""
+    if output and output.endswith(".html"):
+        return {specs[0]: Path(output)}
+    targets = {spec: Path(output or ".") / f"{Path(spec).stem}.html" for spec in specs}
+    by_target: dict[Path, dict[Path, str]] = {}
+    for spec, target in targets.items():
+        by_target.setdefault(target, {})[Path(spec).resolve()] = spec  # one file named twice is one page
+    clashes = [(target, list(names.values())) for target, names in by_target.items() if len(names) > 1]
+    if clashes:
+        target, names = clashes[0]
+        raise ArchcError([Diagnostic("A401", f"{' and '.join(f'`{n}`' for n in names)} would both write `{target}`",
+                                     None, help="report specs of the same name one at a time, each with its own -o")])
+    return targets
 
 
 @main.command()
@@ -402,19 +439,17 @@ def report(ctx, specs, output, sets, max_layers, allow) -> None:
     if output and output.endswith(".html") and len(specs) > 1:
         raise click.BadParameter("one .html file holds one spec; give a directory", param_hint="-o")
     overrides = _parse_sets(sets)
+    targets = _html_targets(specs, output)
     failed = False
     for spec in specs:
+        reads: list[Path] = []
         try:
-            plan = _check(spec, overrides, max_layers, allow)
+            plan = _check(spec, overrides, max_layers, allow, reads)
         except ArchcError as e:
             _report(e)
             failed = True
             continue
-        if output and output.endswith(".html"):
-            target = Path(output)
-        else:
-            target = Path(output or ".") / f"{Path(spec).stem}.html"
-        _write_report(plan, target, spec)
+        _write_report(plan, targets[spec], reads)
     if failed:
         ctx.exit(EXIT_SPEC)
 
