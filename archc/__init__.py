@@ -10,10 +10,10 @@ from typing import Any
 
 # The submodule first: imported later, it would rebind `archc.load` from the function below to the module.
 from . import load as _load_module  # noqa: F401
+from ._version import __version__
 from .diagnostics import ArchcError, Diagnostic
 
 __all__ = ["ArchcError", "Diagnostic", "load", "check", "compile", "load_weights", "transfer_weights"]
-__version__ = "0.1.0"
 
 
 def load(spec: Any = None, allow: list | None = None, *, text: str | None = None):

@@ -8,6 +8,7 @@ import gc
 import json
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,30 +17,46 @@ import click
 # archc uses no pydantic plugins; looking for them costs ~9 ms of entry-point scanning per run
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
+from . import __version__
 from .diagnostics import ArchcError, Diagnostic, render_json
 
 EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 1, 2, 3
 
 
 def _color(stream) -> bool:
+    """NO_COLOR (any value) turns colour off, FORCE_COLOR (any value) on even through a pipe, as
+    no-color.org and force-color.org say; otherwise a terminal gets colour. Every `click.echo` of coloured text
+    passes `color=` explicitly: left alone, click strips the escape codes whenever the stream is not a TTY."""
     if os.environ.get("NO_COLOR"):
         return False
     return bool(os.environ.get("FORCE_COLOR")) or stream.isatty()
 
 
 def _report(error: ArchcError, fmt: str = "text") -> None:
-    if fmt == "json":
+    if fmt in ("json", "jsonl"):
         click.echo(render_json(error.diagnostics), err=True)
     else:
-        click.echo(error.render(color=_color(sys.stderr)), err=True, nl=False)
+        color = _color(sys.stderr)
+        click.echo(error.render(color=color), err=True, nl=False, color=color)
 
 
 def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
+    """`--set NAME=VALUE` options: each value is parsed here, so a malformed one is a usage error that names
+    the option (not a syntax error in a wrapper line of spec text that the user never wrote)."""
+    from .load import parse_value
+
     out: dict[str, Any] = {}
     for item in values:
         name, sep, value = item.partition("=")
         if not sep or not name.strip() or not value.strip():
-            raise click.BadParameter(f"expected NAME=VALUE, got `{item}`", param_hint="--set")
+            raise click.BadParameter(f"expected NAME=VALUE, got `{item}`", param_hint="--set NAME=VALUE")
+        try:
+            parse_value(value.strip(), name.strip())
+        except ArchcError as e:
+            first = e.diagnostics[0]
+            raise click.BadParameter(f"`{item}`: the value `{value.strip()}` is not a value of the spec language "
+                                     f"({first.message}); write a number, a size such as 32x32x3, or a name",
+                                     param_hint="--set NAME=VALUE") from None
         out[name.strip()] = value.strip()
     return out
 
@@ -60,7 +77,24 @@ def _check(spec, sets: dict[str, Any], max_layers: int | None, allow: tuple[str,
         if any(d.code == "A108" for d in e.diagnostics):
             raise click.UsageError(e.diagnostics[0].message + (f" ({e.diagnostics[0].help})"
                                                                if e.diagnostics[0].help else "")) from None
+        _blame_sets(e, sets)
         raise
+
+
+def _blame_sets(error: ArchcError, sets: dict[str, Any]) -> None:
+    """A diagnostic on a spec line that uses a parameter given by `--set` says where its value came from: the
+    spec line is where the value failed, the option is where it was written."""
+    import re
+
+    from .diagnostics import source_lines
+
+    for diag in error.diagnostics:
+        span = diag.span
+        lines = source_lines(error.sources.get(span.file or "", "")) if span is not None else []
+        line = lines[span.line - 1] if span is not None and 0 < span.line <= len(lines) else ""
+        for name, value in sets.items():
+            if re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", line):
+                diag.notes.append(f"`{name}` is `{value}` here, from the command line's `--set {name}={value}`")
 
 
 class _Group(click.Group):
@@ -95,10 +129,18 @@ class _Group(click.Group):
             ctx.exit(EXIT_INTERNAL)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="archc")
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="Shell completion (commands, options, backends, formats): add "
+                    "`eval \"$(_ARCHC_COMPLETE=bash_source archc)\"` to ~/.bashrc (zsh: zsh_source, "
+                    "fish: fish_source). `archc explain CODE` explains a diagnostic.")
+@click.version_option(__version__, "-V", "--version", prog_name="archc", message="%(prog)s %(version)s")
 def main() -> None:
-    """archc: architecture specs for convolutional networks, checked and compiled to PyTorch or Keras."""
+    """archc: architecture specs for convolutional networks, checked and compiled to PyTorch or Keras.
+
+    \b
+    Example:
+      archc check specs/resnet50.arch
+    """
 
 
 _set_option = click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
@@ -109,68 +151,211 @@ _max_layers_option = click.option("--max-layers", type=click.IntRange(min=1), de
                                   help="Refuse specs that expand to more layers (default 200,000).")
 
 
-@main.command()
-@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@main.command(short_help="Validate specs and print their table of sizes, parameters and MACs.")
+@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--level", type=click.Choice(["stage", "layer"]), default="stage", show_default=True,
               help="One row per stage of the table, or per layer.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True,
-              help="html writes SPEC_NAME.html (the table, the picture, the totals) in the current directory.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "jsonl", "html"]), default="text",
+              show_default=True,
+              help="json: one JSON document (an array for several specs); jsonl: one JSON object per line and "
+                   "spec; html: a page per spec (the table, the picture, the totals).")
+@click.option("-o", "--output", type=click.Path(), default=None,
+              help="With --format html: an .html file (one spec) or a directory (default: SPEC_NAME.html here).")
 @_set_option
 @_max_layers_option
 @_allow_option
 @click.pass_context
-def check(ctx, specs, level, fmt, sets, max_layers, allow) -> None:
-    """Validate specs and print their layer table: output sizes, parameters, MACs."""
+def check(ctx, specs, level, fmt, output, sets, max_layers, allow) -> None:
+    """Validate specs and print their layer table: output sizes, parameters, MACs. `-` reads a spec from
+    standard input. Exit status 0 valid, 1 a spec is wrong, 2 a usage error.
+
+    \b
+    Examples:
+      archc check specs/resnet50.arch
+      archc check specs/*.arch --format json
+      archc check specs/resnet50.arch --set classes=10 --set input=32x32x3
+      cat my.arch | archc check -
+    """
     ctx.obj = fmt
+    if output is not None and fmt != "html":
+        raise click.BadParameter("only --format html writes files; redirect standard output for text and json",
+                                 param_hint="-o")
     overrides = _parse_sets(sets)
-    html_targets = _html_targets(specs, None) if fmt == "html" else {}
+    if fmt == "html":
+        _check_output_paths(specs, output)
     failed = False
+    documents: list[dict] = []
     for spec in specs:
-        if not Path(spec).is_file():
+        if spec != "-" and not Path(spec).is_file():
             raise click.BadParameter(f"no such file: {spec}", param_hint="SPECS")
         try:
-            from .load import gc_paused, load_path
+            from .load import gc_paused, load_path, load_text
 
-            with gc_paused():
-                loaded = load_path(spec, list(allow))
+            with gc_paused():  # a command-line argument is a path, whatever its characters
+                loaded = load_text(_stdin_text(), Path("<stdin>"), list(allow)) if spec == "-" \
+                    else load_path(spec, list(allow))
             if loaded.spec.input is None and not loaded.spec.body and loaded.spec.blocks:
-                _report_block_file(loaded, fmt)
+                documents.append(_report_block_file(loaded, fmt))
                 continue
             plan = _check(loaded, overrides, max_layers, allow)
         except ArchcError as e:
-            _report(e, fmt)
             failed = True
+            if fmt in ("json", "jsonl"):  # a tool reads one stream: the diagnostics take the spec's place
+                documents.append({"file": spec, "ok": False,
+                                  "diagnostics": [d.to_dict() for d in e.diagnostics]})
+            else:
+                _report(e, fmt)
             continue
-        if fmt == "json":
-            click.echo(json.dumps(plan.to_json(level)))
+        notes = _notes(loaded, overrides)
+        if fmt in ("json", "jsonl"):
+            documents.append(dict(plan.to_json(level), ok=True, notes=notes))
         elif fmt == "html":
-            _write_report(plan, html_targets[spec], loaded.files)
+            _write_report(plan, _report_target(spec, output), loaded.files)
         else:
             from .render import check_table
 
-            click.echo(check_table(plan, level, bold=_color(sys.stdout)))
+            bold = _color(sys.stdout)
+            click.echo(check_table(plan, level, bold=bold), color=bold)
+        for note in notes if fmt in ("text", "html") else ():
+            click.echo(f"note: {note}", err=True)
+    if fmt == "jsonl":
+        for doc in documents:
+            click.echo(json.dumps(doc))
+    elif fmt == "json" and documents:
+        click.echo(json.dumps(documents[0] if len(specs) == 1 else documents))
     if failed:
         ctx.exit(EXIT_SPEC)
 
 
-def _report_block_file(loaded, fmt: str) -> None:
+def _stdin_text() -> str:
+    """A spec from standard input (`archc check -`, `archc fmt -`), held to the size limit of a spec file: at
+    most the limit and one byte are read."""
+    from .load import read_stream
+
+    return read_stream(sys.stdin, "<stdin>")
+
+
+def _notes(loaded, overrides: dict[str, Any]) -> list[str]:
+    """What the output leaves unchecked: `--set input=...` turns the spec's expected sizes off (they are the
+    paper's, for the spec's own input size)."""
+    if "input" in overrides and _expects_sizes(loaded.spec):
+        return [f"the stage sizes the spec states were not checked: --set input={overrides['input']} changes "
+                "the input size they were written for"]
+    return []
+
+
+def _expects_sizes(node) -> bool:
+    """Whether a spec (or any IR node below it) states an expected size: `conv3_x 28x28 :` or `-> 28x28x512`."""
+    from pydantic import BaseModel
+
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, BaseModel):
+            if getattr(item, "expect", None) is not None:
+                return True
+            stack.extend(getattr(item, f) for f in type(item).model_fields)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return False
+
+
+def _report_target(spec: str, output: str | None) -> Path:
+    """Where the page of `spec` goes: `-o page.html`, or SPEC_NAME.html in `-o DIR` (default: here)."""
+    if output and output.endswith(".html"):
+        return Path(output)
+    return Path(output or ".") / f"{'stdin' if spec == '-' else Path(spec).stem}.html"
+
+
+def _check_output_paths(specs: tuple[str, ...], output: str | None) -> None:
+    """Two specs of one name (`a/net.arch`, `b/net.arch`) would write one page, the second over the first:
+    refused before anything is written."""
+    if output and output.endswith(".html") and len(specs) > 1:
+        raise click.BadParameter("one .html file holds one spec; give a directory", param_hint="-o")
+    by_target: dict[Path, dict] = {}
+    for spec in specs:  # one file named twice is one page
+        by_target.setdefault(_report_target(spec, output), {})[spec if spec == "-" else Path(spec).resolve()] = spec
+    if len(specs) > 1:  # several specs also get an index page
+        by_target.setdefault(Path(output or ".") / "index.html", {})["index"] = "the index page"
+    for target, names in by_target.items():
+        if len(names) > 1:
+            raise ArchcError([Diagnostic("A401", " and ".join(f"`{n}`" for n in names.values())
+                                         + f" would both write `{target}`", None,
+                                         help="report specs of the same name one at a time, each with its own -o")])
+
+
+def _report_block_file(loaded, fmt: str) -> dict:
     """A file of block definitions has no network to check; its blocks are checked where networks call them."""
     names = [b.name for b in loaded.spec.blocks]
-    if fmt == "json":
-        click.echo(json.dumps({"name": Path(loaded.file).stem, "file": loaded.file, "blocks": names}))
-    else:
+    if fmt not in ("json", "jsonl"):
         click.echo(f"{loaded.file}: a block file ({', '.join(names)}); "
                    "its blocks are checked where a network calls them\n")
+    return {"name": Path(loaded.file).stem, "file": loaded.file, "blocks": names, "ok": True}
 
 
 MAX_BUILD_PARAMS = 2_000_000_000  # `build` refuses bigger models unless --max-params raises the limit
 
 
-@main.command()
+class _Completed(click.ParamType):
+    """A free-form value whose shell completion offers the known ones. The backends are found lazily (entry
+    points cost ~9 ms to scan), so a click.Choice built at import would slow every `archc` run; an unknown
+    value is refused later, with a did-you-mean."""
+
+    name = "text"
+
+    def __init__(self, values) -> None:
+        self.values = values
+
+    def shell_complete(self, ctx, param, incomplete):
+        from click.shell_completion import CompletionItem
+
+        return [CompletionItem(v) for v in self.values() if v.startswith(incomplete)]
+
+
+def _backend_names() -> list[str]:
+    from .backends import available
+
+    return sorted(available())
+
+
+# What an output file's extension says about `build`: (backend or None for any, format).
+BUILD_EXTENSIONS = {".py": (None, "py"), ".pt2": ("torch", "pt2"), ".keras": ("keras", "keras"),
+                    ".onnx": ("onnx", "onnx")}
+
+
+def _build_target(output: str | None, backend: str | None, fmt: str | None) -> tuple[str, str | None]:
+    """The backend and format of `archc build`, from the options and the output's extension: an unambiguous
+    extension decides what was left out, and a contradiction is a usage error, never a file of the wrong kind
+    under a misleading name."""
+    suffix = Path(output).suffix.lower() if output else ""
+    if not suffix:
+        return backend or "torch", fmt
+    if suffix not in BUILD_EXTENSIONS:
+        if fmt is not None:  # the extension says nothing and --format says it all (a plug-in's own format too)
+            return backend or "torch", fmt
+        known = ", ".join(BUILD_EXTENSIONS)
+        raise click.BadParameter(f"cannot tell what to write from the extension of `{output}`: archc writes "
+                                 f"{known}, or give --format", param_hint="-o")
+    ext_backend, ext_fmt = BUILD_EXTENSIONS[suffix]
+    if backend is not None and ext_backend is not None and backend != ext_backend:
+        raise click.BadParameter(f"`{output}` is a {ext_backend} file ({suffix}), but --backend {backend} was "
+                                 f"asked for; name the file for the {backend} backend or drop --backend",
+                                 param_hint="--backend / -o")
+    if fmt is not None and fmt != ext_fmt:
+        raise click.BadParameter(f"`{output}` ends in {suffix} but --format {fmt} was asked for; make them agree",
+                                 param_hint="--format / -o")
+    return backend or ext_backend or "torch", ext_fmt
+
+
+@main.command(short_help="Compile a spec into a PyTorch, Keras or ONNX model file.")
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False))
-@click.option("--backend", "-b", default="torch", show_default=True, help="torch, keras, or a plug-in backend.")
-@click.option("--format", "fmt", default=None, help="File format: py (default), pt2 (torch), keras (keras).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output path (default: NAME_BACKEND.EXT).")
+@click.option("--backend", "-b", type=_Completed(_backend_names), default=None,
+              help="torch (default), keras, onnx, or a plug-in backend; -o's extension can say it.")
+@click.option("--format", "fmt", type=_Completed(lambda: ["py", "pt2", "keras", "onnx"]), default=None,
+              help="py (standalone source, every backend), pt2 (torch.export archive), keras (Keras archive), "
+                   "onnx; default: -o's extension, else the backend's first.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Output path; .py, .pt2, .keras and .onnx say the format (default: NAME_BACKEND.EXT).")
 @click.option("--logits", is_flag=True, help="Leave out a final softmax (losses such as CrossEntropyLoss want logits).")
 @click.option("--max-params", type=click.IntRange(min=1), default=MAX_BUILD_PARAMS, show_default=True,
               help="Refuse to build models with more parameters.")
@@ -178,10 +363,19 @@ MAX_BUILD_PARAMS = 2_000_000_000  # `build` refuses bigger models unless --max-p
 @_max_layers_option
 @_allow_option
 def build(spec, backend, fmt, output, logits, max_params, sets, max_layers, allow) -> None:
-    """Compile a spec into a model file: standalone Python source, or a framework archive."""
+    """Compile a spec into a model file: standalone Python source (which needs no framework to be written),
+    or a framework's archive. The message reports the trainable parameters the framework will count.
+
+    \b
+    Examples:
+      archc build specs/resnet50.arch                      # resnet50_torch.py
+      archc build specs/resnet50.arch -o resnet50.onnx     # the extension picks the ONNX backend
+      archc build specs/vgg16.arch --backend keras --format keras --logits
+    """
     gc.enable()  # a framework builds and drops much of its own: let the collector run (see `run`)
     from .backends import get_backend
 
+    backend, fmt = _build_target(output, backend, fmt)
     reads: list[Path] = []
     plan = _check(spec, _parse_sets(sets), max_layers, allow, reads)
     if plan.total_params > max_params:
@@ -193,32 +387,166 @@ def build(spec, backend, fmt, output, logits, max_params, sets, max_layers, allo
     if fmt not in impl.file_formats:
         raise click.BadParameter(f"the {backend} backend writes {', '.join(impl.file_formats)}, not {fmt}",
                                  param_hint="--format")
-    data = impl.write(plan, fmt, logits=logits)
     target = Path(output) if output else Path(f"{plan.name}_{backend}.{fmt}")
+    with _progress(f"building {target.name} ({backend}, {fmt})", slow=fmt != "py"):
+        data = _write_model(impl, backend, plan, fmt, logits)
     from .files import write_atomic
 
     write_atomic(target, data, protect=[Path(spec), *reads])
-    click.echo(f"wrote {target} ({backend}, {fmt}): {plan.total_params:,} parameters", err=True)
+    click.echo(f"wrote {target} ({backend}, {fmt}): {plan.trainable_params:,} trainable parameters"
+               + (f" (+ {plan.non_trainable_params:,} non-trainable: batchnorm statistics)"
+                  if plan.non_trainable_params else ""), err=True)
 
 
-@main.command()
-def ops() -> None:
-    """List the layer kinds a spec can use."""
+def _write_model(impl, backend: str, plan, fmt: str, logits: bool) -> bytes:
+    """The backend's file. A framework missing at this point (the `.py` source needs none; archives and
+    in-memory models do) is the user's environment, reported with the line that installs it."""
+    try:
+        return impl.write(plan, fmt, logits=logits)
+    except ImportError as e:
+        from .codes import install_hint
+
+        extra = backend if backend in ("torch", "keras", "onnx") else "all"
+        raise ArchcError([Diagnostic("A403", f"writing {fmt} with the `{backend}` backend needs a package that is "
+                                     f"not installed: {e.name or e}", None,
+                                     help=f"{install_hint(extra)}; the `py` format needs no framework")]) from None
+
+
+@contextmanager
+def _progress(what: str, slow: bool):
+    """A ticking `building ... 12s` line on a terminal's stderr while a framework builds (Keras and pt2
+    archives take 10-25 s). click has no spinner and this one line does not justify a dependency."""
+    if not slow or not sys.stderr.isatty():
+        yield
+        return
+    import threading
+    import time
+
+    done = threading.Event()
+    start = time.monotonic()
+
+    def tick() -> None:
+        while not done.wait(0.5):
+            click.echo(f"\r{what}... {time.monotonic() - start:.0f}s", err=True, nl=False)
+
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        click.echo("\r\x1b[2K", err=True, nl=False)  # erase the line
+
+
+@main.command(short_help="List the layer kinds, or show one in detail.")
+@click.argument("kind", required=False)
+def ops(kind) -> None:
+    """List the layer kinds a spec can use; with KIND, that kind's arguments, defaults, flags and rules.
+
+    \b
+    Examples:
+      archc ops
+      archc ops conv
+    """
     from .ops import ALIASES, OPS
 
+    if kind is not None:
+        click.echo(_op_detail(kind))
+        return
     for name, op in OPS.items():
         aliases = [a for a, target in ALIASES.items() if target == name]
         extra = f" (also {', '.join(aliases)})" if aliases else ""
         click.echo(f"{name:<14} {op.summary}{extra}")
 
 
-@main.command()
+def _op_detail(kind: str) -> str:
+    """`archc ops KIND`: everything the ops table says about one kind."""
+    from .diagnostics import did_you_mean
+    from .ops import ALIASES, OPS, POST_OPS, lookup
+
+    op = lookup(kind)
+    if op is None:
+        raise click.BadParameter(f"unknown layer kind `{kind}`"
+                                 + (f"; {did_you_mean(kind, list(OPS) + list(ALIASES))}" if did_you_mean(
+                                     kind, list(OPS) + list(ALIASES)) else "; `archc ops` lists them"),
+                                 param_hint="KIND")
+
+    def show(value) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, tuple):
+            return "x".join(map(str, value)) if len(set(value)) > 1 else str(value[0])
+        return "none" if value is None else str(value)
+
+    aliases = [a for a, target in ALIASES.items() if target == op.name]
+    lines = [f"{op.name}: {op.summary}"]
+    if aliases:
+        lines.append(f"  also written: {', '.join(aliases)}")
+    lines.append(f"  example name in a scope: {op.prefix}, {op.prefix}1, {op.prefix}2, ...")
+    fields = op.args.model_fields
+    if fields:
+        lines += ["", "arguments (positional first, in order; the rest as name=value):"]
+        order = list(op.positional) + [k for k in fields if k not in op.positional]
+        for key in order:
+            info = fields[key]
+            default = "required" if info.is_required() else f"default {show(info.default)}"
+            where = "positional" if key in op.positional else "keyword"
+            lines.append(f"  {key:<16} {where:<10} {default}")
+    if op.flags:
+        lines += ["", "flags (bare words):"]
+        lines += [f"  {word:<16} means {arg}={show(value)}" for word, (arg, value) in op.flags.items()]
+    trailing = sorted(w for w in POST_OPS if ALIASES.get(w, w) == op.name)
+    if trailing:
+        lines += ["", f"may trail another layer's arguments: conv 3x3, 64, {trailing[0]}"]
+    if op.inputs == "many":
+        lines += ["", "takes several inputs: written as `residual:` / `add:` / `concat:`, not as a layer line"]
+    rules = [(label, getattr(op, attr, None))
+             for label, attr in (("shape", "shape_rule"), ("parameters", "param_rule"))]
+    rules += [(label, " ".join((getattr(type(op), method).__doc__ or "").split()))
+              for label, method in (("shape", "shape"), ("parameters", "params")) if not dict(rules).get(label)]
+    rules = [(label, text) for label, text in rules if text]
+    if rules:
+        lines += [""] + [f"{label}: {text}" for label, text in rules]
+    lines += ["", f"docs/language.md#{op.name}: the shape and parameter rules with worked examples"]
+    return "\n".join(lines)
+
+
+@main.command(short_help="Explain a diagnostic code, e.g. `archc explain A204`.")
+@click.argument("code")
+def explain(code) -> None:
+    """Explain a diagnostic code: what it means and which phase reports it.
+
+    \b
+    Example:
+      archc explain A204
+    """
+    from .codes import CODES
+    from .codes import explain as explanation
+
+    text = explanation(code)
+    if text is None:
+        from .diagnostics import did_you_mean
+
+        raise click.BadParameter(f"no diagnostic is called `{code}`; "
+                                 + (did_you_mean(code.upper(), CODES) or f"codes run {min(CODES)} to {max(CODES)}"),
+                                 param_hint="CODE")
+    click.echo(text, nl=False)
+
+
+@main.command(short_help="Convert a spec between its text and JSON forms.")
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False))
 @click.option("--to", "target", type=click.Choice(["json", "arch"]), default="json", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of standard output.")
 @click.option("--spans/--no-spans", default=False, help="Keep source positions in the JSON.")
 def convert(spec, target, output, spans) -> None:
-    """Convert a spec between its text and JSON forms (the same structure: blocks, calls, stages)."""
+    """Convert a spec between its text and JSON forms (the same structure: blocks, calls, stages).
+
+    \b
+    Examples:
+      archc convert specs/resnet50.arch --to json -o resnet50.json
+      archc convert resnet50.json --to arch
+    """
     from .load import load_path
 
     if target == "arch":
@@ -252,19 +580,30 @@ def _write_or_echo(text: str, output: str | None, protect: list[Path] = ()) -> N
     write_atomic(Path(output), text.encode("utf-8"), protect=protect)
 
 
-@main.command()
+@main.command(short_help="Print the JSON Schema of JSON specs.")
 def schema() -> None:
-    """Print the JSON Schema of the spec IR (what a JSON spec must look like)."""
+    """Print the JSON Schema of the spec IR (what a JSON spec must look like).
+
+    \b
+    Example:
+      archc schema > archc-spec.schema.json
+    """
     from .ir import Spec
 
     click.echo(json.dumps(Spec.model_json_schema(), indent=2))
 
 
-@main.command("list")
+@main.command("list", short_help="List the shipped specs with parameters and MACs.")
 @click.argument("directory", required=False, type=click.Path(exists=True, file_okay=False))
 @click.pass_context
 def list_specs(ctx, directory) -> None:
-    """List the shipped specs (or those in DIRECTORY): description, parameters, MACs."""
+    """List the shipped specs (or those in DIRECTORY): description, parameters, MACs.
+
+    \b
+    Examples:
+      archc list
+      archc list my_specs/
+    """
     from . import check as run_check
     from .load import load
     from .render import list_table
@@ -282,7 +621,8 @@ def list_specs(ctx, directory) -> None:
             first = e.diagnostics[0]
             rows.append((path.stem, f"error[{first.code}]: {first.message} (`archc check {path}` shows where)"))
             broken = True
-    click.echo(list_table(rows, bold=_color(sys.stdout)))
+    bold = _color(sys.stdout)
+    click.echo(list_table(rows, bold=bold), color=bold)
     if broken:
         ctx.exit(EXIT_SPEC)
 
@@ -296,11 +636,12 @@ def _natural_key(path: Path) -> list:
 
 def shipped_specs_dir() -> Path:
     """The spec library: installed beside the package, or the repository's specs/ folder."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "specs", here.parent / "specs"):
-        if candidate.is_dir():
-            return candidate
-    raise click.UsageError("the spec library is not installed; pass a directory")
+    from .load import library_dir
+
+    found = library_dir()
+    if found is None:
+        raise click.UsageError("the spec library is not installed; pass a directory")
+    return found
 
 
 def _read_spec_text(path: str) -> str:
@@ -321,16 +662,21 @@ def _to_arch(spec: str) -> str:
     return format_text(text, spec)
 
 
-@main.command("fmt")
+@main.command("fmt", short_help="Rewrite specs canonically, comments kept; --check only reports.")
 @click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--check", "check_only", is_flag=True, help="Change nothing; exit 1 if a file would change.")
 @click.pass_context
 def fmt_command(ctx, specs, check_only) -> None:
     """Rewrite `.arch` specs in their canonical form, comments kept (`-` formats standard input to standard
-    output)."""
+    output).
+
+    \b
+    Examples:
+      archc fmt specs/*.arch
+      archc fmt --check specs/*.arch      # exit 1 if a file would change
+    """
     from .files import write_atomic
     from .fmt import format_text
-    from .load import read_stream
 
     failed = changed = False
     for spec in specs:
@@ -340,7 +686,7 @@ def fmt_command(ctx, specs, check_only) -> None:
         if spec != "-" and not Path(spec).is_file():
             raise click.BadParameter(f"no such file: {spec}", param_hint="SPECS")
         try:
-            text = read_stream(sys.stdin) if spec == "-" else _read_spec_text(spec)
+            text = _stdin_text() if spec == "-" else _read_spec_text(spec)
             formatted = format_text(text, "<stdin>" if spec == "-" else spec)
         except ArchcError as e:
             _report(e)
@@ -367,12 +713,32 @@ def fmt_command(ctx, specs, check_only) -> None:
         ctx.exit(EXIT_SPEC)
 
 
-@main.command()
+# An output's extension -> the picture format it holds.
+GRAPH_EXTENSIONS = {".svg": "svg", ".png": "png", ".dot": "dot", ".gv": "dot", ".mmd": "mermaid",
+                    ".mermaid": "mermaid"}
+
+
+def _graph_format(output: str | None, fmt: str | None) -> str:
+    """The picture format: --format, else -o's extension, else DOT; an extension that is no picture format or
+    that contradicts --format is a usage error (a PNG must not land in `a.svg`)."""
+    suffix = Path(output).suffix.lower() if output else ""
+    if suffix and suffix not in GRAPH_EXTENSIONS:
+        raise click.BadParameter(f"`{output}`: archc draws {', '.join(GRAPH_EXTENSIONS)} files, not {suffix}"
+                                 + (" (Graphviz writes other formats: archc graph SPEC --format dot | "
+                                    f"dot -T{suffix[1:]})" if suffix in (".jpg", ".jpeg", ".pdf", ".gif") else ""),
+                                 param_hint="-o")
+    if suffix and fmt is not None and GRAPH_EXTENSIONS[suffix] != fmt:
+        raise click.BadParameter(f"`{output}` ends in {suffix} but --format {fmt} was asked for; make them agree",
+                                 param_hint="--format / -o")
+    return fmt or GRAPH_EXTENSIONS.get(suffix, "dot")
+
+
+@main.command(short_help="Draw the architecture as SVG, PNG, DOT or Mermaid.")
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["svg", "png", "dot", "mermaid"]), default=None,
               help="Picture format (default: from the -o extension, else dot).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="Output path (default: standard output; NAME.png for png).")
+              help="Output path: .svg, .png, .dot/.gv, .mmd (default: standard output; NAME.png for png).")
 @click.option("--level", type=click.Choice(["layer", "stage"]), default="layer", show_default=True,
               help="One node per layer (boxed by stage and block), or one per stage.")
 @click.option("--direction", type=click.Choice(["TB", "LR"]), default="TB", show_default=True,
@@ -381,12 +747,16 @@ def fmt_command(ctx, specs, check_only) -> None:
 @_max_layers_option
 @_allow_option
 def graph(spec, fmt, output, level, direction, sets, max_layers, allow) -> None:
-    """Draw the architecture: DOT and Mermaid text, or SVG and PNG through Graphviz."""
+    """Draw the architecture: DOT and Mermaid text, or SVG and PNG through Graphviz.
+
+    \b
+    Examples:
+      archc graph specs/resnet18.arch -o resnet18.svg
+      archc graph specs/googlenet.arch --level stage --format mermaid
+    """
     from .graph import picture
 
-    if fmt is None:
-        suffix = Path(output).suffix.lower().lstrip(".") if output else ""
-        fmt = {"svg": "svg", "png": "png", "mmd": "mermaid", "mermaid": "mermaid"}.get(suffix, "dot")
+    fmt = _graph_format(output, fmt)
     reads: list[Path] = []
     plan = _check(spec, _parse_sets(sets), max_layers, allow, reads)
     data = picture(plan, fmt, level, direction)
@@ -409,24 +779,7 @@ def _write_report(plan, target: Path, reads: list[Path]) -> None:
     click.echo(f"wrote {target}", err=True)
 
 
-def _html_targets(specs: tuple[str, ...], output: str | None) -> dict[str, Path]:
-    """Each spec's page: SPEC_NAME.html in the output directory. Two specs of one name (`a/net.arch`,
-    `b/net.arch`) would write one page, the second over the first: refused before anything is written."""
-    if output and output.endswith(".html"):
-        return {specs[0]: Path(output)}
-    targets = {spec: Path(output or ".") / f"{Path(spec).stem}.html" for spec in specs}
-    by_target: dict[Path, dict[Path, str]] = {}
-    for spec, target in targets.items():
-        by_target.setdefault(target, {})[Path(spec).resolve()] = spec  # one file named twice is one page
-    clashes = [(target, list(names.values())) for target, names in by_target.items() if len(names) > 1]
-    if clashes:
-        target, names = clashes[0]
-        raise ArchcError([Diagnostic("A401", f"{' and '.join(f'`{n}`' for n in names)} would both write `{target}`",
-                                     None, help="report specs of the same name one at a time, each with its own -o")])
-    return targets
-
-
-@main.command()
+@main.command(short_help="Write an HTML page per spec (totals, picture, table); an index for several.")
 @click.argument("specs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(), default=None,
               help="An .html file (one spec), or a directory for SPEC_NAME.html pages (default: here).")
@@ -435,12 +788,19 @@ def _html_targets(specs: tuple[str, ...], output: str | None) -> dict[str, Path]
 @_allow_option
 @click.pass_context
 def report(ctx, specs, output, sets, max_layers, allow) -> None:
-    """Write one self-contained HTML page per spec: the totals, the picture, the table."""
-    if output and output.endswith(".html") and len(specs) > 1:
-        raise click.BadParameter("one .html file holds one spec; give a directory", param_hint="-o")
+    """Write one self-contained HTML page per spec: the totals, the picture, the table. Several specs also get
+    an index.html linking their pages. The pages need nothing installed and fetch nothing: Graphviz draws
+    the picture where it is installed, archc's own SVG where it is not.
+
+    \b
+    Examples:
+      archc report specs/resnet50.arch                 # resnet50.html
+      archc report specs/*.arch -o site/               # a page per spec and site/index.html
+    """
+    _check_output_paths(specs, output)
     overrides = _parse_sets(sets)
-    targets = _html_targets(specs, output)
     failed = False
+    pages = []
     for spec in specs:
         reads: list[Path] = []
         try:
@@ -449,21 +809,51 @@ def report(ctx, specs, output, sets, max_layers, allow) -> None:
             _report(e)
             failed = True
             continue
-        _write_report(plan, targets[spec], reads)
+        target = _report_target(spec, output)
+        _write_report(plan, target, reads)
+        pages.append((target, plan))
+    if len(specs) > 1 and pages:
+        _write_index(pages, Path(output or "."))
     if failed:
         ctx.exit(EXIT_SPEC)
 
 
-@main.command()
-def lsp() -> None:
-    """Run the language server on standard input and output (diagnostics as you type, hover, formatting)."""
+def _write_index(pages: list, folder: Path) -> None:
+    from .files import write_atomic
+    from .report import index_page
+
+    target = folder / "index.html"
+    links = [(target_path.relative_to(folder).as_posix() if target_path.parent == folder else target_path.name,
+              plan) for target_path, plan in pages]
+    write_atomic(target, index_page(links).encode("utf-8"))
+    click.echo(f"wrote {target}", err=True)
+
+
+@main.command(short_help="Run the language server (for editors).")
+@click.option("--stdio", is_flag=True, help="Speak over standard input and output (the only transport; editors "
+              "pass it by habit).")
+@_allow_option
+def lsp(stdio, allow) -> None:
+    """Run the language server on standard input and output.
+
+    Diagnostics as you type, hover, completion, go to definition, document symbols, quick fixes and
+    formatting. Imports may come from a document's own folder, the workspace folders, each --allow-import
+    DIR and the client's `allowImport` setting.
+
+    \b
+    Examples:
+      archc lsp --stdio                       # what an editor runs
+      vim.lsp.config("archc", { cmd = { "archc", "lsp", "--stdio" }, filetypes = { "arch" } })
+    """
     gc.enable()  # a server lives long: let the collector run (see `run`)
     try:
         from .lsp import serve
     except ImportError as e:
+        from .codes import install_hint
+
         raise ArchcError([Diagnostic("A403", f"the language server needs a package that is not installed: "
-                                     f"{e.name or e}", None, help="pip install 'archc[lsp]'")]) from None
-    serve()
+                                     f"{e.name or e}", None, help=install_hint("lsp"))]) from None
+    serve(list(allow))
 
 
 def run() -> None:

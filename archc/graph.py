@@ -14,19 +14,20 @@ from __future__ import annotations
 import json
 
 from .diagnostics import ArchcError, Diagnostic
-from .ops import fmt_shape
+from .ops import OPS, fmt_shape
 from .plan import INPUT, Plan, PlanNode
 from .render import human
 
 MAX_DRAWN_NODES = 5_000  # dot takes minutes beyond this; the stage level still draws any network
+MAX_LR_NODES = 80  # a left-to-right drawing of more layers is metres wide: drawn top to bottom instead
 LEVELS = ("layer", "stage")
 FORMATS = ("dot", "mermaid", "svg", "png")
 
-# Fill colours by family, light enough for black text (conv blue, pool orange, dense green, merges yellow).
+# Fill colours by family (archc.ops categories), light enough for black text (conv blue, pool orange, dense green,
+# merges yellow); activations and anything new are white.
 _FILL = {
-    "conv": "#cfe2f3", "maxpool": "#fce5cd", "avgpool": "#fce5cd", "globalavgpool": "#fce5cd",
-    "globalmaxpool": "#fce5cd", "dense": "#d9ead3", "add": "#fff2cc", "concat": "#fff2cc",
-    "batchnorm": "#eeeeee", "lrn": "#eeeeee", "dropout": "#f4f4f4", "flatten": "#f4f4f4",
+    "conv": "#cfe2f3", "pool": "#fce5cd", "dense": "#d9ead3", "merge": "#fff2cc", "norm": "#eeeeee",
+    "regularization": "#f4f4f4", "reshape": "#f4f4f4",
 }
 _ACTIVATION_FILL = "#ffffff"
 
@@ -79,7 +80,7 @@ def _skip_edges(plan: Plan) -> set[tuple[str, str]]:
 
 
 def _fill(op: str) -> str:
-    return _FILL.get(op, _ACTIVATION_FILL)
+    return _FILL.get(OPS[op].category, _ACTIVATION_FILL)
 
 
 def layer_drawing(plan: Plan) -> Drawing:
@@ -104,8 +105,8 @@ def layer_drawing(plan: Plan) -> Drawing:
 def _layer_label(node: PlanNode) -> list[str]:
     lines = [node.opdef.label(node.args), fmt_shape(node.shape)]
     own = node.name.rsplit(".", 1)[-1]
-    if own.rstrip("0123456789_") not in (node.op, node.opdef.prefix):
-        lines.insert(0, own)  # a name the spec chose; generated ones (`conv2`, `bn1`) add nothing to the label
+    if own != lines[0] and not lines[0].startswith(own + " "):
+        lines.insert(0, own)  # the layer's name (`conv2`, its state_dict key's last part), unless the label says it
     if node.params:
         lines[-1] += f"  ({human(node.params)} params)"
     return lines
@@ -119,7 +120,8 @@ def stage_drawing(plan: Plan) -> Drawing:
 
     for key, nodes in plan.stages():
         ops = {n.op for n in nodes}
-        fill = _fill(nodes[0].op) if len(ops) == 1 else _fill("conv" if "conv" in ops else nodes[0].op)
+        conv = next((op for op in ops if OPS[op].category == "conv"), None)  # a stage with convs is a conv stage
+        fill = _fill(nodes[0].op) if len(ops) == 1 else _fill(conv or nodes[0].op)
         params = sum(n.params for n in nodes)
         lines = [key, stage_summary(plan, key, nodes), fmt_shape(nodes[-1].shape)]
         if params:
@@ -148,38 +150,51 @@ def drawing(plan: Plan, level: str = "layer") -> Drawing:
     return stage_drawing(plan) if level == "stage" else layer_drawing(plan)
 
 
-def _cluster_tree(clusters: dict[str, list[str]]) -> dict[str, list[str]]:
-    """Cluster path -> its child cluster paths, with every ancestor present ("" is the root)."""
-    children: dict[str, list[str]] = {"": []}
-    for path in sorted(clusters, key=lambda p: (p.count("."), p)):
-        parts = path.split(".") if path else []
-        for depth in range(1, len(parts) + 1):
+def _cluster_items(d: Drawing) -> dict[str, list[tuple[bool, str]]]:
+    """Cluster path -> its layers and sub-clusters, (is_cluster, id), in the order the spec writes them ("" is
+    the root). Graphviz places what comes first to the left, so this order keeps branches as written."""
+    items: dict[str, list[tuple[bool, str]]] = {"": []}
+    for node_id, *_ in d.nodes[1:]:
+        parts = node_id.split(".")
+        for depth in range(1, len(parts)):
             here, parent = ".".join(parts[:depth]), ".".join(parts[: depth - 1])
-            if here not in children:
-                children[here] = []
-                children.setdefault(parent, []).append(here)
-    return children
+            if here not in items:
+                items[here] = []
+                items[parent].append((True, here))
+        items[".".join(parts[:-1])].append((False, node_id))
+    return items
 
 
-def _boxed(clusters: dict[str, list[str]], children: dict[str, list[str]], path: str) -> bool:
-    """A cluster is drawn as a box when it holds more than one layer (a one-layer box only adds clutter)."""
-    total = len(clusters.get(path, [])) + sum(1 for _ in children.get(path, []))
-    return bool(path) and total > 1
+def _boxed(items: dict[str, list[tuple[bool, str]]], path: str) -> bool:
+    """A cluster is drawn as a box when it is a stage (a name of the paper's table, even of one layer) or holds
+    more than one thing (a one-layer box deeper down only adds clutter)."""
+    return bool(path) and ("." not in path or len(items.get(path, [])) > 1)
+
+
+def cluster_label(path: str) -> str:
+    """A box's name: a stage's own; a numbered block call says which of its stage's blocks it is
+    (`conv3_x.0` -> `conv3_x block 1`); a named part keeps its name (`shortcut`, `branch2`)."""
+    parts = path.split(".")
+    own = parts[-1]
+    if own.isdigit() and len(parts) > 1:
+        return f"{parts[-2]} block {int(own) + 1}"
+    return own
 
 
 def _nodes_in_clusters(d: Drawing, level: str, out: list[str], node_line, open_cluster, close_cluster) -> None:
     """The node lines, nested in the boxes of their stages and block calls (DOT and Mermaid alike)."""
-    children = _cluster_tree(d.clusters)
+    items = _cluster_items(d)
 
     def emit(path: str, indent: str) -> None:
-        boxed = _boxed(d.clusters, children, path)
+        boxed = _boxed(items, path)
         inner = indent + "  " if boxed else indent
         if boxed:
             out.extend(open_cluster(path, indent))
-        for node_id in d.clusters.get(path, []):
-            out.append(node_line(node_id, inner))
-        for child in children.get(path, []):
-            emit(child, inner)
+        for is_cluster, item in items.get(path, []):
+            if is_cluster:
+                emit(item, inner)
+            else:
+                out.append(node_line(item, inner))
         if boxed:
             out.append(close_cluster(indent))
 
@@ -202,8 +217,9 @@ def to_dot(plan: Plan, level: str = "layer", direction: str = "TB") -> str:
     d = drawing(plan, level)
     out = [
         f"digraph {_dot_quote(plan.name)} {{",
+        # ordering=out asks for consumers in the spec's order; dot does not honour it inside clusters
         f"  graph [rankdir={direction}, label={_dot_quote(d.title)}, labelloc=t, fontname=Helvetica, "
-        "fontsize=14, nodesep=0.25, ranksep=0.3];",
+        "fontsize=14, nodesep=0.25, ranksep=0.3, ordering=out];",
         '  node [shape=box, style="rounded,filled", fontname=Helvetica, fontsize=10, margin="0.12,0.04"];',
         "  edge [arrowsize=0.6, color=\"#555555\"];",
     ]
@@ -217,7 +233,7 @@ def to_dot(plan: Plan, level: str = "layer", direction: str = "TB") -> str:
 
     def open_cluster(path: str, indent: str) -> list[str]:
         return [f"{indent}subgraph {_dot_quote('cluster_' + path)} {{",
-                f"{indent}  label={_dot_quote(path.rsplit('.', 1)[-1] if '.' in path else path)}; "
+                f"{indent}  label={_dot_quote(cluster_label(path))}; "
                 f"style=\"rounded,dashed\"; color=\"#999999\"; fontsize=11;"]
 
     _nodes_in_clusters(d, level, out, node_line, open_cluster, lambda indent: f"{indent}}}")
@@ -252,7 +268,7 @@ def to_mermaid(plan: Plan, level: str = "layer", direction: str = "TB") -> str:
 
     def open_cluster(path: str, indent: str) -> list[str]:
         cluster_ids[path] = f"c{len(cluster_ids)}"
-        return [f"{indent}subgraph {cluster_ids[path]}[\"{_mermaid_text(path)}\"]"]
+        return [f"{indent}subgraph {cluster_ids[path]}[\"{_mermaid_text(cluster_label(path))}\"]"]
 
     _nodes_in_clusters(d, level, out, node_line, open_cluster, lambda indent: f"{indent}end")
     for src, dst, skip in d.edges:
@@ -281,8 +297,10 @@ def render(dot_text: str, fmt: str) -> bytes:
     try:
         import graphviz
     except ImportError:
+        from .codes import install_hint
+
         raise ArchcError([Diagnostic("A403", f"drawing {fmt.upper()} needs the `graphviz` Python package", None,
-                                     help="pip install 'archc[graph]'; and " + GRAPHVIZ_HELP)]) from None
+                                     help=install_hint("graph") + "; and " + GRAPHVIZ_HELP)]) from None
     try:
         return graphviz.Source(dot_text).pipe(format=fmt, engine="dot")
     except graphviz.ExecutableNotFound:
@@ -300,9 +318,93 @@ def have_dot() -> bool:
 
 def picture(plan: Plan, fmt: str, level: str = "layer", direction: str = "TB") -> bytes:
     """The picture of `plan` in `fmt` (dot, mermaid, svg, png)."""
+    if direction == "LR" and level == "layer" and len(plan.nodes) > MAX_LR_NODES:
+        raise ArchcError([Diagnostic("A420", f"`{plan.name}` has {len(plan.nodes):,} layers, too many to draw left "
+                                     f"to right (at most {MAX_LR_NODES}): the picture would be unreadably wide",
+                                     None, help="draw it top to bottom (leave out `--direction LR`), or one node "
+                                     "per stage with `--level stage`")])
     if fmt == "mermaid":
         return to_mermaid(plan, level, direction).encode("utf-8")
     dot_text = to_dot(plan, level, direction)
     if fmt == "dot":
         return dot_text.encode("utf-8")
     return render(dot_text, fmt)
+
+
+# ---------------------------------------------------------------- SVG without Graphviz
+
+
+def to_svg(plan: Plan, level: str = "layer") -> str:
+    """A plain SVG of the drawing, laid out here (no Graphviz): the pages of `archc report` always have a
+    picture. Layers sit in rows by their depth from the input, side by side in the spec's order (branches
+    left to right as written); stages are boxes with their names; skip connections bow out to the right."""
+    from html import escape
+
+    d = drawing(plan, level)
+    rank: dict[str, int] = {INPUT: 0}
+    inputs: dict[str, list[str]] = {}
+    for src, dst, _ in d.edges:
+        inputs.setdefault(dst, []).append(src)
+    for node_id, *_ in d.nodes[1:]:
+        rank[node_id] = 1 + max((rank[s] for s in inputs.get(node_id, []) if s in rank), default=0)
+    rows: dict[int, list[str]] = {}
+    for node_id, *_ in d.nodes:
+        rows.setdefault(rank[node_id], []).append(node_id)
+    info = {n[0]: n for n in d.nodes}
+    char_w, line_h, pad, gap_x, gap_y, margin = 6.6, 14, 8, 18, 26, 20
+    size = {i: (max(len(t) for t in lines) * char_w + 2 * pad, len(lines) * line_h + pad) for i, lines, *_ in d.nodes}
+    widths = {r: sum(size[i][0] for i in ids) + gap_x * (len(ids) - 1) for r, ids in rows.items()}
+    width = max(widths.values()) + 2 * margin + 60  # room on the right for the skip curves
+    title = d.title.splitlines()
+    y = margin + line_h * len(title) + 10
+    box: dict[str, tuple[float, float, float, float]] = {}  # x, y, w, h
+    for r in sorted(rows):
+        x = margin + (width - 60 - 2 * margin - widths[r]) / 2
+        height = max(size[i][1] for i in rows[r])
+        for node_id in rows[r]:
+            w, h = size[node_id]
+            box[node_id] = (x, y + (height - h) / 2, w, h)
+            x += w + gap_x
+        y += height + gap_y
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{y + margin:.0f}" '
+           f'viewBox="0 0 {width:.0f} {y + margin:.0f}" font-family="Helvetica, Arial, sans-serif" font-size="11">',
+           '<defs><marker id="arrow" viewBox="0 0 8 8" refX="8" refY="4" markerWidth="6" markerHeight="6" '
+           'orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#555555"/></marker></defs>']
+    out += [f'<text x="{width / 2:.0f}" y="{margin + line_h * k:.0f}" text-anchor="middle" font-size="13">'
+            f"{escape(t)}</text>" for k, t in enumerate(title, 1)]
+    if level == "layer":  # a box per stage (the first part of the layer names), named at its top left
+        stages: dict[str, list[str]] = {}
+        for node_id, *_ in d.nodes[1:]:
+            if "." in node_id:
+                stages.setdefault(node_id.split(".")[0], []).append(node_id)
+        for name, members in stages.items():
+            x0 = min(box[m][0] for m in members) - 6
+            y0 = min(box[m][1] for m in members) - 16
+            x1 = max(box[m][0] + box[m][2] for m in members) + 6
+            y1 = max(box[m][1] + box[m][3] for m in members) + 6
+            out.append(f'<g><rect x="{x0:.0f}" y="{y0:.0f}" width="{x1 - x0:.0f}" height="{y1 - y0:.0f}" rx="6" '
+                       f'fill="none" stroke="#999999" stroke-dasharray="4 3"/><text x="{x0 + 6:.0f}" '
+                       f'y="{y0 + 11:.0f}" fill="#555555">{escape(name)}</text></g>')
+    for src, dst, skip in d.edges:
+        sx, sy, sw, sh = box[src]
+        tx, ty, tw, _ = box[dst]
+        x1, y1, x2, y2 = sx + sw / 2, sy + sh, tx + tw / 2, ty
+        if rank[dst] - rank[src] > 1:  # around the layers in between, on the right
+            bow = max(sx + sw, tx + tw) + 30 - min(x1, x2)
+            path = f"M{x1:.0f},{y1:.0f} C{x1 + bow:.0f},{y1 + 20:.0f} {x2 + bow:.0f},{y2 - 20:.0f} {x2:.0f},{y2:.0f}"
+        else:
+            path = f"M{x1:.0f},{y1:.0f} L{x2:.0f},{y2:.0f}"
+        dash = ' stroke-dasharray="5 3"' if skip else ""
+        out.append(f'<path d="{path}" fill="none" stroke="#555555"{dash} marker-end="url(#arrow)"/>')
+    for node_id, (x, top, w, h) in box.items():
+        _, lines, fill, shape = info[node_id]
+        stroke = ' stroke-width="2"' if node_id == d.output else ""
+        if shape == "ellipse":
+            body = f'<ellipse cx="{x + w / 2:.0f}" cy="{top + h / 2:.0f}" rx="{w / 2:.0f}" ry="{h / 2:.0f}" '
+        else:
+            body = f'<rect x="{x:.0f}" y="{top:.0f}" width="{w:.0f}" height="{h:.0f}" rx="5" '
+        text = "".join(f'<text x="{x + w / 2:.0f}" y="{top + pad / 2 + line_h * (k + 1) - 3:.0f}" '
+                       f'text-anchor="middle">{escape(t)}</text>' for k, t in enumerate(lines))
+        out.append(f"<g><title>{escape(node_id)}</title>{body}fill=\"{fill}\" stroke=\"#555555\"{stroke}/>{text}</g>")
+    out.append("</svg>")
+    return "\n".join(out) + "\n"

@@ -7,18 +7,15 @@ Every independent error is collected; a layer whose input is unknown (after an e
 
 from __future__ import annotations
 
-import math
-import operator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
 from . import ir
+from .binding import bind_call, bind_layer
 from .diagnostics import ArchcError, Diagnostic, RuleError, Span, did_you_mean
-from .ir import MAX_INT
-from .ops import ALIASES, OPS, POST_OPS, ConvArgs, Op, Shape, fmt_shape, lookup
-from .plan import INPUT, Plan, PlanNode
+from .exprs import Symbol, Unknown, bounded_value, evaluate, to_python
+from .ops import ALIASES, MERGES, OPS, Shape, fmt_shape, lookup, projection
+from .plan import INPUT, Plan, PlanNode, StageSource
 
 # Limits that keep a hostile spec from exhausting memory or time (docs/language.md, "Limits").
 MAX_LAYERS = 200_000
@@ -28,116 +25,10 @@ MAX_DIAGNOSTICS = 100  # then inference stops: a spec this broken gains nothing 
 MAX_NOTE_HOPS = 1_000  # how far back a size note looks for the layers that shrank the input
 
 
-# ---------------------------------------------------------------- expressions
-
-
-class Symbol(str):
-    """A bare word that names no variable: `same`, `relu`. Only a layer's flags and enum arguments accept one."""
-
-
-class _Unknown(Exception):
-    """An expression read a shape that an earlier error left unknown: stay silent."""
 
 
 class _Fatal(Exception):
     """Stop the walk: a limit was hit, going on would only multiply the damage."""
-
-
-_BINOPS = {
-    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv, "//": operator.floordiv,
-    "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
-}
-_FUNCS = {"int": int, "round": round, "min": min, "max": max, "float": float, "ceil": math.ceil, "floor": math.floor}
-_DIM_NAMES = {"h": 0, "w": 1, "c": 2}
-
-
-class ExprError(RuleError):
-    def __init__(self, message: str, span: Span | None, help: str | None = None, code: str = "A103"):
-        super().__init__(message, help=help, code=code)
-        self.span = span
-
-
-def _number(value: Any, node: Any) -> int | float:
-    if isinstance(value, Symbol):
-        raise ExprError(f"unknown name `{value}`", node.span if hasattr(node, "span") else None)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ExprError(f"expected a number, found `{value}`", getattr(node, "span", None), code="A104")
-    return value
-
-
-def _bounded(value: Any, node: Any) -> Any:
-    """Numbers stay within int64 and finite: a chain of products must not grow without end (memory, time)."""
-    if isinstance(value, bool):
-        return value
-    if (isinstance(value, int) and abs(value) > MAX_INT) or (isinstance(value, float) and not math.isfinite(value)):
-        raise ExprError("this arithmetic overflows", getattr(node, "span", None), code="A104",
-                        help=f"numbers in a spec are at most {MAX_INT:,}")
-    return value
-
-
-def evaluate(expr: Any, env: dict[str, Any]) -> Any:
-    """The value of an IR expression: int, float, bool, str, tuple (sizes) or Symbol (an unbound word)."""
-    if isinstance(expr, (bool, int, float)):
-        return _bounded(expr, None)
-    kind = expr.kind
-    if kind == "name":
-        ident = expr.id
-        if "." in ident:
-            base, _, attr = ident.partition(".")
-            if base != "in":
-                raise ExprError(f"unknown name `{ident}`", expr.span, help="only `in.h`, `in.w`, `in.c` and "
-                                "`in.n` read a shape: the input of the block or scope")
-            shape = env.get("in")
-            if shape is None:
-                raise _Unknown()
-            if attr == "n" and len(shape) == 1:
-                return shape[0]
-            if attr in _DIM_NAMES and len(shape) == 3:
-                return shape[_DIM_NAMES[attr]]
-            raise ExprError(f"`{ident}` does not exist for an input of shape {fmt_shape(shape)}", expr.span,
-                            help="feature maps have `in.h`, `in.w`, `in.c`; flat vectors have `in.n`")
-        if ident in env:
-            return env[ident]
-        return Symbol(ident)
-    if kind == "dims":
-        return tuple(_number(evaluate(d, env), d if not isinstance(d, (int, float)) else expr) for d in expr.dims)
-    if kind == "str":
-        return expr.value
-    if kind == "percent":
-        return expr.value
-    if kind == "binop":
-        if expr.op in ("and", "or"):
-            left = evaluate(expr.left, env)
-            if expr.op == "and":
-                return evaluate(expr.right, env) if left else left
-            return left if left else evaluate(expr.right, env)
-        left = _number(evaluate(expr.left, env), expr.left) if expr.op not in ("==", "!=") else evaluate(expr.left, env)
-        right = _number(evaluate(expr.right, env), expr.right) if expr.op not in ("==", "!=") \
-            else evaluate(expr.right, env)
-        if expr.op in ("/", "//") and right == 0:
-            raise ExprError("division by zero", expr.span, code="A104")
-        return _bounded(_BINOPS[expr.op](left, right), expr)
-    if kind == "unary":
-        value = evaluate(expr.operand, env)
-        return (not value) if expr.op == "not" else -_number(value, expr.operand)
-    if kind == "func":
-        fn = _FUNCS.get(expr.func)
-        if fn is None:
-            raise ExprError(f"unknown function `{expr.func}`", expr.span, help=did_you_mean(expr.func, _FUNCS)
-                            or f"the functions are {', '.join(sorted(_FUNCS))}")
-        args = [_number(evaluate(a, env), a) for a in expr.args]
-        try:
-            return _bounded(fn(*args), expr)
-        except (TypeError, ValueError, OverflowError) as e:
-            raise ExprError(f"`{expr.func}` cannot take these arguments: {e}", expr.span, code="A104") from None
-    if kind == "cond":
-        return evaluate(expr.then, env) if evaluate(expr.test, env) else evaluate(expr.orelse, env)
-    raise AssertionError(f"unknown expression kind {kind}")  # pragma: no cover - the IR's union is closed
-
-
-def to_python(value: Any) -> Any:
-    """A network parameter's value as JSON-friendly Python."""
-    return list(value) if isinstance(value, tuple) else (str(value) if isinstance(value, Symbol) else value)
 
 
 # ---------------------------------------------------------------- the walk
@@ -189,7 +80,7 @@ class _Walker:
         self.pending_notes: list[tuple[Diagnostic, _Node | None, str]] = []
         self.globals: dict[str, Any] = {}
         self.reported: set = set()
-        self.stage_summaries: dict[str, str] = {}
+        self.stage_sources: dict[str, StageSource] = {}
         self.check_sizes = True  # expected sizes are the table's, for the spec's own input size
         self.depth = 0  # nesting of `seq`, block calls included
 
@@ -243,7 +134,7 @@ class _Walker:
         if item.repeat is not None:
             try:
                 count = evaluate(item.repeat, env)
-            except _Unknown:
+            except Unknown:
                 return (x[0], None)
             except RuleError as e:
                 self.rule_error(e, item.span)
@@ -274,7 +165,7 @@ class _Walker:
             return
         try:
             expected = evaluate(expect, env)
-        except _Unknown:
+        except Unknown:
             return
         except RuleError as e:
             self.rule_error(e, span)
@@ -301,7 +192,7 @@ class _Walker:
         scope.named.add(item.name)
         if scope.parent is None and not self.call_stack:
             child.stage = item.name
-            self.stage_summaries[item.name] = self.summarize(item.body, env)
+            self.stage_sources[item.name] = StageSource(item.body, env)
         self.prepare_calls(child, item.body)
         inner = dict(env, **{"in": x[1]})
         out = self.seq(item.body, x, inner, child)
@@ -310,39 +201,6 @@ class _Walker:
                               what=f"`{item.name}`")
         return out
 
-    def summarize(self, items: list, env: dict) -> str:
-        """A stage's row as the paper's table writes it: `maxpool, bottleneck x 3`. A stage that is one call
-        of a block (`bottleneck_stage(512, 3)`) reads as that block's body."""
-        parts: list[list] = []
-        for item, item_env in self._through_wrappers(items, env):
-            word = {"layer": getattr(item, "op", ""), "call": getattr(item, "block", ""), "group": "(...)",
-                    "residual": "residual", "branches": getattr(item, "merge", ""), "scope": getattr(item, "name", "")
-                    }[item.kind]
-            try:
-                count = evaluate(item.repeat, item_env) if getattr(item, "repeat", None) is not None else 1
-            except (RuleError, _Unknown):
-                count = "n"
-            if parts and parts[-1][0] == word and isinstance(count, int) and isinstance(parts[-1][1], int):
-                parts[-1][1] += count
-            else:
-                parts.append([word, count])
-        return ", ".join(word if count == 1 else f"{word} x {count}" for word, count in parts)
-
-    def _through_wrappers(self, items: list, env: dict, depth: int = 0):
-        """The items, with each call of a block made only of block calls (`bottleneck_stage(512, 3)`) replaced
-        by those calls, so the row names the blocks the paper's table shows."""
-        for item in items:
-            block = self.blocks.get(item.block) if item.kind == "call" and item.repeat is None else None
-            if block is not None and depth < 8 and block.body and all(i.kind == "call" for i in block.body):
-                try:
-                    inner = dict(self.globals, **self.bind_call(block, item, env))
-                except (RuleError, _Unknown):
-                    yield item, env  # the walk reports it
-                    continue
-                yield from self._through_wrappers(block.body, inner, depth + 1)
-            else:
-                yield item, env
-
     @staticmethod
     def prepare_calls(scope: _Scope, body: list) -> None:
         """A scope whose one item is a single block call keeps the call's layers at its own level."""
@@ -350,45 +208,58 @@ class _Walker:
         others = [i for i in body if getattr(i, "kind", "") in ("group",)]
         scope.inline_call = len(calls) == 1 and calls[0].repeat is None and not others
 
+    def merge_op(self, item: ir.Residual | ir.Branches) -> str | None:
+        """The merge kind an item names, or None after reporting a name that is no merge."""
+        op = lookup(item.merge)
+        if op is not None and op.inputs == "many":
+            return op.name
+        help = did_you_mean(item.merge, MERGES) or f"the merges are {', '.join(f'`{m}`' for m in sorted(MERGES))}"
+        self.error("A101", f"`{item.merge}` is not a merge", item.span, help=help)
+        return None
+
     def residual(self, item: ir.Residual, x: Value, env: dict, scope: _Scope) -> Value:
+        merge = self.merge_op(item)
+        if merge is None:
+            return (x[0], None)
         first = len(self.nodes)
         body = self.seq(item.body, x, env, scope)
-        used_bn = any(n.op == "batchnorm" for n in self.nodes[first:])
+        normalized = any(OPS[n.op].normalizes for n in self.nodes[first:])
         if item.shortcut is not None:
             short = self.seq(item.shortcut, x, env, scope.child(None, "shortcut"))
-        elif item.merge == "add" and body[1] is not None and x[1] is not None and body[1] != x[1]:
-            short = self.projection(item, x, body[1], used_bn, scope)
+        elif OPS[merge].same_shapes and body[1] is not None and x[1] is not None and body[1] != x[1]:
+            short = self.projection(item, x, body[1], normalized, scope)
         else:
             short = x
-        inputs = [short, body] if item.merge == "concat" else [body, short]
-        return self.add_node(scope, item.merge, item.merge, OPS[item.merge].args(), inputs, item.span)
+        inputs = [short, body] if OPS[merge].shortcut_first else [body, short]
+        return self.add_node(scope, merge, merge, OPS[merge].args(), inputs, item.span)
 
-    def projection(self, item: ir.Residual, x: Value, target: Shape, used_bn: bool, scope: _Scope) -> Value:
-        """The automatic shortcut (He et al., option B): a strided 1x1 conv (+ batchnorm if the body has it)."""
-        src = x[1]
-        if len(src) != 3 or len(target) != 3:
-            self.error("A202", f"no automatic shortcut from {fmt_shape(src)} to {fmt_shape(target)}", item.span,
+    def projection(self, item: ir.Residual, x: Value, target: Shape, normalized: bool, scope: _Scope) -> Value:
+        """The automatic shortcut (archc.ops.projection) when the body changes the shape."""
+        if len(x[1]) != 3 or len(target) != 3:
+            self.error("A202", f"no automatic shortcut from {fmt_shape(x[1])} to {fmt_shape(target)}", item.span,
                        help="write the shortcut yourself under `shortcut:`")
             return (x[0], None)
-        stride = (math.ceil(src[0] / target[0]), math.ceil(src[1] / target[1]))
-        args = ConvArgs(kernel=(1, 1), filters=target[2], stride=stride, bias=not used_bn)
-        if args.window_output(src[0], src[1]) != target[:2]:
-            self.error("A202", f"no strided 1x1 conv takes {fmt_shape(src)} to {fmt_shape(target)}", item.span,
+        layers = projection(x[1], target, normalized)
+        if layers is None:
+            self.error("A202", f"no strided 1x1 conv takes {fmt_shape(x[1])} to {fmt_shape(target)}", item.span,
                        help="write the shortcut yourself under `shortcut:`")
             return (x[0], None)
         sub = scope.child(None, "shortcut")
-        out = self.add_node(sub, "conv", "conv", args, [x], item.span)
-        if used_bn:
-            out = self.add_node(sub, "batchnorm", "bn", OPS["batchnorm"].args(), [out], item.span)
+        out = x
+        for kind, args in layers:
+            out = self.add_node(sub, kind, OPS[kind].prefix, args, [out], item.span)
         return out
 
     def branches(self, item: ir.Branches, x: Value, env: dict, scope: _Scope) -> Value:
+        merge = self.merge_op(item)
+        if merge is None:
+            return (x[0], None)
         outs = []
         for branch in item.branches:
             child = scope.child(branch.name, "branch")
             self.prepare_calls(child, branch.body)
             outs.append(self.seq(branch.body, x, env, child))
-        return self.add_node(scope, item.merge, item.merge, OPS[item.merge].args(), outs, item.span)
+        return self.add_node(scope, merge, merge, OPS[merge].args(), outs, item.span)
 
     # ---- layers
     def layer(self, item: ir.Layer, x: Value, env: dict, scope: _Scope) -> Value:
@@ -401,82 +272,22 @@ class _Walker:
             self.error("A101", f"unknown layer kind `{item.op}`", item.span, label="not a layer kind",
                        help=hint or "`archc ops` lists the layer kinds")
             return (x[0], None)
+        if op.inputs == "many":
+            self.error("A101", f"`{op.name}` merges several inputs and cannot be a layer line", item.span,
+                       help=f"write `residual {op.name}:` over a body, or `{op.name}:` over one branch a line")
+            return (x[0], None)
         try:
-            fields, post = self.bind_layer(op, item, env)
-        except _Unknown:
+            args, post = bind_layer(op, item, env)
+        except Unknown:
             return (x[0], None)
         except RuleError as e:
             self.rule_error(e, item.span)
             return (x[0], None)
-        name = ALIASES.get(item.op, item.op)
-        out = self.op_node(scope, op, name, fields, x, item.span)
+        out = self.add_node(scope, op.name, op.prefix, args, [x], item.span)
         for post_name, post_span in post:
             post_op = lookup(post_name)
-            out = self.op_node(scope, post_op, post_op.name, {}, out, post_span)
+            out = self.add_node(scope, post_op.name, post_op.prefix, post_op.args(), [out], post_span)
         return out
-
-    def bind_layer(self, op: Op, item: ir.Layer, env: dict) -> tuple[dict, list]:
-        fields: dict[str, Any] = {}
-        post: list[tuple[str, Span | None]] = []
-        spans: dict[str, Span | None] = {}
-        positional = iter(op.positional)
-        model_fields = op.args.model_fields
-        for arg in item.args:
-            value = arg.value
-            if arg.name is None and getattr(value, "kind", None) == "name" and value.id not in env:
-                word = value.id
-                if word in op.flags:
-                    key, flag_value = op.flags[word]
-                    fields[key] = flag_value
-                    spans[key] = arg.span
-                    continue
-                if word in POST_OPS and op.inputs == "one":
-                    post.append((word, arg.span))
-                    continue
-            if arg.name is not None:
-                key = arg.name
-                if key not in model_fields:
-                    hint = did_you_mean(key, model_fields)
-                    raise ExprError(f"`{op.name}` has no argument `{key}`", arg.span,
-                                    help=hint or _signature_help(op), code="A104")
-                if key in fields:
-                    raise ExprError(f"`{key}` is given twice", arg.span, code="A104")
-            else:
-                key = next(positional, None)
-                if key is None:
-                    word = value.id if getattr(value, "kind", None) == "name" else None
-                    if word is not None and word not in env:
-                        hint = did_you_mean(word, list(op.flags) + sorted(POST_OPS) + list(env))
-                        raise ExprError(f"unknown name `{word}`", arg.span, help=hint or _signature_help(op))
-                    raise ExprError(f"`{op.name}` takes {len(op.positional) or 'no'} positional argument"
-                                    f"{'' if len(op.positional) == 1 else 's'}", arg.span,
-                                    help=_signature_help(op), code="A104")
-            result = evaluate(value, env)
-            if isinstance(result, Symbol) and f"'{result}'" not in repr(model_fields[key].annotation):
-                hint = did_you_mean(result, list(env) + list(op.flags) + sorted(POST_OPS))
-                raise ExprError(f"unknown name `{result}`", getattr(value, "span", None) or arg.span,
-                                help=hint or "a name must be a network parameter, a block parameter or a flag "
-                                "of this layer kind")
-            fields[key] = str(result) if isinstance(result, Symbol) else result
-            spans[key] = arg.span
-        if any(p == "bn" for p, _ in post) and "bias" in model_fields and "bias" not in fields:
-            fields["bias"] = False  # a bias before batchnorm only shifts what batchnorm removes
-        try:
-            args = op.args(**fields)
-        except ValidationError as e:
-            err = e.errors()[0]
-            key = err["loc"][0] if err["loc"] else None
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "missing":
-                raise ExprError(f"`{op.name}` needs `{key}`", item.span, help=_signature_help(op),
-                                code="A104") from None
-            raise ExprError(f"bad `{key}` for `{op.name}`: {msg}", spans.get(key) or item.span,
-                            help=_signature_help(op), code="A104") from None
-        return {"args": args}, post
-
-    def op_node(self, scope: _Scope, op: Op, name: str, fields: dict, x: Value, span: Span | None) -> Value:
-        args = fields.get("args") or op.args()
-        return self.add_node(scope, name, op.prefix, args, [x], span)
 
     def add_node(self, scope: _Scope, opname: str, prefix: str, args: Any, inputs: list, span: Span | None) -> Value:
         op = OPS[opname]
@@ -515,7 +326,8 @@ class _Walker:
             if lookup(item.block) is not None:
                 hint = f"`{item.block}` is a layer kind: write `{item.block} ARGS` without parentheses"
             self.error("A102", f"unknown block `{item.block}`", item.span, label="no block of this name",
-                       help=hint or "define it with `block NAME(...):` or import the file that does")
+                       help=hint or "define it with `block NAME(...):` or import the file that does; the shipped "
+                       "blocks (basic, bottleneck, dense_layer, inception, ...) are `import \"archc/blocks.arch\"`")
             return (x[0], None)
         if any(name == item.block for name, _ in self.call_stack):
             chain = " -> ".join([n for n, _ in self.call_stack] + [item.block])
@@ -526,8 +338,8 @@ class _Walker:
             self.error("A301", f"blocks nest deeper than {MAX_CALL_DEPTH} calls", item.span)
             raise _Fatal()
         try:
-            bound = self.bind_call(block, item, env)
-        except _Unknown:
+            bound = bind_call(block, item, env, self.globals)
+        except Unknown:
             return (x[0], None)
         except RuleError as e:
             self.rule_error(e, item.span)
@@ -549,57 +361,6 @@ class _Walker:
             return self.seq(block.body, x, body_env, target)
         finally:
             self.call_stack.pop()
-
-    def bind_call(self, block: ir.BlockDef, item: ir.Call, env: dict) -> dict:
-        names = [p.name for p in block.params]
-        bound: dict[str, Any] = {}
-        positional = 0
-        for arg in item.args:
-            if arg.name is None:
-                if positional >= len(names):
-                    raise ExprError(f"`{block.name}` takes {len(names)} argument{'s' * (len(names) != 1)}",
-                                    arg.span, help=f"its signature is {_block_signature(block)}", code="A106")
-                key = names[positional]
-                positional += 1
-            else:
-                key = arg.name
-                if key not in names:
-                    raise ExprError(f"`{block.name}` has no parameter `{key}`", arg.span,
-                                    help=did_you_mean(key, names) or f"its signature is {_block_signature(block)}",
-                                    code="A106")
-            if key in bound:
-                raise ExprError(f"`{key}` is given twice", arg.span, code="A106")
-            value = evaluate(arg.value, env)
-            if isinstance(value, Symbol):
-                hint = did_you_mean(value, list(env))
-                raise ExprError(f"unknown name `{value}`", getattr(arg.value, "span", None) or arg.span,
-                                help=hint)
-            bound[key] = value
-        defaults_env = dict(self.globals)
-        for param in block.params:
-            if param.name not in bound:
-                if param.default is None:
-                    raise ExprError(f"`{block.name}` needs `{param.name}`", item.span,
-                                    help=f"its signature is {_block_signature(block)}", code="A106")
-                bound[param.name] = evaluate(param.default, dict(defaults_env, **bound))
-            defaults_env[param.name] = bound[param.name]
-        return bound
-
-
-def _signature_help(op: Op) -> str:
-    fields = op.args.model_fields
-    parts = [f"{name}" for name in op.positional]
-    parts += [f"{name}={fields[name].default!r}" for name in fields if name not in op.positional
-              and not fields[name].is_required()]
-    flags = ", ".join(sorted(op.flags))
-    text = f"`{op.name}` takes " + (", ".join(parts) if parts else "no arguments")
-    return text + (f"; flags: {flags}" if flags else "")
-
-
-def _block_signature(block: ir.BlockDef) -> str:
-    return f"`{block.name}(" + ", ".join(p.name + ("=..." if p.default is not None else "")
-                                         for p in block.params) + ")`"
-
 
 # ---------------------------------------------------------------- naming
 
@@ -651,13 +412,6 @@ def _size_notes(producer: _Node | None) -> list[str]:
     return notes
 
 
-def _bounded_value(value: Any) -> Any:
-    """An override from the API or `--set`, held to the limits a spec's own numbers obey."""
-    for part in value if isinstance(value, tuple) else (value,):
-        _bounded(part, None)
-    return value
-
-
 def resolve_params(spec: ir.Spec, overrides: dict[str, Any], sources: dict[str, str]) -> tuple[dict, Shape | None,
                                                                                                   list[Diagnostic]]:
     """Evaluate the network parameters in order, then the input size; `overrides` win over defaults."""
@@ -666,7 +420,7 @@ def resolve_params(spec: ir.Spec, overrides: dict[str, Any], sources: dict[str, 
     for param in spec.params:
         if param.name in overrides:
             try:
-                env[param.name] = _bounded_value(overrides[param.name])
+                env[param.name] = bounded_value(overrides[param.name])
             except RuleError as e:
                 diags.append(Diagnostic(e.code, f"`{param.name}`: {e.message}", None, help=e.help))
             continue
@@ -675,7 +429,7 @@ def resolve_params(spec: ir.Spec, overrides: dict[str, Any], sources: dict[str, 
         except RuleError as e:
             diags.append(Diagnostic(e.code, e.message, getattr(e, "span", None) or param.span, help=e.help))
             continue
-        except _Unknown:
+        except Unknown:
             diags.append(Diagnostic("A103", "`in` has no meaning in a network parameter", param.span))
             continue
         if isinstance(value, Symbol):
@@ -684,14 +438,14 @@ def resolve_params(spec: ir.Spec, overrides: dict[str, Any], sources: dict[str, 
     shape = None
     if "input" in overrides:
         try:
-            shape = _bounded_value(overrides["input"])
+            shape = bounded_value(overrides["input"])
         except RuleError as e:
             diags.append(Diagnostic(e.code, f"`input`: {e.message}", None, help=e.help))
             return env, None, diags
     elif spec.input is not None:
         try:
             shape = evaluate(spec.input, env)
-        except (RuleError, _Unknown) as e:
+        except (RuleError, Unknown) as e:
             diags.append(Diagnostic(getattr(e, "code", "A103"), getattr(e, "message", "bad input size"),
                                     spec.input_span))
             return env, None, diags
@@ -745,4 +499,4 @@ def infer(spec: ir.Spec, blocks: dict[str, ir.BlockDef] | None = None, overrides
     output = out[0].name if out[0] is not None else INPUT
     return Plan(name=spec.name or "network", description=spec.description, input_shape=shape, nodes=nodes,
                 output=output, file=file, params={k: to_python(v) for k, v in env.items()},
-                stage_summaries=walker.stage_summaries)
+                stage_sources=walker.stage_sources, blocks=blocks, globals=env)

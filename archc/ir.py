@@ -152,7 +152,7 @@ class Residual(Node):
     """`residual:` merges its body's output with its input by `merge`; `shortcut` replaces the automatic one."""
 
     kind: Literal["residual"] = "residual"
-    merge: Literal["add", "concat"] = "add"
+    merge: Identifier = "add"  # a layer kind with several inputs (archc.ops.MERGES)
     body: list[Item]
     shortcut: list[Item] | None = None
 
@@ -166,7 +166,7 @@ class Branches(Node):
     """`concat:` / `add:` with one parallel branch a line (Inception)."""
 
     kind: Literal["branches"] = "branches"
-    merge: Literal["add", "concat"]
+    merge: Identifier  # a layer kind with several inputs (archc.ops.MERGES)
     branches: list[Branch]
 
 

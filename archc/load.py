@@ -2,7 +2,8 @@
 
 Import rule: `import "file.arch"` is resolved against the directory of the file that imports it, and must
 stay inside the directory of the spec being checked (or a directory the caller allows with
-`allow=[...]`, the CLI's `--allow-import DIR`). Cycles are errors. Blocks a spec defines itself win
+`allow=[...]`, the CLI's `--allow-import DIR`). A path that starts with `archc/` names the shipped spec
+library instead (`import "archc/blocks.arch"`), from any directory. Cycles are errors. Blocks a spec defines itself win
 over imported ones of the same name, so a spec can adapt a shared block.
 """
 
@@ -185,28 +186,93 @@ def parse_json(text: str, file: str | None = None) -> ir.Spec:
                                      help="`archc convert SPEC --to json` shows one")], sources)
     try:
         _add_spans(data, (), positions, text, file)
-        return ir.Spec.model_validate(data)
+        # strict: JSON says what it means, so "64" is a string, never quietly the number 64
+        return ir.Spec.model_validate(data, strict=True)
     except RecursionError:
         raise ArchcError([Diagnostic("A301", "the JSON nests too deeply", top)], sources) from None
     except ValidationError as e:
-        diags = []
-        # A value that fits no member of a union fails once per member; the deepest failure is the telling one.
-        for err in sorted(e.errors(), key=lambda err: -len(err["loc"]))[:10]:
-            path = _loc_path(data, err["loc"])
-            where = ".".join(str(p) for p in err["loc"]) or "the top level"
-            diags.append(Diagnostic("A005", f"`{where}` does not fit the spec schema: {_explain(err)}",
-                                    Span(**_span_at(text, file, positions[path])),
-                                    help="`archc schema` prints the schema"))
-        raise ArchcError(diags, sources) from None
+        raise ArchcError(_schema_diagnostics(e.errors(), data, text, file, positions), sources) from None
 
 
-def _explain(err: dict) -> str:
-    if err["type"] == "string_pattern_mismatch":
-        if err["ctx"]["pattern"] == ir.TEXT_PATTERN:
-            return "a string cannot hold a line break or another control character"
-        return (f"{json.dumps(err['input'])[:60]} is not a name: letters, digits and `_`, not starting with a digit, "
-                f"at most {MAX_NAME_LENGTH} characters")
-    return err["msg"]
+def _schema_diagnostics(errors: list[dict], data: Any, text: str, file: str | None, positions: dict) -> list:
+    """Pydantic's errors as the spec's writer reads them: the JSON path of the value (`body[3].args[0].value`),
+    what fits there, what is there. A value that fits no member of a union fails once per member, at several
+    depths of pydantic's own location (`tagged-union[...]`, `int`): the failures are grouped by the place in
+    the JSON, the deepest place is the telling one, and the alternatives of one place are said together."""
+    groups: dict[tuple, list[dict]] = {}
+    for err in errors:
+        groups.setdefault(_loc_path(data, err["loc"]), []).append(err)
+    reported: list[tuple] = []
+    diags = []
+    for path in sorted(groups, key=len, reverse=True):
+        if any(path == done[:len(path)] for done in reported):
+            continue  # an outer alternative of a failure already reported deeper inside it
+        reported.append(path)
+        diags.append(Diagnostic("A005", _schema_message(path, groups[path]),
+                                Span(**_span_at(text, file, positions[path])),
+                                help="`archc schema` prints the schema; `archc convert SPEC --to json` shows a "
+                                     "spec written as JSON"))
+        if len(diags) == 10:
+            break
+    return diags
+
+
+_EXPECTED = {
+    "bool_type": "true or false", "int_type": "an integer", "float_type": "a number", "string_type": "a string",
+    "list_type": "a list", "dict_type": "an object", "model_type": "an object",
+    "model_attributes_type": "an object with a `kind` (an expression such as {\"kind\": \"name\", \"id\": \"w\"})",
+    "none_required": "null", "int_from_float": "an integer",
+}
+
+
+def _json_path(path: tuple) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "the top level"
+
+
+def _found(value: Any) -> str:
+    if isinstance(value, str):
+        return f"{json.dumps(value)[:60]} (a string)"
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        return f"{value} (a number)"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def _schema_message(path: tuple, errors: list[dict]) -> str:
+    where = _json_path(path)
+    first = errors[0]
+    kind = first["type"]
+    if kind == "missing":
+        return f"`{where}` lacks the field `{first['loc'][-1]}`"
+    if kind == "extra_forbidden":
+        return f"`{_json_path(path[:-1])}`: `{first['loc'][-1]}` is not a field of this object"
+    if kind == "union_tag_invalid":
+        return (f"`{where}.kind` is {json.dumps(first['ctx']['tag'])}, which is none of "
+                f"{first['ctx']['expected_tags']}")
+    if kind == "union_tag_not_found":
+        return f"`{where}` needs a `{first['ctx']['discriminator'].strip(chr(39))}` field"
+    if kind == "string_pattern_mismatch":
+        if first["ctx"]["pattern"] == ir.TEXT_PATTERN:
+            return f"`{where}`: a string cannot hold a line break or another control character"
+        return (f"`{where}`: {json.dumps(first['input'])[:60]} is not a name: letters, digits and `_`, not starting "
+                f"with a digit, at most {MAX_NAME_LENGTH} characters")
+    if kind == "literal_error":
+        return f"`{where}`: expected {first['ctx']['expected']}, found {_found(first['input'])}"
+    expected = []
+    for err in errors:
+        what = _EXPECTED.get(err["type"], err["msg"][0].lower() + err["msg"][1:])
+        if what not in expected:
+            expected.append(what)
+    if "a number" in expected and "an integer" in expected:
+        expected.remove("an integer")
+    listed = expected[0] if len(expected) == 1 else ", ".join(expected[:-1]) + " or " + expected[-1]
+    unquote = "; a number is written without quotes" if isinstance(first["input"], str) and \
+        _JSON_NUMBER.fullmatch(first["input"].strip()) and ("a number" in expected or "an integer" in expected) else ""
+    return f"`{where}`: expected {listed}, found {_found(first['input'])}{unquote}"
 
 
 class _JSONProblem(ValueError):
@@ -305,10 +371,10 @@ def load_text(text: str, path: Path | None = None, allow: list[str | Path] | Non
     spec = parse_source(text, display)
     root = path.resolve().parent if path is not None else Path.cwd().resolve()
     roots = [root] + [Path(a).resolve() for a in (allow or [])]
-    state = _Imports(roots=roots, sources=sources, total=len(text))
-    if path is not None:
+    state = _Imports(sources=sources, total=len(text))
+    if path is not None and path.exists():  # not `<stdin>`
         state.files.append(path.resolve())
-    blocks = _load_imports(spec, root, [display], state)
+    blocks = _load_imports(spec, root, roots, [display], state)
     return Loaded(spec=spec, blocks=blocks, sources=sources, file=display if path is not None else None,
                   files=state.files)
 
@@ -335,29 +401,56 @@ def clear_cache() -> None:
     _BLOCK_FILES.clear()
 
 
+LIBRARY_PREFIX = "archc/"  # `import "archc/blocks.arch"`: the shipped spec library, wherever the spec is
+
+
+def library_dir() -> Path | None:
+    """The shipped spec library: installed beside the package (archc/specs), or the repository's specs/."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "specs", here.parent / "specs"):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def _library_target(imp: ir.Import, sources: dict[str, str]) -> Path:
+    library = library_dir()
+    name = imp.path[len(LIBRARY_PREFIX):]
+    target = (library / name).resolve() if library is not None else None
+    if target is None or library.resolve() not in target.parents:
+        raise ArchcError([Diagnostic("A107", f"`{imp.path}` is not in archc's spec library", imp.span,
+                                     help="`archc list` shows the library; its block file is `archc/blocks.arch`")],
+                         sources)
+    return target
+
+
 @dataclass
 class _Imports:
     """What one load has read so far: each file once, however many files import it."""
 
-    roots: list[Path]
     sources: dict[str, str]
     total: int  # characters of the spec and bytes of every distinct file it imports
     files: list[Path] = field(default_factory=list)
     done: dict[str, dict[str, ir.BlockDef]] = field(default_factory=dict)  # file -> the blocks importing it gives
 
 
-def _load_imports(spec: ir.Spec, here: Path, stack: list[str], state: _Imports) -> dict[str, ir.BlockDef]:
+def _load_imports(spec: ir.Spec, here: Path, roots: list[Path], stack: list[str],
+                  state: _Imports) -> dict[str, ir.BlockDef]:
     """The blocks `spec`'s imports give, later imports winning over earlier ones (a file's own blocks over those
     it imports). Each file is read and walked once per load: a diamond of imports costs its number of files,
     not its number of paths; a file imported again gives the same blocks, as if it were walked again."""
     blocks: dict[str, ir.BlockDef] = {}
     sources = state.sources
     for imp in spec.imports:
-        target = (here / imp.path).resolve()
-        if not any(target == r or r in target.parents for r in state.roots):
+        library = imp.path.startswith(LIBRARY_PREFIX)
+        target = _library_target(imp, sources) if library else (here / imp.path).resolve()
+        if library:
+            roots = roots + [target.parent]  # what the library imports stays in the library
+        elif not any(target == r or r in target.parents for r in roots):
             raise ArchcError([Diagnostic("A107", f"`{imp.path}` is outside the spec's directory", imp.span,
                                          help="imports stay inside the directory of the spec; allow another "
-                                         "directory with `--allow-import DIR`")], sources)
+                                         "directory with `--allow-import DIR`; `import \"archc/blocks.arch\"` "
+                                         "imports the shipped blocks from anywhere")], sources)
         if not imp.path.endswith(SPEC_SUFFIXES) or not target.name.endswith(SPEC_SUFFIXES):
             # refused before it is read, so no diagnostic can ever quote a line of it
             raise ArchcError([Diagnostic("A107", f"`{imp.path}` is not a spec file", imp.span,
@@ -388,7 +481,7 @@ def _load_imports(spec: ir.Spec, here: Path, stack: list[str], state: _Imports) 
                 raise ArchcError([Diagnostic("A107", f"`{imp.path}` is a network, not a block file", imp.span,
                                              help="an imported file holds only `block` definitions (and imports)")],
                                  sources)
-            given = _load_imports(imported, target.parent, stack + [key], state)
+            given = _load_imports(imported, target.parent, roots, stack + [key], state)
             for block in imported.blocks:
                 given[block.name] = block
             state.done[key] = given
@@ -406,7 +499,7 @@ def _size(path: Path) -> int | None:
 def parse_value(text: str, what: str = "value") -> Any:
     """A `--set name=value` value, in the spec language's expression syntax (`10`, `32x32x3`, `0.5`, `true`)."""
     from .diagnostics import RuleError
-    from .infer import Symbol, evaluate
+    from .exprs import Symbol, evaluate
 
     spec = parse(f"param _={text}\n", f"<{what}>")
     default = spec.params[0].default

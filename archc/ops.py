@@ -17,6 +17,7 @@ The language's arithmetic, defined once (docs/language.md repeats it):
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -63,6 +64,23 @@ def _window(args: WindowArgs) -> str:
 
 class OpArgs(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Weight:
+    """One tensor a layer holds, in PyTorch's layout (the names are PyTorch's: `weight`, `bias`,
+    `running_mean`); every backend, `transfer_weights` and `load_weights` read these."""
+
+    shape: Shape
+    trainable: bool = True
+    role: Literal["weight", "bias", "statistic"] = "weight"  # the papers' "weights" leave biases out
+    in_axis: int | None = None  # the axis indexing the input's features: permuted with a flat vector's order
+    init: Literal["uniform", "ones", "zeros"] = "uniform"  # PyTorch's default for the layer kind
+    fan_in: int = 1  # uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's default for conv and dense
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
 
 
 # ---------------------------------------------------------------- argument models
@@ -176,7 +194,9 @@ class NoArgs(OpArgs):
 
 
 class Op:
-    """One layer kind. Subclasses override the rules that differ from "same shape, no parameters"."""
+    """One layer kind, the whole of it: arguments, how a spec writes them, traits, weights, rules, docs.
+    Subclasses override what differs from "same shape, no weights". Every pass and backend reads these
+    attributes; none keeps its own list of kind names (docs/contributing.md, "Adding a layer kind")."""
 
     name: ClassVar[str]
     prefix: ClassVar[str]  # the default layer name in a spec's scope: conv, bn, fc, ...
@@ -184,8 +204,25 @@ class Op:
     args: ClassVar[type[OpArgs]] = NoArgs
     positional: ClassVar[tuple[str, ...]] = ()
     flags: ClassVar[dict[str, tuple[str, Any]]] = {}  # bare word -> (argument, value)
-    inputs: ClassVar[str] = "one"  # "one" or "many" (merges)
+
+    # ---- traits
+    category: ClassVar[str] = "other"  # the family pictures colour by: conv, pool, dense, norm, merge, ...
+    inputs: ClassVar[str] = "one"  # "one", or "many" for a merge (written `residual NAME:` / `NAME:` + branches)
     activation: ClassVar[bool] = False  # may be written as a trailing flag of another layer: `conv 3x3, 64, relu`
+    keeps_order: ClassVar[bool] = False  # output feature i belongs to input feature i: permuting the input's
+    # features permutes the output's alike (activations, dropout, batchnorm, softmax; not lrn, which mixes neighbours)
+    fresh_output: ClassVar[bool] = False  # a new tensor its own backward does not need: a later op may overwrite it
+    normalizes: ClassVar[bool] = False  # removes any per-channel shift: a bias just before it is redundant
+    probabilities: ClassVar[bool] = False  # turns scores into probabilities: left out when logits are asked for
+    same_shapes: ClassVar[bool] = False  # a merge whose inputs must agree in shape: `residual` projects to it
+    shortcut_first: ClassVar[bool] = False  # `residual` passes (shortcut, body), not (body, shortcut)
+    joins: ClassVar[bool] = False  # a merge that lays its inputs' channels side by side
+    flattens: ClassVar[bool] = False  # HxWxC to a vector, row-major: frameworks differ in the features' order
+
+    # ---- documentation (docs/language.md is generated from these)
+    shape_rule: ClassVar[str] = "unchanged"
+    param_rule: ClassVar[str] = "none"
+    examples: ClassVar[tuple[tuple[str, str], ...]] = ()  # (spec line, input size): worked rows in the docs
 
     def label(self, args: OpArgs) -> str:
         """The layer as a table row shows it: `conv 3x3/2, 64`."""
@@ -203,9 +240,19 @@ class Op:
     def shape(self, args: OpArgs, in_shapes: list[Shape]) -> Shape:
         return in_shapes[0]
 
+    def weights(self, args: OpArgs, in_shapes: list[Shape]) -> dict[str, Weight]:
+        """The tensors the layer holds, by their PyTorch names, in creation order."""
+        return {}
+
     def params(self, args: OpArgs, in_shapes: list[Shape]) -> tuple[int, int]:
-        """(trainable, non-trainable) parameter counts."""
-        return (0, 0)
+        """(trainable, non-trainable) parameter counts: the sizes of its weights."""
+        trainable = non_trainable = 0
+        for weight in self.weights(args, in_shapes).values():
+            if weight.trainable:
+                trainable += weight.size
+            else:
+                non_trainable += weight.size
+        return (trainable, non_trainable)
 
     def macs(self, args: OpArgs, in_shapes: list[Shape], out: Shape) -> int:
         return 0
@@ -228,6 +275,16 @@ class Conv(Op):
     positional = ("kernel", "filters")
     flags = {"same": ("padding", "same"), "valid": ("padding", "valid"), "dw": ("depthwise", True),
              "nobias": ("bias", False)}
+    category = "conv"
+    fresh_output = True
+    shape_rule = ("H'xW' by the window arithmetic (see *Arithmetic*); C' = `filters` (depthwise: C x `multiplier` "
+                  "unless `filters` is given)")
+    param_rule = ("kh * kw * (C / groups) * filters weights, + filters biases unless `nobias` (or a trailing `bn`); "
+                  "MACs H' * W' * filters * kh * kw * C / groups")
+    examples = (("conv 3x3, 64", "56x56x64"), ("conv 3x3, 64, same", "56x56x64"),
+                ("conv 7x7, 64, stride=2, same, nobias", "224x224x3"), ("conv 11x11, 96, stride=4", "227x227x3"),
+                ("conv 3x3, dw, same", "112x112x32"), ("conv 3x3, 64, groups=2, padding=1", "27x27x48"),
+                ("conv 3x3, 16, dilation=2, same", "32x32x8"))
 
     def label(self, args: ConvArgs) -> str:
         text = f"conv {_window(args)}, {args.filters if args.filters is not None else 'dw'}"
@@ -262,10 +319,13 @@ class Conv(Op):
         h, w, _ = _feature_map(in_shapes[0], "conv")
         return (*args.window_output(h, w), args.filters)
 
-    def params(self, args: ConvArgs, in_shapes):
-        c = in_shapes[0][2]
-        weights = args.kernel[0] * args.kernel[1] * (c // args.groups) * args.filters
-        return (weights + (args.filters if args.bias else 0), 0)
+    def weights(self, args: ConvArgs, in_shapes):
+        per_group = in_shapes[0][2] // args.groups
+        fan_in = per_group * args.kernel[0] * args.kernel[1]
+        out = {"weight": Weight((args.filters, per_group, *args.kernel), in_axis=1, fan_in=fan_in)}
+        if args.bias:
+            out["bias"] = Weight((args.filters,), role="bias", fan_in=fan_in)
+        return out
 
     def macs(self, args: ConvArgs, in_shapes, out):
         c = in_shapes[0][2]
@@ -276,6 +336,8 @@ class _Pool(Op):
     args = PoolArgs
     positional = ("kernel",)
     flags = {"same": ("padding", "same"), "valid": ("padding", "valid")}
+    category = "pool"
+    fresh_output = True
 
     def label(self, args: PoolArgs) -> str:
         return f"{self.name} {_window(args)}"
@@ -310,14 +372,22 @@ def _window_sees_padding_only(size: int, out: int, stride: int, before: int, ker
 class MaxPool(_Pool):
     name = prefix = "maxpool"
     summary = "max pooling: kernel; stride (default: the kernel), padding (pads with -inf)"
+    shape_rule = "H'xW' by the window arithmetic, padding counts as -infinity; C unchanged"
+    examples = (("maxpool 3x3, stride=2, same", "112x112x64"), ("maxpool 3x3, stride=2", "55x55x96"),
+                ("maxpool 2x2", "28x28x16"))
 
 
 class AvgPool(_Pool):
     name = prefix = "avgpool"
     summary = "average pooling: kernel; stride (default: the kernel), padding (not counted in the average)"
+    shape_rule = "H'xW' by the window arithmetic, padding left out of each average; C unchanged"
+    examples = (("avgpool 2x2, stride=2", "56x56x256"), ("avgpool 3x3, stride=1, same", "28x28x192"))
 
 
 class _GlobalPool(Op):
+    category = "pool"
+    shape_rule = "HxWxC to C"
+
     def shape(self, args, in_shapes):
         return (_feature_map(in_shapes[0], self.name)[2],)
 
@@ -326,17 +396,23 @@ class GlobalAvgPool(_GlobalPool):
     name = "globalavgpool"
     prefix = "gap"
     summary = "global average pooling: HxWxC to C"
+    examples = (("globalavgpool", "7x7x2048"),)
 
 
 class GlobalMaxPool(_GlobalPool):
     name = "globalmaxpool"
     prefix = "gmp"
     summary = "global max pooling: HxWxC to C"
+    examples = (("globalmaxpool", "7x7x512"),)
 
 
 class Flatten(Op):
     name = prefix = "flatten"
     summary = "HxWxC to a flat vector of H*W*C"
+    category = "reshape"
+    flattens = keeps_order = True  # a flat input passes through unchanged
+    shape_rule = "HxWxC to H * W * C (row-major over H, W, C)"
+    examples = (("flatten", "6x6x256"),)
 
     def shape(self, args, in_shapes):
         return (math.prod(in_shapes[0]),)
@@ -349,6 +425,11 @@ class Dense(Op):
     args = DenseArgs
     positional = ("units",)
     flags = {"nobias": ("bias", False)}
+    category = "dense"
+    fresh_output = True
+    shape_rule = "N to `units`; the input must be flat"
+    param_rule = "N * units weights, + units biases unless `nobias`; MACs N * units"
+    examples = (("dense 4096", "9216"), ("dense 10, nobias", "512"))
 
     def label(self, args: DenseArgs) -> str:
         return f"dense {args.units}" + ("" if args.bias else " nobias")
@@ -367,8 +448,12 @@ class Dense(Op):
     def shape(self, args: DenseArgs, in_shapes):
         return (args.units,)
 
-    def params(self, args: DenseArgs, in_shapes):
-        return (in_shapes[0][0] * args.units + (args.units if args.bias else 0), 0)
+    def weights(self, args: DenseArgs, in_shapes):
+        n = in_shapes[0][0]
+        out = {"weight": Weight((args.units, n), in_axis=1, fan_in=n)}
+        if args.bias:
+            out["bias"] = Weight((args.units,), role="bias", fan_in=n)
+        return out
 
     def macs(self, args: DenseArgs, in_shapes, out):
         return in_shapes[0][0] * args.units
@@ -379,16 +464,30 @@ class BatchNorm(Op):
     prefix = "bn"
     summary = "batch normalisation over channels: epsilon, momentum; running statistics are non-trainable"
     args = BatchNormArgs
+    category = "norm"
+    keeps_order = fresh_output = normalizes = True
+    param_rule = ("2C trainable (scale, shift; fewer with `scale=false` / `center=false`) and 2C "
+                  "non-trainable (running mean and variance)")
+    examples = (("batchnorm", "56x56x64"), ("bn epsilon=0.001", "1024"))
 
-    def params(self, args: BatchNormArgs, in_shapes):
-        c = in_shapes[0][-1]
-        return ((int(args.scale) + int(args.center)) * c, 2 * c)
+    def weights(self, args: BatchNormArgs, in_shapes):
+        c = (in_shapes[0][-1],)
+        out = {}
+        if args.scale:
+            out["weight"] = Weight(c, in_axis=0, init="ones")
+        if args.center:
+            out["bias"] = Weight(c, role="bias", in_axis=0, init="zeros")
+        out["running_mean"] = Weight(c, trainable=False, role="statistic", in_axis=0, init="zeros")
+        out["running_var"] = Weight(c, trainable=False, role="statistic", in_axis=0, init="ones")
+        return out
 
 
 class LRN(Op):
     name = prefix = "lrn"
     summary = "local response normalisation across channels (AlexNet): size, alpha, beta, k"
     args = LRNArgs
+    category = "norm"
+    examples = (("lrn size=5, alpha=0.0001, beta=0.75, k=2", "55x55x96"),)
 
 
 class Dropout(Op):
@@ -396,6 +495,10 @@ class Dropout(Op):
     summary = "dropout: rate (`0.5` or `50%`)"
     args = DropoutArgs
     positional = ("rate",)
+    category = "regularization"
+    keeps_order = True
+    shape_rule = "unchanged; `rate` in [0, 1)"
+    examples = (("dropout 0.5", "4096"), ("dropout 40%", "4096"))
 
     def resolve(self, args: DropoutArgs, in_shapes):
         if not 0 <= args.rate < 1:
@@ -406,53 +509,71 @@ class Dropout(Op):
 class Identity(Op):
     name = prefix = "identity"
     summary = "passes its input through"
+    keeps_order = True
+    examples = (("identity", "8x8x3"),)
 
 
 class _Activation(Op):
-    activation = True
+    activation = keeps_order = True
+    category = "activation"
 
 
 class ReLU(_Activation):
     name = prefix = "relu"
     summary = "max(x, 0)"
+    examples = (("relu", "8x8x3"),)
 
 
 class ReLU6(_Activation):
     name = prefix = "relu6"
     summary = "min(max(x, 0), 6)"
+    examples = (("relu6", "8x8x3"),)
 
 
 class LeakyReLU(_Activation):
     name = prefix = "leaky_relu"
     summary = "x if x > 0 else negative_slope * x (default 0.01)"
     args = LeakyReluArgs
+    examples = (("leaky_relu negative_slope=0.2", "8x8x3"),)
 
 
 class ELU(_Activation):
     name = prefix = "elu"
     summary = "x if x > 0 else alpha * (exp(x) - 1)"
     args = EluArgs
+    examples = (("elu", "8x8x3"),)
 
 
 class Sigmoid(_Activation):
     name = prefix = "sigmoid"
     summary = "1 / (1 + exp(-x))"
+    examples = (("sigmoid", "10"),)
 
 
 class Tanh(_Activation):
     name = prefix = "tanh"
     summary = "tanh(x)"
+    examples = (("tanh", "10"),)
 
 
 class Softmax(_Activation):
     name = prefix = "softmax"
     summary = "softmax over the channels"
+    probabilities = True
+    examples = (("softmax", "1000"),)
 
 
-class Add(Op):
+class _Merge(Op):
+    inputs = "many"
+    category = "merge"
+    fresh_output = True
+
+
+class Add(_Merge):
     name = prefix = "add"
     summary = "element-wise sum of its inputs (residual connections, `add:` branches)"
-    inputs = "many"
+    same_shapes = keeps_order = True
+    shape_rule = "every input has the same shape, which is the output's"
 
     def shape(self, args, in_shapes):
         first = in_shapes[0]
@@ -466,10 +587,11 @@ class Add(Op):
         return first
 
 
-class Concat(Op):
+class Concat(_Merge):
     name = prefix = "concat"
     summary = "concatenation of its inputs along the channels (Inception, DenseNet)"
-    inputs = "many"
+    shortcut_first = joins = True  # DenseNet: the input's channels, then the new ones
+    shape_rule = "inputs agree in every size but the last; the output's last size is their sum"
 
     def shape(self, args, in_shapes):
         first = in_shapes[0]
@@ -501,6 +623,25 @@ ALIASES: dict[str, str] = {
 # Words that may trail a layer's arguments to append a layer: `conv 3x3, 64, bn, relu`.
 POST_OPS: set[str] = {"bn"} | {name for name, op in OPS.items() if op.activation}
 
+# The merges: kinds with many inputs, written `residual NAME:` or `NAME:` over one branch a line.
+MERGES: frozenset[str] = frozenset(name for name, op in OPS.items() if op.inputs == "many")
+
 
 def lookup(kind: str) -> Op | None:
     return OPS.get(ALIASES.get(kind, kind))
+
+
+def projection(src: Shape, target: Shape, normalized: bool) -> list[tuple[str, OpArgs]] | None:
+    """The automatic shortcut of a residual whose body changes the shape (He et al., option B): a strided 1x1
+    conv to the body's width, followed by batchnorm when the body normalises (without a bias then).
+    None when no such conv gives `target`."""
+    if len(src) != 3 or len(target) != 3:
+        return None
+    stride = (math.ceil(src[0] / target[0]), math.ceil(src[1] / target[1]))
+    conv = ConvArgs(kernel=(1, 1), filters=target[2], stride=stride, bias=not normalized)
+    if conv.window_output(src[0], src[1]) != target[:2]:
+        return None
+    layers: list[tuple[str, OpArgs]] = [("conv", conv)]
+    if normalized:
+        layers.append(("batchnorm", BatchNormArgs()))
+    return layers

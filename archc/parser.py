@@ -17,6 +17,7 @@ from lark.indenter import Indenter
 from . import ir
 from .diagnostics import ArchcError, Diagnostic, Span, fast_construct, fast_span
 from .ir import MAX_INT, MAX_NAME_LENGTH
+from .ops import MERGES
 
 
 def _new(cls, **fields):
@@ -38,6 +39,7 @@ _TERMINAL_WORDS = {
     "PERCENT": "a percentage",
     "DIMS": "a size like `3x3`",
     "STRING": 'a string in "double quotes"',
+    "MERGE": "a merge (" + ", ".join(f"`{m}`" for m in sorted(MERGES)) + ")",
     "_NL": "a new line",
     "_INDENT": "an indented block",
     "_DEDENT": "the end of the indented block",
@@ -50,9 +52,10 @@ _TERMINAL_WORDS = {
 
 
 class IndentationError_(Exception):
-    def __init__(self, message: str, token: Token):
+    def __init__(self, message: str, token: Token, help: str = "indent every line of a block by the same amount"):
         super().__init__(message)
         self.token = token
+        self.help = help
 
 
 class ArchIndenter(Indenter):
@@ -71,6 +74,7 @@ class ArchIndenter(Indenter):
         yield token
         indent_str = token.rsplit("\n", 1)[1]
         indent = indent_str.count(" ") + indent_str.count("\t") * self.tab_len
+        self.tabs = self.tabs or "\t" in indent_str  # a tab so far: the likely culprit
         if indent > self.indent_level[-1]:
             self.indent_level.append(indent)
             yield Token.new_borrow_pos(self.INDENT_type, indent_str, token)
@@ -79,15 +83,19 @@ class ArchIndenter(Indenter):
             self.indent_level.pop()
             yield Token.new_borrow_pos(self.DEDENT_type, indent_str, token)
         if indent != self.indent_level[-1]:
+            tabs = "\t" in indent_str
             raise IndentationError_(
-                f"this line is indented by {indent}, which matches no enclosing block "
-                f"(expected {self.indent_level[-1]})",
+                f"this line is indented by {indent}{' (its tabs count 8 columns each)' if tabs else ''}, which "
+                f"matches no enclosing block (expected {self.indent_level[-1]})",
                 token,
+                help="indent with spaces only: tabs and spaces are mixed here, and a tab counts as 8 columns"
+                if self.tabs else "indent every line of a block by the same amount",
             )
 
     def _process(self, stream):
+        self.tabs = False  # the indenter is shared by every parse
         token = None
-        for token in stream:
+        for token in _merges_retyped(stream):
             if token.type == self.NL_type:
                 yield from self.handle_NL(token)
             else:
@@ -101,6 +109,22 @@ class ArchIndenter(Indenter):
         while len(self.indent_level) > 1:
             self.indent_level.pop()
             yield Token.new_borrow_pos(self.DEDENT_type, "", token) if token else Token(self.DEDENT_type, "")
+
+
+def _merges_retyped(stream):
+    """A NAME that names a merge kind (archc.ops.MERGES) and is followed by `:` becomes a MERGE token:
+    `residual concat:`, `add:` over branches. One token of look-ahead; every other token passes unchanged."""
+    held = None
+    for token in stream:
+        if held is not None:
+            yield Token.new_borrow_pos("MERGE", held.value, held) if token.type == "COLON" else held
+            held = None
+        if token.type == "NAME" and token.value in MERGES:
+            held = token
+        else:
+            yield token
+    if held is not None:
+        yield held
 
 
 class _Tree(Tree):
@@ -331,11 +355,8 @@ class _ToIR:
                       else int(tok))
         return _new(ir.Scope, name=str(name), expect=expect, body=rest[-1], span=self._s(node))
 
-    def add(self, node, c):
-        return "add"
-
-    def concat(self, node, c):
-        return "concat"
+    def merge(self, node, c):
+        return str(c[0])
 
     def shortcut(self, node, c):
         return ("shortcut", c[0])
@@ -570,53 +591,72 @@ def _statement_start(lines: list[str], line: int) -> int:
 
 def _diagnose(e: Exception, source: str, file: str | None) -> Diagnostic:
     """A parse failure as a diagnostic; `source` is the text that was parsed."""
-    if isinstance(e, _SyntaxProblem):
-        return Diagnostic(e.code, e.message, e.span, help=e.help)
-    if isinstance(e, UnexpectedCharacters):
-        span = Span(file=file, line=e.line, column=e.column, end_line=e.line, end_column=e.column + 1)
-        char = source[e.pos_in_stream] if e.pos_in_stream < len(source) else ""
-        expected = _describe_expected(set(e.allowed or ()))
-        diag = Diagnostic("A002", f"unexpected character `{char}`", span, label=expected or "not allowed here")
-        if char == "\t":
-            diag.help = "indent with spaces"
-        return diag
-    if isinstance(e, UnexpectedEOF):
-        lines = source.splitlines() or [""]
-        span = Span(file=file, line=len(lines), column=len(lines[-1]) + 1, end_line=len(lines),
-                    end_column=len(lines[-1]) + 2)
-        return Diagnostic("A001", "unexpected end of file", span, label=_describe_expected(set(e.expected)))
-    if isinstance(e, UnexpectedToken):
-        token = e.token
-        if token.type in ("$END", "_DEDENT") or token.line is None or token.line < 1:
-            lines = source.rstrip("\n").splitlines() or [""]
-            line = len(lines) if token.line in (None, 0) or token.type == "$END" else token.line
-            line = min(max(line, 1), len(lines))
-            span = Span(file=file, line=line, column=len(lines[line - 1]) + 1, end_line=line,
-                        end_column=len(lines[line - 1]) + 2)
-        elif token.type == "_INDENT":  # the indented line itself, not the line break before it
-            line = token.end_line
-            span = Span(file=file, line=line, column=len(token.value) + 1, end_line=line,
-                        end_column=len(source.splitlines()[line - 1]) + 1)
-        else:
-            span = _span(token, file)
-            if token.type == "_NL":  # point at the end of the line, not at the next one
-                lines = source.splitlines()
-                span = Span(file=file, line=token.line, column=len(lines[token.line - 1]) + 1,
-                            end_line=token.line, end_column=len(lines[token.line - 1]) + 2)
-        expected = set(e.expected)
-        label = "expected `,` between arguments" if "COMMA" in expected and token.type in _VALUE_TOKENS \
-            else _describe_expected(expected)
-        diag = Diagnostic("A001", f"unexpected {_token_text(token)}", span, label=label)
-        diag.help = _syntax_help(token, set(e.expected))
-        return diag
-    if isinstance(e, IndentationError_):
-        tok = e.token
-        lines = source.splitlines()
-        line = tok.end_line if tok.end_line else 1
+    for kind, diagnose in _DIAGNOSERS:
+        if isinstance(e, kind):
+            return diagnose(e, source, file)
+    return Diagnostic("A001", f"syntax error: {e}")  # pragma: no cover - the kinds below are all Lark raises
+
+
+def _syntax_problem(e: _SyntaxProblem, source: str, file: str | None) -> Diagnostic:
+    return Diagnostic(e.code, e.message, e.span, help=e.help)
+
+
+def _unexpected_character(e: UnexpectedCharacters, source: str, file: str | None) -> Diagnostic:
+    span = Span(file=file, line=e.line, column=e.column, end_line=e.line, end_column=e.column + 1)
+    char = source[e.pos_in_stream] if e.pos_in_stream < len(source) else ""
+    expected = _describe_expected(set(e.allowed or ()))
+    return Diagnostic("A002", f"unexpected character `{char}`", span, label=expected or "not allowed here",
+                      help="indent with spaces" if char == "\t" else None)
+
+
+def _unexpected_end(e: UnexpectedEOF, source: str, file: str | None) -> Diagnostic:
+    lines = source.splitlines() or [""]
+    span = Span(file=file, line=len(lines), column=len(lines[-1]) + 1, end_line=len(lines),
+                end_column=len(lines[-1]) + 2)
+    return Diagnostic("A001", "unexpected end of file", span, label=_describe_expected(set(e.expected)))
+
+
+def _unexpected_token(e: UnexpectedToken, source: str, file: str | None) -> Diagnostic:
+    token = e.token
+    expected = set(e.expected)
+    label = "expected `,` between arguments" if "COMMA" in expected and token.type in _VALUE_TOKENS \
+        else _describe_expected(expected)
+    return Diagnostic("A001", f"unexpected {_token_text(token)}", _token_span(token, source, file), label=label,
+                      help=_syntax_help(token, expected))
+
+
+def _token_span(token: Token, source: str, file: str | None) -> Span:
+    """Where an unexpected token is shown: the end of the line for a line break or the end of the file,
+    the indented line itself for an indent."""
+    if token.type in ("$END", "_DEDENT") or token.line is None or token.line < 1:
+        lines = source.rstrip("\n").splitlines() or [""]
+        line = len(lines) if token.line in (None, 0) or token.type == "$END" else token.line
         line = min(max(line, 1), len(lines))
-        span = Span(file=file, line=line, column=1, end_line=line, end_column=len(lines[line - 1]) + 1)
-        return Diagnostic("A003", str(e), span, help="indent every line of a block by the same amount")
-    return Diagnostic("A001", f"syntax error: {e}")  # pragma: no cover - the above are all Lark raises
+        return Span(file=file, line=line, column=len(lines[line - 1]) + 1, end_line=line,
+                    end_column=len(lines[line - 1]) + 2)
+    if token.type == "_INDENT":  # the indented line itself, not the line break before it
+        line = token.end_line
+        return Span(file=file, line=line, column=len(token.value) + 1, end_line=line,
+                    end_column=len(source.splitlines()[line - 1]) + 1)
+    if token.type == "_NL":  # point at the end of the line, not at the next one
+        lines = source.splitlines()
+        return Span(file=file, line=token.line, column=len(lines[token.line - 1]) + 1, end_line=token.line,
+                    end_column=len(lines[token.line - 1]) + 2)
+    return _span(token, file)
+
+
+def _indentation(e: IndentationError_, source: str, file: str | None) -> Diagnostic:
+    tok = e.token
+    lines = source.splitlines()
+    line = tok.end_line if tok.end_line else 1
+    line = min(max(line, 1), len(lines))
+    span = Span(file=file, line=line, column=1, end_line=line, end_column=len(lines[line - 1]) + 1)
+    return Diagnostic("A003", str(e), span, help=e.help)
+
+
+_DIAGNOSERS = ((_SyntaxProblem, _syntax_problem), (UnexpectedCharacters, _unexpected_character),
+               (UnexpectedEOF, _unexpected_end), (UnexpectedToken, _unexpected_token),
+               (IndentationError_, _indentation))
 
 
 _VALUE_TOKENS = {"NAME", "INT", "FLOAT", "DIMS", "PERCENT", "STRING", "CALL_NAME"}
@@ -624,7 +664,9 @@ _VALUE_TOKENS = {"NAME", "INT", "FLOAT", "DIMS", "PERCENT", "STRING", "CALL_NAME
 
 def _syntax_help(token: Token, expected: set[str]) -> str | None:
     if token.type == "_INDENT":
-        return "this line is indented more than the one before it; only a line ending in `:` opens a block"
+        tabs = " (its indentation holds a tab, which counts as 8 columns: indent with spaces only)" \
+            if "\t" in str(token) else ""
+        return f"this line is indented more than the one before it{tabs}; only a line ending in `:` opens a block"
     if token.type in _VALUE_TOKENS and "COMMA" in expected:
         return "separate a layer's arguments with commas: `conv 3x3, 64, relu`"
     if token.type == "_NL" and "_INDENT" in expected:

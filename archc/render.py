@@ -6,8 +6,11 @@ Plain aligned columns rather than rich's tables: rich costs ~30 ms to import, a 
 
 from __future__ import annotations
 
+from .binding import bind_call
+from .diagnostics import RuleError
+from .exprs import Unknown, evaluate
 from .ops import fmt_shape
-from .plan import Plan, PlanNode
+from .plan import Plan, PlanNode, StageSource
 
 
 def human(n: int) -> str:
@@ -34,13 +37,13 @@ def grid(header: list[str], rows: list[list[str]], right: set[int] = frozenset()
 
 
 def stage_summary(plan: Plan, key: str, nodes: list[PlanNode]) -> str:
-    """A short stage reads as its layers (`2 x conv 3x3 same, 64; maxpool 2x2/2`), a long one as the
-    spec's row (`maxpool, bottleneck x 3 (33 layers)`)."""
+    """A stage's row, the same in the table, the JSON and the pictures. A short stage reads as its layers
+    (`2 x conv 3x3 same, 64; maxpool 2x2/2`), a long one as the spec's row (`maxpool, bottleneck x 3 (33 layers)`)."""
     if len(nodes) == 1:
         return nodes[0].opdef.label(nodes[0].args)
-    runs: list[list] = []  # consecutive equal layers, activations and batchnorm left out: [label, count]
+    runs: list[list] = []  # consecutive equal layers, activations and normalisations left out: [label, count]
     for n in nodes:
-        if n.opdef.activation or n.op == "batchnorm":
+        if n.opdef.activation or n.opdef.normalizes:
             continue
         label = n.opdef.label(n.args)
         if runs and runs[-1][0] == label:
@@ -49,8 +52,86 @@ def stage_summary(plan: Plan, key: str, nodes: list[PlanNode]) -> str:
             runs.append([label, 1])
     if len(runs) <= 3:
         return "; ".join(label if count == 1 else f"{count} x {label}" for label, count in runs)
-    summary = plan.stage_summaries.get(key) or ", ".join(dict.fromkeys(n.op for n in nodes))
+    source = plan.stage_sources.get(key)
+    summary = spec_row(plan, source) if source else ", ".join(dict.fromkeys(n.op for n in nodes))
     return f"{summary} ({len(nodes)} layers)"
+
+
+def spec_row(plan: Plan, source: StageSource) -> str:
+    """A stage's row as the paper's table writes it: `maxpool, bottleneck x 3`. A stage that is one call of a
+    block made of block calls (`bottleneck_stage(512, 3)`) reads as that block's body."""
+    parts: list[list] = []
+    for item, env in _through_wrappers(plan, source.items, source.env):
+        word = {"layer": getattr(item, "op", ""), "call": getattr(item, "block", ""), "group": "(...)",
+                "residual": "residual", "branches": getattr(item, "merge", ""), "scope": getattr(item, "name", "")
+                }[item.kind]
+        try:
+            count = evaluate(item.repeat, env) if getattr(item, "repeat", None) is not None else 1
+        except (RuleError, Unknown):
+            count = "n"
+        if parts and parts[-1][0] == word and isinstance(count, int) and isinstance(parts[-1][1], int):
+            parts[-1][1] += count
+        else:
+            parts.append([word, count])
+    return ", ".join(word if count == 1 else f"{word} x {count}" for word, count in parts)
+
+
+def _through_wrappers(plan: Plan, items: list, env: dict, depth: int = 0):
+    """The items, with each call of a block made only of block calls replaced by those calls."""
+    for item in items:
+        block = plan.blocks.get(item.block) if item.kind == "call" and item.repeat is None else None
+        if block is not None and depth < 8 and block.body and all(i.kind == "call" for i in block.body):
+            try:
+                inner = dict(plan.globals, **bind_call(block, item, env, plan.globals))
+            except (RuleError, Unknown):
+                yield item, env
+                continue
+            yield from _through_wrappers(plan, block.body, inner, depth + 1)
+        else:
+            yield item, env
+
+
+def plan_json(plan: Plan, level: str = "layer") -> dict:
+    """The `check --format json` object: a contract other tools read (keys only ever get added)."""
+    layers = [
+        {
+            "name": n.name,
+            "op": n.op,
+            "stage": n.stage,
+            "inputs": list(n.inputs),
+            "shape": list(n.shape),
+            "params": n.params,
+            "trainable_params": n.trainable,
+            "non_trainable_params": n.non_trainable,
+            "macs": n.macs,
+            "args": n.args.model_dump(mode="json"),
+            "span": {"file": n.span.file, "line": n.span.line, "column": n.span.column} if n.span else None,
+        }
+        for n in plan.nodes
+    ]
+    return {
+        "name": plan.name,
+        "description": plan.description,
+        "file": plan.file,
+        "input": list(plan.input_shape),
+        "output": list(plan.output_shape),
+        "params": plan.total_params,
+        "trainable_params": plan.trainable_params,
+        "non_trainable_params": plan.non_trainable_params,
+        "macs": plan.macs,
+        "layers": layers,
+        "stages": [
+            {
+                "name": key,
+                "summary": stage_summary(plan, key, nodes),
+                "shape": list(nodes[-1].shape),
+                "params": sum(n.params for n in nodes),
+                "macs": sum(n.macs for n in nodes),
+                "layers": [n.name for n in nodes],
+            }
+            for key, nodes in plan.stages()
+        ],
+    }
 
 
 def table_rows(plan: Plan, level: str) -> list[list[str]]:

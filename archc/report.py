@@ -1,6 +1,7 @@
 """One self-contained HTML page per spec: the totals, the picture and the table (`archc check --format html`,
 `archc report`). Self-contained: inline CSS and an inline SVG, no script and nothing fetched. The picture is
-Graphviz's SVG when `dot` is installed; otherwise the page carries the Mermaid and DOT text instead."""
+Graphviz's SVG when Graphviz (its `dot` program and the `graphviz` package) works; otherwise archc's own
+plain SVG (archc.graph.to_svg), so a page never needs anything installed."""
 
 from __future__ import annotations
 
@@ -41,26 +42,57 @@ def _table(plan: Plan, level: str) -> str:
 
 
 def _svg(plan: Plan, level: str) -> str | None:
+    """Graphviz's SVG, or None where Graphviz cannot draw it: `dot` missing, the `graphviz` package missing
+    (either alone happens), or `dot` failing."""
+    from .diagnostics import ArchcError
     from .graph import have_dot, render, to_dot
 
     if not have_dot():
         return None
-    svg = render(to_dot(plan, level), "svg").decode("utf-8")
-    return re.sub(r"^<\?xml[^>]*>\s*(<!DOCTYPE[^>]*>\s*)?", "", svg)  # inline: no XML prolog
+    try:
+        svg = render(to_dot(plan, level), "svg").decode("utf-8")
+    except (ArchcError, RuntimeError, OSError):
+        return None
+    svg = re.sub(r"^<\?xml[^>]*>\s*(<!DOCTYPE[^>]*>\s*)?", "", svg)  # inline: no XML prolog
+    return re.sub(r"<!--.*?-->\s*", "", svg, flags=re.S)  # Graphviz's comments name its version and input
 
 
 def _picture(plan: Plan, level: str) -> str:
-    from .graph import MAX_DRAWN_NODES, to_dot, to_mermaid
+    from .graph import MAX_DRAWN_NODES, to_svg
 
     if level == "layer" and len(plan.nodes) > MAX_DRAWN_NODES:
         return f"<p>{len(plan.nodes):,} layers are too many to draw one node each.</p>"
     svg = _svg(plan, level)
-    if svg is not None:
-        return f'<div class="picture">{svg}</div>'
-    return ("<p>Install Graphviz (<code>apt-get install graphviz</code>, <code>brew install graphviz</code>) to "
-            "see the picture here; its Mermaid and DOT text:</p>"
-            f"<pre>{html.escape(to_mermaid(plan, level))}</pre>"
-            f"<details><summary>DOT</summary><pre>{html.escape(to_dot(plan, level))}</pre></details>")
+    if svg is None:
+        svg = to_svg(plan, level)
+    return f'<div class="picture">{svg}</div>'
+
+
+def _shown_file(file: str | None) -> str | None:
+    """The spec's file as the page shows it: its name only, so a page made on one machine names no folder of
+    it (`/home/someone/...`)."""
+    if not file:
+        return None
+    return file.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def index_page(pages: list[tuple[str, Plan]]) -> str:
+    """`archc report` of several specs: a page linking each spec's page, with its totals."""
+    rows = "\n".join(
+        f'<tr><td><a href="{html.escape(href)}"><code>{html.escape(plan.name)}</code></a></td>'
+        f"<td>{html.escape(plan.description or '')}</td>"
+        f'<td class="num">{fmt_shape(plan.input_shape)}</td><td class="num">{plan.total_params:,}</td>'
+        f'<td class="num">{human(plan.macs)}</td></tr>'
+        for href, plan in pages)
+    return "\n".join([
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>archc report</title><style>{_CSS}</style></head><body>",
+        "<h1>Networks</h1>",
+        '<table><tr><th>network</th><th>description</th><th class="num">input</th><th class="num">parameters</th>'
+        '<th class="num">MACs</th></tr>',
+        rows, "</table>", "<footer><p>Written by archc.</p></footer>", "</body></html>"]) + "\n"
 
 
 def html_report(plan: Plan) -> str:
@@ -82,8 +114,8 @@ def html_report(plan: Plan) -> str:
     ]
     if plan.description:
         parts.append(f'<p class="description">{html.escape(plan.description)}</p>')
-    if plan.file:
-        parts.append(f"<p><code>{html.escape(plan.file)}</code></p>")
+    if _shown_file(plan.file):
+        parts.append(f"<p><code>{html.escape(_shown_file(plan.file))}</code></p>")
     parts.append('<div class="totals">' + "".join(f"<div>{k}<b>{v}</b></div>" for k, v in totals) + "</div>")
     parts += ["<h2>Stages</h2>", _picture(plan, "stage"), _table(plan, "stage"),
               "<details><summary>Every layer</summary>", _picture(plan, "layer"), _table(plan, "layer"),

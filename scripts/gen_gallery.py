@@ -88,8 +88,7 @@ def googlenet_rows(plan, rows: dict) -> str:
     out = ["| row | params, Table 1 | weights / 1024, archc | ops, Table 1 | MACs, archc |", "|---|--:|--:|--:|--:|"]
     for row, (params_k, ops_m) in rows.items():
         nodes = stages[row]
-        weights = sum(n.params - (n.args.filters if n.op == "conv" and n.args.bias else 0)
-                      - (n.args.units if n.op == "dense" and n.args.bias else 0) for n in nodes)
+        weights = sum(w.size for n in nodes for w in n.weights().values() if w.role == "weight")
         macs = sum(n.macs for n in nodes)
         out.append(f"| {row} | {params_k:g}K | {weights / 1024:.1f}K | {ops_m:g}M | {macs / 1e6:.1f}M |")
     return "\n".join(out) + "\n"

@@ -3,8 +3,8 @@
     python tests/docgen.py            # rewrite the generated sections and example outputs in place
     python tests/docgen.py --check    # exit 1 if the document is stale (tests/test_docs.py does this too)
 
-Generated, so they cannot drift: the layer-kind reference (arguments, defaults, flags, aliases from
-archc/ops.py, with worked rows computed by inference), the limits (from the constants that enforce them),
+Generated, so they cannot drift: the layer-kind reference (arguments, defaults, flags, aliases, rules in words
+and worked examples, all from each kind's entry in archc/ops.py, the rows computed by inference), the limits (from the constants that enforce them),
 the layer listings under ```arch show=layers examples, and the diagnostic printed under each
 ```arch error=CODE example (run through the CLI as a user would).
 """
@@ -25,63 +25,6 @@ DOC = ROOT / "docs" / "language.md"
 sys.path.insert(0, str(ROOT))
 
 from archc.ops import ALIASES, OPS, POST_OPS, fmt_shape  # noqa: E402
-
-# Shape and parameter rules in words; each op's worked rows below are computed, so a wrong rule shows up
-# beside a row that contradicts it. tests/test_docs.py requires an entry for every op in archc.ops.OPS.
-RULES: dict[str, tuple[str, str]] = {
-    "conv": ("H'xW' by the window arithmetic (see *Arithmetic*); C' = `filters` (depthwise: C x `multiplier` "
-             "unless `filters` is given)",
-             "kh * kw * (C / groups) * filters weights, + filters biases unless `nobias` (or a trailing `bn`); "
-             "MACs H' * W' * filters * kh * kw * C / groups"),
-    "maxpool": ("H'xW' by the window arithmetic, padding counts as -infinity; C unchanged", "none"),
-    "avgpool": ("H'xW' by the window arithmetic, padding left out of each average; C unchanged", "none"),
-    "globalavgpool": ("HxWxC to C", "none"),
-    "globalmaxpool": ("HxWxC to C", "none"),
-    "flatten": ("HxWxC to H * W * C (row-major over H, W, C)", "none"),
-    "dense": ("N to `units`; the input must be flat", "N * units weights, + units biases unless `nobias`; "
-              "MACs N * units"),
-    "batchnorm": ("unchanged", "2C trainable (scale, shift; fewer with `scale=false` / `center=false`) and 2C "
-                  "non-trainable (running mean and variance)"),
-    "lrn": ("unchanged", "none"),
-    "dropout": ("unchanged; `rate` in [0, 1)", "none"),
-    "identity": ("unchanged", "none"),
-    "relu": ("unchanged", "none"),
-    "relu6": ("unchanged", "none"),
-    "leaky_relu": ("unchanged", "none"),
-    "elu": ("unchanged", "none"),
-    "sigmoid": ("unchanged", "none"),
-    "tanh": ("unchanged", "none"),
-    "softmax": ("unchanged", "none"),
-    "add": ("every input has the same shape, which is the output's", "none"),
-    "concat": ("inputs agree in every size but the last; the output's last size is their sum", "none"),
-}
-
-# (layer line, input size) rows computed by inference for the reference.
-WORKED: dict[str, list[tuple[str, str]]] = {
-    "conv": [("conv 3x3, 64", "56x56x64"), ("conv 3x3, 64, same", "56x56x64"),
-             ("conv 7x7, 64, stride=2, same, nobias", "224x224x3"), ("conv 11x11, 96, stride=4", "227x227x3"),
-             ("conv 3x3, dw, same", "112x112x32"), ("conv 3x3, 64, groups=2, padding=1", "27x27x48"),
-             ("conv 3x3, 16, dilation=2, same", "32x32x8")],
-    "maxpool": [("maxpool 3x3, stride=2, same", "112x112x64"), ("maxpool 3x3, stride=2", "55x55x96"),
-                ("maxpool 2x2", "28x28x16")],
-    "avgpool": [("avgpool 2x2, stride=2", "56x56x256"), ("avgpool 3x3, stride=1, same", "28x28x192")],
-    "globalavgpool": [("globalavgpool", "7x7x2048")],
-    "globalmaxpool": [("globalmaxpool", "7x7x512")],
-    "flatten": [("flatten", "6x6x256")],
-    "dense": [("dense 4096", "9216"), ("dense 10, nobias", "512")],
-    "batchnorm": [("batchnorm", "56x56x64"), ("bn epsilon=0.001", "1024")],
-    "lrn": [("lrn size=5, alpha=0.0001, beta=0.75, k=2", "55x55x96")],
-    "dropout": [("dropout 0.5", "4096"), ("dropout 40%", "4096")],
-    "identity": [("identity", "8x8x3")],
-    "relu": [("relu", "8x8x3")],
-    "relu6": [("relu6", "8x8x3")],
-    "leaky_relu": [("leaky_relu negative_slope=0.2", "8x8x3")],
-    "elu": [("elu", "8x8x3")],
-    "sigmoid": [("sigmoid", "10")],
-    "tanh": [("tanh", "10")],
-    "softmax": [("softmax", "1000")],
-}
-
 
 _TYPES = {  # argument types whose annotation reads badly in a table
     "padding": "`same`, `valid`, `p`, `(ph, pw)` or `(top, bottom, left, right)`",
@@ -106,7 +49,6 @@ def op_reference() -> str:
         lines.append(f"| [`{name}`](#{name}) | {aliases} | {op.summary} |")
     lines.append("")
     for name, op in OPS.items():
-        shape_rule, param_rule = RULES[name]
         lines += [f"### {name}", "", op.summary[0].upper() + op.summary[1:] + ".", ""]
         facts = []
         if op.positional:
@@ -116,7 +58,8 @@ def op_reference() -> str:
         for word in sorted(w for w in POST_OPS if ALIASES.get(w, w) == name):
             facts.append(f"may trail another layer's arguments: `conv 3x3, 64, {word}`")
         if op.inputs == "many":
-            facts.append("takes several inputs; written as `residual:` / `add:` / `concat:`, not as a layer line")
+            facts.append(f"merges several inputs; written `residual {name}:` over a body or `{name}:` over one "
+                         "branch a line, not as a layer line")
         facts.append(f"default name in its scope: `{op.prefix}` (`{op.prefix}1`, `{op.prefix}2`, ... when repeated)")
         lines += [f"- {f}" for f in facts]
         fields = op.args.model_fields
@@ -126,8 +69,8 @@ def op_reference() -> str:
                 default = "required" if info.is_required() else \
                     "—" if info.default is None else f"`{_show(info.default)}`"
                 lines.append(f"| `{key}` | {_type(key, info.annotation)} | {default} |")
-        lines += ["", f"Shape: {shape_rule}. Parameters: {param_rule}.", ""]
-        rows = WORKED.get(name, [])
+        lines += ["", f"Shape: {op.shape_rule}. Parameters: {op.param_rule}.", ""]
+        rows = op.examples
         if rows:
             lines += ["| spec line | input | output | parameters (trainable + non-trainable) | MACs |",
                       "| --- | --- | --- | --- | --- |"]

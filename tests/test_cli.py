@@ -43,9 +43,11 @@ def test_check_json_contract():
     assert first["shape"] == [112, 112, 64]
 
 
-def test_check_several_specs_json_lines():
-    result = run("check", RESNET, str(ROOT / "specs" / "densenet121.arch"), "--format", "json")
-    lines = result.stdout.strip().splitlines()
+def test_check_several_specs_json_is_one_document_and_jsonl_one_line_each():
+    specs = [RESNET, str(ROOT / "specs" / "densenet121.arch")]
+    result = run("check", *specs, "--format", "json")
+    assert [doc["name"] for doc in json.loads(result.stdout)] == ["resnet50", "densenet121"]
+    lines = run("check", *specs, "--format", "jsonl").stdout.strip().splitlines()
     assert [json.loads(line)["name"] for line in lines] == ["resnet50", "densenet121"]
 
 

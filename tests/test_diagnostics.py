@@ -51,6 +51,8 @@ def test_json_diagnostics(monkeypatch):
     assert result.exit_code == 1
     import json
 
-    [diag] = json.loads(result.stderr)
+    document = json.loads(result.stdout)  # one stream for tools: the diagnostics take the spec's place
+    assert document["ok"] is False and document["file"] == "tests/ui/unknown_layer.arch"
+    [diag] = document["diagnostics"]
     assert diag["code"] == "A101" and (diag["line"], diag["column"]) == (3, 1)
     assert diag["help"] == "did you mean `conv`?"

@@ -145,3 +145,54 @@ def test_too_many_layers_points_to_stage_level(monkeypatch):
     result = CliRunner().invoke(main, ["graph", str(TINY)])
     assert result.exit_code == 1 and "A420" in result.output and "--level stage" in result.output
     assert CliRunner().invoke(main, ["graph", str(TINY), "--level", "stage"]).exit_code == 0
+
+
+# ---------------------------------------------------------------- issue 13: what the pictures show
+
+
+def _clusters(dot_text: str) -> list[tuple[str, str]]:
+    """(cluster path, label) in the order the DOT writes them."""
+    return re.findall(r'subgraph "cluster_([^"]+)" \{\n\s*label="([^"]*)"', dot_text)
+
+
+def test_single_layer_stages_get_their_box_and_name():
+    dot_text = graph.to_dot(archc.check(SPECS / "lenet5.arch"))
+    boxes = dict(_clusters(dot_text))
+    for stage in ("C1", "S2", "C3", "S4", "C5", "F6", "output"):  # S2, S4, output hold one layer each
+        assert boxes.get(stage) == stage, stage
+
+
+def test_boxes_follow_the_specs_order():
+    """Clusters were written alphabetically (and Graphviz places what comes first to the left/top)."""
+    plan = archc.check(SPECS / "lenet5.arch")
+    order = [path for path, _ in _clusters(graph.to_dot(plan))]
+    assert order == ["C1", "S2", "C3", "S4", "C5", "F6", "output"]
+    tiny = archc.check(TINY)
+    first_seen = list(dict.fromkeys(".".join(n.name.split(".")[:2]) for n in tiny.nodes if n.name.startswith("mixed.")))
+    written = [path for path, _ in _clusters(graph.to_dot(tiny)) if path.startswith("mixed.")]
+    assert written == [p for p in first_seen if p in written]  # the branches as the spec writes them
+
+
+def test_numbered_blocks_are_labelled_by_stage_and_position():
+    boxes = dict(_clusters(graph.to_dot(archc.check(SPECS / "resnet18.arch"))))
+    assert boxes["conv3_x.0"] == "conv3_x block 1" and boxes["conv3_x.1"] == "conv3_x block 2"
+    assert boxes["conv3_x.0.shortcut"] == "shortcut"
+    assert graph.cluster_label("inception_3a.branch2") == "branch2"
+
+
+def test_layer_names_are_in_the_labels_not_only_the_tooltips():
+    plan = archc.check(SPECS / "resnet18.arch")
+    nodes, _ = parse_dot(graph.to_dot(plan))
+    for name in ("conv3_x.0.conv1", "conv3_x.0.bn2", "conv3_x.0.relu1", "head.fc"):
+        assert nodes[name].splitlines()[0] == name.rsplit(".", 1)[-1], nodes[name]
+    mermaid = graph.to_mermaid(plan)
+    assert '"conv1<br/>conv 3x3' in mermaid
+
+
+def test_wide_left_to_right_drawings_are_refused_with_advice():
+    plan = archc.check(SPECS / "resnet50.arch")
+    with pytest.raises(ArchcError) as e:
+        graph.picture(plan, "dot", "layer", "LR")
+    assert e.value.diagnostics[0].code == "A420" and "--level stage" in e.value.diagnostics[0].help
+    assert graph.picture(plan, "dot", "stage", "LR")  # one node per stage stays narrow enough
+    assert graph.picture(archc.check(TINY), "dot", "layer", "LR")

@@ -368,7 +368,7 @@ def test_build_never_overwrites_its_input(tmp_path, fake_backend, how, monkeypat
     target = {"same-path": str(spec), "relative": "./net.arch", "symlink": "link.arch"}[how]
     if how == "symlink":
         (tmp_path / "link.arch").symlink_to(spec)
-    result = CliRunner().invoke(main, ["build", str(spec), "--backend", "fake", "-o", target])
+    result = CliRunner().invoke(main, ["build", str(spec), "--backend", "fake", "--format", "py", "-o", target])
     assert result.exit_code == 1 and "error[A401]" in result.stderr
     assert spec.read_text() == text
 
@@ -415,13 +415,19 @@ def test_the_installed_command_reports_without_a_traceback(tmp_path, content):
 SPEC = "network net\ninput 8x8x3\nconv 3x3, 4\n"
 
 
+SUFFIX = {"build": ".py", "graph": ".dot", "convert": ".json", "report": ".html"}
+
+
 def _writers(spec: Path, out: Path) -> dict[str, list[str]]:
-    """Every command that writes a file, writing `out`."""
+    """Every command that writes a file, writing `out` (with the command's suffix unless it has one)."""
+    def target(command: str) -> str:
+        return str(out) if out.suffix else str(out) + SUFFIX[command]
+
     return {
-        "build": ["build", str(spec), "--backend", "fake", "-o", str(out)],
-        "graph": ["graph", str(spec), "--format", "dot", "-o", str(out)],
-        "convert": ["convert", str(spec), "--to", "json", "-o", str(out)],
-        "report": ["report", str(spec), "-o", str(out) + ".html"],
+        "build": ["build", str(spec), "--backend", "fake", "--format", "py", "-o", target("build")],
+        "graph": ["graph", str(spec), "--format", "dot", "-o", target("graph")],
+        "convert": ["convert", str(spec), "--to", "json", "-o", target("convert")],
+        "report": ["report", str(spec), "-o", target("report")],
     }
 
 
@@ -434,21 +440,18 @@ def _spec(tmp_path: Path, text: str = SPEC) -> Path:
 @pytest.mark.parametrize("command", ["build", "graph", "convert", "report"])
 def test_a_character_device_is_written_to_never_replaced(tmp_path, fake_backend, command):
     spec = _spec(tmp_path)
-    device = tmp_path / "null"  # a second /dev/null: the real one must never be at stake in a test
-    os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))
-    target = device if command != "report" else Path(str(device) + ".html")
-    if command == "report":
-        os.mknod(target, stat.S_IFCHR | 0o666, os.makedev(1, 3))
-    result = CliRunner().invoke(main, _writers(spec, device)[command])
+    target = tmp_path / f"null{SUFFIX[command]}"  # a second /dev/null: the real one is never at stake in a test
+    os.mknod(target, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    result = CliRunner().invoke(main, _writers(spec, target)[command])
     assert result.exit_code == 0, result.output
     info = os.stat(target)
     assert stat.S_ISCHR(info.st_mode) and info.st_rdev == os.makedev(1, 3)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({"net.arch", "null", target.name})  # no temporary
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.arch", target.name]  # no temporary file
 
 
 def test_a_full_device_is_a_diagnostic_with_the_os_reason(tmp_path, fake_backend):
     spec = _spec(tmp_path)
-    full = tmp_path / "full"
+    full = tmp_path / "full.py"
     os.mknod(full, stat.S_IFCHR | 0o666, os.makedev(1, 7))  # /dev/full: every write fails with ENOSPC
     result = CliRunner().invoke(main, _writers(spec, full)["build"])
     assert result.exit_code == 1, result.output
@@ -458,7 +461,7 @@ def test_a_full_device_is_a_diagnostic_with_the_os_reason(tmp_path, fake_backend
 
 def test_a_fifo_is_written_to_when_read_and_refused_when_not(tmp_path, fake_backend):
     spec = _spec(tmp_path)
-    fifo = tmp_path / "pipe"
+    fifo = tmp_path / "pipe.py"
     os.mkfifo(fifo)
     start = time.perf_counter()
     result = CliRunner().invoke(main, _writers(spec, fifo)["build"])  # nobody reads: refused, never waited on
@@ -512,7 +515,7 @@ def test_os_errors_on_output_are_diagnostics_not_bugs(tmp_path, fake_backend, mo
     from archc import files
 
     spec = _spec(tmp_path)
-    out = tmp_path / "model.py"
+    out = tmp_path / "model"
 
     def fail(*args, **kwargs):
         raise OSError(errno_, os.strerror(errno_))
@@ -556,20 +559,27 @@ def test_an_os_error_anywhere_is_never_an_internal_error(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- outputs never go over what the spec reads
 
 
-@pytest.mark.parametrize("command", ["build", "graph", "convert"])
-@pytest.mark.parametrize("how", ["imported", "nested-import", "hard-link"])
-def test_no_output_overwrites_a_file_the_spec_reads(tmp_path, fake_backend, monkeypatch, command, how):
+@pytest.mark.parametrize("command", ["build", "graph", "convert", "report"])
+@pytest.mark.parametrize("name", ["itself", "hard-link", "symlink"])
+@pytest.mark.parametrize("which", ["imported", "nested-import"])
+def test_no_output_overwrites_a_file_the_spec_reads(tmp_path, fake_backend, command, name, which):
     (tmp_path / "lib").mkdir()
     (tmp_path / "lib" / "inner.arch").write_text("block inner():\n  relu\n")
     (tmp_path / "blocks.arch").write_text('import "lib/inner.arch"\nblock outer():\n  inner()\n')
     spec = _spec(tmp_path, 'import "blocks.arch"\ninput 8x8x3\nouter()\n')
-    target = {"imported": tmp_path / "blocks.arch", "nested-import": tmp_path / "lib" / "inner.arch",
-              "hard-link": tmp_path / "alias.arch"}[how]
-    if how == "hard-link":
-        os.link(tmp_path / "lib" / "inner.arch", target)
+    read = {"imported": tmp_path / "blocks.arch", "nested-import": tmp_path / "lib" / "inner.arch"}[which]
+    target = tmp_path / f"alias{SUFFIX[command]}"  # an output name the command accepts
+    if name == "itself":
+        if command in ("graph", "report"):
+            pytest.skip("they refuse an `.arch` output by its name before anything else")
+        target = read
+    elif name == "hard-link":
+        os.link(read, target)
+    else:
+        target.symlink_to(read)
     before = {p: p.read_bytes() for p in tmp_path.rglob("*.arch")}
     result = CliRunner().invoke(main, _writers(spec, target)[command])
-    assert result.exit_code == 1 and "error[A401]: refusing to overwrite the input" in result.stderr
+    assert result.exit_code == 1 and "error[A401]: refusing to overwrite the input" in result.stderr, result.output
     assert {p: p.read_bytes() for p in tmp_path.rglob("*.arch")} == before
 
 

@@ -82,7 +82,7 @@ def test_json_errors_name_the_field_that_is_wrong():
     with pytest.raises(ArchcError) as info:
         parse_json(json.dumps(_spec([{"kind": "scope", "name": "a b", "body": []}])))
     first = info.value.diagnostics[0]
-    assert "body.0.scope.name" in first.message and "is not a name" in first.message
+    assert "`body[0].name`" in first.message and "is not a name" in first.message
     with pytest.raises(ArchcError) as info:
         parse_json(json.dumps(_spec([], description="a\nb")))
     assert "line break" in info.value.diagnostics[0].message

@@ -50,7 +50,7 @@ def test_non_editable_install_ships_the_spec_library(tmp_path):
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                     str(wheels), str(source)], check=True, capture_output=True)
-    (wheel,) = wheels.glob("archc-*.whl")
+    (wheel,) = wheels.glob("archc_cnn-*.whl")  # the distribution is archc-cnn; the package stays `archc`
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as z:
         shipped = {Path(n).stem for n in z.namelist() if n.startswith("archc/specs/") and n.endswith(".arch")}
@@ -61,6 +61,11 @@ def test_non_editable_install_ships_the_spec_library(tmp_path):
                          text=True, check=True).stdout
     listed = {line.split()[0] for line in out.splitlines()[2:] if line.strip()}
     assert listed == set(NETWORKS)
+    mine = tmp_path / "elsewhere" / "mine.arch"  # the installed library imports from any directory
+    mine.parent.mkdir()
+    mine.write_text('import "archc/blocks.arch"\ninput 32x32x3\nconv 3x3, 16, same, bn, relu\nbasic(16)\n')
+    subprocess.run([sys.executable, "-m", "archc", "check", str(mine)], cwd=tmp_path, env=env, check=True,
+                   capture_output=True)
 
 
 def test_cli_set_overrides_serve_cifar():

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GRAMMAR = ROOT / "editors" / "arch.tmLanguage.json"
 sys.path.insert(0, str(ROOT))
 
-from archc.infer import _FUNCS  # noqa: E402
+from archc.exprs import FUNCS as _FUNCS  # noqa: E402
 from archc.ops import ALIASES, OPS  # noqa: E402
 
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"

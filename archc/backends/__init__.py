@@ -45,9 +45,11 @@ def get_backend(name: str):
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        extra = {"torch": "torch", "keras": "keras"}.get(name, name)
+        from ..codes import install_hint
+
+        extra = name if name in BUILTIN else "all"  # a plug-in's own package is its documentation's to name
         raise ArchcError([Diagnostic("A403", f"the `{name}` backend needs a package that is not installed: "
-                                     f"{e.name or e}", None, help=f"pip install 'archc[{extra}]'")]) from None
+                                     f"{e.name or e}", None, help=install_hint(extra))]) from None
     backend = getattr(module, cls_name)()
     _loaded[name] = backend
     return backend

@@ -23,13 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..diagnostics import ArchcError, Diagnostic
+import numpy as np
+
 from ..plan import INPUT, Plan, PlanNode
-from .base import Backend
+from .base import Backend, backend_error
 
 _LAYER_NAME = re.compile(r"[A-Za-z0-9_]+")
-# Activations Keras layers take as `activation=` with exactly the language's meaning (their default arguments).
-_FOLDABLE = {"relu": "relu", "relu6": "relu6", "sigmoid": "sigmoid", "tanh": "tanh", "softmax": "softmax"}
 _RESERVED = {"keras", "layers", "ops", "inputs", "model", "build_model", "pad_with", "average_pool_real",
              "dilated_pool", "local_response_norm", "INPUT_SHAPE", "DESCRIPTION"}
 
@@ -94,15 +93,6 @@ def local_response_norm(x, shape, size, alpha, beta, k, name):
 }
 
 
-def _error(code: str, message: str, node: PlanNode | None = None, help: str | None = None) -> ArchcError:
-    return ArchcError([Diagnostic(code, message, node.span if node else None, help=help)])
-
-
-def keras_name(node_name: str) -> str:
-    """The Keras layer name of a plan node (the naming contract: dots become underscores)."""
-    return node_name.replace(".", "_")
-
-
 def _same_pads(args) -> tuple[int, int, int, int]:
     return args.model_copy(update={"padding": "same"}).pads()
 
@@ -112,6 +102,10 @@ def _strided_dilated(node: PlanNode) -> bool:
     return node.op == "conv" and a.stride != (1, 1) and a.dilation != (1, 1)
 
 
+def _same(array: Any) -> Any:
+    return array
+
+
 def _r(value: Any) -> str:
     """A Python literal for a value from the plan (numbers, tuples, strings via repr: nothing is injected)."""
     if isinstance(value, float):
@@ -119,6 +113,20 @@ def _r(value: Any) -> str:
     if isinstance(value, tuple):
         return "(" + ", ".join(_r(v) for v in value) + ("," if len(value) == 1 else "") + ")"
     return repr(value)
+
+
+@dataclass(frozen=True)
+class KerasLayer:
+    """A table line: a Keras layer's constructor, and its `activation=` name if a conv or dense may fold it."""
+
+    ctor: str
+    activation: str | None = None
+
+
+def _takes_activation(emitter):
+    """Marks an emitter whose Keras layer takes `activation=`: an activation right after it folds into it."""
+    emitter.takes_activation = True
+    return emitter
 
 
 @dataclass
@@ -136,21 +144,19 @@ class Layout:
     @classmethod
     def of(cls, plan: Plan, logits: bool) -> Layout:
         layout = cls(plan, logits)
-        consumers: dict[str, int] = {}
+        consumers = plan.consumers()
+        layout.output = plan.model_output(logits)
+        if layout.output != plan.output:
+            layout.dropped.add(plan.output)
         for node in plan.nodes:
-            for name in node.inputs:
-                consumers[name] = consumers.get(name, 0) + 1
-        layout.output = plan.output
-        last = plan.node(plan.output) if plan.output != INPUT else None
-        if logits and last is not None and last.op == "softmax" and not consumers.get(last.name):
-            layout.dropped.add(last.name)
-            layout.output = last.inputs[0]
-        for node in plan.nodes:
-            if node.op not in _FOLDABLE or node.name in layout.dropped or node.inputs[0] == INPUT:
+            fold = KerasBackend.TABLE.get(node.op)
+            if fold is None or fold.activation is None or node.name in layout.dropped or node.inputs[0] == INPUT:
                 continue
             base = plan.node(node.inputs[0])
-            if (base.op in ("conv", "dense") and consumers.get(base.name) == 1 and base.name != layout.output
-                    and not _strided_dilated(base) and base.name not in layout.folded_into):
+            host = getattr(KerasBackend, f"emit_{base.op}", None)
+            if (getattr(host, "takes_activation", False) and len(consumers.get(base.name, ())) == 1
+                    and base.name != layout.output and not _strided_dilated(base)
+                    and base.name not in layout.folded_into):
                 layout.folded[node.name] = base.name
                 layout.folded_into[base.name] = node.name
         if layout.output in layout.folded_into:  # the model returns the folded layer's result
@@ -162,9 +168,9 @@ class Layout:
         if node_name in self.dropped or node_name in self.folded_into:
             return None
         if node_name in self.folded:
-            return keras_name(self.folded[node_name])
+            return self.plan.node(self.folded[node_name]).flat_name
         node = self.plan.node(node_name)
-        return keras_name(node_name) + ("_stride" if _strided_dilated(node) else "")
+        return node.flat_name + ("_stride" if _strided_dilated(node) else "")
 
 
 class _Writer:
@@ -183,11 +189,11 @@ class _Writer:
     def claim(self, name: str, node: PlanNode) -> str:
         """A Keras layer name for (a part of) `node`, which must be new: Keras requires unique names."""
         if not _LAYER_NAME.fullmatch(name) or len(name) > 200:
-            raise _error("A410", f"`{node.name}` cannot be a Keras layer name", node,
+            raise backend_error("A410", f"`{node.name}` cannot be a Keras layer name", node,
                          help="layer and scope names may use letters, digits and `_` only")
         if name in self.layer_names:
             other = self.layer_names[name]
-            raise _error("A411", f"`{node.name}` and `{other.name if other else 'the input'}` would both be the "
+            raise backend_error("A411", f"`{node.name}` and `{other.name if other else 'the input'}` would both be the "
                          f"Keras layer `{name}`", node, help="rename one of the scopes")
         self.layer_names[name] = node
         return f'"{name}"'  # safe to quote as is: it matched _LAYER_NAME
@@ -196,6 +202,7 @@ class _Writer:
 class KerasBackend(Backend):
     name = "keras"
     file_formats = ("py", "keras")
+    cannot_emit_code = "A412"
 
     # ------------------------------------------------------------ the model
 
@@ -213,20 +220,17 @@ class KerasBackend(Backend):
             if node.name in layout.folded:  # computed by its conv/dense
                 layout.var[node.name] = layout.var[layout.folded[node.name]]
                 continue
-            emit = getattr(self, f"emit_{node.op}", None)
-            if emit is None:
-                raise _error("A412", f"the keras backend cannot emit `{node.op}` layers", node)
             if node.stage != stage and node.stage and _LAYER_NAME.fullmatch(node.stage):
                 body.append(f"    # {node.stage}")
             stage = node.stage
-            var = keras_name(node.name)
+            var = node.flat_name
             if not var.isidentifier() or keyword.iskeyword(var):
                 var = "t_" + var
             while var in taken:
                 var += "_"
             taken.add(var)
             inputs = [layout.var[name] for name in node.inputs]
-            body.append(f"    {var} = {emit(node, inputs, writer)}")
+            body.append(f"    {var} = {self.emit(node, inputs, writer)}")
             layout.var[node.name] = var
         model_name = re.sub(r"[^A-Za-z0-9_]", "_", plan.name) or "network"
         body.append(f"    return keras.Model(inputs, {layout.var[layout.output]}, name=\"{model_name}\")")
@@ -293,6 +297,29 @@ class KerasBackend(Backend):
 
     # ------------------------------------------------------------ emitters: one per layer kind
 
+    # One-liners: the layer's constructor (formatted with the node's arguments as `a`; `emit_table` adds its
+    # name and applies it), and the `activation=` string a conv or dense layer can take instead, where Keras's
+    # activation has exactly the language's meaning.
+    TABLE = {
+        "globalavgpool": KerasLayer("layers.GlobalAveragePooling2D()"),
+        "globalmaxpool": KerasLayer("layers.GlobalMaxPooling2D()"),
+        "flatten": KerasLayer("layers.Flatten()"),
+        "dropout": KerasLayer("layers.Dropout({a.rate!r})"),
+        "identity": KerasLayer("layers.Identity()"),
+        "relu": KerasLayer("layers.ReLU()", activation="relu"),
+        "relu6": KerasLayer("layers.ReLU(max_value=6.0)", activation="relu6"),
+        "leaky_relu": KerasLayer("layers.LeakyReLU(negative_slope={a.negative_slope!r})"),
+        "elu": KerasLayer("layers.ELU(alpha={a.alpha!r})"),
+        "sigmoid": KerasLayer('layers.Activation("sigmoid")', activation="sigmoid"),
+        "tanh": KerasLayer('layers.Activation("tanh")', activation="tanh"),
+        "softmax": KerasLayer("layers.Softmax(axis=-1)", activation="softmax"),
+    }
+
+    def emit_table(self, entry: KerasLayer, node: PlanNode, xs: list[str], w: _Writer) -> str:
+        ctor = entry.ctor.format(a=node.args)[:-1]
+        return f"{ctor}{'' if ctor.endswith('(') else ', '}name={w.claim(node.flat_name, node)})({xs[0]})"
+
+    @_takes_activation
     def emit_conv(self, node: PlanNode, xs: list[str], w: _Writer) -> str:
         a = node.args
         channels = node.in_shapes[0][2]
@@ -318,9 +345,9 @@ class KerasBackend(Backend):
         if not a.bias:
             kw.append("use_bias=False")
         kw += self._activation(node, w)
-        call = f"layers.{layer}({', '.join(lead + kw)}, name={w.claim(keras_name(node.name), node)})({x})"
+        call = f"layers.{layer}({', '.join(lead + kw)}, name={w.claim(node.flat_name, node)})({x})"
         if strided_dilated:  # Keras refuses strides with dilation: convolve densely, then keep every s-th output
-            name = w.claim(keras_name(node.name) + "_stride", node)
+            name = w.claim(node.flat_name + "_stride", node)
             call = f"layers.MaxPooling2D((1, 1), strides={_r(a.stride)}, name={name})({call})"
         return call
 
@@ -330,59 +357,23 @@ class KerasBackend(Backend):
     def emit_avgpool(self, node: PlanNode, xs: list[str], w: _Writer) -> str:
         return self._pool(node, xs[0], w, "AveragePooling2D")
 
-    def emit_globalavgpool(self, node, xs, w) -> str:
-        return f"layers.GlobalAveragePooling2D(name={w.claim(keras_name(node.name), node)})({xs[0]})"
-
-    def emit_globalmaxpool(self, node, xs, w) -> str:
-        return f"layers.GlobalMaxPooling2D(name={w.claim(keras_name(node.name), node)})({xs[0]})"
-
-    def emit_flatten(self, node, xs, w) -> str:
-        return f"layers.Flatten(name={w.claim(keras_name(node.name), node)})({xs[0]})"
-
+    @_takes_activation
     def emit_dense(self, node, xs, w) -> str:
         kw = [str(node.args.units)] + ([] if node.args.bias else ["use_bias=False"]) + self._activation(node, w)
-        return f"layers.Dense({', '.join(kw)}, name={w.claim(keras_name(node.name), node)})({xs[0]})"
+        return f"layers.Dense({', '.join(kw)}, name={w.claim(node.flat_name, node)})({xs[0]})"
 
     def emit_batchnorm(self, node, xs, w) -> str:
         a = node.args
         kw = [f"momentum={_r(float(a.momentum))}", f"epsilon={_r(float(a.epsilon))}"]
         kw += [] if a.center else ["center=False"]
         kw += [] if a.scale else ["scale=False"]
-        return f"layers.BatchNormalization({', '.join(kw)}, name={w.claim(keras_name(node.name), node)})({xs[0]})"
+        return f"layers.BatchNormalization({', '.join(kw)}, name={w.claim(node.flat_name, node)})({xs[0]})"
 
     def emit_lrn(self, node, xs, w) -> str:
         a = node.args
         return (f"{w.helper('local_response_norm')}({xs[0]}, {_r(tuple(node.in_shapes[0]))}, {a.size}, "
                 f"{_r(float(a.alpha))}, {_r(float(a.beta))}, {_r(float(a.k))}, "
-                f"name={w.claim(keras_name(node.name), node)})")
-
-    def emit_dropout(self, node, xs, w) -> str:
-        return f"layers.Dropout({_r(float(node.args.rate))}, name={w.claim(keras_name(node.name), node)})({xs[0]})"
-
-    def emit_identity(self, node, xs, w) -> str:
-        return f"layers.Identity(name={w.claim(keras_name(node.name), node)})({xs[0]})"
-
-    def emit_relu(self, node, xs, w) -> str:
-        return f"layers.ReLU(name={w.claim(keras_name(node.name), node)})({xs[0]})"
-
-    def emit_relu6(self, node, xs, w) -> str:
-        return f"layers.ReLU(max_value=6.0, name={w.claim(keras_name(node.name), node)})({xs[0]})"
-
-    def emit_leaky_relu(self, node, xs, w) -> str:
-        slope = _r(float(node.args.negative_slope))
-        return f"layers.LeakyReLU(negative_slope={slope}, name={w.claim(keras_name(node.name), node)})({xs[0]})"
-
-    def emit_elu(self, node, xs, w) -> str:
-        return f"layers.ELU(alpha={_r(float(node.args.alpha))}, name={w.claim(keras_name(node.name), node)})({xs[0]})"
-
-    def emit_sigmoid(self, node, xs, w) -> str:
-        return f"layers.Activation(\"sigmoid\", name={w.claim(keras_name(node.name), node)})({xs[0]})"
-
-    def emit_tanh(self, node, xs, w) -> str:
-        return f"layers.Activation(\"tanh\", name={w.claim(keras_name(node.name), node)})({xs[0]})"
-
-    def emit_softmax(self, node, xs, w) -> str:
-        return f"layers.Softmax(axis=-1, name={w.claim(keras_name(node.name), node)})({xs[0]})"
+                f"name={w.claim(node.flat_name, node)})")
 
     def emit_add(self, node, xs, w) -> str:
         return self._merge(node, xs, w, "Add(")
@@ -390,11 +381,41 @@ class KerasBackend(Backend):
     def emit_concat(self, node, xs, w) -> str:
         return self._merge(node, xs, w, "Concatenate(axis=-1, ")
 
+    # ------------------------------------------------------------ weights: the registry's names, Keras's variables
+
+    def variables(self, node: PlanNode, layer: Any) -> dict[str, tuple[Any, Any, Any]]:
+        """For each of the node's weights (archc.ops names, PyTorch layout): the Keras variable, and the
+        functions that turn a PyTorch-layout array into the variable's layout and back."""
+        method = getattr(self, f"variables_{node.op}", None)
+        if method is None:
+            raise backend_error("A413", f"the keras backend does not know where `{node.op}` keeps its weights", node)
+        return method(node, layer)
+
+    def variables_conv(self, node: PlanNode, layer: Any) -> dict[str, tuple]:
+        if type(layer).__name__ == "DepthwiseConv2D":
+            c = node.in_shapes[0][2]
+            m = node.args.filters // c
+            kh, kw = node.args.kernel
+            # torch [c*m, 1, kh, kw] (channel-major) <-> Keras [kh, kw, c, m]
+            kernel = (layer.kernel, lambda a: a.reshape(c, m, kh, kw).transpose(2, 3, 0, 1),
+                      lambda a: a.transpose(2, 3, 0, 1).reshape(c * m, 1, kh, kw))
+        else:  # torch [out, in/groups, kh, kw] <-> Keras [kh, kw, in/groups, out]
+            kernel = (layer.kernel, lambda a: a.transpose(2, 3, 1, 0), lambda a: a.transpose(3, 2, 0, 1))
+        return {"weight": kernel, "bias": (layer.bias, _same, _same)}
+
+    def variables_dense(self, node: PlanNode, layer: Any) -> dict[str, tuple]:
+        return {"weight": (layer.kernel, np.transpose, np.transpose), "bias": (layer.bias, _same, _same)}
+
+    def variables_batchnorm(self, node: PlanNode, layer: Any) -> dict[str, tuple]:
+        return {"weight": (layer.gamma, _same, _same), "bias": (layer.beta, _same, _same),
+                "running_mean": (layer.moving_mean, _same, _same),
+                "running_var": (layer.moving_variance, _same, _same)}
+
     # ------------------------------------------------------------ shared pieces
 
     @staticmethod
     def _merge(node, xs, w, layer_open: str) -> str:
-        name = w.claim(keras_name(node.name), node)
+        name = w.claim(node.flat_name, node)
         if len(xs) == 1:  # a merge of one branch passes it on (Keras's merge layers want two or more)
             return f"layers.Identity(name={name})({xs[0]})"
         return f"layers.{layer_open}name={name})([{', '.join(xs)}])"
@@ -402,7 +423,7 @@ class KerasBackend(Backend):
     @staticmethod
     def _activation(node: PlanNode, w: _Writer) -> list[str]:
         act = w.layout.folded_into.get(node.name)
-        return [f'activation="{_FOLDABLE[w.layout.plan.node(act).op]}"'] if act else []
+        return [f'activation="{KerasBackend.TABLE[w.layout.plan.node(act).op].activation}"'] if act else []
 
     @staticmethod
     def _padded(node: PlanNode, x: str, w: _Writer, same: tuple) -> tuple[str, str]:
@@ -413,7 +434,7 @@ class KerasBackend(Backend):
         if pads == same and node.args.stride == (1, 1):
             return x, "same"
         top, bottom, left, right = pads
-        name = w.claim(keras_name(node.name) + "_pad", node)
+        name = w.claim(node.flat_name + "_pad", node)
         return f"layers.ZeroPadding2D((({top}, {bottom}), ({left}, {right})), name={name})({x})", "valid"
 
     def _pool(self, node: PlanNode, x: str, w: _Writer, layer: str) -> str:
@@ -424,16 +445,16 @@ class KerasBackend(Backend):
             reduce = "max" if layer == "MaxPooling2D" else "mean"
             return (f"{w.helper('dilated_pool')}({x}, {_r(tuple(node.in_shapes[0]))}, {_r(a.kernel)}, "
                     f"{_r(a.stride)}, {_r(a.dilation)}, {_r(pads)}, {_r(tuple(node.shape[:2]))}, {reduce!r}, "
-                    f"name={w.claim(keras_name(node.name), node)})")
+                    f"name={w.claim(node.flat_name, node)})")
         kw = [_r(a.kernel)] + ([f"strides={_r(a.stride)}"] if a.stride != a.kernel else [])
         if pads != (0, 0, 0, 0):
             if a.stride == (1, 1) and pads == _same_pads(a):
                 kw.append('padding="same"')  # at stride 1 Keras's `same` pads as the language does, ignored alike
             elif layer == "MaxPooling2D":
-                pad_name = w.claim(keras_name(node.name) + "_pad", node)
+                pad_name = w.claim(node.flat_name + "_pad", node)
                 x = (f"{w.helper('pad_with')}({x}, {_r(tuple(node.in_shapes[0]))}, {_r(pads)}, float(\"-inf\"), "
                      f"name={pad_name})")
             else:
                 return (f"{w.helper('average_pool_real')}({x}, {_r(tuple(node.in_shapes[0]))}, {_r(a.kernel)}, "
-                        f"{_r(a.stride)}, {_r(pads)}, name={w.claim(keras_name(node.name), node)})")
-        return f"layers.{layer}({', '.join(kw)}, name={w.claim(keras_name(node.name), node)})({x})"
+                        f"{_r(a.stride)}, {_r(pads)}, name={w.claim(node.flat_name, node)})")
+        return f"layers.{layer}({', '.join(kw)}, name={w.claim(node.flat_name, node)})({x})"

@@ -29,18 +29,14 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .. import __version__
-from ..diagnostics import ArchcError, Diagnostic
+from .._version import __version__
+from ..ops import Weight
 from ..plan import INPUT, Plan, PlanNode
-from .base import Backend
+from .base import Backend, backend_error
 
 OPSET = 19  # AveragePool's `dilations` arrived in opset 19
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 BATCH = "N"
-
-
-def _error(code: str, message: str, help: str | None = None) -> ArchcError:
-    return ArchcError([Diagnostic(code, message, None, help=help)])
 
 
 def _nchw(shape: tuple[int, ...]) -> list[Any]:
@@ -70,32 +66,37 @@ class _Graph:
                                            value=numpy_helper.from_array(value, name)))
         return name
 
+    def weights(self, node: PlanNode) -> dict[str, str]:
+        """An initializer for each of the node's weights (archc.ops), named as PyTorch names it
+        (`conv1.weight`) and initialised as PyTorch does; -> {weight name: initializer name}."""
+        return {name: self.parameter(f"{node.name}.{name}", self.initial(weight))
+                for name, weight in node.weights().items()}
+
     def parameter(self, name: str, value: np.ndarray) -> str:
         self.initializers.append(numpy_helper.from_array(value.astype(np.float32), name))
         return name
 
-    def uniform(self, shape: tuple[int, ...], fan_in: int) -> np.ndarray:
-        """PyTorch's default initialisation for conv and dense: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-        bound = 1.0 / math.sqrt(fan_in)
-        return self.rng.uniform(-bound, bound, size=shape).astype(np.float32)
+    def initial(self, weight: Weight) -> np.ndarray:
+        if weight.init == "ones":
+            return np.ones(weight.shape, np.float32)
+        if weight.init == "zeros":
+            return np.zeros(weight.shape, np.float32)
+        bound = 1.0 / math.sqrt(weight.fan_in)  # U(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's for conv and dense
+        return self.rng.uniform(-bound, bound, size=weight.shape).astype(np.float32)
 
 
 class OnnxBackend(Backend):
     name = "onnx"
     file_formats = ("onnx",)
+    cannot_emit_code = "A430"
 
     # ------------------------------------------------------------ the Backend interface
     def build(self, plan: Plan, logits: bool = False, seed: int = 0) -> onnx.ModelProto:
         graph = _Graph(np.random.default_rng(seed))
-        output = plan.output
-        if logits and output != INPUT and plan.node(output).op == "softmax":
-            output = plan.node(output).inputs[0]
+        output = plan.model_output(logits)
         for node in plan.nodes:
-            emitter = getattr(self, f"emit_{node.op}", None)
-            if emitter is None:  # pragma: no cover - tests require an emitter for every op
-                raise _error("A430", f"the onnx backend cannot emit `{node.op}` layers")
             inputs = [graph.names[name] for name in node.inputs]
-            graph.names[node.name] = emitter(node, inputs, graph)
+            graph.names[node.name] = self.emit(node, inputs, graph)
         graph.node("Identity", [graph.names[output]], OUTPUT_NAME, "output")
         out_shape = plan.input_shape if output == INPUT else plan.node(output).shape
         onnx_graph = helper.make_graph(
@@ -113,7 +114,7 @@ class OnnxBackend(Backend):
 
     def write(self, plan: Plan, fmt: str, logits: bool = False) -> bytes:
         if fmt != "onnx":
-            raise _error("A430", f"the onnx backend writes .onnx files, not `{fmt}`")
+            raise backend_error("A430", f"the onnx backend writes .onnx files, not `{fmt}`")
         return self.build(plan, logits).SerializeToString()
 
     def owns(self, model: Any) -> bool:
@@ -125,13 +126,13 @@ class OnnxBackend(Backend):
         theirs = _arrays_of(source)
         missing = [init.name for init in model.graph.initializer if init.name not in theirs]
         if missing:
-            raise _error("A431", f"the source has no `{missing[0]}` (and {len(missing) - 1} more weights missing)"
+            raise backend_error("A431", f"the source has no `{missing[0]}` (and {len(missing) - 1} more weights missing)"
                          if len(missing) > 1 else f"the source has no `{missing[0]}`",
                          help="the source must be a model of the same spec: weights are matched by name")
         for init in model.graph.initializer:
             array = np.asarray(theirs[init.name], dtype=np.float32)
             if tuple(array.shape) != tuple(init.dims):
-                raise _error("A431", f"`{init.name}` is {list(array.shape)} in the source but {list(init.dims)} "
+                raise backend_error("A431", f"`{init.name}` is {list(array.shape)} in the source but {list(init.dims)} "
                              "here", help="the source must be a model of the same spec and parameters")
             init.CopyFrom(numpy_helper.from_array(array, init.name))
         return model
@@ -140,15 +141,28 @@ class OnnxBackend(Backend):
         return self.load_weights(dst, src)
 
     # ------------------------------------------------------------ one emitter per op
+
+    # One-liners: the ONNX operator, and its attributes (a string names the argument that gives the value).
+    TABLE = {
+        "flatten": ("Flatten", {"axis": 1}),  # (C, H, W) order, as PyTorch's
+        "identity": ("Identity", {}),
+        "relu": ("Relu", {}),
+        "leaky_relu": ("LeakyRelu", {"alpha": "negative_slope"}),
+        "elu": ("Elu", {"alpha": "alpha"}),
+        "sigmoid": ("Sigmoid", {}),
+        "tanh": ("Tanh", {}),
+        "softmax": ("Softmax", {"axis": 1}),  # the channels, of maps or vectors
+        "add": ("Sum", {}),
+        "concat": ("Concat", {"axis": 1}),  # the channels, of maps or vectors
+    }
+
+    def emit_table(self, entry: tuple[str, dict], node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        op_type, attributes = entry
+        attrs = {k: getattr(node.args, v) if isinstance(v, str) else v for k, v in attributes.items()}
+        return g.node(op_type, inputs, node.name, node.name, **attrs)
     def emit_conv(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
         a = node.args
-        cin = node.in_shapes[0][2]
-        fan_in = (cin // a.groups) * a.kernel[0] * a.kernel[1]
-        args = [inputs[0], g.parameter(f"{node.name}.weight",
-                                       g.uniform((a.filters, cin // a.groups, *a.kernel), fan_in))]
-        if a.bias:
-            args.append(g.parameter(f"{node.name}.bias", g.uniform((a.filters,), fan_in)))
-        return g.node("Conv", args, node.name, node.name, kernel_shape=list(a.kernel), strides=list(a.stride),
+        return g.node("Conv", [inputs[0], *g.weights(node).values()], node.name, node.name, kernel_shape=list(a.kernel), strides=list(a.stride),
                       dilations=list(a.dilation), pads=_onnx_pads(a.pads()), group=a.groups)
 
     def _pool(self, node: PlanNode, inputs: list[str], g: _Graph, op_type: str) -> str:
@@ -192,28 +206,17 @@ class OnnxBackend(Backend):
     def emit_globalmaxpool(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
         return self._global(node, inputs, g, "GlobalMaxPool")
 
-    def emit_flatten(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
-        return g.node("Flatten", inputs, node.name, node.name, axis=1)  # (C, H, W) order, as PyTorch's
-
     def emit_dense(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
-        a = node.args
-        n = node.in_shapes[0][0]
-        args = [inputs[0], g.parameter(f"{node.name}.weight", g.uniform((a.units, n), n))]
-        if a.bias:
-            args.append(g.parameter(f"{node.name}.bias", g.uniform((a.units,), n)))
-        return g.node("Gemm", args, node.name, node.name, transB=1)
+        return g.node("Gemm", [inputs[0], *g.weights(node).values()], node.name, node.name, transB=1)
 
     def emit_batchnorm(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
         a = node.args
         c = node.in_shapes[0][-1]
-        scale = g.parameter(f"{node.name}.weight", np.ones(c, np.float32)) if a.scale \
-            else g.constant(f"{node.name}/unit_scale", np.ones(c, np.float32))
-        shift = g.parameter(f"{node.name}.bias", np.zeros(c, np.float32)) if a.center \
-            else g.constant(f"{node.name}/zero_shift", np.zeros(c, np.float32))
-        mean = g.parameter(f"{node.name}.running_mean", np.zeros(c, np.float32))
-        var = g.parameter(f"{node.name}.running_var", np.ones(c, np.float32))
-        return g.node("BatchNormalization", [inputs[0], scale, shift, mean, var], node.name, node.name,
-                      epsilon=a.epsilon, momentum=a.momentum)
+        w = g.weights(node)
+        scale = w.get("weight") or g.constant(f"{node.name}/unit_scale", np.ones(c, np.float32))
+        shift = w.get("bias") or g.constant(f"{node.name}/zero_shift", np.zeros(c, np.float32))
+        return g.node("BatchNormalization", [inputs[0], scale, shift, w["running_mean"], w["running_var"]],
+                      node.name, node.name, epsilon=a.epsilon, momentum=a.momentum)
 
     def emit_lrn(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
         a = node.args
@@ -230,37 +233,10 @@ class OnnxBackend(Backend):
         ratio = g.constant(f"{node.name}/ratio", np.array(node.args.rate, np.float32))
         return g.node("Dropout", [inputs[0], ratio], node.name, node.name)  # identity at inference
 
-    def emit_identity(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
-        return g.node("Identity", inputs, node.name, node.name)
-
-    def emit_relu(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
-        return g.node("Relu", inputs, node.name, node.name)
-
     def emit_relu6(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
         low = g.constant(f"{node.name}/min", np.array(0.0, np.float32))
         high = g.constant(f"{node.name}/max", np.array(6.0, np.float32))
         return g.node("Clip", [inputs[0], low, high], node.name, node.name)
-
-    def emit_leaky_relu(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
-        return g.node("LeakyRelu", inputs, node.name, node.name, alpha=node.args.negative_slope)
-
-    def emit_elu(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
-        return g.node("Elu", inputs, node.name, node.name, alpha=node.args.alpha)
-
-    def emit_sigmoid(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
-        return g.node("Sigmoid", inputs, node.name, node.name)
-
-    def emit_tanh(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
-        return g.node("Tanh", inputs, node.name, node.name)
-
-    def emit_softmax(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
-        return g.node("Softmax", inputs, node.name, node.name, axis=1)  # the channels, maps or vectors
-
-    def emit_add(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
-        return g.node("Sum", inputs, node.name, node.name)
-
-    def emit_concat(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
-        return g.node("Concat", inputs, node.name, node.name, axis=1)  # the channels, maps or vectors
 
 
 def _arrays_of(source: Any) -> dict[str, np.ndarray]:
@@ -276,5 +252,5 @@ def _arrays_of(source: Any) -> dict[str, np.ndarray]:
                 value = value.detach().cpu().numpy()
             out[str(name)] = np.asarray(value)
         return out
-    raise _error("A431", f"the onnx backend cannot read weights from a `{type(source).__name__}`",
+    raise backend_error("A431", f"the onnx backend cannot read weights from a `{type(source).__name__}`",
                  help="pass an ONNX model, a PyTorch module or state dict, or a {name: array} mapping")

@@ -35,14 +35,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-from torch import nn
+try:
+    import torch
+    from torch import nn
+except ImportError:  # writing the `py` source needs no torch; building, pt2 and weights do (they import it)
+    torch = nn = None
 
-from .. import __version__
-from ..diagnostics import ArchcError, Diagnostic
+from .._version import __version__
 from ..ops import fmt_shape
 from ..plan import INPUT, Plan, PlanNode
-from .base import Backend
+from .base import Backend, backend_error
 
 # Helper classes the generated file defines when it uses them; they hold no parameters of their own.
 HELPERS: dict[str, str] = {
@@ -149,14 +151,7 @@ class Concat(nn.Module):
 ''',
 }
 
-# Ops whose output is a new tensor that their own backward does not need: a later op may overwrite it.
-_FRESH_OUTPUT = {"conv", "batchnorm", "dense", "concat", "add", "maxpool", "avgpool"}
-
 _PART = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
-
-
-def _error(code: str, message: str, node: PlanNode | None = None, help: str | None = None) -> ArchcError:
-    return ArchcError([Diagnostic(code, message, node.span if node else None, help=help)])
 
 
 def _comment(text: Any) -> str:
@@ -210,7 +205,7 @@ class _Context:
         producer neither aliases another tensor nor needs its output for backward."""
         if name == INPUT or name == self.output or self.uses.get(name, 0) != 1:
             return False
-        return self.plan.node(name).op in _FRESH_OUTPUT
+        return self.plan.node(name).opdef.fresh_output
 
 
 class TorchBackend(Backend):
@@ -220,6 +215,7 @@ class TorchBackend(Backend):
     # ------------------------------------------------------------ public interface
 
     def build(self, plan: Plan, logits: bool = False) -> nn.Module:
+        import torch  # noqa: F401 - without torch: ImportError here, not a NameError later
         source = self.source(plan, logits)
         module = _load_source(source, plan.name)
         model = getattr(module, class_name(plan.name))()
@@ -232,10 +228,10 @@ class TorchBackend(Backend):
             return self.source(plan, logits).encode("utf-8")
         if fmt == "pt2":
             return self._export(plan, logits)
-        raise _error("A404", f"the torch backend writes py or pt2, not `{fmt}`")
+        raise backend_error("A404", f"the torch backend writes py or pt2, not `{fmt}`")
 
     def owns(self, model: Any) -> bool:
-        return isinstance(model, nn.Module)
+        return nn is not None and isinstance(model, nn.Module)
 
     def load_weights(self, model: nn.Module, source: Any) -> nn.Module:
         """Copy parameters and buffers from `source` into `model` by position, checking every shape first.
@@ -250,13 +246,13 @@ class TorchBackend(Backend):
         theirs = _weights(_state_dict_of(source))
         for i, ((name, mine), (their_name, tensor)) in enumerate(zip(ours, theirs, strict=False)):
             if tuple(mine.shape) != tuple(tensor.shape):
-                raise _error("A406", f"weight {i + 1} of {len(ours)} does not fit: `{name}` is "
+                raise backend_error("A406", f"weight {i + 1} of {len(ours)} does not fit: `{name}` is "
                              f"{_show_shape(mine)} but the source's `{their_name}` is {_show_shape(tensor)}",
                              help="the source must be the same architecture, its tensors in the same order")
         if len(ours) != len(theirs):
             longer, which = (ours, "the model") if len(ours) > len(theirs) else (theirs, "the source")
             first_extra = longer[min(len(ours), len(theirs))][0]
-            raise _error("A406", f"the model has {len(ours)} weight tensors but the source has {len(theirs)}; "
+            raise backend_error("A406", f"the model has {len(ours)} weight tensors but the source has {len(theirs)}; "
                          f"{which} goes on with `{first_extra}`",
                          help="the source must be the same architecture, its tensors in the same order")
         with torch.no_grad():
@@ -271,19 +267,15 @@ class TorchBackend(Backend):
 
         if transfer.is_torch_keras_pair(src, dst):
             return transfer.transfer_weights(src, dst)
-        raise _error("A405", f"the torch backend cannot read weights from a `{type(src).__name__}`",
+        raise backend_error("A405", f"the torch backend cannot read weights from a `{type(src).__name__}`",
                      help="pass a PyTorch module or state dict; moving weights from Keras is the keras backend's")
 
     # ------------------------------------------------------------ code generation
 
     def source(self, plan: Plan, logits: bool = False) -> str:
         """The standalone Python module that defines the plan's network."""
-        nodes = list(plan.nodes)
-        output = plan.output
-        if logits and output != INPUT and plan.node(output).op == "softmax":
-            dropped = plan.node(output)
-            nodes = [n for n in nodes if n.name != output]
-            output = dropped.inputs[0]
+        output = plan.model_output(logits)
+        nodes = [n for n in plan.nodes if n.name != plan.output or output == plan.output]
         for node in nodes:
             _check_name(node)
         uses: dict[str, int] = {}
@@ -344,7 +336,7 @@ class TorchBackend(Backend):
         leaves: set[str] = set()
         for node in nodes:
             if node.name in leaves:
-                raise _error("A404", f"two layers are named `{node.name}`", node,
+                raise backend_error("A404", f"two layers are named `{node.name}`", node,
                              help="a name with a dot in it can collide with a nested scope's; rename one")
             leaves.add(node.name)
         units: list[_Unit | None] = []  # the numbered scope each line builds part of
@@ -353,17 +345,14 @@ class TorchBackend(Backend):
             for depth in range(1, len(parts)):
                 path = ".".join(parts[:depth])
                 if path in leaves:
-                    raise _error("A404", f"`{path}` is both a layer and a scope holding `{node.name}`", node,
+                    raise backend_error("A404", f"`{path}` is both a layer and a scope holding `{node.name}`", node,
                                  help="rename one of them")
                 if path not in scopes:
                     scopes.add(path)
                     lines.append(_register(parts[:depth - 1], parts[depth - 1], "Scope()"))
                     units.append(_unit_of(parts[:depth]))
-            emitter = getattr(self, f"emit_{node.op}", None)
-            if emitter is None:
-                raise _error("A404", f"the torch backend cannot emit `{node.op}` layers", node)
             ctx.after = []
-            ctor = emitter(node, ctx)
+            ctor = self.emit(node, [], ctx)
             lines.append(_register(parts[:-1], parts[-1], ctor))
             module = _path(parts)
             lines.extend(line.format(m=module) for line in ctx.after)
@@ -379,14 +368,29 @@ class TorchBackend(Backend):
             buffer = io.BytesIO()
             torch.export.save(program, buffer)
         except Exception as e:  # noqa: BLE001 - torch.export raises many kinds; each means "not exportable"
-            raise _error("A405", f"`{plan.name}` cannot be exported with torch.export: "
+            raise backend_error("A405", f"`{plan.name}` cannot be exported with torch.export: "
                          f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
                          help="build the `py` format instead") from None
         return buffer.getvalue()
 
     # ------------------------------------------------------------ one emitter per layer kind
 
-    def emit_conv(self, node: PlanNode, ctx: _Context) -> str:
+    # One-liners: the module's constructor, formatted with the node's arguments as `a`.
+    TABLE = {
+        "flatten": "nn.Flatten()",  # (C, H, W) order
+        "dropout": "nn.Dropout(p={a.rate!r})",
+        "identity": "nn.Identity()",
+        "relu6": "nn.ReLU6()",
+        "leaky_relu": "nn.LeakyReLU(negative_slope={a.negative_slope!r})",
+        "elu": "nn.ELU(alpha={a.alpha!r})",
+        "sigmoid": "nn.Sigmoid()",
+        "tanh": "nn.Tanh()",
+    }
+
+    def emit_table(self, entry: str, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
+        return entry.format(a=node.args)
+
+    def emit_conv(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
         a = node.args
         top, bottom, left, right = a.pads()
         common = (f"{node.in_shapes[0][2]}, {a.filters}, kernel_size={_int_or_pair(a.kernel)}"
@@ -399,7 +403,7 @@ class TorchBackend(Backend):
             return f"nn.Conv2d({common}{padding}{nobias})"
         return f"{ctx.helper('PaddedConv2d')}({common}{nobias}, pads={_pad_order(a.pads())!r})"
 
-    def emit_maxpool(self, node: PlanNode, ctx: _Context) -> str:
+    def emit_maxpool(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
         a = node.args
         top, bottom, left, right = a.pads()
         common = f"kernel_size={_int_or_pair(a.kernel)}, stride={_int_or_pair(a.stride)}" + (
@@ -410,7 +414,7 @@ class TorchBackend(Backend):
             return f"nn.MaxPool2d({common}{padding})"
         return f"{ctx.helper('PaddedMaxPool2d')}({common}, pads={_pad_order(a.pads())!r})"
 
-    def emit_avgpool(self, node: PlanNode, ctx: _Context) -> str:
+    def emit_avgpool(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
         a = node.args
         top, bottom, left, right = a.pads()
         common = f"kernel_size={_int_or_pair(a.kernel)}, stride={_int_or_pair(a.stride)}"
@@ -422,20 +426,17 @@ class TorchBackend(Backend):
         return (f"{ctx.helper('ExactAvgPool2d')}(kernel_size={a.kernel!r}, stride={a.stride!r}, "
                 f"pads={_pad_order(a.pads())!r}, dilation={a.dilation!r})")
 
-    def emit_globalavgpool(self, node: PlanNode, ctx: _Context) -> str:
+    def emit_globalavgpool(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
         return f"{ctx.helper('GlobalAvgPool2d')}()"
 
-    def emit_globalmaxpool(self, node: PlanNode, ctx: _Context) -> str:
+    def emit_globalmaxpool(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
         return f"{ctx.helper('GlobalMaxPool2d')}()"
 
-    def emit_flatten(self, node: PlanNode, ctx: _Context) -> str:
-        return "nn.Flatten()"  # (C, H, W) order
-
-    def emit_dense(self, node: PlanNode, ctx: _Context) -> str:
+    def emit_dense(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
         a = node.args
         return f"nn.Linear({node.in_shapes[0][0]}, {a.units}" + ("" if a.bias else ", bias=False") + ")"
 
-    def emit_batchnorm(self, node: PlanNode, ctx: _Context) -> str:
+    def emit_batchnorm(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
         a = node.args
         shape = node.in_shapes[0]
         kind = "nn.BatchNorm2d" if len(shape) == 3 else "nn.BatchNorm1d"
@@ -448,45 +449,24 @@ class TorchBackend(Backend):
             ctx.after.append(f"{{m}}.register_parameter({'weight' if not a.scale else 'bias'!r}, None)")
         return f"{kind}({shape[-1]}{options})"
 
-    def emit_lrn(self, node: PlanNode, ctx: _Context) -> str:
+    def emit_lrn(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
         a = node.args
         kind = "nn.LocalResponseNorm" if len(node.in_shapes[0]) == 3 else ctx.helper("FlatLocalResponseNorm")
         # Krizhevsky's alpha multiplies the plain sum; torch's is divided by the size first.
         return f"{kind}({a.size}, alpha={a.alpha * a.size!r}, beta={a.beta!r}, k={a.k!r})"
 
-    def emit_dropout(self, node: PlanNode, ctx: _Context) -> str:
-        return f"nn.Dropout(p={node.args.rate!r})"
-
-    def emit_identity(self, node: PlanNode, ctx: _Context) -> str:
-        return "nn.Identity()"
-
-    def emit_relu(self, node: PlanNode, ctx: _Context) -> str:
+    def emit_relu(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
         return "nn.ReLU(inplace=True)" if ctx.overwritable(node.inputs[0]) else "nn.ReLU()"
 
-    def emit_relu6(self, node: PlanNode, ctx: _Context) -> str:
-        return "nn.ReLU6()"
-
-    def emit_leaky_relu(self, node: PlanNode, ctx: _Context) -> str:
-        return f"nn.LeakyReLU(negative_slope={node.args.negative_slope!r})"
-
-    def emit_elu(self, node: PlanNode, ctx: _Context) -> str:
-        return f"nn.ELU(alpha={node.args.alpha!r})"
-
-    def emit_sigmoid(self, node: PlanNode, ctx: _Context) -> str:
-        return "nn.Sigmoid()"
-
-    def emit_tanh(self, node: PlanNode, ctx: _Context) -> str:
-        return "nn.Tanh()"
-
-    def emit_softmax(self, node: PlanNode, ctx: _Context) -> str:
+    def emit_softmax(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
         return f"nn.Softmax(dim={1 if len(node.in_shapes[0]) == 3 else -1})"  # over the channels
 
-    def emit_add(self, node: PlanNode, ctx: _Context) -> str:
+    def emit_add(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
         # The forward passes an overwritable input first (see _forward_lines), so the sum can go into it.
         return f"{ctx.helper('Add')}(inplace=True)" if _inplace_add_target(node, ctx) is not None \
             else f"{ctx.helper('Add')}()"
 
-    def emit_concat(self, node: PlanNode, ctx: _Context) -> str:
+    def emit_concat(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
         return f"{ctx.helper('Concat')}()"
 
 
@@ -500,21 +480,29 @@ def _check_name(node: PlanNode) -> None:
         if part in _GOOD_PARTS:
             continue
         if not _PART.fullmatch(part):
-            raise _error("A404", f"`{node.name}` cannot name a PyTorch module: `{part}` is not an identifier",
+            raise backend_error("A404", f"`{node.name}` cannot name a PyTorch module: `{part}` is not an identifier",
                          node, help="use letters, digits and underscores in names")
-        if hasattr(_PROBE, part):
-            raise _error("A404", f"`{node.name}` cannot name a PyTorch module: `{part}` is an attribute of every "
+        if hasattr(_probe(), part):
+            raise backend_error("A404", f"`{node.name}` cannot name a PyTorch module: `{part}` is an attribute of every "
                          "nn.Module", node, help=f"rename `{part}`")
         if len(_GOOD_PARTS) < 100_000:
             _GOOD_PARTS.add(part)
 
 
-class _Probe(nn.Module):
-    def __getitem__(self, name):  # the generated Scope's one method
-        return self._modules[str(name)]
+@functools.cache
+def _probe() -> Any:
+    """An object with the attributes of a generated module; without torch, those torch_names.py recorded."""
+    if nn is None:
+        from .torch_names import MODULE_ATTRIBUTES
 
+        return types.SimpleNamespace(**dict.fromkeys(MODULE_ATTRIBUTES))
 
-_PROBE = _Probe()
+    class _Probe(nn.Module):
+        def __getitem__(self, name):  # the generated Scope's one method
+            return self._modules[str(name)]
+
+    return _Probe()
+
 _GOOD_PARTS: set[str] = set()  # parts already checked (the check asks torch, which is slow for misses)
 
 
@@ -669,16 +657,16 @@ def _state_dict_of(source: Any) -> Mapping[str, Any]:
         try:
             loaded = torch.load(source, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - any failure to read is the user's file's problem
-            raise _error("A405", f"cannot read weights from `{source}`: {e}") from None
+            raise backend_error("A405", f"cannot read weights from `{source}`: {e}") from None
         if isinstance(loaded, Mapping) and "state_dict" in loaded and isinstance(loaded["state_dict"], Mapping):
             loaded = loaded["state_dict"]  # training checkpoints often wrap it
         return _state_dict_of(loaded)
     if isinstance(source, Mapping):
         bad = [k for k, v in source.items() if not isinstance(v, torch.Tensor)]
         if bad:
-            raise _error("A405", f"the state dict's `{bad[0]}` is a {type(source[bad[0]]).__name__}, not a tensor")
+            raise backend_error("A405", f"the state dict's `{bad[0]}` is a {type(source[bad[0]]).__name__}, not a tensor")
         return source
-    raise _error("A405", f"cannot load weights from a `{type(source).__name__}`",
+    raise backend_error("A405", f"cannot load weights from a `{type(source).__name__}`",
                  help="pass a PyTorch module, a state dict, or the path of a saved state dict")
 
 

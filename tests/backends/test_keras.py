@@ -24,7 +24,6 @@ torch = pytest.importorskip("torch")
 import archc  # noqa: E402
 from archc.backends import get_backend  # noqa: E402
 from archc.backends.keras import KerasBackend, Layout  # noqa: E402
-from archc.backends.transfer import flat_orders  # noqa: E402
 from archc.diagnostics import ArchcError  # noqa: E402
 from archc.plan import Plan  # noqa: E402
 
@@ -73,10 +72,8 @@ def outputs(plan: Plan, keras_model, torch_model, batch: int = 2, seed: int = 0)
     want = want.numpy()
     if want.ndim == 4:
         want = want.transpose(0, 2, 3, 1)
-    output = plan.output
-    if getattr(keras_model, "archc_logits", False) and plan.node(output).op == "softmax":
-        output = plan.node(output).inputs[0]
-    order = flat_orders(plan).get(output)
+    output = plan.model_output(getattr(keras_model, "archc_logits", False))
+    order = plan.flat_orders().get(output)
     if order is not None:  # a flat output (the spec ends in `flatten`): the features' orders differ
         want = want[:, order]
     return got, want

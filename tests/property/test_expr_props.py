@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from profiles import budget
 
 from archc.diagnostics import ArchcError
-from archc.infer import ExprError, evaluate
+from archc.exprs import ExprError, evaluate
 from archc.parser import parse
 
 _ATOMS = [str(n) for n in range(13)] + ["true", "false"]
