@@ -740,7 +740,7 @@ def test_deep_recursion_anywhere_in_the_api_is_a_diagnostic(monkeypatch):
 # ---------------------------------------------------------------- one size limit for every way in
 
 
-@pytest.mark.parametrize("command", [["fmt", "-"]])
+@pytest.mark.parametrize("command", [["fmt", "-"], ["check", "-"]], ids=["fmt", "check"])
 def test_standard_input_is_held_to_the_file_size_limit(tmp_path, command):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     start = time.perf_counter()
