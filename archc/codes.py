@@ -35,7 +35,8 @@ CODES: dict[str, tuple[str, str]] = {
     "A105": ("duplicate name", "Two stages or named branches with one name in the same scope."),
     "A106": ("bad block call", "A block call whose arguments do not fit the block's parameters."),
     "A107": ("bad import",
-             "An import outside the spec's directory, an import cycle, or an imported file that is a network."),
+             "An import outside the spec's directory, of a file that is not a spec (`.arch` or `.json`), an import "
+             "cycle, or an imported file that is a network."),
     "A108": ("unknown parameter",
              "`--set` (or a keyword of `archc.check`) names a parameter the spec does not have, or gives a value "
              "that is not an expression. On the command line this is a usage error (exit status 2)."),
@@ -75,8 +76,14 @@ CODES: dict[str, tuple[str, str]] = {
              "the depth of nested calls, the language server's time for one check."),
     "A302": ("too many parameters to build",
              "`archc build` refuses a model with more parameters than `--max-params`."),
-    "A401": ("refusing to overwrite an input",
-             "An output path that is one of the inputs: archc never overwrites a spec."),
+    "A401": ("cannot write an output",
+             "An output archc will not or cannot write. It never overwrites a file the spec reads (the spec itself "
+             "and every file it imports, however they are named: relatively, through a symlink or another hard "
+             "link), never replaces what is not a regular file (a character device such as `/dev/null` or a FIFO "
+             "is written to, anything else is refused), never rewrites a read-only file, and never writes two "
+             "pages of one name (`report a/net.arch b/net.arch`). When the operating system refuses (a missing or "
+             "read-only directory, a full disk, a closed pipe), the message gives the path and the system's reason "
+             "(\"No space left on device\"), and the exit status is 1, as for any other diagnostic."),
     "A402": ("unknown backend", "An unknown backend."),
     "A403": ("package not installed",
              "A backend or tool needs a Python package that is not installed; the help names the `pip install` "

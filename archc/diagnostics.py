@@ -100,6 +100,16 @@ def _paint(text: str, style: str, color: bool) -> str:
     return f"\x1b[{codes[style]}m{text}\x1b[0m" if color else text
 
 
+def source_lines(text: str) -> list[str]:
+    """A spec's lines as its grammar counts them: split at `\\n` only (a `\\r` before it belongs to the line
+    break). `str.splitlines` also splits at form feeds, U+2028, U+2029 and other characters that a comment may
+    hold, which would shift every line number after them."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 def render_text(diagnostics: Iterable[Diagnostic], sources: dict[str, str], color: bool = False) -> str:
     out: list[str] = []
     split: dict[str, list[str]] = {}  # each source split once, however many diagnostics point into it
@@ -108,7 +118,7 @@ def render_text(diagnostics: Iterable[Diagnostic], sources: dict[str, str], colo
         out.append(f"{head}: {_paint(diag.message, 'bold', color)}")
         span = diag.span
         if span and (span.file or "") not in split:
-            split[span.file or ""] = sources.get(span.file or "", "").splitlines()
+            split[span.file or ""] = source_lines(sources.get(span.file or "", ""))
         lines = split[span.file or ""] if span else []
         if span:
             width = len(str(span.end_line))
