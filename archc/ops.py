@@ -10,7 +10,8 @@ The language's arithmetic, defined once (docs/language.md repeats it):
     `same` pads `d*(k-1)` in total per axis, `floor` of half before and the rest after, so the output
     size is `ceil(in / stride)` whatever the stride (TensorFlow's `same` only agrees at stride 1).
   * output size = floor((in + pad_before + pad_after - d*(k-1) - 1) / stride) + 1.
-  * max pooling pads with -infinity; average pooling averages only real inputs (padding not counted).
+  * max pooling pads with -infinity; average pooling averages only real inputs (padding not counted), or with
+    `count_pad` counts zero padding (PyTorch's count_include_pad); `ceil` rounds pooled sizes up (ceil_mode).
   * MACs count the multiply-accumulates of conv and dense layers (the papers' "FLOPs" rows); other layers 0.
 """
 
