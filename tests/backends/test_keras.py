@@ -231,6 +231,22 @@ OP_CASES = {
     "flatten_dropout_bn_dense": "input 3x4x5\nflatten; dropout 0.5; batchnorm; relu; dense 7",
     "flatten_concat_dense": "input 3x3x2\nconcat:\n  flatten\n  globalavgpool\ndense 4",
     "flatten_output": "input 2x3x4\nconv 1x1, 3; flatten",
+    # Keras has no ceil mode: the overhang past the padding is -inf (max) or left out of the count (average)
+    "maxpool_ceil": "input 13x14x3\nmaxpool 3x3, stride=2, ceil",
+    "maxpool_ceil_padded": "input 13x14x3\nmaxpool 3x3, stride=2, padding=1, ceil",
+    "avgpool_ceil": "input 13x14x3\navgpool 3x3, stride=2, padding=1, ceil",
+    # counted zero padding: Keras's own average pooling never counts it
+    "avgpool_count_pad": "input 7x7x3\navgpool 3x3, stride=1, padding=1, count_pad",
+    "avgpool_count_pad_ceil": "input 6x7x2\navgpool 3x3, stride=2, padding=2, count_pad, ceil",
+    # PyTorch's padding crops the transposed conv's output; output_padding extends it (bias only there)
+    "convtranspose": "input 5x6x4\nupconv 2x2, 3, stride=2",
+    "convtranspose_cropped": "input 5x6x4\nupconv 3x3, 3, stride=2, padding=1, output_padding=1",
+    "convtranspose_kernel_below_stride": "input 5x6x4\nupconv 1x1, 3, stride=3, output_padding=(2, 1)",
+    "upsample_nearest": "input 5x7x3\nupsample 2",
+    "upsample_bilinear": "input 5x7x3\nupsample 3, bilinear",
+    "upsample_size": "input 5x7x3\nupsample size=11x4, bilinear",
+    "upsample_align_corners": "input 5x7x3\nupsample size=11x13, bilinear, align_corners=true",
+    "cropconcat": "input 11x10x4\nresidual cropconcat:\n  conv 3x3, 4\n  conv 2x2, 3\n",
 }
 
 
