@@ -713,8 +713,9 @@ def _load_by_structure(model: nn.Module, plan: Plan, source: nn.Module) -> nn.Mo
     if result.pairs is None:
         miss = result.mismatch
         node = miss.a.ref if miss.a is not None else None
-        raise ArchcError([Diagnostic("A406", miss.message, node.span if node is not None else None,
-                                     notes=miss.notes, help=_STRUCTURE_HELP)])
+        span = node.span if node is not None else None
+        raise ArchcError([Diagnostic("A406", miss.message, span, notes=miss.notes, help=_STRUCTURE_HELP)],
+                         _source_text(span))
     ours = model.state_dict(keep_vars=True)
     copies = []
     for layer, name, their_layer, their_name in result.tensor_pairs():
@@ -724,6 +725,17 @@ def _load_by_structure(model: nn.Module, plan: Plan, source: nn.Module) -> nn.Mo
         for mine, tensor in copies:
             mine.copy_(tensor.reshape(mine.shape))
     return model
+
+
+def _source_text(span: Any) -> dict[str, str]:
+    """The spec file a span points into, so the diagnostic shows the line (the plan keeps no source text)."""
+    if span is None or not span.file:
+        return {}
+    try:
+        with open(span.file, encoding="utf-8") as f:
+            return {span.file: f.read()}
+    except OSError:
+        return {}
 
 
 _STRUCTURE_HELP = ("layers are paired by their place in the data flow and their shapes (docs/matching.md): the spec "

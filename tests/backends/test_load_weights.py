@@ -210,7 +210,7 @@ def test_shortcut_created_before_the_body(first_stride):
     assert_same_function(model, reference, (3, 16, 16))
 
 
-def test_a_different_architecture_names_the_spec_layer_and_the_source_module():
+def test_a_different_architecture_names_the_spec_layer_and_the_source_module(tmp_path):
     class Wider(RegNetLike):
         def __init__(self):
             super().__init__()
@@ -228,8 +228,12 @@ def test_a_different_architecture_names_the_spec_layer_and_the_source_module():
     assert diag.notes == ["the spec: weight 16x4x3x3; output 16x8x8", "the source: weight 16x2x3x3; output 16x8x8"]
     assert "data flow" in diag.help
     assert unchanged(model, before)
+    (tmp_path / "regnet_like.arch").write_text(REGNET_LIKE)
+    with pytest.raises(archc.ArchcError) as err:
+        archc.load_weights(archc.compile(tmp_path / "regnet_like.arch"), Wider())
     rendered = err.value.render()
-    assert "conv 3x3, w, stride=stride, same, groups=g, bn, relu" in rendered  # the line, shown as written
+    assert "regnet_like.arch:7:5" in rendered
+    assert "7 |     conv 3x3, w, stride=stride, same, groups=g, bn, relu" in rendered  # the line, as written
 
 
 def test_a_source_with_a_layer_more_or_less():
