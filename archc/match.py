@@ -338,6 +338,12 @@ def _difference(x: Layer, y: Layer, what_x: str, what_y: str) -> str:
     if x.in_shape != y.in_shape and signature(x)[0] == signature(y)[0]:
         return f"input {fmt(x.in_shape)} in {what_x}, {fmt(y.in_shape)} in {what_y}"
     if signature(x)[0] != signature(y)[0]:
+        if len(x.tensors) == len(y.tensors):  # the first tensor that differs, by its full name
+            shapes_y = dict(y.tensors)
+            for (nx, ny), (_, shape) in zip(pair_tensors(x, y), x.tensors, strict=True):
+                if squeezed(shape) != squeezed(shapes_y[ny]):
+                    return (f"`{x.label}.{nx}` is {fmt(shape)} in {what_x}, `{y.label}.{ny}` is "
+                            f"{fmt(shapes_y[ny])} in {what_y}")
         return (f"{', '.join(f'{n} {fmt(s)}' for n, s in x.tensors) or 'no tensors'} in {what_x}, "
                 f"{', '.join(f'{n} {fmt(s)}' for n, s in y.tensors) or 'no tensors'} in {what_y}")
     if not _tensors_fit(x, y):

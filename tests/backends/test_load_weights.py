@@ -138,7 +138,7 @@ def test_alexnet_is_not_torchvisions():
         archc.load_weights(model, torchvision_models().alexnet(weights=None))
     message = err.value.diagnostics[0].message
     assert "`conv1.conv`" in message and "`features.0`" in message
-    assert "96x3x11x11" in message and "64x3x11x11" in message
+    assert "`conv1.conv.weight` is 96x3x11x11" in message and "`features.0.weight` is 64x3x11x11" in message
 
 
 # ---------------------------------------------------------------- the shortcut created before the body
@@ -222,8 +222,8 @@ def test_a_different_architecture_names_the_spec_layer_and_the_source_module(tmp
         archc.load_weights(model, Wider())
     diag = err.value.diagnostics[0]
     assert diag.code == "A406"
-    assert diag.message == ("the spec's `s1.1.conv2` does not match the source's `s1.1.f.3`: weight 16x4x3x3 in the "
-                            "spec, weight 16x2x3x3 in the source")
+    assert diag.message == ("the spec's `s1.1.conv2` does not match the source's `s1.1.f.3`: `s1.1.conv2.weight` is "
+                            "16x4x3x3 in the spec, `s1.1.f.3.weight` is 16x2x3x3 in the source")
     assert (diag.span.file, diag.span.line) == ("<spec>", 7)  # the block's line in the spec text
     assert diag.notes == ["the spec: weight 16x4x3x3; output 16x8x8", "the source: weight 16x2x3x3; output 16x8x8"]
     assert "data flow" in diag.help
