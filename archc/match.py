@@ -303,7 +303,8 @@ def _explain(a: Graph, b: Graph, i: int, pairs: list[int]) -> Mismatch:
                         [f"both: {layer.describe()}"])
     if not free:
         return Mismatch(layer, None, f"{name_a} has no counterpart: {b.what} has only {len(b.layers)} layers with "
-                        f"weights, and the {len(pairs)} before this one took them all", [f"{a.what}: {layer.describe()}"])
+                        f"weights, and the {len(pairs)} before this one took them all",
+                        [f"{a.what}: {layer.describe()}"])
     other = b.layers[free[0]]
     return Mismatch(layer, other, f"{name_a} has no counterpart in {b.what}, whose next layer `{other.label}` is "
                     "different: " + _difference(layer, other, a.what, b.what),

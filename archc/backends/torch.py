@@ -704,7 +704,10 @@ def _load_by_structure(model: nn.Module, plan: Plan, source: nn.Module) -> nn.Mo
     from ..readers.torch import ReadError, read_module, tensor_of
 
     try:
-        theirs = read_module(source, _input_shape(plan), what="the source")
+        # A compiled spec (or anything carrying its plan) needs no tracing: its plan is its structure.
+        source_plan = getattr(source, "archc_plan", None)
+        theirs = graph_of_plan(source_plan, "the source") if isinstance(source_plan, Plan) \
+            else read_module(source, _input_shape(plan), what="the source")
     except ReadError as e:
         raise backend_error("A405", f"cannot read the structure of the source `{type(source).__name__}` by running "
                             f"it on a {'x'.join(map(str, _input_shape(plan)))} input: {e}",
@@ -720,7 +723,9 @@ def _load_by_structure(model: nn.Module, plan: Plan, source: nn.Module) -> nn.Mo
     copies = []
     for layer, name, their_layer, their_name in result.tensor_pairs():
         mine = ours[f"{layer.label}.{name}"]
-        copies.append((mine, tensor_of(source, their_layer.ref[their_name])))
+        ref = their_layer.ref  # a reader's {name: qualified name}, or a plan node, named like its module
+        qualified = ref[their_name] if isinstance(ref, dict) else f"{their_layer.label}.{their_name}"
+        copies.append((mine, tensor_of(source, qualified)))
     with torch.no_grad():
         for mine, tensor in copies:
             mine.copy_(tensor.reshape(mine.shape))

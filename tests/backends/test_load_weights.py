@@ -440,3 +440,35 @@ def test_the_search_is_bounded():
 def test_layer_describes_itself():
     layer = Layer("conv1", (("weight", (64, 3, 7, 7)), ("bias", (64,))), (3, 224, 224), (64, 112, 112), ())
     assert layer.describe() == "weight 64x3x7x7, bias 64; output 64x112x112"
+
+
+SHORTCUT_FIRST = """network shortcut_first "REGNET_LIKE written with the shortcut as the first branch of a sum"
+input 16x16x3
+param first_stride=2
+block proj_first(w, stride):
+  add:
+    conv 1x1, w, stride=stride, bn
+    conv 1x1, w, bn, relu; conv 3x3, w, stride=stride, same, groups=4, bn, relu; conv 1x1, w, bn
+  relu
+block plain(w):
+  residual:
+    conv 1x1, w, bn, relu
+    conv 3x3, w, same, groups=4, bn, relu
+    conv 1x1, w, bn
+  relu
+stem: conv 3x3, 8, same, bn, relu
+stage: proj_first(16, first_stride); plain(16)
+head: globalavgpool; dense 5
+"""
+
+
+@pytest.mark.parametrize("first_stride", [2, 1])
+def test_two_specs_of_one_network_written_in_other_orders_match_through_their_plans(first_stride):
+    """What `archc diff` builds on: two plans whose layers are listed and named differently."""
+    a = archc.compile(REGNET_LIKE, logits=True, first_stride=first_stride)
+    b = randomise(archc.compile(SHORTCUT_FIRST, logits=True, first_stride=first_stride))
+    result = match(graph_of_plan(a.archc_plan), graph_of_plan(b.archc_plan))
+    pairs = {result.a.layers[i].label: result.b.layers[j].label for i, j in enumerate(result.pairs)}
+    assert pairs["s1.0.shortcut.conv"] == "stage.0.branch1.conv" and pairs["s1.0.conv1"] == "stage.0.branch2.conv1"
+    archc.load_weights(a, b)
+    assert_same_function(a, b, (3, 16, 16))
