@@ -201,7 +201,15 @@ class Matching:
 
 
 def signature(layer: Layer) -> Hashable:
-    return (tuple(sorted(squeezed(s) for _, s in layer.tensors)), layer.in_shape, layer.out_shape)
+    """What two partners must share: their tensors' shapes, and their input's and output's sizes. Sizes are
+    compared as sets of numbers without the 1s, so that the layout does not matter: torchvision's ConvNeXt
+    runs its 1x1 convolutions as Linear layers on HxWxC tensors, squeeze-excitation sees Cx1x1 where a spec may
+    see a vector of C."""
+    return (tuple(sorted(squeezed(s) for _, s in layer.tensors)), _sizes(layer.in_shape), _sizes(layer.out_shape))
+
+
+def _sizes(shape: Shape | None) -> Shape | None:
+    return None if shape is None else tuple(sorted(squeezed(shape)))
 
 
 def pair_tensors(a: Layer, b: Layer) -> list[tuple[str, str]]:
@@ -334,9 +342,9 @@ def _reads(graph: Graph, layer: Layer, pairs: list[int] | None, other: Graph | N
 
 
 def _difference(x: Layer, y: Layer, what_x: str, what_y: str) -> str:
-    if x.out_shape != y.out_shape and signature(x)[0] == signature(y)[0]:
+    if _sizes(x.out_shape) != _sizes(y.out_shape) and signature(x)[0] == signature(y)[0]:
         return f"output {fmt(x.out_shape)} in {what_x}, {fmt(y.out_shape)} in {what_y}"
-    if x.in_shape != y.in_shape and signature(x)[0] == signature(y)[0]:
+    if _sizes(x.in_shape) != _sizes(y.in_shape) and signature(x)[0] == signature(y)[0]:
         return f"input {fmt(x.in_shape)} in {what_x}, {fmt(y.in_shape)} in {what_y}"
     if signature(x)[0] != signature(y)[0]:
         if len(x.tensors) == len(y.tensors):  # the first tensor that differs, by its full name

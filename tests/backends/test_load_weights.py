@@ -91,7 +91,12 @@ TORCHVISION = [  # spec, overrides, torchvision constructor and its arguments
     ("resnet50", {"downsample_at": 2}, "resnet50", {}),
     ("densenet121", {}, "densenet121", {}),
     pytest.param("vgg16", {}, "vgg16", {}, marks=pytest.mark.skipif(
-        not THOROUGH, reason="138 M parameters, ~1.5 GB and ~10 s; ARCHC_THOROUGH=1 runs it")),
+        not THOROUGH, reason="138 M parameters, ~1.7 GB and ~10 s; ARCHC_THOROUGH=1 runs it")),
+] + [  # the other members of the families: the same machinery, more of it
+    pytest.param(spec, overrides, spec, {}, marks=pytest.mark.skipif(not THOROUGH, reason="ARCHC_THOROUGH=1 runs it"))
+    for spec, overrides in [("resnet34", {}), ("resnet101", {"downsample_at": 2}), ("resnet152", {"downsample_at": 2}),
+                            ("densenet169", {}), ("densenet201", {}), ("densenet161", {}), ("vgg11", {}),
+                            ("vgg13", {}), ("vgg19", {})]
 ]
 
 
@@ -100,7 +105,7 @@ def test_torchvision_models_load_into_the_shipped_specs(spec, overrides, ctor, k
     reference = randomise(getattr(torchvision_models(), ctor)(weights=None, **kwargs))
     model = archc.compile(SPECS / f"{spec}.arch", logits=True, **overrides)
     assert archc.load_weights(model, reference) is model
-    assert_same_function(model, reference, (3, 224, 224), batch=1 if spec == "vgg16" else 2)
+    assert_same_function(model, reference, (3, 224, 224), batch=1)
 
 
 def test_resnet50_v1_against_torchvisions_v1_5_names_the_moved_stride():
@@ -472,3 +477,29 @@ def test_two_specs_of_one_network_written_in_other_orders_match_through_their_pl
     assert pairs["s1.0.shortcut.conv"] == "stage.0.branch1.conv" and pairs["s1.0.conv1"] == "stage.0.branch2.conv1"
     archc.load_weights(a, b)
     assert_same_function(a, b, (3, 16, 16))
+
+
+class ChannelsLast(nn.Module):
+    """ConvNeXt's way: 1x1 convolutions run as Linear layers on an HxWxC tensor; and a classifier that is a
+    1x1 conv on a pooled Cx1x1 map (as squeeze-excitation's are), where the spec has dense layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.pw1 = nn.Linear(8, 16)
+        self.pw2 = nn.Linear(16, 8)
+        self.classifier = nn.Conv2d(8, 5, 1)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.pw2(torch.relu(self.pw1(x.permute(0, 2, 3, 1)))).permute(0, 3, 1, 2)
+        return torch.flatten(self.classifier(nn.functional.adaptive_avg_pool2d(x + y, 1)), 1)
+
+
+def test_layouts_do_not_matter_only_sizes():
+    reference = randomise(ChannelsLast())
+    model = archc.compile("network cl\ninput 6x6x3\nstem: conv 3x3, 8, same\n"
+                          "mix:\n  residual:\n    conv 1x1, 16, relu; conv 1x1, 8\nhead: gap; dense 5\n", logits=True)
+    archc.load_weights(model, reference)
+    assert model.mix.conv1.weight.shape == (16, 8, 1, 1)  # reshaped from the Linear's 16x8
+    assert_same_function(model, reference, (3, 6, 6))
