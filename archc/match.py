@@ -255,8 +255,8 @@ def match(a: Graph, b: Graph, max_steps: int | None = None, rounds: int = 3) -> 
 
     pairs: list[int] = [-1] * n
     used = [False] * len(b.layers)
-    choices: list[list[int]] = []  # per decided layer of a: the candidates still to try
-    best = (-1, [])  # the furthest layer reached, and the pairs at that point
+    choices: list[list[int]] = []  # per layer of a reached: the candidates still to try
+    failed = (-1, [])  # the furthest layer that ran out of candidates, and the pairs before it then
     steps = 0
     i = 0
     while i < n:
@@ -267,18 +267,21 @@ def match(a: Graph, b: Graph, max_steps: int | None = None, rounds: int = 3) -> 
             found = [j for j in index.get(key, ()) if not used[j] and _tensors_fit(layer, b.layers[j])]
             found.sort(key=lambda j: (colours_b[j] != colours_a[i], j))
             choices.append(found)
-            if i > best[0]:
-                best = (i, list(pairs[:i]))
         if choices[i] and steps < max_steps:
             j = choices[i].pop(0)
             pairs[i], used[j] = j, True
             steps += 1
             i += 1
             continue
+        if i > failed[0]:
+            failed = (i, pairs[:i])  # copied only at a new furthest point: rare
         # no (further) candidate: undo the previous choice and try its next candidate
         choices.pop()
         if i == 0 or steps >= max_steps:
-            return Matching(a, b, None, _explain(a, b, best[0], best[1]), steps)
+            mismatch = _explain(a, b, *failed)
+            if steps >= max_steps:
+                mismatch.notes.append(f"the search gave up after {steps} pairings")
+            return Matching(a, b, None, mismatch, steps)
         i -= 1
         used[pairs[i]] = False
         pairs[i] = -1

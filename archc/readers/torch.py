@@ -38,16 +38,17 @@ def read_module(model: nn.Module, input_shape: tuple[int, ...], what: str = "the
     failures = []
     with _eval(model):
         try:
-            graph = _Tracer().trace(model)
+            root = _Root(model)
+            graph = _Tracer().trace(root)
         except Exception as e:  # noqa: BLE001 - any failure means: try the next way, and say so at the end
             graph = None
             failures.append(f"torch.fx: {_reason(e)}")
-        attempts = [(_read_with_fx, graph, "torch.fx")] if graph is not None else []
-        attempts.append((_read_by_running, None, "running it"))
-        for reader, traced, how in attempts:
-            for device in ("meta", "cpu"):
+        attempts = [(_read_with_fx, root, graph, "torch.fx")] if graph is not None else []
+        attempts.append((_read_by_running, model, None, "running it"))
+        for reader, module, traced, how in attempts:
+            for device in ("meta", _device(model)):
                 try:
-                    return reader(model, input_shape, what, device, traced)
+                    return reader(module, input_shape, what, device, traced)
                 except Exception as e:  # noqa: BLE001 - as above
                     failures.append(f"{how} on {device}: {_reason(e)}")
     raise ReadError("; ".join(failures))
@@ -169,9 +170,30 @@ class _Holder(nn.Module):
 # ---------------------------------------------------------------- with torch.fx
 
 
+class _Root(nn.Module):
+    """What fx traces: the module as `inner`, so that what the tracer attaches to its root (tensor constants the
+    forward creates) lands here, never on the user's module. Paths lose their `inner.` again (`_own_path`)."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.inner(x)
+
+
+def _own_path(target: str) -> str:
+    return target.partition(".")[2]
+
+
+def _device(model: nn.Module) -> torch.device | str:
+    return next((t.device for t in model.parameters()), "cpu")
+
+
 def _read_with_fx(model: nn.Module, input_shape: tuple[int, ...], what: str, device: str,
                   graph: fx.Graph) -> Graph:
-    # No GraphModule: the Interpreter runs the traced graph on the module itself (building one costs ~0.2 s).
+    # `model` is the _Root that was traced. No GraphModule: the Interpreter runs the traced graph on the module
+    # itself (building one costs ~0.2 s for ResNet-152).
     shapes: dict[fx.Node, Shape | None] = {}
 
     class _Shapes(fx.Interpreter):
@@ -184,7 +206,8 @@ def _read_with_fx(model: nn.Module, input_shape: tuple[int, ...], what: str, dev
     _run(holder, model, "inner.", input_shape, device, holder.forward)
 
     builder = GraphBuilder(what)
-    attributes: dict[fx.Node, tuple[str, Shape]] = {}  # get_attr nodes of tensors: name, shape
+    weights = set(model.inner.state_dict(keep_vars=True))  # not plain tensor attributes: they are constants
+    attributes: dict[fx.Node, tuple[str, Shape]] = {}  # get_attr nodes of weights: name, shape
     first_input = True
     for node in graph.nodes:
         if node.op == "placeholder":
@@ -193,14 +216,15 @@ def _read_with_fx(model: nn.Module, input_shape: tuple[int, ...], what: str, dev
                 first_input = False
         elif node.op == "get_attr":
             value = _attribute(model, node.target)
-            if isinstance(value, torch.Tensor):
-                attributes[node] = (node.target, tuple(value.shape))
+            if isinstance(value, torch.Tensor) and _own_path(node.target) in weights:  # not a constant
+                attributes[node] = (_own_path(node.target), tuple(value.shape))
         elif node.op == "call_module":
             module = model.get_submodule(node.target)
             inputs = _arg_nodes(node)
             if own_tensors(module):
-                tensors, ref = _layer_tensors(module, node.target)
-                builder.layer(node, inputs, shapes.get(node), node.target, tensors, ref=ref)
+                path = _own_path(node.target)
+                tensors, ref = _layer_tensors(module, path)
+                builder.layer(node, inputs, shapes.get(node), path or type(module).__name__, tensors, ref=ref)
             else:
                 builder.op(node, inputs, shapes.get(node))
         elif node.op in ("call_function", "call_method"):

@@ -362,12 +362,22 @@ def test_the_reader_sees_layers_calls_and_parameters_used_by_functions():
 
 
 def test_reading_leaves_the_source_as_it_was():
-    reference = randomise(RegNetLike()).train()
+    class WithConstant(RegNetLike):
+        def __init__(self):
+            super().__init__()
+            self.shift = torch.zeros(1)  # a plain attribute: fx makes it a constant of the root it traces
+
+        def forward(self, x):
+            return super().forward(x + self.shift)
+
+    reference = randomise(WithConstant()).train()
     reference.s1[0].f[1].eval()  # a frozen batchnorm inside a training model keeps its own mode
     before = snapshot(reference)
-    read_module(reference, (3, 16, 16))
+    attributes = set(vars(reference))
+    graph = read_module(reference, (3, 16, 16))
     assert reference.training and not reference.s1[0].f[1].training and reference.s1[0].f[4].training
-    assert unchanged(reference, before)
+    assert unchanged(reference, before) and set(vars(reference)) == attributes
+    assert [layer.label for layer in graph.layers][:2] == ["stem.0", "stem.1"]  # the constant is no layer
 
 
 def test_a_source_that_cannot_run_on_that_input_is_a_diagnostic():
