@@ -309,8 +309,8 @@ def _explain(a: Graph, b: Graph, i: int, pairs: list[int]) -> Mismatch:
     reads = _reads(a, layer, pairs, b)
     if alike:
         other = b.layers[alike[0]]
-        return Mismatch(layer, other, f"{name_a} is connected differently from {b.what}'s `{other.label}`: it reads "
-                        f"{reads}, the other reads {_reads(b, other, None, None)}",
+        return Mismatch(layer, other, f"{name_a} is connected differently from {b.what}'s `{other.label}`: "
+                        f"`{layer.label}` reads {reads}; `{other.label}` reads {_reads(b, other, None, None)}",
                         [f"both: {layer.describe()}"])
     if not free:
         return Mismatch(layer, None, f"{name_a} has no counterpart: {b.what} has only {len(b.layers)} layers with "
