@@ -24,7 +24,6 @@ from typing import Any
 import torch
 from torch import fx, nn
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_flatten
 
 from ..match import Graph, GraphBuilder, Shape
 
@@ -72,9 +71,11 @@ def tensor_of(model: nn.Module, qualified: str) -> torch.Tensor:
 def own_tensors(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
     """The tensors a module holds itself, in state_dict order (parameters, then persistent buffers), without
     batchnorm's `num_batches_tracked` (bookkeeping, not a weight)."""
-    out = [(name, p) for name, p in module._parameters.items() if p is not None]
-    out += [(name, b) for name, b in module._buffers.items()
-            if b is not None and name not in module._non_persistent_buffers_set and name != "num_batches_tracked"]
+    out = list(module.named_parameters(recurse=False))
+    buffers = [(name, b) for name, b in module.named_buffers(recurse=False) if name != "num_batches_tracked"]
+    if buffers:  # only persistent buffers are weights: those state_dict() keeps
+        kept = module.state_dict(keep_vars=True)
+        out += [(name, b) for name, b in buffers if name in kept]
     return out
 
 
@@ -88,6 +89,17 @@ def is_layer(module: nn.Module) -> bool:
 class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return super().is_leaf_module(m, module_qualified_name) or is_layer(m)
+
+
+def _tensors_in(value: Any) -> list[torch.Tensor]:
+    """The tensors in a value made of tuples, lists and dicts (a call's arguments, a module's outputs)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for item in value for t in _tensors_in(item)]
+    if isinstance(value, dict):
+        return [t for item in value.values() for t in _tensors_in(item)]
+    return []
 
 
 def _shape(value: Any) -> Shape | None:
@@ -278,7 +290,7 @@ def _read_by_running(model: nn.Module, input_shape: tuple[int, ...], what: str, 
     layers = [m for m in model.modules() if is_layer(m)]
 
     def known(values: Any) -> list[int]:
-        return [id(v) for v in tree_flatten(values)[0] if isinstance(v, torch.Tensor)]
+        return [id(v) for v in _tensors_in(values)]
 
     def before(module: nn.Module, args: Any) -> None:
         depth[0] += 1
@@ -288,7 +300,7 @@ def _read_by_running(model: nn.Module, input_shape: tuple[int, ...], what: str, 
         if depth[0]:
             return
         alive.append(out)
-        outs = [v for v in tree_flatten(out)[0] if isinstance(v, torch.Tensor)]
+        outs = _tensors_in(out)
         if not outs:
             return
         tensors, ref = _layer_tensors(module, paths[module])
@@ -305,10 +317,10 @@ def _read_by_running(model: nn.Module, input_shape: tuple[int, ...], what: str, 
                 out = func(*args, **kwargs)
             if depth[0] == 0:
                 alive.append(out)
-                flat = [v for v in tree_flatten((args, kwargs))[0] if isinstance(v, torch.Tensor)]
+                flat = _tensors_in((args, kwargs))
                 used = [v for v in flat if id(v) in names and not builder.known(id(v))]
                 data = [id(v) for v in flat if not (id(v) in names and not builder.known(id(v)))]
-                outs = [v for v in tree_flatten(out)[0] if isinstance(v, torch.Tensor)]
+                outs = _tensors_in(out)
                 for i, value in enumerate(outs):
                     if used and i == 0:
                         targets = [names[id(v)] for v in used]

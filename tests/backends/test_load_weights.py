@@ -515,3 +515,23 @@ def test_layouts_do_not_matter_only_sizes():
     archc.load_weights(model, reference)
     assert model.mix.conv1.weight.shape == (16, 8, 1, 1)  # reshaped from the Linear's 16x8
     assert_same_function(model, reference, (3, 6, 6))
+
+
+@pytest.mark.parametrize("source", ["densenet121", "regnet_like", "branches"])
+def test_running_the_module_reads_what_fx_reads(source, monkeypatch):
+    """The fallback for forwards fx cannot trace gives the same graph as fx, concatenations included."""
+    import archc.readers.torch as reader
+
+    if source == "densenet121":
+        module, shape = torchvision_models().densenet121(weights=None), (3, 224, 224)
+    else:
+        module, shape = (RegNetLike(), (3, 16, 16)) if source == "regnet_like" else (Branches(), (4, 8, 8))
+    traced = read_module(module, shape)
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("no fx today")
+
+    monkeypatch.setattr(reader._Tracer, "trace", refuse)
+    ran = read_module(module, shape)
+    fields = [[(x.label, x.tensors, x.in_shape, x.out_shape, x.sources, x.ref) for x in g.layers] for g in (traced, ran)]
+    assert fields[0] == fields[1]
