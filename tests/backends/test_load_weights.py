@@ -108,6 +108,25 @@ def test_torchvision_models_load_into_the_shipped_specs(spec, overrides, ctor, k
     assert_same_function(model, reference, (3, 224, 224), batch=1)
 
 
+ZOO = [  # spec, input size, torchvision constructor and its arguments: the zoo's specs, loaded from the module
+    ("squeezenet1_1", "224x224x3", "squeezenet1_1", {}),
+    ("inception_v3", "75x75x3", "inception_v3", {"aux_logits": False, "init_weights": False}),
+    ("resnext50_32x4d", "32x32x3", "resnext50_32x4d", {}),
+    ("wide_resnet50_2", "32x32x3", "wide_resnet50_2", {}),
+]
+
+
+@pytest.mark.parametrize(("spec", "size", "ctor", "kwargs"), ZOO)
+def test_the_zoos_specs_load_from_torchvisions_modules(spec, size, ctor, kwargs):
+    if not (SPECS / f"{spec}.arch").exists():
+        pytest.skip(f"specs/{spec}.arch is not here yet")
+    reference = randomise(getattr(torchvision_models(), ctor)(weights=None, **kwargs))
+    model = archc.compile(SPECS / f"{spec}.arch", logits=True, input=size)
+    archc.load_weights(model, reference)
+    h, w, c = (int(d) for d in size.split("x"))
+    assert_same_function(model, reference, (c, h, w))
+
+
 def test_resnet50_v1_against_torchvisions_v1_5_names_the_moved_stride():
     """The same tensors, a different function: the stride on the other conv changes an output size."""
     model = archc.compile(SPECS / "resnet50.arch", logits=True)  # downsample_at=1, the paper's
@@ -230,7 +249,7 @@ def test_a_different_architecture_names_the_spec_layer_and_the_source_module(tmp
     assert diag.message == ("the spec's `s1.1.conv2` does not match the source's `s1.1.f.3`: `s1.1.conv2.weight` is "
                             "16x4x3x3 in the spec, `s1.1.f.3.weight` is 16x2x3x3 in the source")
     assert (diag.span.file, diag.span.line) == ("<spec>", 7)  # the block's line in the spec text
-    assert diag.notes == ["the spec: weight 16x4x3x3; output 16x8x8", "the source: weight 16x2x3x3; output 16x8x8"]
+    assert diag.notes == ("the spec: weight 16x4x3x3; output 16x8x8", "the source: weight 16x2x3x3; output 16x8x8")
     assert "data flow" in diag.help
     assert unchanged(model, before)
     (tmp_path / "regnet_like.arch").write_text(REGNET_LIKE)
