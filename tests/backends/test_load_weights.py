@@ -552,5 +552,7 @@ def test_running_the_module_reads_what_fx_reads(source, monkeypatch):
 
     monkeypatch.setattr(reader._Tracer, "trace", refuse)
     ran = read_module(module, shape)
-    fields = [[(x.label, x.tensors, x.in_shape, x.out_shape, x.sources, x.ref) for x in g.layers] for g in (traced, ran)]
-    assert fields[0] == fields[1]
+    def fields(graph):
+        return [(x.label, x.tensors, x.in_shape, x.out_shape, x.sources, x.ref) for x in graph.layers]
+
+    assert fields(traced) == fields(ran)
