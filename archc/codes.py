@@ -92,11 +92,13 @@ CODES: dict[str, tuple[str, str]] = {
              "The PyTorch backend cannot emit the plan: a layer name that cannot name a module, two layers with one "
              "name, a name that is both a layer and a scope, or a file format it does not write."),
     "A405": ("PyTorch export or weights failed",
-             "PyTorch cannot export the model (`--format pt2`), or weights come from an object the torch backend "
-             "cannot read."),
+             "PyTorch cannot export the model (`--format pt2`), weights come from an object the torch backend "
+             "cannot read, or a source module cannot be run on the spec's input size to read its structure."),
     "A406": ("weights do not fit (PyTorch)",
-             "Weights that do not fit a PyTorch model: a tensor of another shape, or a different number of "
-             "tensors."),
+             "Weights that do not fit a PyTorch model. From a module, layers are matched through the structure "
+             "(`docs/matching.md`) and the first place where the two models part is named: the spec's layer at its "
+             "line, the source's module, and what differs. From a state dict, tensors are copied by position: a "
+             "tensor of another shape, or a different number of tensors."),
     "A410": ("bad Keras layer name", "A layer name that cannot be a Keras layer name."),
     "A411": ("Keras names collide",
              "Two layers whose Keras names (the dotted path joined with `_`) would be the same."),

@@ -42,6 +42,7 @@ except ImportError:  # writing the `py` source needs no torch; building, pt2 and
     torch = nn = None
 
 from .._version import __version__
+from ..diagnostics import ArchcError, Diagnostic
 from ..ops import fmt_shape
 from ..plan import INPUT, Plan, PlanNode
 from .base import Backend, backend_error
@@ -264,27 +265,32 @@ class TorchBackend(Backend):
         return nn is not None and isinstance(model, nn.Module)
 
     def load_weights(self, model: nn.Module, source: Any) -> nn.Module:
-        """Copy parameters and buffers from `source` into `model` by position, checking every shape first.
+        """Copy parameters and buffers from `source` into `model`, checking everything before copying anything.
 
-        `source` is a module, a state dict, or a path to a saved state dict. Positions follow the order of
-        `state_dict()`: parameters and buffers of each module as it was created. `num_batches_tracked` is
-        skipped on both sides: it is batchnorm bookkeeping, not a weight (used only when momentum is None,
-        which archc never emits), and reference implementations differ in whether they keep it. Nothing is
-        copied unless every tensor matches.
+        A compiled spec and a source module are matched through their structure (archc.match,
+        docs/matching.md): each layer with weights pairs with the source's layer at the same place in the data
+        flow with the same shapes, whatever order either creates its modules in. Otherwise (a state dict, a path
+        to a saved one, or a model that is not a compiled spec) tensors are copied by position, in the order of
+        `state_dict()`. `num_batches_tracked` is skipped on both sides: it is batchnorm bookkeeping, not a weight
+        (used only when momentum is None, which archc never emits), and reference implementations differ in
+        whether they keep it.
         """
+        plan = getattr(model, "archc_plan", None)
+        if plan is not None and isinstance(source, nn.Module):
+            return _load_by_structure(model, plan, source)
         ours = _weights(model.state_dict())
         theirs = _weights(_state_dict_of(source))
         for i, ((name, mine), (their_name, tensor)) in enumerate(zip(ours, theirs, strict=False)):
             if tuple(mine.shape) != tuple(tensor.shape):
                 raise backend_error("A406", f"weight {i + 1} of {len(ours)} does not fit: `{name}` is "
                              f"{_show_shape(mine)} but the source's `{their_name}` is {_show_shape(tensor)}",
-                             help="the source must be the same architecture, its tensors in the same order")
+                             _node_of(plan, name), help=_POSITIONAL_HELP)
         if len(ours) != len(theirs):
             longer, which = (ours, "the model") if len(ours) > len(theirs) else (theirs, "the source")
             first_extra = longer[min(len(ours), len(theirs))][0]
             raise backend_error("A406", f"the model has {len(ours)} weight tensors but the source has {len(theirs)}; "
                          f"{which} goes on with `{first_extra}`",
-                         help="the source must be the same architecture, its tensors in the same order")
+                         _node_of(plan, first_extra) if which == "the model" else None, help=_POSITIONAL_HELP)
         with torch.no_grad():
             for (_, mine), (_, tensor) in zip(ours, theirs, strict=True):
                 mine.copy_(tensor)
@@ -738,3 +744,67 @@ def _weights(state: Mapping[str, Any]) -> list[tuple[str, torch.Tensor]]:
 
 def _show_shape(t: torch.Tensor) -> str:
     return "x".join(str(d) for d in t.shape) if t.dim() else "a scalar"
+
+
+_POSITIONAL_HELP = ("a state dict is copied by position: the source must be the same architecture, its tensors in "
+                    "the same order; pass the source module itself to match through the structure")
+
+
+def _node_of(plan: Plan | None, key: str) -> PlanNode | None:
+    """The plan node that holds the state_dict entry `key` (`conv1.conv.weight`), for its spec line."""
+    if plan is None:
+        return None
+    name = key.rpartition(".")[0]
+    try:
+        return plan.node(name)
+    except KeyError:
+        return None
+
+
+def _load_by_structure(model: nn.Module, plan: Plan, source: nn.Module) -> nn.Module:
+    from ..match import graph_of_plan, match
+    from ..readers.torch import ReadError, read_module, tensor_of
+
+    try:
+        # A compiled spec (or anything carrying its plan) needs no tracing: its plan is its structure.
+        source_plan = getattr(source, "archc_plan", None)
+        theirs = graph_of_plan(source_plan, "the source") if isinstance(source_plan, Plan) \
+            else read_module(source, _input_shape(plan), what="the source")
+    except ReadError as e:
+        raise backend_error("A405", f"cannot read the structure of the source `{type(source).__name__}` by running "
+                            f"it on a {'x'.join(map(str, _input_shape(plan)))} input: {e}",
+                            help="pass its `state_dict()` to copy the tensors by position instead") from None
+    result = match(graph_of_plan(plan, "the spec"), theirs)
+    if result.pairs is None:
+        miss = result.mismatch
+        node = miss.a.ref if miss.a is not None else None
+        span = node.span if node is not None else None
+        raise ArchcError([Diagnostic("A406", miss.message, span, notes=miss.notes, help=_STRUCTURE_HELP)],
+                         _source_text(span))
+    ours = model.state_dict(keep_vars=True)
+    copies = []
+    for layer, name, their_layer, their_name in result.tensor_pairs():
+        mine = ours[f"{layer.label}.{name}"]
+        ref = their_layer.ref  # a reader's {name: qualified name}, or a plan node, named like its module
+        qualified = ref[their_name] if isinstance(ref, dict) else f"{their_layer.label}.{their_name}"
+        copies.append((mine, tensor_of(source, qualified)))
+    with torch.no_grad():
+        for mine, tensor in copies:
+            mine.copy_(tensor.reshape(mine.shape))
+    return model
+
+
+def _source_text(span: Any) -> dict[str, str]:
+    """The spec file a span points into, so the diagnostic shows the line (the plan keeps no source text)."""
+    if span is None or not span.file:
+        return {}
+    try:
+        with open(span.file, encoding="utf-8") as f:
+            return {span.file: f.read()}
+    except OSError:
+        return {}
+
+
+_STRUCTURE_HELP = ("layers are paired by their place in the data flow and their shapes (docs/matching.md): the spec "
+                   "must describe the source's architecture at this input size")
+
