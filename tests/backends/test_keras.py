@@ -174,6 +174,9 @@ OP_CASES = {
     "flatten_dropout_bn_dense": "input 3x4x5\nflatten; dropout 0.5; batchnorm; relu; dense 7",
     "flatten_concat_dense": "input 3x3x2\nconcat:\n  flatten\n  globalavgpool\ndense 4",
     "flatten_output": "input 2x3x4\nconv 1x1, 3; flatten",
+    # channel split, channel shuffle, zero-padding shortcuts: channels-last slices and reshapes
+    "split_shuffle": "input 4x5x12\nconcat:\n  split 3, part=2\n  split 3, part=0; conv 1x1, 4\nshuffle 4",
+    "zeropad_shortcut": "input 7x6x4\nresidual shortcut=zeropad:\n  conv 3x3, 9, stride=2, same, bn\nrelu",
 }
 
 
