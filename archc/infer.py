@@ -226,10 +226,12 @@ class _Walker:
         body = self.seq(item.body, x, env, scope)
         normalized = any(OPS[n.op].normalizes for n in self.nodes[first:])
         auto = getattr(item, "auto_shortcut", "projection")
-        if auto not in SHORTCUTS:
+        if auto not in SHORTCUTS:  # a parameter that holds one: `residual shortcut=option:`, `--set option=zeropad`
+            auto = env.get(auto, auto)
+        if not isinstance(auto, str) or auto not in SHORTCUTS:
             self.error("A104", f"`{auto}` is not a kind of shortcut", item.span,
-                       help=did_you_mean(auto, SHORTCUTS) or "`shortcut=` takes "
-                       + " or ".join(f"`{name}`" for name in SHORTCUTS))
+                       help=did_you_mean(str(auto), SHORTCUTS) or "`shortcut=` takes "
+                       + " or ".join(f"`{name}`" for name in SHORTCUTS) + ", or a parameter that holds one")
             return (x[0], None)
         if item.shortcut is not None:
             if auto != "projection":

@@ -35,8 +35,9 @@ SECTIONS = [
     ("GoogLeNet", ["googlenet"]),
     ("All convolutional nets", ["allcnn_a", "allcnn_b", "allcnn_c", "allcnn_c_keras"]),
     ("MobileNet", ["mobilenet_v1"]),
-    ("ResNet", ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]),
+    ("ResNet", ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet20_cifar"]),
     ("DenseNet", ["densenet121", "densenet169", "densenet201", "densenet161"]),
+    ("ShuffleNet", ["shufflenet_v2_x1_0"]),
 ]
 
 INTRO = """\
@@ -108,6 +109,16 @@ def mobilenet_variants(path: Path, golden: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def family_members(path: Path, golden: dict) -> str:
+    """The family a `--set` away (golden `members`): each member's published trainable count beside archc's."""
+    out = ["| member | `--set` | trainable, published | trainable, archc |", "|---|---|--:|--:|"]
+    for setting, member, trainable in golden["members"]:
+        name, _, value = setting.partition("=")
+        plan = archc.check(path, **{name: value})
+        out.append(f"| {member} | `--set {setting}` | {trainable:,} | {plan.trainable_params:,} |")
+    return "\n".join(out) + "\n"
+
+
 def section(name: str, golden: dict) -> str:
     path = SPECS / f"{name}.arch"
     plan = archc.check(path)
@@ -137,6 +148,8 @@ def section(name: str, golden: dict) -> str:
         parts.append(googlenet_rows(plan, golden["rows"]))
     if "width_multiplier" in golden:
         parts.append(mobilenet_variants(path, golden))
+    if "members" in golden:
+        parts.append(family_members(path, golden))
     parts.append(f"**Differences:** {golden['notes']}\n")
     return "\n".join(parts)
 
