@@ -233,6 +233,11 @@ class _Walker:
                        help=did_you_mean(str(auto), SHORTCUTS) or "`shortcut=` takes "
                        + " or ".join(f"`{name}`" for name in SHORTCUTS) + ", or a parameter that holds one")
             return (x[0], None)
+        if auto != "projection" and not OPS[merge].same_shapes:
+            self.error("A104", f"`shortcut={auto}` is for a residual that adds, not one that uses `{merge}`",
+                       item.span, help="only a merge whose inputs must agree in shape (`add`) needs a shortcut "
+                       "that changes the shape")
+            return (x[0], None)
         if item.shortcut is not None:
             if auto != "projection":
                 self.error("A104", f"a residual with its own `shortcut:` takes no `shortcut={auto}`", item.span,
@@ -256,9 +261,12 @@ class _Walker:
             return (x[0], None)
         layers = SHORTCUTS[auto](x[1], target, normalized)
         if layers is None:
-            what = "strided 1x1 conv" if auto == "projection" else "zero-padding shortcut (a stride, more channels)"
-            self.error("A202", f"no {what} takes {fmt_shape(x[1])} to {fmt_shape(target)}", item.span,
-                       help="write the shortcut yourself under `shortcut:`")
+            what = "strided 1x1 conv" if auto == "projection" else "zero-padding shortcut"
+            help = "write the shortcut yourself under `shortcut:`"
+            if auto == "zeropad":
+                help = ("a zero-padding shortcut subsamples by a stride and adds zero channels, never removes any; "
+                        "use `shortcut=projection` or write the shortcut yourself under `shortcut:`")
+            self.error("A202", f"no {what} takes {fmt_shape(x[1])} to {fmt_shape(target)}", item.span, help=help)
             return (x[0], None)
         sub = scope.child(None, "shortcut")
         out = x
