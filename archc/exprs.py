@@ -42,7 +42,7 @@ def _number(value: Any, node: Any) -> int | float:
     if isinstance(value, Symbol):
         raise ExprError(f"unknown name `{value}`", node.span if hasattr(node, "span") else None)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ExprError(f"expected a number, found `{value}`", getattr(node, "span", None), code="A104")
+        raise ExprError(f"expected a number, found `{value}`", getattr(node, "span", None), code="A116")
     return value
 
 
@@ -51,7 +51,7 @@ def bounded(value: Any, node: Any = None) -> Any:
     if isinstance(value, bool):
         return value
     if (isinstance(value, int) and abs(value) > MAX_INT) or (isinstance(value, float) and not math.isfinite(value)):
-        raise ExprError("this arithmetic overflows", getattr(node, "span", None), code="A104",
+        raise ExprError("this arithmetic overflows", getattr(node, "span", None), code="A115",
                         help=f"numbers in a spec are at most {MAX_INT:,}")
     return value
 
@@ -115,7 +115,7 @@ def _binop(expr: Any, env: dict) -> Any:
         left = _number(evaluate(expr.left, env), expr.left)
         right = _number(evaluate(expr.right, env), expr.right)
     if op in ("/", "//") and right == 0:
-        raise ExprError("division by zero", expr.span, code="A104")
+        raise ExprError("division by zero", expr.span, code="A115")
     return bounded(_BINOPS[op](left, right), expr)
 
 
@@ -133,7 +133,7 @@ def _func(expr: Any, env: dict) -> Any:
     try:
         return bounded(fn(*args), expr)
     except (TypeError, ValueError, OverflowError) as e:
-        raise ExprError(f"`{expr.func}` cannot take these arguments: {e}", expr.span, code="A104") from None
+        raise ExprError(f"`{expr.func}` cannot take these arguments: {e}", expr.span, code="A115") from None
 
 
 def _cond(expr: Any, env: dict) -> Any:
@@ -143,8 +143,8 @@ def _cond(expr: Any, env: dict) -> Any:
 _EVALUATORS = {
     "name": _name,
     "dims": _dims,
-    "str": lambda expr, env: expr.value,
-    "percent": lambda expr, env: expr.value,
+    "str": lambda expr, _env: expr.value,
+    "percent": lambda expr, _env: expr.value,
     "binop": _binop,
     "unary": _unary,
     "func": _func,

@@ -91,7 +91,7 @@ def _through_wrappers(plan: Plan, items: list, env: dict, depth: int = 0):
             yield item, env
 
 
-def plan_json(plan: Plan, level: str = "layer") -> dict:
+def plan_json(plan: Plan) -> dict:
     """The `check --format json` object: a contract other tools read (keys only ever get added)."""
     layers = [
         {

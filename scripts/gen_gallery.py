@@ -37,6 +37,9 @@ SECTIONS = [
     ("MobileNet", ["mobilenet_v1"]),
     ("ResNet", ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet20_cifar"]),
     ("DenseNet", ["densenet121", "densenet169", "densenet201", "densenet161"]),
+    ("VGG with batchnorm, SqueezeNet, Inception v3", ["vgg16_bn", "squeezenet1_1", "inception_v3"]),
+    ("ResNeXt and Wide ResNet", ["resnext50_32x4d", "wide_resnet50_2"]),
+    ("U-Net", ["unet"]),
     ("ShuffleNet", ["shufflenet_v2_x1_0"]),
 ]
 
@@ -112,10 +115,11 @@ def mobilenet_variants(path: Path, golden: dict) -> str:
 def family_members(path: Path, golden: dict) -> str:
     """The family a `--set` away (golden `members`): each member's published trainable count beside archc's."""
     out = ["| member | `--set` | trainable, published | trainable, archc |", "|---|---|--:|--:|"]
-    for setting, member, trainable in golden["members"]:
-        name, _, value = setting.partition("=")
-        plan = archc.check(path, **{name: value})
-        out.append(f"| {member} | `--set {setting}` | {trainable:,} | {plan.trainable_params:,} |")
+    for overrides, member, trainable in golden["members"]:
+        values = dict(pair.split("=", 1) for pair in overrides.split())
+        plan = archc.check(path, **values)  # the values as `--set` passes them: text
+        settings = " ".join(f"`--set {k}={v}`" for k, v in values.items())
+        out.append(f"| {member} | {settings} | {trainable:,} | {plan.trainable_params:,} |")
     return "\n".join(out) + "\n"
 
 
