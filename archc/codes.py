@@ -50,7 +50,8 @@ CODES: dict[str, tuple[str, str]] = {
              "Arithmetic that overflows a spec's numbers (int64, finite floats), divides by zero, or gives a "
              "function arguments it cannot take."),
     "A116": ("not a number", "A value used as a number that is not one (a string, a size)."),
-    "A117": ("bad repetition count", "A repetition count (`x N`) that is not a positive integer."),
+    "A117": ("bad repetition count", "A repetition count (`x N`) that is not a whole number, 0 or more (`x 0` "
+             "leaves the item out)."),
     "A118": ("bad size",
              "A size written where one is expected (the `input`, a checked `-> SIZE` or stage size) that is not "
              "`HxW`, `HxWxC` or a length."),
@@ -67,7 +68,8 @@ CODES: dict[str, tuple[str, str]] = {
              "An output size that differs from the one the spec expects (a stage's `SIZE`, an item's `-> SIZE`)."),
     "A205": ("wrong kind of input",
              "A layer given the wrong kind of input: a feature map where a flat vector is needed, or the reverse."),
-    "A206": ("groups do not divide the channels", "Groups that do not divide the channels."),
+    "A206": ("groups do not divide the channels", "Groups that do not divide the channels (a conv's or a "
+             "shuffle's groups, a split's parts)."),
     "A207": ("pooling window over padding only",
              "A pooling window that would cover padding only: its maximum would be -infinity and its average 0/0, "
              "so the language refuses it rather than let the frameworks disagree."),

@@ -292,6 +292,9 @@ class _Printer:
             return self.scope(_ident(it.name, "stage"), size, it.body, line, depth)
         if it.kind == "residual":
             header = "residual" if it.merge == "add" else f"residual {it.merge}"
+            auto = getattr(it, "auto_shortcut", "projection")
+            if auto != "projection":
+                header += f" shortcut={_ident(auto, 'shortcut')}"
             inline = self.same_line(line, it.body) if self.source is not None else False
             out = self.suite(header, line, it.body, depth, inline)
             if it.shortcut is not None:

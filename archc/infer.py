@@ -14,7 +14,7 @@ from . import ir
 from .binding import bind_call, bind_layer
 from .diagnostics import ArchcError, Diagnostic, RuleError, Span, did_you_mean
 from .exprs import Symbol, Unknown, bounded_value, evaluate, to_python
-from .ops import ALIASES, MERGES, OPS, Shape, fmt_shape, lookup, projection
+from .ops import ALIASES, MERGES, OPS, SHORTCUTS, Shape, fmt_shape, lookup
 from .plan import INPUT, Plan, PlanNode, StageSource
 
 # Limits that keep a hostile spec from exhausting memory or time (docs/language.md, "Limits").
@@ -140,8 +140,9 @@ class _Walker:
             except RuleError as e:
                 self.rule_error(e, item.span)
                 return (x[0], None)
-            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-                self.error("A117", f"a repetition count must be a positive integer, not `{count}`", item.span)
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                self.error("A117", f"a repetition count must be a whole number, 0 or more, not `{count}`",
+                           item.span, help="`x 0` leaves the item out")
                 return (x[0], None)
             if count > self.max_layers:
                 self.error("A301", f"repeating {count:,} times exceeds the limit of {self.max_layers:,} layers",
@@ -225,25 +226,48 @@ class _Walker:
         first = len(self.nodes)
         body = self.seq(item.body, x, env, scope)
         normalized = any(OPS[n.op].normalizes for n in self.nodes[first:])
+        auto = getattr(item, "auto_shortcut", "projection")
+        if auto not in SHORTCUTS:  # a parameter that holds one: `residual shortcut=option:`, `--set option=zeropad`
+            auto = env.get(auto, auto)
+        if not isinstance(auto, str) or auto not in SHORTCUTS:
+            self.error("A104", f"`{auto}` is not a kind of shortcut", item.span,
+                       help=did_you_mean(str(auto), SHORTCUTS) or "`shortcut=` takes "
+                       + " or ".join(f"`{name}`" for name in SHORTCUTS) + ", or a parameter that holds one")
+            return (x[0], None)
+        if auto != "projection" and not OPS[merge].same_shapes:
+            self.error("A104", f"`shortcut={auto}` is for a residual that adds, not one that uses `{merge}`",
+                       item.span, help="only a merge whose inputs must agree in shape (`add`) needs a shortcut "
+                       "that changes the shape")
+            return (x[0], None)
         if item.shortcut is not None:
+            if auto != "projection":
+                self.error("A104", f"a residual with its own `shortcut:` takes no `shortcut={auto}`", item.span,
+                           help="keep one of the two")
+                return (x[0], None)
             short = self.seq(item.shortcut, x, env, scope.child(None, "shortcut"))
         elif OPS[merge].same_shapes and body[1] is not None and x[1] is not None and body[1] != x[1]:
-            short = self.projection(item, x, body[1], normalized, scope)
+            short = self.projection(item, x, body[1], normalized, scope, auto)
         else:
             short = x
         inputs = [short, body] if OPS[merge].shortcut_first else [body, short]
         return self.add_node(scope, merge, merge, OPS[merge].args(), inputs, item.span)
 
-    def projection(self, item: ir.Residual, x: Value, target: Shape, normalized: bool, scope: _Scope) -> Value:
-        """The automatic shortcut (archc.ops.projection) when the body changes the shape."""
+    def projection(self, item: ir.Residual, x: Value, target: Shape, normalized: bool, scope: _Scope,
+                   auto: str = "projection") -> Value:
+        """The automatic shortcut (archc.ops.SHORTCUTS: a projection, or zero padding) when the body changes
+        the shape."""
         if len(x[1]) != 3 or len(target) != 3:
             self.error("A202", f"no automatic shortcut from {fmt_shape(x[1])} to {fmt_shape(target)}", item.span,
                        help="write the shortcut yourself under `shortcut:`")
             return (x[0], None)
-        layers = projection(x[1], target, normalized)
+        layers = SHORTCUTS[auto](x[1], target, normalized)
         if layers is None:
-            self.error("A202", f"no strided 1x1 conv takes {fmt_shape(x[1])} to {fmt_shape(target)}", item.span,
-                       help="write the shortcut yourself under `shortcut:`")
+            what = "strided 1x1 conv" if auto == "projection" else "zero-padding shortcut"
+            help = "write the shortcut yourself under `shortcut:`"
+            if auto == "zeropad":
+                help = ("a zero-padding shortcut subsamples by a stride and adds zero channels, never removes any; "
+                        "use `shortcut=projection` or write the shortcut yourself under `shortcut:`")
+            self.error("A202", f"no {what} takes {fmt_shape(x[1])} to {fmt_shape(target)}", item.span, help=help)
             return (x[0], None)
         sub = scope.child(None, "shortcut")
         out = x

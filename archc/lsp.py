@@ -44,7 +44,7 @@ from pygls.lsp.server import LanguageServer
 from . import __version__, ir
 from .diagnostics import ArchcError, Diagnostic, Span
 from .load import MAX_SPEC_BYTES
-from .ops import ALIASES, OPS, POST_OPS, Op, fmt_shape, lookup
+from .ops import ALIASES, MERGES, OPS, POST_OPS, SHORTCUTS, Op, fmt_shape, lookup
 from .plan import Plan, PlanNode
 from .render import human
 
@@ -946,6 +946,15 @@ def complete(text: str, state: DocState | None, line: int, character: int) -> li
             if before[i] == ";":
                 segment_start = i + 1
     segment = before[segment_start:].lstrip()
+    residual = re.match(r"residual\s+(.*)$", segment)
+    if residual and ":" not in residual.group(1):  # `residual [MERGE] [shortcut=KIND]:`
+        if re.search(r"shortcut\s*=\s*\w*$", residual.group(1)):
+            return value_items(list(SHORTCUTS))
+        return ([types.CompletionItem(label=m, kind=types.CompletionItemKind.Keyword, detail="the merge",
+                                      sort_text=f"0{m}") for m in sorted(MERGES)]
+                + [types.CompletionItem(label="shortcut=", kind=types.CompletionItemKind.Property,
+                                        detail="where the shape changes: " + " or ".join(SHORTCUTS),
+                                        sort_text="1shortcut")])
     if _WORD.fullmatch(segment) or not segment:  # the first word of an item: a layer kind or a block
         items = _kind_items()
         items += [types.CompletionItem(label=name, kind=types.CompletionItemKind.Class, detail=sig,

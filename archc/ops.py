@@ -849,11 +849,148 @@ class CropConcat(_Merge):
         return [((s[0] - out[0]) // 2, (s[1] - out[1]) // 2) for s in in_shapes]
 
 
+# ---------------------------------------------------------------- channel split, channel shuffle, zero-padding
+# shortcuts (ShuffleNet v2; He et al.'s option A). Kept together so that merges with other new kinds stay easy.
+
+
+class SplitArgs(OpArgs):
+    parts: int
+    part: int
+
+
+class ShuffleArgs(OpArgs):
+    groups: int
+
+
+class ZeroPadArgs(OpArgs):
+    filters: int
+    stride: tuple[int, int] = (1, 1)
+
+    @field_validator("stride", mode="before")
+    @classmethod
+    def _stride(cls, v):
+        pair = _pair(v, "stride")
+        if min(pair) < 1:
+            raise ValueError(f"stride must be at least 1, not {v}")
+        return pair
+
+
+class Split(Op):
+    """Ma et al. 2018 (ShuffleNet v2), Fig. 3(c): "channel split". Written as the first layer of each branch,
+    so a unit reads like the figure: one branch `split 2, part=0` (the identity on the first half), the other
+    `split 2, part=1` followed by its convolutions. torch's `x.chunk(parts, dim=1)[part]`."""
+
+    name = prefix = "split"
+    summary = "channel split: the `part`-th (from 0) of `parts` equal slices of the channels"
+    args = SplitArgs
+    positional = ("parts",)
+    category = "reshape"
+    shape_rule = ("HxW unchanged; C' = C / `parts`, channels `part * C'` to `(part + 1) * C' - 1`; `parts` must "
+                  "divide C and `part` be in [0, `parts`)")
+    examples = (("split 2, part=0", "28x28x116"), ("split 2, part=1", "28x28x116"), ("split 3, part=2", "8x8x12"))
+
+    def label(self, args: SplitArgs) -> str:
+        return f"split {args.parts}, part={args.part}"
+
+    def resolve(self, args: SplitArgs, in_shapes):
+        _, _, c = _feature_map(in_shapes[0], "split")
+        if args.parts < 1:
+            raise RuleError(f"a split needs at least 1 part, not {args.parts}", code="A104")
+        if not 0 <= args.part < args.parts:
+            raise RuleError(f"part {args.part} does not exist in a split into {args.parts}",
+                            help=f"parts are numbered from 0 to {args.parts - 1}", code="A104")
+        if c % args.parts:
+            raise RuleError(f"{c} channels do not split into {args.parts} equal parts",
+                            help=f"the input's channels must be a multiple of {args.parts}", code="A206")
+        return args
+
+    def shape(self, args: SplitArgs, in_shapes):
+        h, w, c = in_shapes[0]
+        return (h, w, c // args.parts)
+
+
+class Shuffle(Op):
+    """Zhang et al. 2017 (ShuffleNet), Fig. 1(c), as ShuffleNet v2 uses it after each unit: torchvision's
+    `channel_shuffle`, `x.view(n, groups, c // groups, h, w).transpose(1, 2)` flattened back to `c` channels."""
+
+    name = prefix = "shuffle"
+    summary = "channel shuffle: `groups` groups of channels interleaved (output channel j * groups + i is input " \
+              "channel i * C / groups + j)"
+    args = ShuffleArgs
+    positional = ("groups",)
+    category = "reshape"
+    shape_rule = "unchanged; `groups` must divide C"
+    examples = (("shuffle 2", "28x28x116"), ("shuffle 3", "4x4x12"))
+
+    def label(self, args: ShuffleArgs) -> str:
+        return f"shuffle {args.groups}"
+
+    def resolve(self, args: ShuffleArgs, in_shapes):
+        _, _, c = _feature_map(in_shapes[0], "shuffle")
+        if args.groups < 1:
+            raise RuleError(f"a shuffle needs at least 1 group, not {args.groups}", code="A104")
+        if c % args.groups:
+            raise RuleError(f"{args.groups} groups do not divide {c} channels evenly",
+                            help=f"the input's channels must be a multiple of {args.groups}", code="A206")
+        return args
+
+
+class ZeroPad(Op):
+    """He et al. 2015, Sec. 3.3 option (A) and Sec. 4.2: "the shortcut still performs identity mapping, with extra
+    zero entries padded for increasing dimensions ... performed with a stride of 2". `residual shortcut=zeropad:`
+    puts one where the body changes the shape; it can be written by hand under `shortcut:` too."""
+
+    name = prefix = "zeropad"
+    summary = ("zero-padding shortcut (He et al.'s option A): every `stride`-th row and column from the first, "
+               "then zero channels up to `filters`, half before and half after")
+    args = ZeroPadArgs
+    positional = ("filters",)
+    category = "reshape"
+    shape_rule = ("H' = ceil(H / stride), W' = ceil(W / stride) (rows and columns 0, stride, 2 * stride, ...); "
+                  "C' = `filters` >= C: the input's channels, with floor((filters - C) / 2) zero channels before "
+                  "them and the rest after")
+    examples = (("zeropad 32, stride=2", "32x32x16"), ("zeropad 64, stride=2", "16x16x32"), ("zeropad 7", "4x4x4"))
+
+    def label(self, args: ZeroPadArgs) -> str:
+        return f"zeropad{'/' + _show(args.stride) if args.stride != (1, 1) else ''}, {args.filters}"
+
+    def resolve(self, args: ZeroPadArgs, in_shapes):
+        _, _, c = _feature_map(in_shapes[0], "zeropad")
+        if args.filters < c:
+            raise RuleError(f"a zero-padding shortcut cannot take {c} channels down to {args.filters}",
+                            help="it only adds channels; a shortcut that removes some needs a projection",
+                            code="A104")
+        return args
+
+    def shape(self, args: ZeroPadArgs, in_shapes):
+        h, w, _ = in_shapes[0]
+        return (-(-h // args.stride[0]), -(-w // args.stride[1]), args.filters)
+
+    @staticmethod
+    def pads(args: ZeroPadArgs, channels: int) -> tuple[int, int]:
+        """(before, after): how many zero channels go on each side of the input's."""
+        extra = args.filters - channels
+        return (extra // 2, extra - extra // 2)
+
+
+def zero_padding(src: Shape, target: Shape, normalized: bool) -> list[tuple[str, OpArgs]] | None:
+    """The shortcut of `residual shortcut=zeropad:` whose body changes the shape (He et al., option A): the
+    input, subsampled by the stride that gives the body's size, padded with zero channels to the body's width.
+    None when none gives `target` (fewer channels, or a size no stride reaches)."""
+    if len(src) != 3 or len(target) != 3 or target[2] < src[2]:
+        return None
+    stride = (math.ceil(src[0] / target[0]), math.ceil(src[1] / target[1]))
+    args = ZeroPadArgs(filters=target[2], stride=stride)
+    if ZeroPad().shape(args, [src]) != target:
+        return None
+    return [("zeropad", args)]
+
+
 OPS: dict[str, Op] = {
     op.name: op()
     for op in (Conv, MaxPool, AvgPool, GlobalAvgPool, GlobalMaxPool, Flatten, Dense, BatchNorm, LRN, Dropout,
                Identity, ReLU, ReLU6, LeakyReLU, ELU, Sigmoid, Tanh, Softmax, Add, Concat,
-               ConvTranspose, Upsample, CropConcat)
+               ConvTranspose, Upsample, CropConcat, Split, Shuffle, ZeroPad)
 }
 
 # Other spellings a spec may use; each names a row above.
@@ -891,3 +1028,8 @@ def projection(src: Shape, target: Shape, normalized: bool) -> list[tuple[str, O
     if normalized:
         layers.append(("batchnorm", BatchNormArgs()))
     return layers
+
+
+# What a residual's shortcut is when its body changes the shape and no `shortcut:` is written:
+# `residual shortcut=NAME:` picks one (He et al.'s options: B, the default, and A).
+SHORTCUTS = {"projection": projection, "zeropad": zero_padding}

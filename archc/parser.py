@@ -121,14 +121,18 @@ def _merges_retyped(stream):
     """A NAME that names a merge kind (archc.ops.MERGES) and is followed by `:` becomes a MERGE token:
     `residual concat:`, `add:` over branches. One token of look-ahead; every other token passes unchanged."""
     held = None
+    after_residual = False  # `residual add shortcut=zeropad:`: a merge right after `residual` is one too
     for token in stream:
         if held is not None:
             yield Token.new_borrow_pos("MERGE", held.value, held) if token.type == "COLON" else held
             held = None
-        if token.type == "NAME" and token.value in MERGES:
+        if token.type == "NAME" and token.value in MERGES and after_residual:
+            yield Token.new_borrow_pos("MERGE", token.value, token)
+        elif token.type == "NAME" and token.value in MERGES:
             held = token
         else:
             yield token
+        after_residual = token.type == "RESIDUAL"
     if held is not None:
         yield held
 
@@ -371,18 +375,19 @@ class _ToIR:
     def shortcut(self, node, c):
         return ("shortcut", c[0])
 
+    def auto_shortcut(self, node, c):
+        return ("auto_shortcut", str(c[0]))
+
     def residual(self, node, c):
-        merge = "add"
-        shortcut = None
-        body = None
+        fields = {"merge": "add", "shortcut": None}
         for child in c:
             if isinstance(child, str):
-                merge = child
+                fields["merge"] = child
             elif isinstance(child, tuple):
-                shortcut = child[1]
+                fields[child[0]] = child[1]
             else:
-                body = child
-        return _new(ir.Residual, merge=merge, body=body, shortcut=shortcut, span=self._s(node))
+                fields["body"] = child
+        return _new(ir.Residual, **fields, span=self._s(node))
 
     def branch(self, node, c):
         return _new(ir.Branch, body=list(c), span=self._s(node))

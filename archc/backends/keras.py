@@ -25,13 +25,15 @@ from typing import Any
 
 import numpy as np
 
+from ..ops import OPS
 from ..plan import INPUT, Plan, PlanNode
 from .base import Backend, backend_error
 
 _LAYER_NAME = re.compile(r"[A-Za-z0-9_]+")
 _RESERVED = {"keras", "layers", "ops", "inputs", "model", "build_model", "pad_with", "average_pool_real",
              "dilated_pool", "local_response_norm", "average_pool_counted", "resample", "INPUT_SHAPE",
-             "DESCRIPTION"}
+             "DESCRIPTION",
+             "channel_split", "channel_shuffle", "zero_pad_shortcut"}
 
 # Helpers the generated module defines when a node needs them. Plain functions over keras.ops and
 # built-in layers: nothing to register, so saved `.keras` files load without this module or archc.
@@ -120,6 +122,30 @@ def local_response_norm(x, shape, size, alpha, beta, k, name):
     for i in range(1, size):
         window_sums = window_sums + squares[..., i:i + channels]
     return keras.Model(a, a / keras.ops.power(k + alpha * window_sums, beta), name=name)(x)
+''',
+    # channel split, channel shuffle, zero-padding shortcuts (ShuffleNet v2; He et al.'s option A)
+    "channel_split": '''
+def channel_split(x, shape, start, stop, name):
+    """Channels `start` to `stop - 1`: one part of a channel split (ShuffleNet v2)."""
+    a = keras.Input(shape)
+    return keras.Model(a, a[..., start:stop], name=name)(x)
+''',
+    "channel_shuffle": '''
+def channel_shuffle(x, shape, groups, name):
+    """`groups` groups of channels interleaved, as torchvision's channel_shuffle does channels-first."""
+    a = keras.Input(shape)
+    h, w, c = shape
+    grouped = keras.ops.reshape(a, (-1, h, w, groups, c // groups))
+    shuffled = keras.ops.reshape(keras.ops.transpose(grouped, (0, 1, 2, 4, 3)), (-1, h, w, c))
+    return keras.Model(a, shuffled, name=name)(x)
+''',
+    "zero_pad_shortcut": '''
+def zero_pad_shortcut(x, shape, strides, pads, name):
+    """He et al.'s option A shortcut: every `strides`-th row and column, then (before, after) zero channels."""
+    a = keras.Input(shape)
+    (sh, sw), (before, after) = strides, pads
+    padded = keras.ops.pad(a[:, ::sh, ::sw, :], [(0, 0), (0, 0), (0, 0), (before, after)])
+    return keras.Model(a, padded, name=name)(x)
 ''',
 }
 
@@ -461,6 +487,23 @@ class KerasBackend(Backend):
         # torch [in, out, kh, kw] <-> Keras [kh, kw, out, in]
         return {"weight": (layer.kernel, lambda a: a.transpose(2, 3, 1, 0), lambda a: a.transpose(3, 2, 0, 1)),
                 "bias": (layer.bias, _same, _same)}
+
+    # ---- channel split, channel shuffle, zero-padding shortcuts
+
+    def emit_split(self, node, xs, w) -> str:
+        size = node.shape[-1]
+        start = node.args.part * size
+        return (f"{w.helper('channel_split')}({xs[0]}, {_r(tuple(node.in_shapes[0]))}, {start}, {start + size}, "
+                f"name={w.claim(node.flat_name, node)})")
+
+    def emit_shuffle(self, node, xs, w) -> str:
+        return (f"{w.helper('channel_shuffle')}({xs[0]}, {_r(tuple(node.in_shapes[0]))}, {node.args.groups}, "
+                f"name={w.claim(node.flat_name, node)})")
+
+    def emit_zeropad(self, node, xs, w) -> str:
+        pads = OPS["zeropad"].pads(node.args, node.in_shapes[0][2])
+        return (f"{w.helper('zero_pad_shortcut')}({xs[0]}, {_r(tuple(node.in_shapes[0]))}, {_r(node.args.stride)}, "
+                f"{_r(pads)}, name={w.claim(node.flat_name, node)})")
 
     # ------------------------------------------------------------ weights: the registry's names, Keras's variables
 

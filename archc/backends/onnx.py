@@ -30,7 +30,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .._version import __version__
-from ..ops import Weight
+from ..ops import OPS, Weight
 from ..plan import INPUT, Plan, PlanNode
 from .base import Backend, backend_error
 
@@ -245,6 +245,40 @@ class OnnxBackend(Backend):
     def emit_dropout(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
         ratio = g.constant(f"{node.name}/ratio", np.array(node.args.rate, np.float32))
         return g.node("Dropout", [inputs[0], ratio], node.name, node.name)  # identity at inference
+
+    # ---- channel split, channel shuffle, zero-padding shortcuts
+
+    def emit_split(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        size = node.shape[-1]
+        start = node.args.part * size
+        starts = g.constant(f"{node.name}/starts", np.array([start], np.int64))
+        ends = g.constant(f"{node.name}/ends", np.array([start + size], np.int64))
+        axes = g.constant(f"{node.name}/axes", np.array([1], np.int64))
+        return g.node("Slice", [inputs[0], starts, ends, axes], node.name, node.name)
+
+    def emit_shuffle(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        h, w, c = node.in_shapes[0]
+        groups = node.args.groups
+        # N x C x H x W -> N x groups x C/groups x H x W (0 keeps the batch), swap the two, flatten back
+        grouped_shape = g.constant(f"{node.name}/grouped_shape", np.array([0, groups, c // groups, h, w], np.int64))
+        grouped = g.node("Reshape", [inputs[0], grouped_shape], f"{node.name}/grouped", f"{node.name}/group")
+        swapped = g.node("Transpose", [grouped], f"{node.name}/swapped", f"{node.name}/transpose", perm=[0, 2, 1, 3, 4])
+        shape = g.constant(f"{node.name}/shape", np.array([0, c, h, w], np.int64))
+        return g.node("Reshape", [swapped, shape], node.name, node.name)
+
+    def emit_zeropad(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        a = node.args
+        h, w, c = node.in_shapes[0]
+        x = inputs[0]
+        if a.stride != (1, 1):  # rows and columns 0, s, 2s, ...
+            starts = g.constant(f"{node.name}/starts", np.array([0, 0], np.int64))
+            ends = g.constant(f"{node.name}/ends", np.array([h, w], np.int64))
+            axes = g.constant(f"{node.name}/axes", np.array([2, 3], np.int64))
+            steps = g.constant(f"{node.name}/steps", np.array(a.stride, np.int64))
+            x = g.node("Slice", [x, starts, ends, axes, steps], f"{node.name}/subsampled", f"{node.name}/subsample")
+        before, after = OPS["zeropad"].pads(a, c)
+        pads = g.constant(f"{node.name}/pads", np.array([0, before, 0, 0, 0, after, 0, 0], np.int64))
+        return g.node("Pad", [x, pads], node.name, node.name)
 
     def emit_relu6(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
         low = g.constant(f"{node.name}/min", np.array(0.0, np.float32))

@@ -43,7 +43,7 @@ except ImportError:  # writing the `py` source needs no torch; building, pt2 and
 
 from .._version import __version__
 from ..diagnostics import ArchcError, Diagnostic
-from ..ops import fmt_shape
+from ..ops import OPS, fmt_shape
 from ..plan import INPUT, Plan, PlanNode
 from .base import Backend, backend_error
 
@@ -179,6 +179,52 @@ class Concat(nn.Module):
 
     def forward(self, *xs):
         return torch.cat(xs, 1)
+''',
+    # channel split, channel shuffle, zero-padding shortcuts (ShuffleNet v2; He et al.'s option A)
+    "ChannelSplit": '''
+class ChannelSplit(nn.Module):
+    """Part `part` (from 0) of `parts` equal slices of the channels: `x.chunk(parts, 1)[part]` (a view)."""
+
+    def __init__(self, parts, part):
+        super().__init__()
+        self.parts, self.part = parts, part
+
+    def forward(self, x):
+        return x.chunk(self.parts, 1)[self.part]
+
+    def extra_repr(self):
+        return f"parts={self.parts}, part={self.part}"
+''',
+    "ChannelShuffle": '''
+class ChannelShuffle(nn.Module):
+    """torchvision's channel_shuffle: `groups` groups of channels interleaved."""
+
+    def __init__(self, groups):
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        x = x.view(n, self.groups, c // self.groups, h, w)
+        return torch.transpose(x, 1, 2).contiguous().view(n, c, h, w)
+
+    def extra_repr(self):
+        return f"groups={self.groups}"
+''',
+    "ZeroPadShortcut": '''
+class ZeroPadShortcut(nn.Module):
+    """He et al.'s option A shortcut: every `stride`-th row and column, then `pads` = (before, after) zero
+    channels around the input's."""
+
+    def __init__(self, stride, pads):
+        super().__init__()
+        self.stride, self.pads = stride, pads
+
+    def forward(self, x):
+        return F.pad(x[:, :, ::self.stride[0], ::self.stride[1]], (0, 0, 0, 0, *self.pads))
+
+    def extra_repr(self):
+        return f"stride={self.stride}, pads={self.pads}"
 ''',
 }
 
@@ -535,6 +581,18 @@ class TorchBackend(Backend):
 
     def emit_cropconcat(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
         return f"{ctx.helper('CropConcat')}()"
+
+    # ---- channel split, channel shuffle, zero-padding shortcuts
+
+    def emit_split(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
+        return f"{ctx.helper('ChannelSplit')}({node.args.parts}, {node.args.part})"
+
+    def emit_shuffle(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
+        return f"{ctx.helper('ChannelShuffle')}({node.args.groups})"
+
+    def emit_zeropad(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
+        pads = OPS["zeropad"].pads(node.args, node.in_shapes[0][2])
+        return f"{ctx.helper('ZeroPadShortcut')}({node.args.stride!r}, {pads!r})"
 
 
 # ---------------------------------------------------------------- generated code pieces

@@ -43,7 +43,7 @@ def numeric_plan(path: Path, plan: Plan) -> Plan:
     return _smallest_within(str(path), side, c, plan.macs) or plan
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _smallest_within(path: str, side: int, channels: int, macs: int) -> Plan | None:
     """MACs grow with the input's area: start at the side that area predicts and go up to the first that checks
     within the budget (or, for a network whose valid sizes are sparse, such as U-Net, the first that checks)."""
@@ -134,6 +134,23 @@ OP_CASES: dict[str, str] = {
 NUMERIC_CASES = [name for name in OP_CASES if name.startswith(("conv_", "maxpool_", "avgpool_", "lrn_", "softmax_",
                                                                "convtranspose_", "upsample_"))]
 
+# ---- channel split, channel shuffle, zero-padding shortcuts (ShuffleNet v2; He et al.'s option A)
+_CHANNEL_CASES = {
+    "split_third": "input 5x6x12\nsplit 3, part=1",
+    "shuffle_three": "input 4x5x12\nshuffle 3",
+    "zeropad_odd_extra": "input 7x6x4\nzeropad 9, stride=2",
+    "zeropad_stride_pair": "input 7x7x3\nzeropad 8, stride=(3, 2)",
+}
+OP_CASES.update(_CHANNEL_CASES)
+NUMERIC_CASES += list(_CHANNEL_CASES)
+OP_CASES["shufflenet_units"] = (  # Ma et al. 2018, Fig. 3(c) and 3(d); an in-place ReLU must not write into a split
+    "input 8x8x8\nconcat:\n  conv 3x3, dw, stride=2, same, bn; conv 1x1, 4, bn, relu\n"
+    "  conv 1x1, 4, bn, relu; conv 3x3, dw, stride=2, same, bn; conv 1x1, 4, bn, relu\nshuffle 2\n"
+    "concat:\n  split 2, part=0\n  split 2, part=1; relu; conv 1x1, 4, bn, relu\nshuffle 2")
+OP_CASES["residual_zeropad"] = (  # He et al. 2015, option A: subsample, zero channels on both sides
+    "input 9x9x4\nresidual shortcut=zeropad:\n  conv 3x3, 8, stride=2, same, bn, relu\n  conv 3x3, 8, same, bn\n"
+    "relu\nresidual add shortcut=zeropad:\n  conv 3x3, 8, same, bn\nrelu")
+
 
 def plan_of(case: str) -> Plan:
     return archc.check(OP_CASES[case])
@@ -222,6 +239,16 @@ def reference(harness, model, node, x: np.ndarray) -> np.ndarray:
     if node.op == "softmax":
         e = np.exp(x - x.max(axis=-1, keepdims=True))
         return e / e.sum(axis=-1, keepdims=True)
+    if node.op == "split":  # the `part`-th of `parts` equal slices of the channels
+        size = x.shape[-1] // a.parts
+        return x[..., a.part * size:(a.part + 1) * size]
+    if node.op == "shuffle":  # output channel j * groups + i is input channel i * (C / groups) + j
+        per_group = x.shape[-1] // a.groups
+        return x[..., [i * per_group + j for j in range(per_group) for i in range(a.groups)]]
+    if node.op == "zeropad":  # rows and columns 0, s, 2s, ...; floor(extra / 2) zero channels before, the rest after
+        sub = x[:, ::a.stride[0], ::a.stride[1], :]
+        extra = a.filters - x.shape[-1]
+        return np.pad(sub, [(0, 0), (0, 0), (0, 0), (extra // 2, extra - extra // 2)])
     raise AssertionError(f"no reference for `{node.op}`")
 
 

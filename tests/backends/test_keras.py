@@ -250,6 +250,9 @@ OP_CASES = {
     "upsample_size": "input 5x7x3\nupsample size=11x4, bilinear",
     "upsample_align_corners": "input 5x7x3\nupsample size=11x13, bilinear, align_corners=true",
     "cropconcat": "input 11x10x4\nresidual cropconcat:\n  conv 3x3, 4\n  conv 2x2, 3\n",
+    # channel split, channel shuffle, zero-padding shortcuts: channels-last slices and reshapes
+    "split_shuffle": "input 4x5x12\nconcat:\n  split 3, part=2\n  split 3, part=0; conv 1x1, 4\nshuffle 4",
+    "zeropad_shortcut": "input 7x6x4\nresidual shortcut=zeropad:\n  conv 3x3, 9, stride=2, same, bn\nrelu",
 }
 
 

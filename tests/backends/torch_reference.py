@@ -131,4 +131,17 @@ class ReferenceModel(nn.Module):
             return sum(ins[1:], ins[0])
         if op == "concat":
             return torch.cat(ins, dim=1)
+        # channel split, channel shuffle, zero-padding shortcuts
+        if op == "split":  # the `part`-th of `parts` equal slices of the channels
+            size = x.shape[1] // a.parts
+            return x[:, a.part * size:(a.part + 1) * size]
+        if op == "shuffle":  # output channel j * groups + i is input channel i * (C / groups) + j
+            per_group = x.shape[1] // a.groups
+            return x[:, [i * per_group + j for j in range(per_group) for i in range(a.groups)]]
+        if op == "zeropad":  # rows and columns 0, s, 2s, ...; floor(extra / 2) zero channels before, the rest after
+            sub = x[:, :, ::a.stride[0], ::a.stride[1]]
+            extra = a.filters - x.shape[1]
+            zeros = sub.new_zeros((sub.shape[0], 1, *sub.shape[2:]))
+            return torch.cat([zeros.expand(-1, extra // 2, -1, -1), sub,
+                              zeros.expand(-1, extra - extra // 2, -1, -1)], dim=1)
         raise NotImplementedError(op)
