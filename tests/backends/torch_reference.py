@@ -74,9 +74,9 @@ class ReferenceModel(nn.Module):
 
             return window_sums(x) / window_sums(torch.ones_like(x[:, :1]))
         if op == "globalavgpool":
-            return x.mean(dim=(2, 3))
+            return x.mean(dim=(2, 3), keepdim=a.keepdims)
         if op == "globalmaxpool":
-            return x.amax(dim=(2, 3))
+            return x.amax(dim=(2, 3), keepdim=a.keepdims)
         if op == "flatten":
             return x.flatten(1)
         if op in ("dense", "batchnorm"):
@@ -106,4 +106,15 @@ class ReferenceModel(nn.Module):
             return sum(ins[1:], ins[0])
         if op == "concat":
             return torch.cat(ins, dim=1)
+        if op == "silu":  # x * sigmoid(x)
+            return x * torch.sigmoid(x)
+        if op == "hardswish":  # x * relu6(x + 3) / 6
+            return x * F.relu6(x + 3) / 6
+        if op == "hardsigmoid":  # relu6(x + 3) / 6
+            return F.relu6(x + 3) / 6
+        if op == "multiply":  # broadcast; a flat N x C input beside maps is N x C x 1 x 1
+            out = torch.ones(())
+            for t in ins:
+                out = out * (t[:, :, None, None] if t.dim() == 2 and len(node.shape) == 3 else t)
+            return out
         raise NotImplementedError(op)
