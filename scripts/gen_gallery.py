@@ -35,8 +35,11 @@ SECTIONS = [
     ("GoogLeNet", ["googlenet"]),
     ("All convolutional nets", ["allcnn_a", "allcnn_b", "allcnn_c", "allcnn_c_keras"]),
     ("MobileNet", ["mobilenet_v1"]),
+    ("Inverted bottlenecks and squeeze-excitation", ["mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
+                                                     "mnasnet1_0"]),
     ("ResNet", ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]),
     ("DenseNet", ["densenet121", "densenet169", "densenet201", "densenet161"]),
+    ("RegNet", ["regnet_y_400mf"]),
 ]
 
 INTRO = """\
