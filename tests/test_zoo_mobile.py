@@ -283,19 +283,30 @@ def test_a_repetition_count_of_zero_leaves_the_item_out():
 block expand(t):
   (conv 1x1, 4 * t, bn, relu6) x (1 if t != 1 else 0)
   conv 3x3, dw, same
+block expand_if(t):
+  (conv 1x1, 4 * t, bn, relu6) x (t != 1)
+  conv 3x3, dw, same
 a: expand(1)
 b: expand(2)
 c: (conv 1x1, 7) x 0
 d: expand(2) x 0
+e: expand_if(1)
+f: expand_if(2)
+g: dense 3 x false
 """
     plan = archc.check(spec)
     assert [n.name for n in plan.nodes if n.stage == "a"] == ["a.conv"]
     assert [n.op for n in plan.nodes if n.stage == "b"] == ["conv", "batchnorm", "relu6", "conv"]
-    assert not [n for n in plan.nodes if n.stage in ("c", "d")]
+    assert not [n for n in plan.nodes if n.stage in ("c", "d", "g")]
+    assert [n.op for n in plan.nodes if n.stage == "e"] == ["conv"]
+    assert [n.op for n in plan.nodes if n.stage == "f"] == ["conv", "batchnorm", "relu6", "conv"]
     assert plan.output_shape == (8, 8, 8)
     with pytest.raises(archc.ArchcError) as e:
         archc.check("input 8x8x4\n(conv 1x1, 4) x (0 - 1)\n")
     assert e.value.diagnostics[0].code == "A104" and "0 or more" in e.value.diagnostics[0].message
+    with pytest.raises(archc.ArchcError) as e:
+        archc.check("input 8x8x4\n(conv 1x1, 4) x 1.5\n")
+    assert e.value.diagnostics[0].code == "A104"
 
 
 def test_an_activation_is_passed_to_a_block_by_name():
