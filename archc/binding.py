@@ -41,10 +41,14 @@ def bind_layer(op: Op, item: ir.Layer, env: dict) -> tuple[OpArgs, PostOps]:
 
 
 def _bare_word(arg: ir.Arg, env: dict) -> str | None:
-    """The word of a positional argument that is a bare name no variable binds (a flag or a trailing layer)."""
+    """The word of a positional argument that is a bare name no variable binds (a flag or a trailing layer), or
+    the word a parameter is bound to (`act` in a block called with `act=relu`)."""
     value = arg.value
-    if arg.name is None and getattr(value, "kind", None) == "name" and value.id not in env:
-        return value.id
+    if arg.name is None and getattr(value, "kind", None) == "name":
+        if value.id not in env:
+            return value.id
+        if isinstance(env[value.id], Symbol):
+            return str(env[value.id])
     return None
 
 
@@ -117,9 +121,9 @@ def bind_call(block: ir.BlockDef, item: ir.Call, env: dict, globals_: dict) -> d
         if key in bound:
             raise ExprError(f"`{key}` is given twice", arg.span, code="A106")
         value = evaluate(arg.value, env)
-        if isinstance(value, Symbol):
+        if isinstance(value, Symbol) and value not in POST_OPS:  # an activation may be passed by name: `se(8, relu)`
             raise ExprError(f"unknown name `{value}`", getattr(arg.value, "span", None) or arg.span,
-                            help=did_you_mean(value, list(env)))
+                            help=did_you_mean(value, list(env) + sorted(POST_OPS)))
         bound[key] = value
     defaults_env = dict(globals_)
     for param in block.params:

@@ -34,7 +34,23 @@ _BINOPS = {
     "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv, "//": operator.floordiv,
     "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
 }
-FUNCS = {"int": int, "round": round, "min": min, "max": max, "float": float, "ceil": math.ceil, "floor": math.floor}
+def divisible(value: float, divisor: int, min_value: int | None = None) -> int:
+    """`value` rounded to the nearest multiple of `divisor` (halves up), at least `min_value` (default: the
+    divisor) and never below 90% of `value`: torchvision's `_make_divisible` (after TensorFlow's MobileNet code),
+    which MobileNet v2/v3, EfficientNet and MnasNet round their widths with."""
+    if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1:
+        raise ValueError(f"the divisor must be a positive integer, not {divisor}")
+    if min_value is None:
+        min_value = divisor
+    new_value = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if new_value < 0.9 * value:  # make sure that rounding down does not go down by more than 10%
+        new_value += divisor
+    return new_value
+
+
+# `round` is Python's (halves to even: round(2.5) == 2), which is what torchvision's int(round(...)) calls too.
+FUNCS = {"int": int, "round": round, "min": min, "max": max, "float": float, "ceil": math.ceil, "floor": math.floor,
+         "divisible": divisible}
 _DIM_NAMES = {"h": 0, "w": 1, "c": 2}
 
 

@@ -140,9 +140,10 @@ class _Walker:
             except RuleError as e:
                 self.rule_error(e, item.span)
                 return (x[0], None)
-            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-                self.error("A117", f"a repetition count must be a whole number, 0 or more, not `{count}`",
-                           item.span, help="`x 0` leaves the item out")
+            count = int(count) if isinstance(count, bool) else count  # a condition: `x (t != 1)` is once or never
+            if not isinstance(count, int) or count < 0:
+                self.error("A117", f"a repetition count must be a whole number, 0 or more, or a condition, "
+                           f"not `{count}`", item.span, help="`x 0` leaves the item out")
                 return (x[0], None)
             if count > self.max_layers:
                 self.error("A301", f"repeating {count:,} times exceeds the limit of {self.max_layers:,} layers",

@@ -436,26 +436,36 @@ class AvgPool(_Pool):
         return super().resolve(args, in_shapes)
 
 
-class _GlobalPool(Op):
-    category = "pool"
-    shape_rule = "HxWxC to C"
+class GlobalPoolArgs(OpArgs):
+    keepdims: bool = False  # HxWxC to 1x1xC instead of C (torch's AdaptiveAvgPool2d(1), Keras's keepdims=True)
 
-    def shape(self, args, in_shapes):
-        return (_feature_map(in_shapes[0], self.name)[2],)
+
+class _GlobalPool(Op):
+    args = GlobalPoolArgs
+    flags = {"keepdims": ("keepdims", True)}
+    category = "pool"
+    shape_rule = "HxWxC to C; with `keepdims`, to 1x1xC (a map a 1x1 conv can read: squeeze-excitation)"
+
+    def label(self, args: GlobalPoolArgs) -> str:
+        return self.name + (" keepdims" if args.keepdims else "")
+
+    def shape(self, args: GlobalPoolArgs, in_shapes):
+        c = _feature_map(in_shapes[0], self.name)[2]
+        return (1, 1, c) if args.keepdims else (c,)
 
 
 class GlobalAvgPool(_GlobalPool):
     name = "globalavgpool"
     prefix = "gap"
-    summary = "global average pooling: HxWxC to C"
-    examples = (("globalavgpool", "7x7x2048"),)
+    summary = "global average pooling: HxWxC to C (`keepdims`: to 1x1xC)"
+    examples = (("globalavgpool", "7x7x2048"), ("globalavgpool keepdims", "14x14x96"))
 
 
 class GlobalMaxPool(_GlobalPool):
     name = "globalmaxpool"
     prefix = "gmp"
-    summary = "global max pooling: HxWxC to C"
-    examples = (("globalmaxpool", "7x7x512"),)
+    summary = "global max pooling: HxWxC to C (`keepdims`: to 1x1xC)"
+    examples = (("globalmaxpool", "7x7x512"), ("globalmaxpool keepdims", "7x7x512"))
 
 
 class Flatten(Op):
@@ -519,8 +529,23 @@ class BatchNorm(Op):
     category = "norm"
     keeps_order = fresh_output = normalizes = True
     param_rule = ("2C trainable (scale, shift; fewer with `scale=false` / `center=false`) and 2C "
-                  "non-trainable (running mean and variance)")
-    examples = (("batchnorm", "56x56x64"), ("bn epsilon=0.001", "1024"))
+                  "non-trainable (running mean and variance). `momentum` follows Keras and TensorFlow: it is the "
+                  "weight of the old running value, running = momentum * running + (1 - momentum) * batch. "
+                  "PyTorch's `momentum` is the batch's weight, 1 minus archc's: PyTorch's default 0.1 is archc's "
+                  "default 0.9, and MnasNet's PyTorch 0.0003 (its paper's TensorFlow 0.9997) is written "
+                  "`momentum=0.9997`; the torch backend writes `1 - momentum`. `epsilon` (default 1e-5, "
+                  "PyTorch's; Keras's is 0.001) is added to the variance in every framework")
+    examples = (("batchnorm", "56x56x64"), ("bn epsilon=0.001", "1024"),
+                ("bn epsilon=0.001, momentum=0.9997", "112x112x32"))
+
+    def resolve(self, args: BatchNormArgs, in_shapes):
+        if not 0 <= args.momentum <= 1:
+            raise RuleError(f"a batchnorm momentum is in [0, 1], not {args.momentum}", code="A104",
+                            help="archc's momentum is Keras's, the old running value's weight (PyTorch's is "
+                                 "1 minus it)")
+        if not args.epsilon > 0:
+            raise RuleError(f"a batchnorm epsilon must be positive, not {args.epsilon}", code="A104")
+        return args
 
     def weights(self, args: BatchNormArgs, in_shapes):
         c = (in_shapes[0][-1],)
@@ -985,12 +1010,60 @@ def zero_padding(src: Shape, target: Shape, normalized: bool) -> list[tuple[str,
         return None
     return [("zeropad", args)]
 
+# ---------------------------------------------------------------- squeeze-excitation and mobile activations
+# (issue 12: MobileNet v3, EfficientNet, MnasNet, RegNetY). Each computes exactly what torch's module of the
+# same name computes; Keras 3's `hard_sigmoid` is torch's too (relu6(x + 3) / 6; Keras 2's was 0.2x + 0.5).
+
+
+class SiLU(_Activation):
+    name = prefix = "silu"
+    summary = "x * sigmoid(x), also called swish (EfficientNet)"
+    examples = (("silu", "8x8x3"), ("conv 3x3, 16, same, bn, swish", "8x8x3"))
+
+
+class Hardswish(_Activation):
+    name = prefix = "hardswish"
+    summary = "x * relu6(x + 3) / 6 (MobileNet v3)"
+    examples = (("hardswish", "8x8x3"), ("conv 1x1, 16, hardswish", "8x8x3"))
+
+
+class Hardsigmoid(_Activation):
+    name = prefix = "hardsigmoid"
+    summary = "relu6(x + 3) / 6, PyTorch's definition (MobileNet v3's gate)"
+    examples = (("hardsigmoid", "8x8x3"),)
+
+
+class Multiply(_Merge):
+    name = prefix = "multiply"
+    summary = ("element-wise product of its inputs, broadcasting a 1x1xC (or flat C) gate over HxWxC: "
+               "`residual multiply:` over a body that computes the gate is squeeze-excitation")
+    keeps_order = True
+    shape_rule = ("the inputs broadcast: each size of an input is 1 or the output's (a flat C vector counts as 1x1xC "
+                  "beside a map); the output has the largest size of each axis. `residual multiply:` scales its "
+                  "input by the body's output, which the shortcut never projects")
+
+    def shape(self, args, in_shapes):
+        maps = [s for s in in_shapes if len(s) == 3]
+        rank = 3 if maps else 1
+        lifted = [(1, 1, *s) if len(s) < rank else s for s in in_shapes]
+        out = tuple(max(sizes) for sizes in zip(*lifted, strict=True))
+        for shape, full in zip(in_shapes, lifted, strict=True):
+            if any(d not in (1, o) for d, o in zip(full, out, strict=True)):
+                raise RuleError(
+                    f"cannot multiply a {fmt_shape(shape)} tensor with a {fmt_shape(out)} one",
+                    help="each size must be 1 or the other input's: a gate is 1x1xC (`globalavgpool keepdims`) "
+                         "or a flat vector of C over an HxWxC map",
+                    code="A202",
+                )
+        return out
+
 
 OPS: dict[str, Op] = {
     op.name: op()
     for op in (Conv, MaxPool, AvgPool, GlobalAvgPool, GlobalMaxPool, Flatten, Dense, BatchNorm, LRN, Dropout,
                Identity, ReLU, ReLU6, LeakyReLU, ELU, Sigmoid, Tanh, Softmax, Add, Concat,
-               ConvTranspose, Upsample, CropConcat, Split, Shuffle, ZeroPad)
+               ConvTranspose, Upsample, CropConcat, Split, Shuffle, ZeroPad,
+               SiLU, Hardswish, Hardsigmoid, Multiply)
 }
 
 # Other spellings a spec may use; each names a row above.
@@ -1001,10 +1074,12 @@ ALIASES: dict[str, str] = {
     "gap": "globalavgpool",
     "gmp": "globalmaxpool",
     "upconv": "convtranspose",
+    "swish": "silu",
 }
 
 # Words that may trail a layer's arguments to append a layer: `conv 3x3, 64, bn, relu`.
-POST_OPS: set[str] = {"bn"} | {name for name, op in OPS.items() if op.activation}
+POST_OPS: set[str] = {"bn"} | {name for name, op in OPS.items() if op.activation} | {
+    alias for alias, name in ALIASES.items() if OPS[name].activation}  # `swish`
 
 # The merges: kinds with many inputs, written `residual NAME:` or `NAME:` over one branch a line.
 MERGES: frozenset[str] = frozenset(name for name, op in OPS.items() if op.inputs == "many")

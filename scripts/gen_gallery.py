@@ -35,10 +35,13 @@ SECTIONS = [
     ("GoogLeNet", ["googlenet"]),
     ("All convolutional nets", ["allcnn_a", "allcnn_b", "allcnn_c", "allcnn_c_keras"]),
     ("MobileNet", ["mobilenet_v1"]),
+    ("Inverted bottlenecks and squeeze-excitation", ["mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
+                                                     "mnasnet1_0"]),
     ("ResNet", ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet20_cifar"]),
     ("DenseNet", ["densenet121", "densenet169", "densenet201", "densenet161"]),
     ("VGG with batchnorm, SqueezeNet, Inception v3", ["vgg16_bn", "squeezenet1_1", "inception_v3"]),
     ("ResNeXt and Wide ResNet", ["resnext50_32x4d", "wide_resnet50_2"]),
+    ("RegNet", ["regnet_y_400mf"]),
     ("U-Net", ["unet"]),
     ("ShuffleNet", ["shufflenet_v2_x1_0"]),
 ]

@@ -42,6 +42,17 @@ CASES = [
     ("add", {}, [(56, 56, 256), (56, 56, 256)], (56, 56, 256), (0, 0), 0),
     ("concat", {}, [(28, 28, 64), (28, 28, 128), (28, 28, 32), (28, 28, 32)], (28, 28, 256), (0, 0), 0),
     ("concat", {}, [(10,), (5,)], (15,), (0, 0), 0),
+    # squeeze-excitation and mobile activations
+    ("globalavgpool", dict(keepdims=True), [(14, 14, 96)], (1, 1, 96), (0, 0), 0),
+    ("globalmaxpool", dict(keepdims=True), [(7, 7, 8)], (1, 1, 8), (0, 0), 0),
+    ("silu", {}, [(4, 4, 2)], (4, 4, 2), (0, 0), 0),
+    ("hardswish", {}, [(10,)], (10,), (0, 0), 0),
+    ("hardsigmoid", {}, [(1, 1, 96)], (1, 1, 96), (0, 0), 0),
+    ("multiply", {}, [(1, 1, 96), (14, 14, 96)], (14, 14, 96), (0, 0), 0),  # the gate first, as `residual` passes it
+    ("multiply", {}, [(14, 14, 96), (96,)], (14, 14, 96), (0, 0), 0),  # a flat gate counts as 1x1xC
+    ("multiply", {}, [(7, 1, 4), (1, 5, 4), (7, 5, 1)], (7, 5, 4), (0, 0), 0),  # each axis broadcasts alone
+    ("multiply", {}, [(12,), (12,)], (12,), (0, 0), 0),
+    ("multiply", {}, [(12,), (1,)], (12,), (0, 0), 0),
 ]
 
 
@@ -67,6 +78,13 @@ def test_rules(op, args, in_shapes, shape, params, macs):
     ("maxpool", dict(kernel=2, stride=2, padding=(0, 3, 0, 0)), [(4, 4, 3)], "A207"),
     ("add", {}, [(4, 4, 2), (4, 4, 3)], "A202"),
     ("concat", {}, [(4, 4, 2), (2, 2, 2)], "A203"),
+    ("multiply", {}, [(1, 1, 8), (4, 4, 6)], "A202"),  # a gate of the wrong width
+    ("multiply", {}, [(4, 4, 6), (2, 2, 6)], "A202"),  # sizes that are neither 1 nor the other's
+    ("multiply", {}, [(8,), (4, 4, 6)], "A202"),
+    ("multiply", {}, [(12,), (6,)], "A202"),
+    ("batchnorm", dict(momentum=1.5), [(4, 4, 2)], "A104"),  # a momentum is a weight in [0, 1]
+    ("batchnorm", dict(momentum=-0.1), [(4, 4, 2)], "A104"),
+    ("batchnorm", dict(epsilon=0.0), [(4, 4, 2)], "A104"),
 ])
 def test_rule_errors(op, args, in_shapes, code):
     opdef = OPS[op]

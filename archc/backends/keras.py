@@ -364,8 +364,6 @@ class KerasBackend(Backend):
     # name and applies it), and the `activation=` string a conv or dense layer can take instead, where Keras's
     # activation has exactly the language's meaning.
     TABLE = {
-        "globalavgpool": KerasLayer("layers.GlobalAveragePooling2D()"),
-        "globalmaxpool": KerasLayer("layers.GlobalMaxPooling2D()"),
         "flatten": KerasLayer("layers.Flatten()"),
         "dropout": KerasLayer("layers.Dropout({a.rate!r})"),
         "identity": KerasLayer("layers.Identity()"),
@@ -376,6 +374,9 @@ class KerasBackend(Backend):
         "sigmoid": KerasLayer('layers.Activation("sigmoid")', activation="sigmoid"),
         "tanh": KerasLayer('layers.Activation("tanh")', activation="tanh"),
         "softmax": KerasLayer("layers.Softmax(axis=-1)", activation="softmax"),
+        "silu": KerasLayer('layers.Activation("silu")', activation="silu"),
+        "hardswish": KerasLayer('layers.Activation("hard_silu")', activation="hard_silu"),
+        "hardsigmoid": KerasLayer('layers.Activation("hard_sigmoid")', activation="hard_sigmoid"),  # relu6(x+3)/6
     }
 
     def emit_table(self, entry: KerasLayer, node: PlanNode, xs: list[str], w: _Writer) -> str:
@@ -504,6 +505,23 @@ class KerasBackend(Backend):
         pads = OPS["zeropad"].pads(node.args, node.in_shapes[0][2])
         return (f"{w.helper('zero_pad_shortcut')}({xs[0]}, {_r(tuple(node.in_shapes[0]))}, {_r(node.args.stride)}, "
                 f"{_r(pads)}, name={w.claim(node.flat_name, node)})")
+
+    def emit_globalavgpool(self, node, xs, w) -> str:
+        keep = "keepdims=True, " if node.args.keepdims else ""
+        return f"layers.GlobalAveragePooling2D({keep}name={w.claim(node.flat_name, node)})({xs[0]})"
+
+    def emit_globalmaxpool(self, node, xs, w) -> str:
+        keep = "keepdims=True, " if node.args.keepdims else ""
+        return f"layers.GlobalMaxPooling2D({keep}name={w.claim(node.flat_name, node)})({xs[0]})"
+
+    def emit_multiply(self, node, xs, w) -> str:
+        # Keras's Multiply broadcasts sizes of 1; a flat C vector beside a map becomes 1x1xC first
+        xs = list(xs)
+        for i, shape in enumerate(node.in_shapes):
+            if len(shape) < len(node.shape):
+                name = w.claim(f"{node.flat_name}_in{i + 1}", node)
+                xs[i] = f"layers.Reshape((1, 1, {shape[0]}), name={name})({xs[i]})"
+        return self._merge(node, xs, w, "Multiply(")
 
     # ------------------------------------------------------------ weights: the registry's names, Keras's variables
 

@@ -154,6 +154,8 @@ class OnnxBackend(Backend):
         "softmax": ("Softmax", {"axis": 1}),  # the channels, of maps or vectors
         "add": ("Sum", {}),
         "concat": ("Concat", {"axis": 1}),  # the channels, of maps or vectors
+        "hardswish": ("HardSwish", {}),  # x * max(0, min(1, x / 6 + 1 / 2)) = x * relu6(x + 3) / 6
+        "hardsigmoid": ("HardSigmoid", {"alpha": 1 / 6, "beta": 0.5}),  # ONNX's default alpha is 0.2
     }
 
     def emit_table(self, entry: tuple[str, dict], node: PlanNode, inputs: list[str], g: _Graph) -> str:
@@ -210,6 +212,8 @@ class OnnxBackend(Backend):
         return self._pool(node, inputs, g, "AveragePool")
 
     def _global(self, node: PlanNode, inputs: list[str], g: _Graph, op_type: str) -> str:
+        if node.args.keepdims:  # N x C x 1 x 1 as ONNX's global pooling gives it
+            return g.node(op_type, [inputs[0]], node.name, node.name)
         pooled = g.node(op_type, [inputs[0]], f"{node.name}/pooled", f"{node.name}/pool")
         return g.node("Flatten", [pooled], node.name, node.name, axis=1)
 
@@ -284,6 +288,28 @@ class OnnxBackend(Backend):
         low = g.constant(f"{node.name}/min", np.array(0.0, np.float32))
         high = g.constant(f"{node.name}/max", np.array(6.0, np.float32))
         return g.node("Clip", [inputs[0], low, high], node.name, node.name)
+
+    # squeeze-excitation and mobile activations (issue 12)
+
+    def emit_silu(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        gate = g.node("Sigmoid", [inputs[0]], f"{node.name}/sigmoid", f"{node.name}/sigmoid")
+        return g.node("Mul", [inputs[0], gate], node.name, node.name)
+
+    def emit_multiply(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        """Mul broadcasts as numpy does over N x C x H x W; a flat N x C input beside maps becomes N x C x 1 x 1."""
+        xs = list(inputs)
+        for i, shape in enumerate(node.in_shapes):
+            if len(shape) < len(node.shape):
+                axes = g.constant(f"{node.name}/axes{i + 1}", np.array([2, 3], np.int64))
+                xs[i] = g.node("Unsqueeze", [xs[i], axes], f"{node.name}/in{i + 1}", f"{node.name}/unsqueeze{i + 1}")
+        if len(xs) == 1:
+            return g.node("Identity", xs, node.name, node.name)
+        out = xs[0]
+        for i, other in enumerate(xs[1:], 2):
+            last = i == len(xs)
+            out = g.node("Mul", [out, other], node.name if last else f"{node.name}/product{i}",
+                         node.name if last else f"{node.name}/mul{i}")
+        return out
 
 
     # ---- resampling and U-Net's merge (issue 12)

@@ -226,6 +226,24 @@ class ZeroPadShortcut(nn.Module):
     def extra_repr(self):
         return f"stride={self.stride}, pads={self.pads}"
 ''',
+    "Multiply": '''
+class Multiply(nn.Module):
+    """The element-wise product of its inputs, broadcast: an N x C x 1 x 1 gate scales an N x C x H x W map
+    (squeeze-excitation); `flat` lists the inputs that are N x C vectors beside maps (viewed as N x C x 1 x 1)."""
+
+    def __init__(self, flat=()):
+        super().__init__()
+        self.flat = tuple(flat)
+
+    def forward(self, x, *others):
+        x = x[:, :, None, None] if 0 in self.flat else x
+        for i, other in enumerate(others, 1):
+            x = x * (other[:, :, None, None] if i in self.flat else other)
+        return x
+
+    def extra_repr(self):
+        return f"flat={self.flat}" if self.flat else ""
+''',
 }
 
 _PART = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
@@ -467,6 +485,7 @@ class TorchBackend(Backend):
         "elu": "nn.ELU(alpha={a.alpha!r})",
         "sigmoid": "nn.Sigmoid()",
         "tanh": "nn.Tanh()",
+        "hardsigmoid": "nn.Hardsigmoid()",
     }
 
     def emit_table(self, entry: str, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
@@ -519,9 +538,13 @@ class TorchBackend(Backend):
                 f"pads={_pad_order(pads)!r}, dilation={a.dilation!r})")
 
     def emit_globalavgpool(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
+        if node.args.keepdims:  # N x C x 1 x 1, torchvision's squeeze-excitation pooling
+            return "nn.AdaptiveAvgPool2d(1)"
         return f"{ctx.helper('GlobalAvgPool2d')}()"
 
     def emit_globalmaxpool(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
+        if node.args.keepdims:
+            return "nn.AdaptiveMaxPool2d(1)"
         return f"{ctx.helper('GlobalMaxPool2d')}()"
 
     def emit_dense(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
@@ -593,6 +616,18 @@ class TorchBackend(Backend):
     def emit_zeropad(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
         pads = OPS["zeropad"].pads(node.args, node.in_shapes[0][2])
         return f"{ctx.helper('ZeroPadShortcut')}({node.args.stride!r}, {pads!r})"
+
+    # squeeze-excitation and mobile activations (issue 12)
+
+    def emit_silu(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
+        return "nn.SiLU(inplace=True)" if ctx.overwritable(node.inputs[0]) else "nn.SiLU()"
+
+    def emit_hardswish(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
+        return "nn.Hardswish(inplace=True)" if ctx.overwritable(node.inputs[0]) else "nn.Hardswish()"
+
+    def emit_multiply(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
+        flat = tuple(i for i, s in enumerate(node.in_shapes) if len(s) < len(node.shape))
+        return f"{ctx.helper('Multiply')}({f'flat={flat!r}' if flat else ''})"
 
 
 # ---------------------------------------------------------------- generated code pieces

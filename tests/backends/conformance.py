@@ -96,6 +96,14 @@ OP_CASES: dict[str, str] = {
     "merges_softmax_map": ("input 8x8x4\nconv 3x3, 4, same, bn, relu\nadd:\n  identity\n  conv 3x3, 4, same\n"
                            "concat:\n  conv 1x1, 3\n  maxpool 3x3, stride=1, same\n"
                            "residual:\n  conv 3x3, 7, same, bn, relu\n  conv 3x3, 7, same, bn\nrelu; softmax"),
+    # squeeze-excitation: a 1x1xC gate and a flat C gate broadcast over a map; the mobile activations folded
+    # into convs and dense layers (Keras) and standing alone
+    "multiply_gates": ("input 6x5x8\nconv 3x3, 8, same, bn, hardswish\n"
+                       "residual multiply:\n  globalavgpool keepdims\n  conv 1x1, 2, relu\n  conv 1x1, 8, hardsigmoid\n"
+                       "multiply:\n  silu\n  globalmaxpool\n  globalavgpool keepdims\n"
+                       "residual multiply:\n  globalavgpool\n  dense 3, swish\n  dense 8, sigmoid\n"
+                       "hardswish; hardsigmoid; globalavgpool; dense 4, silu"),
+    "multiply_flat": "input 12\ndense 12, hardsigmoid\nresidual multiply:\n  dense 12, hardswish\nsilu",
     "merges": ("input 8x8x4\nconv 3x3, 4, same, bn, relu\nadd:\n  identity\n  conv 3x3, 4, same\n"
                "concat:\n  conv 1x1, 3\n  maxpool 3x3, stride=1, same\n"
                "residual:\n  conv 3x3, 7, same, bn, relu\n  conv 3x3, 7, same, bn\nrelu"),

@@ -99,9 +99,9 @@ class ReferenceModel(nn.Module):
             return torch.cat([t[:, :, (t.shape[2] - h) // 2:(t.shape[2] - h) // 2 + h,
                                  (t.shape[3] - w) // 2:(t.shape[3] - w) // 2 + w] for t in ins], dim=1)
         if op == "globalavgpool":
-            return x.mean(dim=(2, 3))
+            return x.mean(dim=(2, 3), keepdim=a.keepdims)
         if op == "globalmaxpool":
-            return x.amax(dim=(2, 3))
+            return x.amax(dim=(2, 3), keepdim=a.keepdims)
         if op == "flatten":
             return x.flatten(1)
         if op in ("dense", "batchnorm"):
@@ -144,4 +144,16 @@ class ReferenceModel(nn.Module):
             zeros = sub.new_zeros((sub.shape[0], 1, *sub.shape[2:]))
             return torch.cat([zeros.expand(-1, extra // 2, -1, -1), sub,
                               zeros.expand(-1, extra - extra // 2, -1, -1)], dim=1)
+
+        if op == "silu":  # x * sigmoid(x)
+            return x * torch.sigmoid(x)
+        if op == "hardswish":  # x * relu6(x + 3) / 6
+            return x * F.relu6(x + 3) / 6
+        if op == "hardsigmoid":  # relu6(x + 3) / 6
+            return F.relu6(x + 3) / 6
+        if op == "multiply":  # broadcast; a flat N x C input beside maps is N x C x 1 x 1
+            out = torch.ones(())
+            for t in ins:
+                out = out * (t[:, :, None, None] if t.dim() == 2 and len(node.shape) == 3 else t)
+            return out
         raise NotImplementedError(op)

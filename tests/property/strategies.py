@@ -25,12 +25,12 @@ Shape = tuple[int, ...]
 RESERVED = {
     "network", "input", "param", "import", "block", "residual", "shortcut", "add", "concat", "x", "if", "else",
     "and", "or", "not", "true", "false", "in", "same", "valid", "dw", "nobias", "bn", "relu", "relu6", "leaky_relu",
-    "elu", "sigmoid", "tanh", "softmax",
+    "elu", "sigmoid", "tanh", "softmax", "silu", "swish", "hardswish", "hardsigmoid", "multiply", "keepdims",
 }
 # Scope names: plain words, names of layer kinds (a scope `conv` beside a layer `conv` must get distinct node
 # names), and names with underscores (Keras joins paths with `_`, so `a.b_c` and `a_b.c` are a trap).
 SCOPE_NAMES = ["a", "b", "stem", "stage1", "conv", "fc", "pool", "a_b", "b_c", "conv_x", "head", "s_2", "dense"]
-ACTIVATIONS = ["relu", "relu6", "leaky_relu", "elu", "sigmoid", "tanh"]
+ACTIVATIONS = ["relu", "relu6", "leaky_relu", "elu", "sigmoid", "tanh", "silu", "swish", "hardswish", "hardsigmoid"]
 
 
 class Invalid(Exception):
@@ -271,8 +271,11 @@ class _Writer:
         else:
             text, fn = self.feature_layer(s)
         out = fn(s)
-        if self.coin(0.2):
-            n = self.choice([2, 3, 0])  # `x 0`: the item is left out
+        if self.coin(0.05):  # left out: a count of 0, or a condition that is false
+            text, out = f"{text} x {self.choice(['0', '(1 > 2)', 'false'])}", s
+            self.features.add("repeat_none")
+        elif self.coin(0.2):
+            n = self.draw(st.integers(2, 3))
             try:
                 repeated = s
                 for _ in range(n):
@@ -362,8 +365,17 @@ class _Writer:
         return lines, cur
 
     def residual(self, s: Shape, depth: int, indent: str) -> tuple[list[str], Shape]:
-        merge = self.choice(["add", "add", "concat"])
+        merge = self.choice(["add", "add", "concat", "multiply"])
         inner = indent + "  "
+        if merge == "multiply":  # squeeze-excitation: a 1x1xC gate of 1x1 convs, or a flat C gate of dense layers
+            squeeze, act, gate = self.draw(st.integers(1, 8)), self.choice(ACTIVATIONS), self.choice(ACTIVATIONS)
+            if self.coin(0.5):
+                body = ["globalavgpool keepdims", f"conv 1x1, {squeeze}, {act}", f"conv 1x1, {s[2]}, {gate}"]
+            else:
+                body = [self.choice(["globalavgpool", "gap", "globalmaxpool"]), f"dense {squeeze}, {act}",
+                        f"dense {s[2]}, {gate}"]
+            self.features.add("residual_multiply")
+            return [f"{indent}residual multiply:"] + [inner + b for b in body], s
         if merge == "concat":
             body, out = self.residual_body(s, keep_size=True)
             self.features.add("residual_concat")
