@@ -96,7 +96,7 @@ def _validated(op: Op, fields: dict, spans: dict, item: ir.Layer) -> OpArgs:
             raise ExprError(f"`{op.name}` needs `{key}`", item.span, help=signature_help(op), code="A114") from None
         msg = err["msg"].removeprefix("Value error, ")
         raise ExprError(f"bad `{key}` for `{op.name}`: {msg}", spans.get(key) or item.span,
-                        help=signature_help(op), code="A113") from None
+                        help=signature_help(op), code="A104") from None
 
 
 def bind_call(block: ir.BlockDef, item: ir.Call, env: dict, globals_: dict) -> dict:
