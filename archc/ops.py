@@ -359,14 +359,41 @@ class _Pool(Op):
 
 
 def _window_sees_padding_only(size: int, out: int, stride: int, before: int, kernel: int, dilation: int) -> bool:
-    """Whether some window along one axis has all its taps in the padding."""
-    def empty(o: int) -> bool:
-        start = o * stride - before
-        return not any(0 <= start + i * dilation < size for i in range(kernel))
-
+    """Whether some window along one axis has all its taps in the padding. Arithmetic, not a scan: sizes,
+    paddings and window counts may each be billions (a hostile spec must not stall `check`)."""
+    first = -before  # where window 0 starts; window o starts at first + o * stride
+    last = first + (out - 1) * stride
+    reach = (kernel - 1) * dilation
     if dilation <= size:  # taps cannot jump over the input: only the first or the last window can miss it
-        return empty(0) or empty(out - 1)
-    return any(empty(o) for o in range(min(out, 4096)))
+        return first + reach < 0 or last >= size
+    # Taps farther apart than the input is wide: at most one tap of a window can land in it, the one congruent
+    # to the window's start modulo `dilation`. A window starting at s sees the input iff s % dilation < size
+    # and -reach <= s <= dilation - 1. The starts are increasing, so the bounds need only the first and last;
+    # the residues are counted by a floor sum over all windows.
+    if first < -reach or last > dilation - 1:
+        return True
+    shift = -(first // dilation) * dilation  # makes the first start non-negative without changing residues
+    seen = (_floor_sum(out, dilation, stride, first + shift)
+            - _floor_sum(out, dilation, stride, first + shift + dilation - size) + out)
+    return seen != out
+
+
+def _floor_sum(n: int, m: int, a: int, b: int) -> int:
+    """sum(floor((a * i + b) / m) for i in range(n)) for a, b >= 0, m >= 1, in O(log) steps (the classic
+    Euclid-like reduction). For 0 < size <= m, floor(x/m) - floor((x - size)/m) is 1 iff x % m < size."""
+    total = 0
+    while n > 0:
+        if a >= m:
+            total += (n - 1) * n // 2 * (a // m)
+            a %= m
+        if b >= m:
+            total += n * (b // m)
+            b %= m
+        y_max = a * n + b
+        if y_max < m:
+            break
+        n, b, m, a = y_max // m, y_max % m, a, m
+    return total
 
 
 class MaxPool(_Pool):
