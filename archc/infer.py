@@ -83,6 +83,7 @@ class _Walker:
         self.stage_sources: dict[str, StageSource] = {}
         self.check_sizes = True  # expected sizes are the table's, for the spec's own input size
         self.depth = 0  # nesting of `seq`, block calls included
+        self.unknown_walks: set = set()  # (block, arguments) already walked with an unknown input
 
     # ---- errors
     def error(self, code: str, message: str, span: Span | None, *, label: str = "", help: str | None = None,
@@ -353,6 +354,11 @@ class _Walker:
             scope.calls += 1
         # decide afresh for the block's own body: a stage that inlines its one call (`conv3_x : stage(...)`)
         # must still number the calls inside that block (`conv3_x.0`, `conv3_x.1`), not flatten them
+        if x[1] is None:  # an unknown input adds no layer: one walk per block and arguments finds its errors
+            key = _walk_key(item.block, bound)
+            if key in self.unknown_walks:
+                return x
+            self.unknown_walks.add(key)
         self.prepare_calls(target, block.body)
         body_env = dict(self.globals, **bound)
         body_env["in"] = x[1]
@@ -361,6 +367,16 @@ class _Walker:
             return self.seq(block.body, x, body_env, target)
         finally:
             self.call_stack.pop()
+
+def _walk_key(block: str, bound: dict) -> tuple:
+    """A hashable key of a block call; arguments that are not hashable make it unique (walked each time)."""
+    try:
+        key = (block, tuple(sorted(bound.items())))
+        hash(key)
+        return key
+    except TypeError:
+        return (block, object())
+
 
 # ---------------------------------------------------------------- naming
 
