@@ -168,9 +168,8 @@ class OnnxBackend(Backend):
     def _pool(self, node: PlanNode, inputs: list[str], g: _Graph, op_type: str) -> str:
         a = node.args
         pads = a.pads()
-        # ONNX Runtime wants each pad smaller than the window's extent; pad explicitly beyond that
-        extent = (a.dilation[0] * (a.kernel[0] - 1) + 1, a.dilation[1] * (a.kernel[1] - 1) + 1)
-        native = max(pads[0], pads[1]) < extent[0] and max(pads[2], pads[3]) < extent[1]
+        # ONNX Runtime wants each pad smaller than the kernel (not its dilated extent); pad explicitly beyond that
+        native = max(pads[0], pads[1]) < a.kernel[0] and max(pads[2], pads[3]) < a.kernel[1]
         window = dict(kernel_shape=list(a.kernel), strides=list(a.stride), dilations=list(a.dilation))
         if native:
             extra = {"count_include_pad": 0} if op_type == "AveragePool" else {}
@@ -183,8 +182,13 @@ class OnnxBackend(Backend):
             return g.node("MaxPool", [padded], node.name, node.name, **window)
         # average over real inputs only: window sums of x and of a ones-mask, both zero-padded
         padded = g.node("Pad", [inputs[0], pad_spec], f"{node.name}/padded", f"{node.name}/pad")
-        h, w, _ = node.in_shapes[0]
-        ones = g.constant(f"{node.name}/ones", np.ones((1, 1, h, w), np.float32))
+        # the ones-mask is made at run time from the input's shape: a constant of the input's size would put
+        # H x W floats into the file (13 GB for a 30000x30000 input)
+        size = g.node("Shape", [inputs[0]], f"{node.name}/hw", f"{node.name}/hw", start=2)
+        unit = g.constant(f"{node.name}/unit", np.array([1, 1], np.int64))
+        shape = g.node("Concat", [unit, size], f"{node.name}/mask_shape", f"{node.name}/mask_shape", axis=0)
+        ones = g.node("ConstantOfShape", [shape], f"{node.name}/ones", f"{node.name}/ones",
+                      value=numpy_helper.from_array(np.array([1.0], np.float32)))
         mask = g.node("Pad", [ones, pad_spec], f"{node.name}/mask", f"{node.name}/pad_mask")
         sums = g.node("AveragePool", [padded], f"{node.name}/sums", f"{node.name}/sums", **window)
         counts = g.node("AveragePool", [mask], f"{node.name}/counts", f"{node.name}/counts", **window)
