@@ -63,7 +63,8 @@ CODES: dict[str, tuple[str, str]] = {
              "A limit was exceeded (see [Limits](#limits)): the file's size, a name's length, the number of layers, "
              "the depth of nested calls, the language server's time for one check."),
     "A302": ("too many parameters to build",
-             "`archc build` refuses a model with more parameters than `--max-params`."),
+             "`archc build` refuses a model with more parameters than `--max-params`, or more than its file "
+             "format holds (an ONNX file: protobuf's 2 GiB)."),
     "A401": ("refusing to overwrite an input",
              "An output path that is one of the inputs: archc never overwrites a spec."),
     "A402": ("unknown backend", "An unknown backend."),

@@ -35,6 +35,10 @@ from ..plan import INPUT, Plan, PlanNode
 from .base import Backend, backend_error
 
 OPSET = 19  # AveragePool's `dilations` arrived in opset 19
+# An ONNX file is one protobuf message, and protobuf refuses to write one of 2 GiB or more; the margin holds the
+# graph itself (nodes, names), a few hundred bytes a layer.
+MAX_ONNX_BYTES = 2**31 - 1
+MAX_ONNX_PARAMS = (MAX_ONNX_BYTES - 64 * 2**20) // 4  # float32 weights
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 BATCH = "N"
 
@@ -92,6 +96,10 @@ class OnnxBackend(Backend):
 
     # ------------------------------------------------------------ the Backend interface
     def build(self, plan: Plan, logits: bool = False, seed: int = 0) -> onnx.ModelProto:
+        if plan.total_params > MAX_ONNX_PARAMS:  # refused before a byte is allocated, not after a minute of work
+            raise backend_error("A302", f"`{plan.name}` has {plan.total_params:,} parameters, more than an ONNX file "
+                                f"holds ({MAX_ONNX_PARAMS:,} float32 weights: protobuf writes at most 2 GiB)",
+                                help="build it for PyTorch (`--backend torch`) or Keras instead")
         graph = _Graph(np.random.default_rng(seed))
         output = plan.model_output(logits)
         for node in plan.nodes:
