@@ -512,7 +512,8 @@ _GOOD_PARTS: set[str] = set()  # parts already checked (the check asks torch, wh
 def _access(part: str) -> str:
     if part.isdigit():
         return f"[{int(part)}]" if str(int(part)) == part else f"[{part!r}]"
-    if keyword.iskeyword(part) or keyword.issoftkeyword(part):
+    # `self.__debug__ = ...` does not compile and `self.__x` is renamed `self._Net__x` in a class body
+    if keyword.iskeyword(part) or keyword.issoftkeyword(part) or part.startswith("__"):
         return f"[{part!r}]"
     return f".{part}"
 
