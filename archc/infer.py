@@ -14,7 +14,7 @@ from . import ir
 from .binding import bind_call, bind_layer
 from .diagnostics import ArchcError, Diagnostic, RuleError, Span, did_you_mean
 from .exprs import Symbol, Unknown, bounded_value, evaluate, to_python
-from .ops import ALIASES, MERGES, OPS, Shape, fmt_shape, lookup, projection
+from .ops import ALIASES, MERGES, OPS, Shape, check_shape, fmt_shape, lookup, projection
 from .plan import INPUT, Plan, PlanNode, StageSource
 
 # Limits that keep a hostile spec from exhausting memory or time (docs/language.md, "Limits").
@@ -303,7 +303,7 @@ class _Walker:
         if all(s is not None for s in in_shapes):
             try:
                 args = op.resolve(args, in_shapes)
-                shape = op.shape(args, in_shapes)
+                shape = check_shape(op.shape(args, in_shapes))
                 trainable, non_trainable = op.params(args, in_shapes)
                 macs = op.macs(args, in_shapes, shape)
             except RuleError as e:
@@ -475,6 +475,11 @@ def resolve_params(spec: ir.Spec, overrides: dict[str, Any], sources: dict[str, 
             and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)):
         diags.append(Diagnostic("A104", f"the input size must be HxWxC or a length, not `{shape}`",
                                 spec.input_span, help="for example `input 224x224x3` or `input 784`"))
+        return env, None, diags
+    try:
+        check_shape(shape)
+    except RuleError as e:
+        diags.append(Diagnostic(e.code, e.message, spec.input_span, help=e.help))
         return env, None, diags
     return env, shape, diags
 

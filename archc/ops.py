@@ -18,14 +18,34 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .diagnostics import RuleError
 
 Shape = tuple[int, ...]
 Pads = tuple[int, int, int, int]  # top, bottom, left, right
+
+# What every backend builds (docs/language.md, "Limits"): `check` accepts no more. Each argument's range is declared
+# on its field below (tests/property/test_arg_edges.py builds every kind at the edges of every range).
+MAX_DIM = 2**31 - 1  # a size: a kernel, stride, dilation, padding, count of filters or units, a tensor's side
+MAX_ELEMENTS = 2**40  # values in one example's tensor (H * W * C): a batch of them stays well inside int64
+MAX_REAL = 1e6  # the magnitude of a real argument (a slope, alpha, beta, k, epsilon): finite in float32
+MIN_EPSILON = 1e-12  # batchnorm's epsilon: positive, and not zero once it is a float32
+
+Count = Annotated[int, Field(ge=1, le=MAX_DIM)]
+Real = Annotated[float, Field(ge=-MAX_REAL, le=MAX_REAL, allow_inf_nan=False)]
+NonNegativeReal = Annotated[float, Field(ge=0, le=MAX_REAL, allow_inf_nan=False)]
+
+
+def check_shape(shape: Shape) -> Shape:
+    """A layer's (or the input's) shape, held to MAX_DIM a side and MAX_ELEMENTS in all."""
+    if max(shape) > MAX_DIM or math.prod(shape) > MAX_ELEMENTS:
+        raise RuleError(f"a {fmt_shape(shape)} tensor is larger than archc builds (at most {MAX_DIM:,} a side and "
+                        f"{MAX_ELEMENTS:,} values)", help="frameworks index tensors with 64-bit integers; "
+                        "make the input or the padding smaller", code="A301")
+    return shape
 
 
 def fmt_shape(shape: Shape | None) -> str:
@@ -43,6 +63,15 @@ def _pair(value: Any, what: str) -> tuple[int, int]:
                                                                    for v in value):
         return (value[0], value[1])
     raise ValueError(f"{what} must be an integer or a size like `3x3`, not `{value}`")
+
+
+def _sizes(values: tuple[int, ...], what: str, low: int) -> tuple[int, ...]:
+    """Every value in [low, MAX_DIM]."""
+    for v in values:
+        if not low <= v <= MAX_DIM:
+            raise ValueError(f"{what} must be {'at least 1' if low else 'non-negative'} and at most {MAX_DIM:,}, "
+                             f"not {v:,}")
+    return values
 
 
 def _show(value: Any) -> str:
@@ -100,7 +129,7 @@ class WindowArgs(OpArgs):
         pair = _pair(v, info.field_name)
         if min(pair) < 1:
             raise ValueError(f"{info.field_name} must be at least 1, not {v}")
-        return pair
+        return _sizes(pair, info.field_name, 1)
 
     @field_validator("padding", mode="before")
     @classmethod
@@ -108,11 +137,15 @@ class WindowArgs(OpArgs):
         if isinstance(v, str):
             return v
         if isinstance(v, (tuple, list)) and len(v) == 4:
-            return tuple(v)
+            if not all(isinstance(p, int) and not isinstance(p, bool) for p in v):
+                raise ValueError(f"padding must be integers, not `{v}`")
+            if min(v) < 0:
+                raise ValueError(f"padding cannot be negative, not {tuple(v)}")
+            return _sizes(tuple(v), "padding", 0)
         pair = _pair(v, "padding")
         if min(pair) < 0:
             raise ValueError(f"padding cannot be negative, not {v}")
-        return pair
+        return _sizes(pair, "padding", 0)
 
     def pads(self) -> Pads:
         """The padding as explicit (top, bottom, left, right) amounts."""
@@ -142,10 +175,10 @@ class WindowArgs(OpArgs):
 
 
 class ConvArgs(WindowArgs):
-    filters: int | None = None  # None: as many as the input has channels (depthwise) times `multiplier`
-    groups: int = 1
+    filters: Count | None = None  # None: as many as the input has channels (depthwise) times `multiplier`
+    groups: Count = 1
     depthwise: bool = False
-    multiplier: int = 1
+    multiplier: Count = 1
     bias: bool = True
 
 
@@ -154,24 +187,35 @@ class PoolArgs(WindowArgs):
 
 
 class DenseArgs(OpArgs):
-    units: int
+    units: Count
     bias: bool = True
 
 
 class BatchNormArgs(OpArgs):
-    epsilon: float = 1e-5
-    momentum: float = 0.9  # Keras's sense: running = momentum * running + (1 - momentum) * batch
+    epsilon: Annotated[float, Field(ge=MIN_EPSILON, le=MAX_REAL, allow_inf_nan=False)] = 1e-5
+    momentum: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.9  # Keras's sense: running =
+    # momentum * running + (1 - momentum) * batch
     scale: bool = True
     center: bool = True
+
+
+MAX_LRN_SIZE = 1023  # frameworks pad the channels by size // 2 on each side: a window wider is only padding
 
 
 class LRNArgs(OpArgs):
     """Krizhevsky et al.: b = a / (k + alpha * sum of a^2 over `size` neighbouring channels) ^ beta."""
 
-    size: int = 5
-    alpha: float = 1e-4
-    beta: float = 0.75
-    k: float = 2.0
+    size: Annotated[int, Field(ge=1, le=MAX_LRN_SIZE)] = 5  # odd: centred on the channel (ONNX Runtime's rule)
+    alpha: NonNegativeReal = 1e-4
+    beta: NonNegativeReal = 0.75
+    k: Annotated[float, Field(ge=MIN_EPSILON, le=MAX_REAL, allow_inf_nan=False)] = 2.0  # positive: never 0 ** -beta
+
+    @field_validator("size")
+    @classmethod
+    def _odd(cls, v):
+        if v % 2 == 0:
+            raise ValueError(f"size must be odd (a window centred on each channel), not {v}")
+        return v
 
 
 class DropoutArgs(OpArgs):
@@ -179,11 +223,11 @@ class DropoutArgs(OpArgs):
 
 
 class LeakyReluArgs(OpArgs):
-    negative_slope: float = 0.01
+    negative_slope: Real = 0.01
 
 
 class EluArgs(OpArgs):
-    alpha: float = 1.0
+    alpha: Real = 1.0
 
 
 class NoArgs(OpArgs):
