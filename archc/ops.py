@@ -32,11 +32,11 @@ Pads = tuple[int, int, int, int]  # top, bottom, left, right
 MAX_DIM = 2**31 - 1  # a size: a kernel, stride, dilation, padding, count of filters or units, a tensor's side
 MAX_ELEMENTS = 2**40  # values in one example's tensor (H * W * C): a batch of them stays well inside int64
 MAX_REAL = 1e6  # the magnitude of a real argument (a slope, alpha, beta, k, epsilon): finite in float32
-MIN_EPSILON = 1e-12  # batchnorm's epsilon: positive, and not zero once it is a float32
+MIN_EPSILON = 1e-12  # the least positive real argument (epsilon, lrn's alpha, beta, k): not 0 as a float32
 
 Count = Annotated[int, Field(ge=1, le=MAX_DIM)]
 Real = Annotated[float, Field(ge=-MAX_REAL, le=MAX_REAL, allow_inf_nan=False)]
-NonNegativeReal = Annotated[float, Field(ge=0, le=MAX_REAL, allow_inf_nan=False)]
+PositiveReal = Annotated[float, Field(ge=MIN_EPSILON, le=MAX_REAL, allow_inf_nan=False)]  # > 0 even in float32
 
 
 def check_shape(shape: Shape) -> Shape:
@@ -192,7 +192,7 @@ class DenseArgs(OpArgs):
 
 
 class BatchNormArgs(OpArgs):
-    epsilon: Annotated[float, Field(ge=MIN_EPSILON, le=MAX_REAL, allow_inf_nan=False)] = 1e-5
+    epsilon: PositiveReal = 1e-5
     momentum: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.9  # Keras's sense: running =
     # momentum * running + (1 - momentum) * batch
     scale: bool = True
@@ -206,9 +206,9 @@ class LRNArgs(OpArgs):
     """Krizhevsky et al.: b = a / (k + alpha * sum of a^2 over `size` neighbouring channels) ^ beta."""
 
     size: Annotated[int, Field(ge=1, le=MAX_LRN_SIZE)] = 5  # odd: centred on the channel (ONNX Runtime's rule)
-    alpha: NonNegativeReal = 1e-4
-    beta: NonNegativeReal = 0.75
-    k: Annotated[float, Field(ge=MIN_EPSILON, le=MAX_REAL, allow_inf_nan=False)] = 2.0  # positive: never 0 ** -beta
+    alpha: PositiveReal = 1e-4  # alpha, beta and k positive: ONNX Runtime's rule (and never 0 ** -beta)
+    beta: PositiveReal = 0.75
+    k: PositiveReal = 2.0
 
     @field_validator("size")
     @classmethod
