@@ -23,6 +23,7 @@ MAX_CALL_DEPTH = 100
 MAX_EXPANSION_DEPTH = 150  # nested scopes, groups, residuals, branches and block calls, all together
 MAX_DIAGNOSTICS = 100  # then inference stops: a spec this broken gains nothing from more
 MAX_NOTE_HOPS = 1_000  # how far back a size note looks for the layers that shrank the input
+MAX_PROJECTION_STRIDE = 2  # ResNet's option B: a 1x1 conv at stride 2 already skips 3 pixels of 4; more warns
 
 
 
@@ -84,6 +85,7 @@ class _Walker:
         self.check_sizes = True  # expected sizes are the table's, for the spec's own input size
         self.depth = 0  # nesting of `seq`, block calls included
         self.unknown_walks: set = set()  # (block, arguments) already walked with an unknown input
+        self.warnings: list[Diagnostic] = []  # what checks but is likely a mistake; never fails the check
 
     # ---- errors
     def error(self, code: str, message: str, span: Span | None, *, label: str = "", help: str | None = None,
@@ -103,6 +105,12 @@ class _Walker:
                                                help="fix the errors above and check again"))
             raise _Fatal()
         return diag
+
+    def warn(self, code: str, message: str, span: Span | None, help: str | None = None) -> None:
+        key = (code, message, span)
+        if key not in self.reported and len(self.warnings) < MAX_DIAGNOSTICS:
+            self.reported.add(key)
+            self.warnings.append(Diagnostic(code, message, span, help=help, severity="warning"))
 
     def rule_error(self, e: RuleError, span: Span | None, **kw) -> Diagnostic:
         span = getattr(e, "span", None) or span
@@ -194,6 +202,11 @@ class _Walker:
         if scope.parent is None and not self.call_stack:
             child.stage = item.name
             self.stage_sources[item.name] = StageSource(item.body, env)
+            if lookup(item.name) is not None and len(item.body) > 1:
+                self.warn("A111", f"the stage `{item.name}` is named like a layer kind; its {len(item.body)} items "
+                          "run one after the other", item.span,
+                          help=f"to merge branches, write a merge (`{'`, `'.join(sorted(MERGES))}`) over one "
+                          "branch a line; else give the stage another name")
         self.prepare_calls(child, item.body)
         inner = dict(env, **{"in": x[1]})
         out = self.seq(item.body, x, inner, child)
@@ -245,6 +258,13 @@ class _Walker:
             self.error("A202", f"no strided 1x1 conv takes {fmt_shape(x[1])} to {fmt_shape(target)}", item.span,
                        help="write the shortcut yourself under `shortcut:`")
             return (x[0], None)
+        stride = layers[0][1].stride
+        if max(stride) > MAX_PROJECTION_STRIDE:
+            self.warn("A208", f"the automatic shortcut `conv 1x1/{fmt_shape(stride) if stride[0] != stride[1] else stride[0]}` "
+                      f"reads one input pixel in {stride[0] * stride[1]:,}", item.span,
+                      help="the body shrinks the map much more than a downsampling block does (a global pooling "
+                      "inside the residual?): end the residual before the pooling, or write the shortcut under "
+                      "`shortcut:`")
         sub = scope.child(None, "shortcut")
         out = x
         for kind, args in layers:
@@ -520,4 +540,4 @@ def infer(spec: ir.Spec, blocks: dict[str, ir.BlockDef] | None = None, overrides
     output = out[0].name if out[0] is not None else INPUT
     return Plan(name=spec.name or "network", description=spec.description, input_shape=shape, nodes=nodes,
                 output=output, file=file, params={k: to_python(v) for k, v in env.items()},
-                stage_sources=walker.stage_sources, blocks=blocks, globals=env)
+                stage_sources=walker.stage_sources, blocks=blocks, globals=env, warnings=walker.warnings)
