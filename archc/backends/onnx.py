@@ -32,13 +32,9 @@ from onnx import TensorProto, helper, numpy_helper
 from .._version import __version__
 from ..ops import Weight
 from ..plan import INPUT, Plan, PlanNode
-from .base import Backend, backend_error
+from .base import MAX_ONNX_PARAMS, Backend, backend_error
 
 OPSET = 19  # AveragePool's `dilations` arrived in opset 19
-# An ONNX file is one protobuf message, and protobuf refuses to write one of 2 GiB or more; the margin holds the
-# graph itself (nodes, names), a few hundred bytes a layer.
-MAX_ONNX_BYTES = 2**31 - 1
-MAX_ONNX_PARAMS = (MAX_ONNX_BYTES - 64 * 2**20) // 4  # float32 weights
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 BATCH = "N"
 
