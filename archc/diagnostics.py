@@ -8,6 +8,7 @@ Codes are stable and grouped by phase:
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import functools
 import json
@@ -118,7 +119,7 @@ class ArchcError(Exception):
         return self.render()
 
 
-MAX_SUGGESTION_CANDIDATES = 200  # names did-you-mean scores fully; more are first narrowed by length
+MAX_SUGGESTION_CANDIDATES = 200  # names did-you-mean scores; among more, those sharing the longest start or end
 MAX_SUGGESTION_RATIOS = 10  # full (quadratic) comparisons per suggestion
 
 
@@ -131,25 +132,25 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
 def _closest(word: str, candidates: tuple[str, ...], cutoff: float = 0.6) -> str | None:
     """difflib.get_close_matches(word, candidates, n=1, cutoff) with its work bounded: a spec with thousands
     of long block names and many unknown calls must not take minutes (~3 ms a full comparison of two
-    128-character names). Among a few hundred names it is the same answer; among more, the names nearest in
-    length are the ones considered (a typo rarely changes the length much), and of those only the few whose
-    cheap upper bound (quick_ratio) is highest are compared fully. Cached: one unknown word is often met
-    again and again (a block's mistake at each call)."""
+    128-character names). Among a few hundred names it is the same answer. Among more, a typo keeps most of
+    a name's start or its end, so the names next to the word in sorted order, and next to it in the order of
+    reversed names, are the ones scored; of those only the few whose cheap upper bound (quick_ratio) is
+    highest are compared fully. Cached: one unknown word is often met again (a block's mistake at each call)."""
+    if len(candidates) > MAX_SUGGESTION_CANDIDATES:
+        forward, backward = _orders(candidates)
+        half = MAX_SUGGESTION_CANDIDATES // 4
+        i, j = bisect.bisect(forward, word), bisect.bisect(backward, word[::-1])
+        candidates = tuple(dict.fromkeys(forward[max(0, i - half):i + half]
+                                         + [c[::-1] for c in backward[max(0, j - half):j + half]]))
     matcher = difflib.SequenceMatcher()
     matcher.set_seq2(word)
-    bounds = []
+    scored = []
     for candidate in candidates:
         matcher.set_seq1(candidate)
-        if matcher.real_quick_ratio() >= cutoff:  # O(1): lengths alone
-            bounds.append(candidate)
-    if len(bounds) > MAX_SUGGESTION_CANDIDATES:
-        bounds = sorted(bounds, key=lambda c: (abs(len(c) - len(word)), c))[:MAX_SUGGESTION_CANDIDATES]
-    scored = []
-    for candidate in bounds:
-        matcher.set_seq1(candidate)
-        quick = matcher.quick_ratio()
-        if quick >= cutoff:
-            scored.append((quick, candidate))
+        if matcher.real_quick_ratio() >= cutoff:  # lengths alone
+            quick = matcher.quick_ratio()
+            if quick >= cutoff:
+                scored.append((quick, candidate))
     scored.sort(reverse=True)
     best: tuple[float, str] | None = None
     for quick, candidate in scored[:MAX_SUGGESTION_RATIOS]:
@@ -160,6 +161,12 @@ def _closest(word: str, candidates: tuple[str, ...], cutoff: float = 0.6) -> str
         if score >= cutoff and (best is None or (score, candidate) > best):
             best = (score, candidate)
     return best[1] if best else None
+
+
+@functools.lru_cache(maxsize=8)
+def _orders(candidates: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """The names sorted, and the reversed names sorted: neighbours share the longest start, or end."""
+    return sorted(candidates), sorted(c[::-1] for c in candidates)
 
 
 def _paint(text: str, style: str, color: bool) -> str:

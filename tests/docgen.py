@@ -125,7 +125,7 @@ def limits() -> str:
         ("rows a stage picture draws (the rest are one node)", f"{MAX_DRAWN_STAGES:,}", "", "drawn, and said"),
         ("nodes a report page draws with Graphviz", f"{MAX_GRAPHVIZ_NODES:,}", "", "archc's own SVG above"),
         ("characters of a source line a diagnostic shows", f"{MAX_SHOWN_LINE:,}", "", "a window around the caret"),
-        ("names a did-you-mean compares fully", f"{MAX_SUGGESTION_CANDIDATES:,}", "", "the nearest in length"),
+        ("names a did-you-mean scores", f"{MAX_SUGGESTION_CANDIDATES:,}", "", "those sharing the longest start or end"),
     ]
     lines = ["| limit | value | diagnostic | raised by |", "| --- | --- | --- | --- |"]
     lines += [f"| {a} | {b} | {_codes(c)} | {d} |" for a, b, c, d in rows]
