@@ -36,6 +36,7 @@ MIN_EPSILON = 1e-12  # the least positive real argument (epsilon, lrn's alpha, b
 
 Count = Annotated[int, Field(ge=1, le=MAX_DIM)]
 Real = Annotated[float, Field(ge=-MAX_REAL, le=MAX_REAL, allow_inf_nan=False)]
+NonNegativeReal = Annotated[float, Field(ge=0, le=MAX_REAL, allow_inf_nan=False)]
 PositiveReal = Annotated[float, Field(ge=MIN_EPSILON, le=MAX_REAL, allow_inf_nan=False)]  # > 0 even in float32
 
 
@@ -223,7 +224,7 @@ class DropoutArgs(OpArgs):
 
 
 class LeakyReluArgs(OpArgs):
-    negative_slope: Real = 0.01
+    negative_slope: NonNegativeReal = 0.01  # Keras refuses a negative slope
 
 
 class EluArgs(OpArgs):
