@@ -54,9 +54,9 @@ def _argument_key(op: Op, arg: ir.Arg, positional: Iterator[str], fields: dict, 
     if arg.name is not None:
         if arg.name not in model_fields:
             raise ExprError(f"`{op.name}` has no argument `{arg.name}`", arg.span,
-                            help=did_you_mean(arg.name, model_fields) or signature_help(op), code="A104")
+                            help=did_you_mean(arg.name, model_fields) or signature_help(op), code="A111")
         if arg.name in fields:
-            raise ExprError(f"`{arg.name}` is given twice", arg.span, code="A104")
+            raise ExprError(f"`{arg.name}` is given twice", arg.span, code="A112")
         return arg.name
     key = next(positional, None)
     if key is not None:
@@ -67,7 +67,7 @@ def _argument_key(op: Op, arg: ir.Arg, positional: Iterator[str], fields: dict, 
         raise ExprError(f"unknown name `{word}`", arg.span, help=hint or signature_help(op))
     count = len(op.positional)
     raise ExprError(f"`{op.name}` takes {count or 'no'} positional argument{'' if count == 1 else 's'}", arg.span,
-                    help=signature_help(op), code="A104")
+                    help=signature_help(op), code="A113")
 
 
 def _argument_value(op: Op, key: str, arg: ir.Arg, env: dict) -> Any:
@@ -89,7 +89,7 @@ def _validated(op: Op, fields: dict, spans: dict, item: ir.Layer) -> OpArgs:
         err = e.errors()[0]
         key = err["loc"][0] if err["loc"] else None
         if err["type"] == "missing":
-            raise ExprError(f"`{op.name}` needs `{key}`", item.span, help=signature_help(op), code="A104") from None
+            raise ExprError(f"`{op.name}` needs `{key}`", item.span, help=signature_help(op), code="A114") from None
         msg = _range_message(err) or err["msg"].removeprefix("Value error, ")
         raise ExprError(f"bad `{key}` for `{op.name}`: {msg}", spans.get(key) or item.span,
                         help=signature_help(op), code="A104") from None

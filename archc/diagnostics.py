@@ -13,44 +13,9 @@ import difflib
 import functools
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 from pydantic import BaseModel, ConfigDict
-
-
-def fast_construct(cls, fields: dict):
-    """`cls.model_construct(**fields)` for trusted input, at a third of its cost (the parser makes one
-    per syntax node: ~100 ms of a 10,000-layer spec). Sets exactly what model_construct sets."""
-    defaults = cls.__dict__.get("_construct_defaults")
-    if defaults is None:  # field order matters: it is the order model_dump writes
-        defaults = [(name, f.is_required(), f.default) for name, f in cls.model_fields.items()]
-        type.__setattr__(cls, "_construct_defaults", defaults)
-    obj = object.__new__(cls)
-    values = {}
-    for name, required, default in defaults:
-        if name in fields:
-            values[name] = fields[name]
-        elif not required:
-            values[name] = default.copy() if type(default) is list else default
-    object.__setattr__(obj, "__dict__", values)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(fields))
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
-    return obj
-
-
-_SPAN_FIELDS = frozenset(("file", "line", "column", "end_line", "end_column"))
-
-
-def fast_span(file: str | None, line: int, column: int, end_line: int, end_column: int) -> Span:
-    """fast_construct(Span, ...) with every field given: the parser makes one per syntax node."""
-    span = object.__new__(Span)
-    object.__setattr__(span, "__dict__", {"file": file, "line": line, "column": column, "end_line": end_line,
-                                          "end_column": end_column})
-    object.__setattr__(span, "__pydantic_fields_set__", set(_SPAN_FIELDS))
-    object.__setattr__(span, "__pydantic_extra__", None)
-    object.__setattr__(span, "__pydantic_private__", None)
-    return span
 
 
 class Span(BaseModel):
@@ -67,15 +32,23 @@ class Span(BaseModel):
         return f"{self.file or '<spec>'}:{self.line}:{self.column}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Diagnostic:
+    """Immutable once built: a pass that learns more about one makes a new one (`with_notes`)."""
+
     code: str
     message: str
     span: Span | None = None
     label: str = ""  # written under the caret
-    notes: list[str] = field(default_factory=list)
+    notes: tuple[str, ...] = ()
     help: str | None = None
     severity: str = "error"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "notes", tuple(self.notes))
+
+    def with_notes(self, before: Iterable[str] = (), after: Iterable[str] = ()) -> Diagnostic:
+        return replace(self, notes=(*before, *self.notes, *after))
 
     def to_dict(self) -> dict:
         return {
@@ -88,7 +61,7 @@ class Diagnostic:
             "end_line": self.span.end_line if self.span else None,
             "end_column": self.span.end_column if self.span else None,
             "label": self.label,
-            "notes": self.notes,
+            "notes": list(self.notes),
             "help": self.help,
         }
 
@@ -174,6 +147,16 @@ def _paint(text: str, style: str, color: bool) -> str:
     return f"\x1b[{codes[style]}m{text}\x1b[0m" if color else text
 
 
+def source_lines(text: str) -> list[str]:
+    """A spec's lines as its grammar counts them: split at `\\n` only (a `\\r` before it belongs to the line
+    break). `str.splitlines` also splits at form feeds, U+2028, U+2029 and other characters that a comment may
+    hold, which would shift every line number after them."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 def render_text(diagnostics: Iterable[Diagnostic], sources: dict[str, str], color: bool = False) -> str:
     out: list[str] = []
     split: dict[str, list[str]] = {}  # each source split once, however many diagnostics point into it
@@ -182,7 +165,7 @@ def render_text(diagnostics: Iterable[Diagnostic], sources: dict[str, str], colo
         out.append(f"{head}: {_paint(diag.message, 'bold', color)}")
         span = diag.span
         if span and (span.file or "") not in split:
-            split[span.file or ""] = sources.get(span.file or "", "").splitlines()
+            split[span.file or ""] = source_lines(sources.get(span.file or "", ""))
         lines = split[span.file or ""] if span else []
         if span:
             width = len(str(span.end_line))

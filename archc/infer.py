@@ -90,15 +90,16 @@ class _Walker:
     # ---- errors
     def error(self, code: str, message: str, span: Span | None, *, label: str = "", help: str | None = None,
               notes: list[str] | None = None) -> Diagnostic:
-        diag = Diagnostic(code, message, span, label=label, notes=list(notes or []), help=help)
+        notes = list(notes or [])
+        if self.call_stack and span is not None:
+            block, call_span = self.call_stack[-1]
+            if call_span is not None:
+                notes.append(f"in block `{block}`, called at {call_span}")
+        diag = Diagnostic(code, message, span, label=label, notes=notes, help=help)
         key = (code, message, span)
         if key in self.reported:  # a block's mistake, met again at its next call
             return diag
         self.reported.add(key)
-        if self.call_stack and span is not None:
-            block, call_span = self.call_stack[-1]
-            if call_span is not None:
-                diag.notes.append(f"in block `{block}`, called at {call_span}")
         self.diagnostics.append(diag)
         if len(self.diagnostics) >= MAX_DIAGNOSTICS:
             self.diagnostics.append(Diagnostic("A301", f"stopping after {MAX_DIAGNOSTICS} errors", None,
@@ -149,7 +150,7 @@ class _Walker:
                 self.rule_error(e, item.span)
                 return (x[0], None)
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-                self.error("A104", f"a repetition count must be a positive integer, not `{count}`", item.span)
+                self.error("A117", f"a repetition count must be a positive integer, not `{count}`", item.span)
                 return (x[0], None)
             if count > self.max_layers:
                 self.error("A301", f"repeating {count:,} times exceeds the limit of {self.max_layers:,} layers",
@@ -181,7 +182,7 @@ class _Walker:
             return
         exp = expected if isinstance(expected, tuple) else (expected,)
         if any(isinstance(d, bool) or not isinstance(d, int) for d in exp):
-            self.error("A104", f"an expected size is written like `28x28` or `28x28x256`, not `{expected}`", span)
+            self.error("A118", f"an expected size is written like `28x28` or `28x28x256`, not `{expected}`", span)
             return
         if len(shape) == 1:
             ok = exp in ((shape[0],), (1, 1, shape[0]), (1, 1))
@@ -203,7 +204,7 @@ class _Walker:
             child.stage = item.name
             self.stage_sources[item.name] = StageSource(item.body, env)
             if lookup(item.name) is not None and len(item.body) > 1:
-                self.warn("A111", f"the stage `{item.name}` is named like a layer kind; its {len(item.body)} items "
+                self.warn("A119", f"the stage `{item.name}` is named like a layer kind; its {len(item.body)} items "
                           "run one after the other", item.span,
                           help=f"to merge branches, write a merge (`{'`, `'.join(sorted(MERGES))}`) over one "
                           "branch a line; else give the stage another name")
@@ -448,8 +449,7 @@ def _size_notes(producer: _Node | None) -> list[str]:
     return notes
 
 
-def resolve_params(spec: ir.Spec, overrides: dict[str, Any], sources: dict[str, str]) -> tuple[dict, Shape | None,
-                                                                                                  list[Diagnostic]]:
+def resolve_params(spec: ir.Spec, overrides: dict[str, Any]) -> tuple[dict, Shape | None, list[Diagnostic]]:
     """Evaluate the network parameters in order, then the input size; `overrides` win over defaults."""
     diags: list[Diagnostic] = []
     env: dict[str, Any] = {}
@@ -493,7 +493,7 @@ def resolve_params(spec: ir.Spec, overrides: dict[str, Any], sources: dict[str, 
         shape = (shape,)
     if not (isinstance(shape, tuple) and len(shape) in (1, 3)
             and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)):
-        diags.append(Diagnostic("A104", f"the input size must be HxWxC or a length, not `{shape}`",
+        diags.append(Diagnostic("A118", f"the input size must be HxWxC or a length, not `{shape}`",
                                 spec.input_span, help="for example `input 224x224x3` or `input 784`"))
         return env, None, diags
     try:
@@ -511,7 +511,7 @@ def infer(spec: ir.Spec, blocks: dict[str, ir.BlockDef] | None = None, overrides
     blocks = dict(blocks or {})
     for block in spec.blocks:
         blocks[block.name] = block
-    env, shape, diags = resolve_params(spec, overrides or {}, sources)
+    env, shape, diags = resolve_params(spec, overrides or {})
     if diags or shape is None:
         raise ArchcError(diags, sources)
     walker = _Walker(blocks, max_layers)
@@ -524,8 +524,9 @@ def infer(spec: ir.Spec, blocks: dict[str, ir.BlockDef] | None = None, overrides
     except _Fatal:
         out = (None, None)
     _assign_names(root)
-    for diag, producer, _ in walker.pending_notes:
-        diag.notes = _size_notes(producer) + diag.notes
+    size_notes = {id(diag): _size_notes(producer) for diag, producer, _ in walker.pending_notes}
+    walker.diagnostics = [d.with_notes(before=size_notes[id(d)]) if id(d) in size_notes else d
+                          for d in walker.diagnostics]
     if walker.diagnostics:
         raise ArchcError(walker.diagnostics, sources)
     nodes = [

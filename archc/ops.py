@@ -10,7 +10,8 @@ The language's arithmetic, defined once (docs/language.md repeats it):
     `same` pads `d*(k-1)` in total per axis, `floor` of half before and the rest after, so the output
     size is `ceil(in / stride)` whatever the stride (TensorFlow's `same` only agrees at stride 1).
   * output size = floor((in + pad_before + pad_after - d*(k-1) - 1) / stride) + 1.
-  * max pooling pads with -infinity; average pooling averages only real inputs (padding not counted).
+  * max pooling pads with -infinity; average pooling averages only real inputs (padding not counted), or with
+    `count_pad` counts zero padding (PyTorch's count_include_pad); `ceil` rounds pooled sizes up (ceil_mode).
   * MACs count the multiply-accumulates of conv and dense layers (the papers' "FLOPs" rows); other layers 0.
 """
 
@@ -185,6 +186,38 @@ class ConvArgs(WindowArgs):
 
 class PoolArgs(WindowArgs):
     stride: tuple[int, int] | None = None  # None: the kernel size, as every framework does
+    ceil: bool = False  # PyTorch's ceil_mode: round the output size up (see `window_output`)
+
+    def window_output(self, h: int, w: int) -> tuple[int, int]:
+        """Floor mode: the window arithmetic. Ceil mode (PyTorch's ceil_mode, Caffe's pooling): the division
+        rounds up, so a last window may run past the padding, but it must start inside the input or the
+        padding before it: `if (out - 1) * stride >= in + pad_before: out -= 1`."""
+        out = super().window_output(h, w)  # checks that the window fits
+        if not self.ceil:
+            return out
+        top, bottom, left, right = self.pads()
+        sizes = []
+        for size, before, after, k, s, d in ((h, top, bottom, self.kernel[0], self.stride[0], self.dilation[0]),
+                                             (w, left, right, self.kernel[1], self.stride[1], self.dilation[1])):
+            n = -(-(size + before + after - d * (k - 1) - 1) // s) + 1
+            if (n - 1) * s >= size + before:
+                n -= 1
+            sizes.append(n)
+        return (sizes[0], sizes[1])
+
+    def ceil_pads(self, h: int, w: int) -> Pads:
+        """The padding with ceil mode's overhang added after it: (top, bottom, left, right) such that floor-mode
+        windows over the padded input are the ceil-mode windows. The overhang is never counted in an average
+        and never wins a max (PyTorch's rule); equal to `pads()` in floor mode."""
+        top, bottom, left, right = self.pads()
+        oh, ow = self.window_output(h, w)
+        eh = max(0, (oh - 1) * self.stride[0] + self.dilation[0] * (self.kernel[0] - 1) + 1 - (h + top + bottom))
+        ew = max(0, (ow - 1) * self.stride[1] + self.dilation[1] * (self.kernel[1] - 1) + 1 - (w + left + right))
+        return (top, bottom + eh, left, right + ew)
+
+
+class AvgPoolArgs(PoolArgs):
+    count_pad: bool = False  # True: padding counts as zeros in the average (PyTorch's count_include_pad=True)
 
 
 class DenseArgs(OpArgs):
@@ -349,7 +382,7 @@ class Conv(Op):
             args = args.model_copy(update={"groups": c, "filters": filters})
         if args.filters is None:
             raise RuleError("`conv` needs a number of filters", help="write it after the kernel: `conv 3x3, 64`",
-                            code="A104")
+                            code="A114")
         if args.filters < 1 or args.groups < 1:
             raise RuleError("filters and groups must be at least 1", code="A104")
         if c % args.groups or args.filters % args.groups:
@@ -385,7 +418,8 @@ class _Pool(Op):
     fresh_output = True
 
     def label(self, args: PoolArgs) -> str:
-        return f"{self.name} {_window(args)}"
+        return f"{self.name} {_window(args)}" + (" ceil" if args.ceil else "") + (
+            " count_pad" if getattr(args, "count_pad", False) else "")
 
     def resolve(self, args: PoolArgs, in_shapes):
         _feature_map(in_shapes[0], self.name)
@@ -443,17 +477,35 @@ def _floor_sum(n: int, m: int, a: int, b: int) -> int:
 
 class MaxPool(_Pool):
     name = prefix = "maxpool"
-    summary = "max pooling: kernel; stride (default: the kernel), padding (pads with -inf)"
-    shape_rule = "H'xW' by the window arithmetic, padding counts as -infinity; C unchanged"
+    summary = "max pooling: kernel; stride (default: the kernel), padding (pads with -inf), `ceil` mode"
+    flags = {**_Pool.flags, "ceil": ("ceil", True)}
+    shape_rule = ("H'xW' by the window arithmetic, padding counts as -infinity; `ceil`: the division rounds up "
+                  "(PyTorch's ceil_mode), the last window must start inside the input or the padding before it, "
+                  "and what it covers past the padding is ignored; C unchanged")
     examples = (("maxpool 3x3, stride=2, same", "112x112x64"), ("maxpool 3x3, stride=2", "55x55x96"),
-                ("maxpool 2x2", "28x28x16"))
+                ("maxpool 2x2", "28x28x16"), ("maxpool 3x3, stride=2, ceil", "56x56x64"))
 
 
 class AvgPool(_Pool):
     name = prefix = "avgpool"
-    summary = "average pooling: kernel; stride (default: the kernel), padding (not counted in the average)"
-    shape_rule = "H'xW' by the window arithmetic, padding left out of each average; C unchanged"
-    examples = (("avgpool 2x2, stride=2", "56x56x256"), ("avgpool 3x3, stride=1, same", "28x28x192"))
+    summary = ("average pooling: kernel; stride (default: the kernel), padding (not counted in the average "
+               "unless `count_pad`), `ceil` mode")
+    args = AvgPoolArgs
+    flags = {**_Pool.flags, "ceil": ("ceil", True), "count_pad": ("count_pad", True)}
+    shape_rule = ("H'xW' by the window arithmetic; by default padding is left out of each average (the sum over "
+                  "the real inputs divided by their number); `count_pad`: padding counts as zeros (the sum divided "
+                  "by the window's taps inside the padded input: PyTorch's count_include_pad=True, TensorFlow's "
+                  "and Keras's never); `ceil` as for `maxpool`, the overhang past the padding never counted; "
+                  "C unchanged")
+    examples = (("avgpool 2x2, stride=2", "56x56x256"), ("avgpool 3x3, stride=1, same", "28x28x192"),
+                ("avgpool 3x3, stride=1, padding=1, count_pad", "35x35x192"),
+                ("avgpool 3x3, stride=2, ceil", "28x28x64"))
+
+    def resolve(self, args: AvgPoolArgs, in_shapes):
+        if args.count_pad and args.dilation != (1, 1):
+            raise RuleError("`count_pad` is not defined for dilated average pooling", code="A104",
+                            help="leave `count_pad` out (padding not counted) or the dilation")
+        return super().resolve(args, in_shapes)
 
 
 class _GlobalPool(Op):
@@ -677,10 +729,203 @@ class Concat(_Merge):
         return (*first[:-1], sum(s[-1] for s in in_shapes))
 
 
+# ---------------------------------------------------------------- resampling and U-Net's merge (issue 12)
+
+
+class ConvTransposeArgs(OpArgs):
+    """PyTorch's ConvTranspose2d: `padding` removes rows and columns from both sides of the full output, and
+    `output_padding` adds them after it (on the bottom and right), to pick among the input sizes a strided
+    conv maps to the same output."""
+
+    kernel: tuple[int, int]
+    filters: int
+    stride: tuple[int, int] = (1, 1)
+    padding: Literal["valid"] | tuple[int, int] = "valid"
+    output_padding: tuple[int, int] = (0, 0)
+    bias: bool = True
+
+    @field_validator("kernel", "stride", mode="before")
+    @classmethod
+    def _positive(cls, v, info):
+        pair = _pair(v, info.field_name)
+        if min(pair) < 1:
+            raise ValueError(f"{info.field_name} must be at least 1, not {v}")
+        return pair
+
+    @field_validator("padding", "output_padding", mode="before")
+    @classmethod
+    def _non_negative(cls, v, info):
+        if v == "valid":
+            return v if info.field_name == "padding" else (0, 0)
+        pair = _pair(v, info.field_name)
+        if min(pair) < 0:
+            raise ValueError(f"{info.field_name} cannot be negative, not {v}")
+        return pair
+
+    def crop(self) -> tuple[int, int]:
+        return (0, 0) if self.padding == "valid" else self.padding  # type: ignore[return-value]
+
+
+class ConvTranspose(Op):
+    name = "convtranspose"
+    prefix = "upconv"
+    summary = ("transposed convolution (\"up-convolution\", U-Net): kernel, filters; stride, padding, "
+               "output_padding, bias")
+    args = ConvTransposeArgs
+    positional = ("kernel", "filters")
+    flags = {"valid": ("padding", "valid"), "nobias": ("bias", False)}
+    category = "conv"
+    fresh_output = True
+    shape_rule = ("H' = (H - 1) * stride - 2 * padding + kernel + output_padding (PyTorch's ConvTranspose2d), "
+                  "W' alike; C' = `filters`; `output_padding` must be smaller than the stride")
+    param_rule = ("C * filters * kh * kw weights, + filters biases unless `nobias`; "
+                  "MACs H * W * C * kh * kw * filters (every input value times every kernel tap)")
+    examples = (("convtranspose 2x2, 512, stride=2", "28x28x1024"), ("upconv 3x3, 32, stride=2, padding=1, "
+                 "output_padding=1", "16x16x64"), ("upconv 4x4, 16, stride=2, padding=1, nobias", "8x8x32"))
+
+    def label(self, args: ConvTransposeArgs) -> str:
+        text = f"convtranspose {fmt_shape(args.kernel)}"
+        if args.stride != (1, 1):
+            text += f"/{_show(args.stride)}"
+        if args.crop() != (0, 0):
+            text += f" pad {_show(args.crop())}"
+        if args.output_padding != (0, 0):
+            text += f" outpad {_show(args.output_padding)}"
+        return text + f", {args.filters}" + ("" if args.bias else " nobias")
+
+    def resolve(self, args: ConvTransposeArgs, in_shapes):
+        _feature_map(in_shapes[0], self.name)
+        if args.filters < 1:
+            raise RuleError("`convtranspose` needs at least 1 filter", code="A104")
+        if any(o >= s for o, s in zip(args.output_padding, args.stride, strict=True)):
+            raise RuleError(f"output_padding {_show(args.output_padding)} must be smaller than the stride "
+                            f"{_show(args.stride)}", code="A104",
+                            help="output_padding only picks among the sizes a stride rounds together")
+        return args
+
+    def shape(self, args: ConvTransposeArgs, in_shapes):
+        h, w, _ = _feature_map(in_shapes[0], self.name)
+        out = [(n - 1) * s - 2 * p + k + o for n, s, p, k, o in
+               zip((h, w), args.stride, args.crop(), args.kernel, args.output_padding, strict=True)]
+        if min(out) < 1:
+            raise RuleError(f"padding {_show(args.crop())} crops the whole {fmt_shape(tuple(out))} output away",
+                            help="use less padding", code="A201")
+        return (out[0], out[1], args.filters)
+
+    def weights(self, args: ConvTransposeArgs, in_shapes):
+        # PyTorch's layout [in, out, kh, kw]; its default init takes fan_in from dim 1: out * kh * kw
+        fan_in = args.filters * args.kernel[0] * args.kernel[1]
+        out = {"weight": Weight((in_shapes[0][2], args.filters, *args.kernel), in_axis=0, fan_in=fan_in)}
+        if args.bias:
+            out["bias"] = Weight((args.filters,), role="bias", fan_in=fan_in)
+        return out
+
+    def macs(self, args: ConvTransposeArgs, in_shapes, out):
+        h, w, c = in_shapes[0]
+        return h * w * c * args.kernel[0] * args.kernel[1] * args.filters
+
+
+class UpsampleArgs(OpArgs):
+    scale: tuple[int, int] | None = None  # an integer factor per axis
+    size: tuple[int, int] | None = None  # or the output's HxW
+    mode: Literal["nearest", "bilinear"] = "nearest"
+    align_corners: bool = False  # bilinear only; False is PyTorch's default (and TensorFlow's resize)
+
+    @field_validator("scale", "size", mode="before")
+    @classmethod
+    def _positive(cls, v, info):
+        if v is None:
+            return v
+        pair = _pair(v, info.field_name)
+        if min(pair) < 1:
+            raise ValueError(f"{info.field_name} must be at least 1, not {v}")
+        return pair
+
+    def source_index(self, out: int, size: int) -> list[tuple[int, int, float]]:
+        """For each output position along an axis of `size` inputs and `out` outputs: the two inputs it reads
+        and the weight of the second. Nearest: input floor(i * size / out) (PyTorch's `nearest`, ONNX's
+        asymmetric/floor). Bilinear: the half-pixel source (i + 0.5) * size / out - 0.5, clamped at 0
+        (PyTorch's align_corners=False, TensorFlow's resize), or i * (size - 1) / (out - 1) (align_corners)."""
+        rows = []
+        for i in range(out):
+            if self.mode == "nearest":
+                rows.append((min(i * size // out, size - 1), min(i * size // out, size - 1), 0.0))
+                continue
+            if self.align_corners:
+                src = i * (size - 1) / (out - 1) if out > 1 else 0.0
+            else:
+                src = max((i + 0.5) * size / out - 0.5, 0.0)
+            lo = min(int(src), size - 1)
+            rows.append((lo, min(lo + 1, size - 1), src - lo))
+        return rows
+
+
+class Upsample(Op):
+    name = prefix = "upsample"
+    summary = ("resizing by an integer `scale` or to a `size`: `nearest` (default) or `bilinear` "
+               "(align_corners false by default, as PyTorch's)")
+    args = UpsampleArgs
+    positional = ("scale",)
+    flags = {"nearest": ("mode", "nearest"), "bilinear": ("mode", "bilinear")}
+    category = "reshape"
+    shape_rule = ("H'xW' = HxW times `scale`, or `size`; C unchanged. An output position i along an axis of n "
+                  "inputs and n' outputs reads, `nearest`: input floor(i * n / n'); `bilinear`: the half-pixel "
+                  "source (i + 0.5) * n / n' - 0.5 clamped at 0 (with `align_corners=true`: i * (n - 1) / "
+                  "(n' - 1)), interpolating its two neighbours")
+    examples = (("upsample 2", "14x14x256"), ("upsample 2, bilinear", "7x7x64"),
+                ("upsample size=33x33, bilinear, align_corners=true", "17x17x21"), ("upsample scale=(2, 1)", "8x8x4"))
+
+    def label(self, args: UpsampleArgs) -> str:
+        how = f"x{_show(args.scale)}" if args.scale is not None else f"to {fmt_shape(args.size)}"
+        return f"upsample {how} {args.mode}" + (" align_corners" if args.align_corners else "")
+
+    def resolve(self, args: UpsampleArgs, in_shapes):
+        _feature_map(in_shapes[0], self.name)
+        if (args.scale is None) == (args.size is None):
+            raise RuleError("`upsample` needs either a `scale` or a `size`, not " + (
+                "both" if args.scale is not None else "neither"), code="A104",
+                help="`upsample 2` doubles the height and width; `upsample size=56x56` resizes to 56x56")
+        if args.align_corners and args.mode != "bilinear":
+            raise RuleError("`align_corners` applies to `bilinear` upsampling only", code="A104",
+                            help="add `bilinear`, or leave `align_corners` out")
+        return args
+
+    def shape(self, args: UpsampleArgs, in_shapes):
+        h, w, c = _feature_map(in_shapes[0], self.name)
+        if args.size is not None:
+            return (*args.size, c)
+        return (h * args.scale[0], w * args.scale[1], c)
+
+
+class CropConcat(_Merge):
+    name = prefix = "cropconcat"
+    summary = ("concatenation along the channels after cropping every input to the smallest height and width, "
+               "centred (U-Net's \"copy and crop\")")
+    shortcut_first = joins = True  # `residual cropconcat:` puts the (larger) input first, as U-Net concatenates
+    shape_rule = ("feature maps; H' and W' are the smallest height and width among the inputs, C' the sum of their "
+                  "channels; an input of H x W keeps rows (H - H') // 2 to (H - H') // 2 + H' - 1 and columns "
+                  "alike (an odd difference leaves the extra row at the bottom, the extra column at the right)")
+
+    def shape(self, args, in_shapes):
+        for s in in_shapes:
+            if len(s) != 3:
+                raise RuleError(f"`cropconcat` crops feature maps, but an input is a flat vector of {s[0]}",
+                                help="use `concat` for flat vectors", code="A203")
+        h = min(s[0] for s in in_shapes)
+        w = min(s[1] for s in in_shapes)
+        return (h, w, sum(s[2] for s in in_shapes))
+
+    @staticmethod
+    def crops(in_shapes: list[Shape], out: Shape) -> list[tuple[int, int]]:
+        """Where each input's kept window starts: (top, left), each (size - kept) // 2."""
+        return [((s[0] - out[0]) // 2, (s[1] - out[1]) // 2) for s in in_shapes]
+
+
 OPS: dict[str, Op] = {
     op.name: op()
     for op in (Conv, MaxPool, AvgPool, GlobalAvgPool, GlobalMaxPool, Flatten, Dense, BatchNorm, LRN, Dropout,
-               Identity, ReLU, ReLU6, LeakyReLU, ELU, Sigmoid, Tanh, Softmax, Add, Concat)
+               Identity, ReLU, ReLU6, LeakyReLU, ELU, Sigmoid, Tanh, Softmax, Add, Concat,
+               ConvTranspose, Upsample, CropConcat)
 }
 
 # Other spellings a spec may use; each names a row above.
@@ -690,6 +935,7 @@ ALIASES: dict[str, str] = {
     "bn": "batchnorm",
     "gap": "globalavgpool",
     "gmp": "globalmaxpool",
+    "upconv": "convtranspose",
 }
 
 # Words that may trail a layer's arguments to append a layer: `conv 3x3, 64, bn, relu`.

@@ -107,11 +107,11 @@ class Plan:
                 rows.append((key, [node]))
         return rows
 
-    def to_json(self, level: str = "layer") -> dict:
-        """The `check --format json` object (archc.render.plan_json)."""
+    def to_json(self) -> dict:
+        """The `check --format json` object (archc.render.plan_json): every layer and every stage."""
         from .render import plan_json
 
-        return plan_json(self, level)
+        return plan_json(self)
 
     # ---- facts every backend needs, computed once here
 

@@ -121,7 +121,7 @@ def _wrapper_body(plan: Plan, item, env: dict, depth: int):
     return block, bound
 
 
-def plan_json(plan: Plan, level: str = "layer") -> dict:
+def plan_json(plan: Plan) -> dict:
     """The `check --format json` object: a contract other tools read (keys only ever get added)."""
     layers = [
         {

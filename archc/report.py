@@ -127,4 +127,8 @@ def html_report(plan: Plan) -> str:
     parts += ["<h2>Stages</h2>", _picture(plan, "stage"), _table(plan, "stage"),
               "<details><summary>Every layer</summary>", _picture(plan, "layer"), _table(plan, "layer"),
               "</details>", "<footer><p>Written by archc.</p></footer>", "</body></html>"]
-    return "\n".join(parts) + "\n"
+    return _SURROGATES.sub("\ufffd", "\n".join(parts) + "\n")
+
+
+# A file name that is not UTF-8 reaches Python as lone surrogates (PEP 383), which no UTF-8 page can hold.
+_SURROGATES = re.compile("[\ud800-\udfff]")

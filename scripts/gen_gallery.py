@@ -37,6 +37,9 @@ SECTIONS = [
     ("MobileNet", ["mobilenet_v1"]),
     ("ResNet", ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]),
     ("DenseNet", ["densenet121", "densenet169", "densenet201", "densenet161"]),
+    ("VGG with batchnorm, SqueezeNet, Inception v3", ["vgg16_bn", "squeezenet1_1", "inception_v3"]),
+    ("ResNeXt and Wide ResNet", ["resnext50_32x4d", "wide_resnet50_2"]),
+    ("U-Net", ["unet"]),
 ]
 
 INTRO = """\

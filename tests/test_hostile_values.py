@@ -379,7 +379,7 @@ def test_a_stage_named_like_a_layer_kind_warns():
     """Filed: a stage named like a merge (`multiply:` before the kind existed) over two items ran them one after
     the other and checked silently."""
     plan = archc.check("input 8x8x3\nconv:\n  relu\n  sigmoid\n")
-    assert [d.code for d in plan.warnings] == ["A111"]
+    assert [d.code for d in plan.warnings] == ["A119"]
     assert plan.warnings[0].severity == "warning" and "add" in plan.warnings[0].help
     assert not archc.check("input 8x8x3\nadd:\n  relu\n  sigmoid\n").warnings  # branches of a merge
     assert not archc.check("input 8x8x3\nconv1: relu; sigmoid\n").warnings
@@ -398,9 +398,9 @@ def test_warnings_print_without_failing(tmp_path):
     spec.write_text("input 8x8x3\nconv:\n  relu\n  sigmoid\n")
     result = CliRunner().invoke(main, ["check", str(spec)])
     assert result.exit_code == 0
-    assert "warning[A111]" in result.output  # CliRunner mixes standard error in
+    assert "warning[A119]" in result.output  # CliRunner mixes standard error in
     data = json.loads(CliRunner().invoke(main, ["check", str(spec), "--format", "json"]).stdout)
-    assert data["ok"] and [w["code"] for w in data["warnings"]] == ["A111"]
+    assert data["ok"] and [w["code"] for w in data["warnings"]] == ["A119"]
 
 
 def test_the_shipped_specs_have_no_warnings():

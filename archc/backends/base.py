@@ -63,7 +63,7 @@ class Backend:
         method = getattr(self, f"emit_{node.op}", None)
         if method is None:
             raise backend_error(self.cannot_emit_code, f"the {self.name} backend cannot build `{node.op}` layers",
-                                node, help=f"`archc ops` lists the kinds; the other backends may build this one")
+                                node, help="`archc ops` lists the kinds; the other backends may build this one")
         return method(node, inputs, ctx)
 
     def emit_table(self, entry: Any, node: PlanNode, inputs: list[str], ctx: Any) -> Any:

@@ -104,6 +104,36 @@ class ExactAvgPool2d(nn.Module):
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, pads={self.pads}, dilation={self.dilation}"
 ''',
+    "CountingAvgPool2d": '''
+class CountingAvgPool2d(nn.Module):
+    """Average pooling that counts zero padding (`count_pad`) for padding nn.AvgPool2d cannot express
+    (asymmetric, more than half the kernel); ceil mode's `overhang` past the padding is not counted."""
+
+    def __init__(self, kernel_size, stride, pads, overhang):
+        super().__init__()
+        self.kernel_size, self.stride, self.pads, self.overhang = kernel_size, stride, pads, overhang
+
+    def forward(self, x):
+        x = F.pad(x, self.pads)
+        ones = x.new_ones((1, 1, *x.shape[2:]))
+        beyond = (0, self.overhang[1], 0, self.overhang[0])
+        counts = F.avg_pool2d(F.pad(ones, beyond), self.kernel_size, self.stride)
+        return F.avg_pool2d(F.pad(x, beyond), self.kernel_size, self.stride) / counts
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, pads={self.pads}, overhang={self.overhang}"
+''',
+    "CropConcat": '''
+class CropConcat(nn.Module):
+    """Concatenation along the channels of inputs cropped to the smallest height and width, centred: an input
+    of height H keeps rows (H - h) // 2 onwards (U-Net's copy and crop)."""
+
+    def forward(self, *xs):
+        h = min(x.shape[2] for x in xs)
+        w = min(x.shape[3] for x in xs)
+        return torch.cat([x[:, :, (x.shape[2] - h) // 2:(x.shape[2] - h) // 2 + h,
+                            (x.shape[3] - w) // 2:(x.shape[3] - w) // 2 + w] for x in xs], 1)
+''',
     "GlobalAvgPool2d": '''
 class GlobalAvgPool2d(nn.Module):
     """N x C x H x W -> N x C: the mean over each channel."""
@@ -287,7 +317,7 @@ class TorchBackend(Backend):
         forward_lines = _forward_lines(nodes, output, ctx)
         cls = class_name(plan.name)
         helpers = ["Scope"] + [h for h in HELPERS if h in ctx.helpers and h != "Scope"]
-        header = self._header(plan, logits, output)
+        header = self._header(plan, output)
         parts = [header, "import torch", "import torch.nn.functional as F", "from torch import nn", "",
                  f"INPUT_SHAPE = {_input_shape(plan)!r}  # one example, batch left out", ""]
         for h in helpers:
@@ -309,7 +339,7 @@ class TorchBackend(Backend):
         parts.append("        print(tuple(model(torch.zeros(1, *INPUT_SHAPE)).shape))")
         return "\n".join(parts) + "\n"
 
-    def _header(self, plan: Plan, logits: bool, output: str) -> str:
+    def _header(self, plan: Plan, output: str) -> str:
         origin = plan.file or "a spec given as text"
         params = ", ".join(f"{k}={v}" for k, v in plan.params.items() if k != "in")
         out_shape = plan.input_shape if output == INPUT else plan.node(output).shape
@@ -410,23 +440,33 @@ class TorchBackend(Backend):
         top, bottom, left, right = a.pads()
         common = f"kernel_size={_int_or_pair(a.kernel)}, stride={_int_or_pair(a.stride)}" + (
             f", dilation={_int_or_pair(a.dilation)}" if a.dilation != (1, 1) else "")
-        # nn.MaxPool2d pads by -inf itself, but only symmetrically and by at most half the kernel.
+        # nn.MaxPool2d pads by -inf itself, but only symmetrically and by at most half the kernel; its ceil_mode
+        # is the language's `ceil`. Otherwise pad explicitly, ceil mode's overhang included (never the max).
         if top == bottom and left == right and 2 * top <= a.kernel[0] and 2 * left <= a.kernel[1]:
             padding = f", padding={_int_or_pair((top, left))}" if top or left else ""
-            return f"nn.MaxPool2d({common}{padding})"
-        return f"{ctx.helper('PaddedMaxPool2d')}({common}, pads={_pad_order(a.pads())!r})"
+            return f"nn.MaxPool2d({common}{padding}{', ceil_mode=True' if a.ceil else ''})"
+        pads = a.ceil_pads(*node.in_shapes[0][:2])
+        return f"{ctx.helper('PaddedMaxPool2d')}({common}, pads={_pad_order(pads)!r})"
 
     def emit_avgpool(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
         a = node.args
         top, bottom, left, right = a.pads()
         common = f"kernel_size={_int_or_pair(a.kernel)}, stride={_int_or_pair(a.stride)}"
+        ceil = ", ceil_mode=True" if a.ceil else ""
         if a.dilation == (1, 1) and top == bottom and left == right and 2 * top <= a.kernel[0] \
                 and 2 * left <= a.kernel[1]:
-            if top or left:  # padding is left out of the average, as the language defines it
-                return f"nn.AvgPool2d({common}, padding={_int_or_pair((top, left))}, count_include_pad=False)"
-            return f"nn.AvgPool2d({common})"
+            # nn.AvgPool2d's ceil_mode and count_include_pad are the language's `ceil` and `count_pad`
+            if top or left:
+                return (f"nn.AvgPool2d({common}, padding={_int_or_pair((top, left))}{ceil}"
+                        f"{'' if a.count_pad else ', count_include_pad=False'})")
+            return f"nn.AvgPool2d({common}{ceil})"
+        pads = a.ceil_pads(*node.in_shapes[0][:2])  # ceil mode's overhang after the padding: never counted
+        if a.count_pad:  # (never dilated: the registry refuses that)
+            overhang = (pads[1] - bottom, pads[3] - right)
+            return (f"{ctx.helper('CountingAvgPool2d')}(kernel_size={a.kernel!r}, stride={a.stride!r}, "
+                    f"pads={_pad_order(a.pads())!r}, overhang={overhang!r})")
         return (f"{ctx.helper('ExactAvgPool2d')}(kernel_size={a.kernel!r}, stride={a.stride!r}, "
-                f"pads={_pad_order(a.pads())!r}, dilation={a.dilation!r})")
+                f"pads={_pad_order(pads)!r}, dilation={a.dilation!r})")
 
     def emit_globalavgpool(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
         return f"{ctx.helper('GlobalAvgPool2d')}()"
@@ -471,6 +511,27 @@ class TorchBackend(Backend):
     def emit_concat(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
         return f"{ctx.helper('Concat')}()"
 
+    # ---- resampling and U-Net's merge (issue 12)
+
+    def emit_convtranspose(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
+        a = node.args
+        options = ((f", stride={_int_or_pair(a.stride)}" if a.stride != (1, 1) else "")
+                   + (f", padding={_int_or_pair(a.crop())}" if a.crop() != (0, 0) else "")
+                   + (f", output_padding={_int_or_pair(a.output_padding)}" if a.output_padding != (0, 0) else "")
+                   + ("" if a.bias else ", bias=False"))
+        return (f"nn.ConvTranspose2d({node.in_shapes[0][2]}, {a.filters}, kernel_size={_int_or_pair(a.kernel)}"
+                f"{options})")
+
+    def emit_upsample(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
+        a = node.args
+        # a scale keeps the model usable at other input sizes; an integer scale reads the same inputs as a size
+        how = f"scale_factor={_int_or_pair(a.scale)}" if a.scale is not None else f"size={tuple(a.size)!r}"
+        corners = f", align_corners={a.align_corners}" if a.mode == "bilinear" else ""
+        return f"nn.Upsample({how}, mode={a.mode!r}{corners})"
+
+    def emit_cropconcat(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
+        return f"{ctx.helper('CropConcat')}()"
+
 
 # ---------------------------------------------------------------- generated code pieces
 
@@ -485,8 +546,8 @@ def _check_name(node: PlanNode) -> None:
             raise backend_error("A404", f"`{node.name}` cannot name a PyTorch module: `{part}` is not an identifier",
                          node, help="use letters, digits and underscores in names")
         if hasattr(_probe(), part):
-            raise backend_error("A404", f"`{node.name}` cannot name a PyTorch module: `{part}` is an attribute of every "
-                         "nn.Module", node, help=f"rename `{part}`")
+            raise backend_error("A404", f"`{node.name}` cannot name a PyTorch module: `{part}` is an attribute of "
+                                "every nn.Module", node, help=f"rename `{part}`")
         if len(_GOOD_PARTS) < 100_000:
             _GOOD_PARTS.add(part)
 
@@ -667,7 +728,8 @@ def _state_dict_of(source: Any) -> Mapping[str, Any]:
     if isinstance(source, Mapping):
         bad = [k for k, v in source.items() if not isinstance(v, torch.Tensor)]
         if bad:
-            raise backend_error("A405", f"the state dict's `{bad[0]}` is a {type(source[bad[0]]).__name__}, not a tensor")
+            what = type(source[bad[0]]).__name__
+            raise backend_error("A405", f"the state dict's `{bad[0]}` is a {what}, not a tensor")
         return source
     raise backend_error("A405", f"cannot load weights from a `{type(source).__name__}`",
                  help="pass a PyTorch module, a state dict, or the path of a saved state dict")

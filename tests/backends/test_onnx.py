@@ -165,7 +165,6 @@ def _randomize_batchnorm(model, torch) -> None:
 
 def _compare_with_torch(plan, batch: int, tolerance: float = 1e-4) -> None:
     torch = pytest.importorskip("torch")
-    pytest.importorskip("archc.backends.torch")
     # logits: a softmax over 1000 classes squeezes differences below any tolerance
     torch_model = archc.compile(plan, backend="torch", logits=True).eval()
     _randomize_batchnorm(torch_model, torch)
