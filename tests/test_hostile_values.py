@@ -85,7 +85,7 @@ def test_the_arithmetic_agrees_with_a_scan_of_every_window(size, kernel, dilatio
 def test_round_to_minus_a_billion_digits_is_refused_at_once():
     """Filed: `round(5, -1000000000)` hung (Python computes 10**1000000000 first)."""
     start = time.perf_counter()
-    assert codes("input 8x8x3\nparam n=round(5, -1000000000)\nrelu\n") == ["A104"]
+    assert codes("input 8x8x3\nparam n=round(5, -1000000000)\nrelu\n") == ["A115"]
     assert time.perf_counter() - start < FAST
     assert archc.check(f"input 8x8x3\nparam n=round(1234, -{MAX_ROUND_DIGITS})\nrelu\n").params["n"] == 0
     assert archc.check("input 8x8x3\nparam n=round(1250, -2)\nrelu\n").params["n"] == 1200
@@ -102,7 +102,7 @@ def test_every_function_is_fast_at_the_edges_of_numbers(func):
             try:
                 archc.check(f"input 8x8x3\nparam n={call}\nrelu\n")
             except ArchcError as e:
-                assert {d.code for d in e.diagnostics} <= {"A103", "A104"}, e.render()
+                assert {d.code for d in e.diagnostics} <= {"A103", "A115", "A116"}, e.render()
             assert time.perf_counter() - start < FAST, call
 
 
@@ -139,7 +139,7 @@ def test_wrappers_over_an_unknown_input_are_walked_once():
     layer limit never stopped it)."""
     spec = "input 8x8x3\n" + _wrappers(8, 10).replace("  relu\n", "  relu x 0\n") + "s: w0()\n"
     start = time.perf_counter()
-    assert codes(spec) == ["A104"]
+    assert codes(spec) == ["A117"]
     assert time.perf_counter() - start < FAST
 
 
@@ -224,7 +224,7 @@ def test_values_no_backend_builds_are_refused(spec, code):
 def test_json_infinity_is_refused():
     spec = {"input": {"kind": "dims", "dims": [8, 8, 3]},
             "body": [{"kind": "layer", "op": "lrn", "args": [{"name": "alpha", "value": 1e999}]}]}
-    assert "A104" in codes(json.dumps(spec).replace("Infinity", "1e999"))
+    assert "A115" in codes(json.dumps(spec).replace("Infinity", "1e999"))
 
 
 def test_every_size_stays_inside_the_bounds():
