@@ -167,6 +167,9 @@ class WindowArgs(OpArgs):
         eh = self.dilation[0] * (self.kernel[0] - 1) + 1
         ew = self.dilation[1] * (self.kernel[1] - 1) + 1
         ph, pw = h + top + bottom, w + left + right
+        if max(ph, pw) > MAX_DIM:  # frameworks pad explicitly: the padded map is a tensor too
+            raise RuleError(f"the padded input, {ph:,}x{pw:,}, is larger than archc builds (at most {MAX_DIM:,} a "
+                            "side)", help="use a smaller kernel, dilation or padding", code="A301")
         if eh > ph or ew > pw:
             raise RuleError(
                 f"kernel {self.kernel[0]}x{self.kernel[1]} does not fit a {h}x{w} input",

@@ -214,6 +214,7 @@ def test_the_caret_stays_under_the_span_in_a_window(length, column, width):
     ("input 8x8x3\nconv 1x1, 4, padding=(1500000000, 1500000000, 0, 0)\n", "A301"),
     (f"input {MAX_DIM + 1}x1x1\nrelu\n", "A301"),
     ("input 2000000x2000000x1\nrelu\n", "A301"),
+    ("input 5x7x3\nmaxpool (2147483646, 2147483647), padding=same\n", "A301"),  # padded past int32 (property)
     ("input 8x8x3\nconv 3x3, 3000000000\n", "A104"),
     ("input 8\ndense 0\n", "A104"),
 ])

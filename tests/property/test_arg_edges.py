@@ -112,7 +112,14 @@ def layer_lines(draw, name: str) -> str:
 
 
 def _largest(plan) -> int:
-    return max(math.prod(s) for s in [plan.input_shape, *(n.shape for n in plan.nodes)])
+    """The most values a tensor of the plan holds, padded inputs of window layers included."""
+    sizes = [math.prod(s) for s in [plan.input_shape, *(n.shape for n in plan.nodes)]]
+    for n in plan.nodes:
+        if hasattr(n.args, "pads") and len(n.in_shapes[0]) == 3:
+            top, bottom, left, right = n.args.pads()
+            h, w, c = n.in_shapes[0]
+            sizes.append((h + top + bottom) * (w + left + right) * c)
+    return max(sizes)
 
 
 def _torch_run(plan, x: np.ndarray, run: bool) -> None:
