@@ -40,6 +40,15 @@ def _report(error: ArchcError, fmt: str = "text") -> None:
         click.echo(error.render(color=color), err=True, nl=False, color=color)
 
 
+def _warnings(plan, sources: dict[str, str] | None = None) -> None:
+    """What checks but is likely a mistake (a plan's warnings), on standard error; the exit status stays 0."""
+    if plan.warnings:
+        from .diagnostics import render_text
+
+        color = _color(sys.stderr)
+        click.echo(render_text(plan.warnings, sources or {}, color=color), err=True, nl=False, color=color)
+
+
 def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
     """`--set NAME=VALUE` options: each value is parsed here, so a malformed one is a usage error that names
     the option (not a syntax error in a wrapper line of spec text that the user never wrote)."""
@@ -207,7 +216,8 @@ def check(ctx, specs, level, fmt, output, sets, max_layers, allow) -> None:
             continue
         notes = _notes(loaded, overrides)
         if fmt in ("json", "jsonl"):
-            documents.append(dict(plan.to_json(), ok=True, notes=notes))
+            documents.append(dict(plan.to_json(), ok=True, notes=notes,
+                                  warnings=[d.to_dict() for d in plan.warnings]))
         elif fmt == "html":
             _write_report(plan, _report_target(spec, output), loaded.files)
         else:
@@ -217,6 +227,8 @@ def check(ctx, specs, level, fmt, output, sets, max_layers, allow) -> None:
             click.echo(check_table(plan, level, bold=bold), color=bold)
         for note in notes if fmt in ("text", "html") else ():
             click.echo(f"note: {note}", err=True)
+        if fmt in ("text", "html"):
+            _warnings(plan, loaded.sources)
     if fmt == "jsonl":
         for doc in documents:
             click.echo(json.dumps(doc))
@@ -377,6 +389,7 @@ def build(spec, backend, fmt, output, logits, max_params, sets, max_layers, allo
     backend, fmt = _build_target(output, backend, fmt)
     reads: list[Path] = []
     plan = _check(spec, _parse_sets(sets), max_layers, allow, reads)
+    _warnings(plan)
     if plan.total_params > max_params:
         raise ArchcError([Diagnostic("A302", f"`{plan.name}` has {plan.total_params:,} parameters, more than the "
                                      f"build limit of {max_params:,}", None,

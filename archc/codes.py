@@ -55,6 +55,10 @@ CODES: dict[str, tuple[str, str]] = {
     "A118": ("bad size",
              "A size written where one is expected (the `input`, a checked `-> SIZE` or stage size) that is not "
              "`HxW`, `HxWxC` or a length."),
+    "A119": ("a stage named like a layer kind",
+             "A warning: a stage whose name is a layer kind (`conv:`, `multiply:`) and that holds several items runs "
+             "them one after the other, which is seldom what such a name means. The spec checks; merges over "
+             "branches are written with a merge kind (`add:`, `concat:`) over one branch a line."),
     "A200": ("shape rule failed",
              "A shape rule failed in a way no more specific code covers. Reserved: every rule of the shipped layer "
              "kinds raises one of the codes below, so no spec produces it today."),
@@ -73,11 +77,16 @@ CODES: dict[str, tuple[str, str]] = {
     "A207": ("pooling window over padding only",
              "A pooling window that would cover padding only: its maximum would be -infinity and its average 0/0, "
              "so the language refuses it rather than let the frameworks disagree."),
+    "A208": ("automatic shortcut skips most of its input",
+             "A warning: the automatic shortcut of a residual is a 1x1 conv strided by more than 2 (ResNet's "
+             "downsampling uses 2), so it reads one input pixel in stride squared: the body likely shrinks the map "
+             "far more than intended (a global pooling inside the residual). The spec checks."),
     "A301": ("limit exceeded",
              "A limit was exceeded (see [Limits](#limits)): the file's size, a name's length, the number of layers, "
              "the depth of nested calls, the language server's time for one check."),
     "A302": ("too many parameters to build",
-             "`archc build` refuses a model with more parameters than `--max-params`."),
+             "`archc build` refuses a model with more parameters than `--max-params`, or more than its file "
+             "format holds (an ONNX file: protobuf's 2 GiB)."),
     "A401": ("cannot write an output",
              "An output archc will not or cannot write. It never overwrites a file the spec reads (the spec itself "
              "and every file it imports, however they are named: relatively, through a symlink or another hard "

@@ -8,7 +8,9 @@ Codes are stable and grouped by phase:
 
 from __future__ import annotations
 
+import bisect
 import difflib
+import functools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -90,9 +92,54 @@ class ArchcError(Exception):
         return self.render()
 
 
+MAX_SUGGESTION_CANDIDATES = 200  # names did-you-mean scores; among more, those sharing the longest start or end
+MAX_SUGGESTION_RATIOS = 10  # full (quadratic) comparisons per suggestion
+
+
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f"did you mean `{close[0]}`?" if close else None
+    close = _closest(word, tuple(candidates))
+    return f"did you mean `{close}`?" if close else None
+
+
+@functools.lru_cache(maxsize=256)
+def _closest(word: str, candidates: tuple[str, ...], cutoff: float = 0.6) -> str | None:
+    """difflib.get_close_matches(word, candidates, n=1, cutoff) with its work bounded: a spec with thousands
+    of long block names and many unknown calls must not take minutes (~3 ms a full comparison of two
+    128-character names). Among a few hundred names it is the same answer. Among more, a typo keeps most of
+    a name's start or its end, so the names next to the word in sorted order, and next to it in the order of
+    reversed names, are the ones scored; of those only the few whose cheap upper bound (quick_ratio) is
+    highest are compared fully. Cached: one unknown word is often met again (a block's mistake at each call)."""
+    if len(candidates) > MAX_SUGGESTION_CANDIDATES:
+        forward, backward = _orders(candidates)
+        half = MAX_SUGGESTION_CANDIDATES // 4
+        i, j = bisect.bisect(forward, word), bisect.bisect(backward, word[::-1])
+        candidates = tuple(dict.fromkeys(forward[max(0, i - half):i + half]
+                                         + [c[::-1] for c in backward[max(0, j - half):j + half]]))
+    matcher = difflib.SequenceMatcher()
+    matcher.set_seq2(word)
+    scored = []
+    for candidate in candidates:
+        matcher.set_seq1(candidate)
+        if matcher.real_quick_ratio() >= cutoff:  # lengths alone
+            quick = matcher.quick_ratio()
+            if quick >= cutoff:
+                scored.append((quick, candidate))
+    scored.sort(reverse=True)
+    best: tuple[float, str] | None = None
+    for quick, candidate in scored[:MAX_SUGGESTION_RATIOS]:
+        if best is not None and quick < best[0]:
+            break  # an upper bound below the best score: nothing further can win
+        matcher.set_seq1(candidate)
+        score = matcher.ratio()
+        if score >= cutoff and (best is None or (score, candidate) > best):
+            best = (score, candidate)
+    return best[1] if best else None
+
+
+@functools.lru_cache(maxsize=8)
+def _orders(candidates: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """The names sorted, and the reversed names sorted: neighbours share the longest start, or end."""
+    return sorted(candidates), sorted(c[::-1] for c in candidates)
 
 
 def _paint(text: str, style: str, color: bool) -> str:
@@ -129,7 +176,9 @@ def render_text(diagnostics: Iterable[Diagnostic], sources: dict[str, str], colo
                 # Columns come from JSON specs too: clamp them to the line so no span can ask for a huge margin.
                 column = min(max(span.column, 1), len(text) + 1)
                 end = span.end_column if span.end_line == span.line else len(text) + 1
-                carets = "^" * max(1, min(end, len(text) + 1) - column)
+                end = max(column + 1, min(end, len(text) + 1))
+                text, column, end = _line_window(text, column, end)
+                carets = "^" * (end - column)
                 bar = _paint("|", "blue", color)
                 out.append(f"{gutter} {bar}")
                 out.append(f"{_paint(str(span.line).rjust(width), 'blue', color)} {bar} {text}")
@@ -144,6 +193,23 @@ def render_text(diagnostics: Iterable[Diagnostic], sources: dict[str, str], colo
             out.append(f"   = {_paint('help', 'help', color)}: {diag.help}")
         out.append("")
     return "\n".join(out)
+
+
+MAX_SHOWN_LINE = 160  # characters of a source line a diagnostic shows: a window around the caret
+
+
+def _line_window(text: str, column: int, end: int) -> tuple[str, int, int]:
+    """The part of a long line around columns [column, end) (1-based, end exclusive), with `...` where it is
+    cut, and the columns moved to match. A 1 MiB line with 100 errors would otherwise print 100 MiB."""
+    if len(text) <= MAX_SHOWN_LINE:
+        return text, column, end
+    end = min(end, column + MAX_SHOWN_LINE // 2)  # a long span is shown from its start
+    start = max(1, min(column - MAX_SHOWN_LINE // 4, end - MAX_SHOWN_LINE + 8))
+    stop = min(len(text) + 1, start + MAX_SHOWN_LINE)
+    head = "..." if start > 1 else ""
+    tail = "..." if stop <= len(text) else ""
+    shift = start - 1 - len(head)
+    return head + text[start - 1:stop - 1] + tail, column - shift, end - shift
 
 
 def render_json(diagnostics: Iterable[Diagnostic]) -> str:

@@ -51,6 +51,8 @@ def divisible(value: float, divisor: int, min_value: int | None = None) -> int:
 # `round` is Python's (halves to even: round(2.5) == 2), which is what torchvision's int(round(...)) calls too.
 FUNCS = {"int": int, "round": round, "min": min, "max": max, "float": float, "ceil": math.ceil, "floor": math.floor,
          "divisible": divisible}
+MAX_ROUND_DIGITS = 18  # int64 has 19 digits: `round(x, -19)` is 0 or out of range, and `round(5, -10**9)`
+# would compute 10**(10**9) before giving 0
 _DIM_NAMES = {"h": 0, "w": 1, "c": 2}
 
 
@@ -146,6 +148,10 @@ def _func(expr: Any, env: dict) -> Any:
         raise ExprError(f"unknown function `{expr.func}`", expr.span, help=did_you_mean(expr.func, FUNCS)
                         or f"the functions are {', '.join(sorted(FUNCS))}")
     args = [_number(evaluate(a, env), a) for a in expr.args]
+    if expr.func == "round" and len(args) == 2 and not -MAX_ROUND_DIGITS <= args[1] <= MAX_ROUND_DIGITS:
+        raise ExprError(f"`round` rounds to at most {MAX_ROUND_DIGITS} digits either side of the point, not "
+                        f"{args[1]:,}", expr.span, code="A115",
+                        help=f"give `round` a number of digits between -{MAX_ROUND_DIGITS} and {MAX_ROUND_DIGITS}")
     try:
         return bounded(fn(*args), expr)
     except (TypeError, ValueError, OverflowError) as e:

@@ -14,7 +14,7 @@ from . import ir
 from .binding import bind_call, bind_layer
 from .diagnostics import ArchcError, Diagnostic, RuleError, Span, did_you_mean
 from .exprs import Symbol, Unknown, bounded_value, evaluate, to_python
-from .ops import ALIASES, MERGES, OPS, SHORTCUTS, Shape, fmt_shape, lookup
+from .ops import ALIASES, MERGES, OPS, SHORTCUTS, Shape, check_shape, fmt_shape, lookup
 from .plan import INPUT, Plan, PlanNode, StageSource
 
 # Limits that keep a hostile spec from exhausting memory or time (docs/language.md, "Limits").
@@ -23,6 +23,7 @@ MAX_CALL_DEPTH = 100
 MAX_EXPANSION_DEPTH = 150  # nested scopes, groups, residuals, branches and block calls, all together
 MAX_DIAGNOSTICS = 100  # then inference stops: a spec this broken gains nothing from more
 MAX_NOTE_HOPS = 1_000  # how far back a size note looks for the layers that shrank the input
+MAX_PROJECTION_STRIDE = 2  # ResNet's option B: a 1x1 conv at stride 2 already skips 3 pixels of 4; more warns
 
 
 
@@ -83,6 +84,8 @@ class _Walker:
         self.stage_sources: dict[str, StageSource] = {}
         self.check_sizes = True  # expected sizes are the table's, for the spec's own input size
         self.depth = 0  # nesting of `seq`, block calls included
+        self.unknown_walks: set = set()  # (block, arguments) already walked with an unknown input
+        self.warnings: list[Diagnostic] = []  # what checks but is likely a mistake; never fails the check
 
     # ---- errors
     def error(self, code: str, message: str, span: Span | None, *, label: str = "", help: str | None = None,
@@ -103,6 +106,12 @@ class _Walker:
                                                help="fix the errors above and check again"))
             raise _Fatal()
         return diag
+
+    def warn(self, code: str, message: str, span: Span | None, help: str | None = None) -> None:
+        key = (code, message, span)
+        if key not in self.reported and len(self.warnings) < MAX_DIAGNOSTICS:
+            self.reported.add(key)
+            self.warnings.append(Diagnostic(code, message, span, help=help, severity="warning"))
 
     def rule_error(self, e: RuleError, span: Span | None, **kw) -> Diagnostic:
         span = getattr(e, "span", None) or span
@@ -196,6 +205,11 @@ class _Walker:
         if scope.parent is None and not self.call_stack:
             child.stage = item.name
             self.stage_sources[item.name] = StageSource(item.body, env)
+            if lookup(item.name) is not None and len(item.body) > 1:
+                self.warn("A119", f"the stage `{item.name}` is named like a layer kind; its {len(item.body)} items "
+                          "run one after the other", item.span,
+                          help=f"to merge branches, write a merge (`{'`, `'.join(sorted(MERGES))}`) over one "
+                          "branch a line; else give the stage another name")
         self.prepare_calls(child, item.body)
         inner = dict(env, **{"in": x[1]})
         out = self.seq(item.body, x, inner, child)
@@ -270,6 +284,14 @@ class _Walker:
                         "use `shortcut=projection` or write the shortcut yourself under `shortcut:`")
             self.error("A202", f"no {what} takes {fmt_shape(x[1])} to {fmt_shape(target)}", item.span, help=help)
             return (x[0], None)
+        stride = layers[0][1].stride
+        if max(stride) > MAX_PROJECTION_STRIDE:
+            shown = fmt_shape(stride) if stride[0] != stride[1] else stride[0]
+            self.warn("A208", f"the automatic shortcut (stride {shown}) reads one input pixel in "
+                      f"{stride[0] * stride[1]:,}", item.span,
+                      help="the body shrinks the map much more than a downsampling block does (a global pooling "
+                      "inside the residual?): end the residual before the pooling, or write the shortcut under "
+                      "`shortcut:`")
         sub = scope.child(None, "shortcut")
         out = x
         for kind, args in layers:
@@ -328,7 +350,7 @@ class _Walker:
         if all(s is not None for s in in_shapes):
             try:
                 args = op.resolve(args, in_shapes)
-                shape = op.shape(args, in_shapes)
+                shape = check_shape(op.shape(args, in_shapes))
                 trainable, non_trainable = op.params(args, in_shapes)
                 macs = op.macs(args, in_shapes, shape)
             except RuleError as e:
@@ -379,6 +401,11 @@ class _Walker:
             scope.calls += 1
         # decide afresh for the block's own body: a stage that inlines its one call (`conv3_x : stage(...)`)
         # must still number the calls inside that block (`conv3_x.0`, `conv3_x.1`), not flatten them
+        if x[1] is None:  # an unknown input adds no layer: one walk per block and arguments finds its errors
+            key = _walk_key(item.block, bound)
+            if key in self.unknown_walks:
+                return x
+            self.unknown_walks.add(key)
         self.prepare_calls(target, block.body)
         body_env = dict(self.globals, **bound)
         body_env["in"] = x[1]
@@ -387,6 +414,16 @@ class _Walker:
             return self.seq(block.body, x, body_env, target)
         finally:
             self.call_stack.pop()
+
+def _walk_key(block: str, bound: dict) -> tuple:
+    """A hashable key of a block call; arguments that are not hashable make it unique (walked each time)."""
+    try:
+        key = (block, tuple(sorted(bound.items())))
+        hash(key)
+        return key
+    except TypeError:
+        return (block, object())
+
 
 # ---------------------------------------------------------------- naming
 
@@ -485,6 +522,11 @@ def resolve_params(spec: ir.Spec, overrides: dict[str, Any]) -> tuple[dict, Shap
         diags.append(Diagnostic("A118", f"the input size must be HxWxC or a length, not `{shape}`",
                                 spec.input_span, help="for example `input 224x224x3` or `input 784`"))
         return env, None, diags
+    try:
+        check_shape(shape)
+    except RuleError as e:
+        diags.append(Diagnostic(e.code, e.message, spec.input_span, help=e.help))
+        return env, None, diags
     return env, shape, diags
 
 
@@ -525,4 +567,4 @@ def infer(spec: ir.Spec, blocks: dict[str, ir.BlockDef] | None = None, overrides
     output = out[0].name if out[0] is not None else INPUT
     return Plan(name=spec.name or "network", description=spec.description, input_shape=shape, nodes=nodes,
                 output=output, file=file, params={k: to_python(v) for k, v in env.items()},
-                stage_sources=walker.stage_sources, blocks=blocks, globals=env)
+                stage_sources=walker.stage_sources, blocks=blocks, globals=env, warnings=walker.warnings)

@@ -26,7 +26,9 @@ from .ir import MAX_INT, MAX_NAME_LENGTH  # noqa: F401 - re-exported: the loader
 from .parser import MAX_NESTING_DEPTH, parse
 
 # Far beyond any real spec (the shipped ones are under 2 KB); a bigger file is refused before it is read. Parsing
-# runs at 60-140 KiB/s of dense tokens, so the limit also bounds the time a hostile spec can take (~15 s).
+# and checking run at about 50 KiB/s of the densest text (one layer per 5 bytes: 1 MiB of `relu` lines took 19-20 s
+# of CPU, 530 MB, on a loaded 2-core machine; two thirds of it parsing), so the limit, with the layer limit, bounds
+# the time a hostile spec can take to about 20 s.
 MAX_SPEC_BYTES = 1024 * 1024
 # JSON nests about twice as deep as the text it mirrors (an item, then its list of items), so every spec the
 # text grammar accepts loads as JSON; the limit also stays below pydantic-core's own recursion guard (255).

@@ -19,14 +19,35 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .diagnostics import RuleError
 
 Shape = tuple[int, ...]
 Pads = tuple[int, int, int, int]  # top, bottom, left, right
+
+# What every backend builds (docs/language.md, "Limits"): `check` accepts no more. Each argument's range is declared
+# on its field below (tests/property/test_arg_edges.py builds every kind at the edges of every range).
+MAX_DIM = 2**31 - 1  # a size: a kernel, stride, dilation, padding, count of filters or units, a tensor's side
+MAX_ELEMENTS = 2**40  # values in one example's tensor (H * W * C): a batch of them stays well inside int64
+MAX_REAL = 1e6  # the magnitude of a real argument (a slope, alpha, beta, k, epsilon): finite in float32
+MIN_EPSILON = 1e-12  # the least positive real argument (epsilon, lrn's alpha, beta, k): not 0 as a float32
+
+Count = Annotated[int, Field(ge=1, le=MAX_DIM)]
+Real = Annotated[float, Field(ge=-MAX_REAL, le=MAX_REAL, allow_inf_nan=False)]
+NonNegativeReal = Annotated[float, Field(ge=0, le=MAX_REAL, allow_inf_nan=False)]
+PositiveReal = Annotated[float, Field(ge=MIN_EPSILON, le=MAX_REAL, allow_inf_nan=False)]  # > 0 even in float32
+
+
+def check_shape(shape: Shape) -> Shape:
+    """A layer's (or the input's) shape, held to MAX_DIM a side and MAX_ELEMENTS in all."""
+    if max(shape) > MAX_DIM or math.prod(shape) > MAX_ELEMENTS:
+        raise RuleError(f"a {fmt_shape(shape)} tensor is larger than archc builds (at most {MAX_DIM:,} a side and "
+                        f"{MAX_ELEMENTS:,} values)", help="frameworks index tensors with 64-bit integers; "
+                        "make the input or the padding smaller", code="A301")
+    return shape
 
 
 def fmt_shape(shape: Shape | None) -> str:
@@ -44,6 +65,15 @@ def _pair(value: Any, what: str) -> tuple[int, int]:
                                                                    for v in value):
         return (value[0], value[1])
     raise ValueError(f"{what} must be an integer or a size like `3x3`, not `{value}`")
+
+
+def _sizes(values: tuple[int, ...], what: str, low: int) -> tuple[int, ...]:
+    """Every value in [low, MAX_DIM]."""
+    for v in values:
+        if not low <= v <= MAX_DIM:
+            raise ValueError(f"{what} must be {'at least 1' if low else 'non-negative'} and at most {MAX_DIM:,}, "
+                             f"not {v:,}")
+    return values
 
 
 def _show(value: Any) -> str:
@@ -101,7 +131,7 @@ class WindowArgs(OpArgs):
         pair = _pair(v, info.field_name)
         if min(pair) < 1:
             raise ValueError(f"{info.field_name} must be at least 1, not {v}")
-        return pair
+        return _sizes(pair, info.field_name, 1)
 
     @field_validator("padding", mode="before")
     @classmethod
@@ -109,11 +139,15 @@ class WindowArgs(OpArgs):
         if isinstance(v, str):
             return v
         if isinstance(v, (tuple, list)) and len(v) == 4:
-            return tuple(v)
+            if not all(isinstance(p, int) and not isinstance(p, bool) for p in v):
+                raise ValueError(f"padding must be integers, not `{v}`")
+            if min(v) < 0:
+                raise ValueError(f"padding cannot be negative, not {tuple(v)}")
+            return _sizes(tuple(v), "padding", 0)
         pair = _pair(v, "padding")
         if min(pair) < 0:
             raise ValueError(f"padding cannot be negative, not {v}")
-        return pair
+        return _sizes(pair, "padding", 0)
 
     def pads(self) -> Pads:
         """The padding as explicit (top, bottom, left, right) amounts."""
@@ -133,6 +167,9 @@ class WindowArgs(OpArgs):
         eh = self.dilation[0] * (self.kernel[0] - 1) + 1
         ew = self.dilation[1] * (self.kernel[1] - 1) + 1
         ph, pw = h + top + bottom, w + left + right
+        if max(ph, pw) > MAX_DIM:  # frameworks pad explicitly: the padded map is a tensor too
+            raise RuleError(f"the padded input, {ph:,}x{pw:,}, is larger than archc builds (at most {MAX_DIM:,} a "
+                            "side)", help="use a smaller kernel, dilation or padding", code="A301")
         if eh > ph or ew > pw:
             raise RuleError(
                 f"kernel {self.kernel[0]}x{self.kernel[1]} does not fit a {h}x{w} input",
@@ -143,10 +180,10 @@ class WindowArgs(OpArgs):
 
 
 class ConvArgs(WindowArgs):
-    filters: int | None = None  # None: as many as the input has channels (depthwise) times `multiplier`
-    groups: int = 1
+    filters: Count | None = None  # None: as many as the input has channels (depthwise) times `multiplier`
+    groups: Count = 1
     depthwise: bool = False
-    multiplier: int = 1
+    multiplier: Count = 1
     bias: bool = True
 
 
@@ -187,24 +224,35 @@ class AvgPoolArgs(PoolArgs):
 
 
 class DenseArgs(OpArgs):
-    units: int
+    units: Count
     bias: bool = True
 
 
 class BatchNormArgs(OpArgs):
-    epsilon: float = 1e-5
-    momentum: float = 0.9  # Keras's sense: running = momentum * running + (1 - momentum) * batch
+    epsilon: PositiveReal = 1e-5
+    momentum: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.9  # Keras's sense: running =
+    # momentum * running + (1 - momentum) * batch
     scale: bool = True
     center: bool = True
+
+
+MAX_LRN_SIZE = 1023  # frameworks pad the channels by size // 2 on each side: a window wider is only padding
 
 
 class LRNArgs(OpArgs):
     """Krizhevsky et al.: b = a / (k + alpha * sum of a^2 over `size` neighbouring channels) ^ beta."""
 
-    size: int = 5
-    alpha: float = 1e-4
-    beta: float = 0.75
-    k: float = 2.0
+    size: Annotated[int, Field(ge=1, le=MAX_LRN_SIZE)] = 5  # odd: centred on the channel (ONNX Runtime's rule)
+    alpha: PositiveReal = 1e-4  # alpha, beta and k positive: ONNX Runtime's rule (and never 0 ** -beta)
+    beta: PositiveReal = 0.75
+    k: PositiveReal = 2.0
+
+    @field_validator("size")
+    @classmethod
+    def _odd(cls, v):
+        if v % 2 == 0:
+            raise ValueError(f"size must be odd (a window centred on each channel), not {v}")
+        return v
 
 
 class DropoutArgs(OpArgs):
@@ -212,11 +260,11 @@ class DropoutArgs(OpArgs):
 
 
 class LeakyReluArgs(OpArgs):
-    negative_slope: float = 0.01
+    negative_slope: NonNegativeReal = 0.01  # Keras refuses a negative slope
 
 
 class EluArgs(OpArgs):
-    alpha: float = 1.0
+    alpha: Real = 1.0
 
 
 class NoArgs(OpArgs):
@@ -393,14 +441,41 @@ class _Pool(Op):
 
 
 def _window_sees_padding_only(size: int, out: int, stride: int, before: int, kernel: int, dilation: int) -> bool:
-    """Whether some window along one axis has all its taps in the padding."""
-    def empty(o: int) -> bool:
-        start = o * stride - before
-        return not any(0 <= start + i * dilation < size for i in range(kernel))
-
+    """Whether some window along one axis has all its taps in the padding. Arithmetic, not a scan: sizes,
+    paddings and window counts may each be billions (a hostile spec must not stall `check`)."""
+    first = -before  # where window 0 starts; window o starts at first + o * stride
+    last = first + (out - 1) * stride
+    reach = (kernel - 1) * dilation
     if dilation <= size:  # taps cannot jump over the input: only the first or the last window can miss it
-        return empty(0) or empty(out - 1)
-    return any(empty(o) for o in range(min(out, 4096)))
+        return first + reach < 0 or last >= size
+    # Taps farther apart than the input is wide: at most one tap of a window can land in it, the one congruent
+    # to the window's start modulo `dilation`. A window starting at s sees the input iff s % dilation < size
+    # and -reach <= s <= dilation - 1. The starts are increasing, so the bounds need only the first and last;
+    # the residues are counted by a floor sum over all windows.
+    if first < -reach or last > dilation - 1:
+        return True
+    shift = -(first // dilation) * dilation  # makes the first start non-negative without changing residues
+    seen = (_floor_sum(out, dilation, stride, first + shift)
+            - _floor_sum(out, dilation, stride, first + shift + dilation - size) + out)
+    return seen != out
+
+
+def _floor_sum(n: int, m: int, a: int, b: int) -> int:
+    """sum(floor((a * i + b) / m) for i in range(n)) for a, b >= 0, m >= 1, in O(log) steps (the classic
+    Euclid-like reduction). For 0 < size <= m, floor(x/m) - floor((x - size)/m) is 1 iff x % m < size."""
+    total = 0
+    while n > 0:
+        if a >= m:
+            total += (n - 1) * n // 2 * (a // m)
+            a %= m
+        if b >= m:
+            total += n * (b // m)
+            b %= m
+        y_max = a * n + b
+        if y_max < m:
+            break
+        n, b, m, a = y_max // m, y_max % m, a, m
+    return total
 
 
 class MaxPool(_Pool):

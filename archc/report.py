@@ -41,13 +41,20 @@ def _table(plan: Plan, level: str) -> str:
     return "\n".join(out)
 
 
+MAX_GRAPHVIZ_NODES = 1_000  # a page's picture of more nodes is archc's own SVG (a 4,990-branch concat: dot took
+# minutes)
+
+
 def _svg(plan: Plan, level: str) -> str | None:
     """Graphviz's SVG, or None where Graphviz cannot draw it: `dot` missing, the `graphviz` package missing
     (either alone happens), or `dot` failing."""
     from .diagnostics import ArchcError
-    from .graph import have_dot, render, to_dot
+    from .graph import MAX_DRAWN_STAGES, have_dot, render, to_dot
 
     if not have_dot():
+        return None
+    drawn = len(plan.nodes) if level == "layer" else min(len(plan.stages()), MAX_DRAWN_STAGES)
+    if drawn > MAX_GRAPHVIZ_NODES:  # dot's layout of thousands of nodes side by side takes minutes
         return None
     try:
         svg = render(to_dot(plan, level), "svg").decode("utf-8")

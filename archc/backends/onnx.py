@@ -32,7 +32,7 @@ from onnx import TensorProto, helper, numpy_helper
 from .._version import __version__
 from ..ops import OPS, Weight
 from ..plan import INPUT, Plan, PlanNode
-from .base import Backend, backend_error
+from .base import MAX_ONNX_PARAMS, Backend, backend_error
 
 OPSET = 19  # AveragePool's `dilations` arrived in opset 19
 INPUT_NAME, OUTPUT_NAME = "input", "output"
@@ -92,6 +92,10 @@ class OnnxBackend(Backend):
 
     # ------------------------------------------------------------ the Backend interface
     def build(self, plan: Plan, logits: bool = False, seed: int = 0) -> onnx.ModelProto:
+        if plan.total_params > MAX_ONNX_PARAMS:  # refused before a byte is allocated, not after a minute of work
+            raise backend_error("A302", f"`{plan.name}` has {plan.total_params:,} parameters, more than an ONNX file "
+                                f"holds ({MAX_ONNX_PARAMS:,} float32 weights: protobuf writes at most 2 GiB)",
+                                help="build it for PyTorch (`--backend torch`) or Keras instead")
         graph = _Graph(np.random.default_rng(seed))
         output = plan.model_output(logits)
         for node in plan.nodes:
@@ -181,9 +185,8 @@ class OnnxBackend(Backend):
                                  np.array([0, 0, top, left, 0, 0, bottom, right], np.int64))
             inputs = [g.node("Pad", [inputs[0], counted], f"{node.name}/zero_padded", f"{node.name}/zero_pad")]
             pads = (0, pads[1] - bottom, 0, pads[3] - right)
-        # ONNX Runtime wants each pad smaller than the window's extent; pad explicitly beyond that
-        extent = (a.dilation[0] * (a.kernel[0] - 1) + 1, a.dilation[1] * (a.kernel[1] - 1) + 1)
-        native = max(pads[0], pads[1]) < extent[0] and max(pads[2], pads[3]) < extent[1]
+        # ONNX Runtime wants each pad smaller than the kernel (not its dilated extent); pad explicitly beyond that
+        native = max(pads[0], pads[1]) < a.kernel[0] and max(pads[2], pads[3]) < a.kernel[1]
         window = dict(kernel_shape=list(a.kernel), strides=list(a.stride), dilations=list(a.dilation))
         if native:
             extra = {"count_include_pad": 0} if op_type == "AveragePool" else {}
@@ -196,10 +199,14 @@ class OnnxBackend(Backend):
             return g.node("MaxPool", [padded], node.name, node.name, **window)
         # average over real inputs only: window sums of x and of a ones-mask, both zero-padded
         padded = g.node("Pad", [inputs[0], pad_spec], f"{node.name}/padded", f"{node.name}/pad")
-        h, w, _ = node.in_shapes[0]
-        if getattr(a, "count_pad", False):  # the mask covers the (already added) counted padding
-            h, w = h + a.pads()[0] + a.pads()[1], w + a.pads()[2] + a.pads()[3]
-        ones = g.constant(f"{node.name}/ones", np.ones((1, 1, h, w), np.float32))
+        # the ones-mask is made at run time from the input's shape: a constant of the input's size would put
+        # H x W floats into the file (13 GB for a 30000x30000 input); with `count_pad` the input here is
+        # already zero-padded, so the mask covers the counted padding too
+        size = g.node("Shape", [inputs[0]], f"{node.name}/hw", f"{node.name}/hw", start=2)
+        unit = g.constant(f"{node.name}/unit", np.array([1, 1], np.int64))
+        shape = g.node("Concat", [unit, size], f"{node.name}/mask_shape", f"{node.name}/mask_shape", axis=0)
+        ones = g.node("ConstantOfShape", [shape], f"{node.name}/ones", f"{node.name}/ones",
+                      value=numpy_helper.from_array(np.array([1.0], np.float32)))
         mask = g.node("Pad", [ones, pad_spec], f"{node.name}/mask", f"{node.name}/pad_mask")
         sums = g.node("AveragePool", [padded], f"{node.name}/sums", f"{node.name}/sums", **window)
         counts = g.node("AveragePool", [mask], f"{node.name}/counts", f"{node.name}/counts", **window)

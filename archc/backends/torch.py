@@ -461,7 +461,9 @@ class TorchBackend(Backend):
 
     def _export(self, plan: Plan, logits: bool) -> bytes:
         model = self.build(plan, logits).eval()
-        example = torch.randn(2, *_input_shape(plan))
+        # export traces with fake tensors and reads only the example's shape: a zero-stride view of one number
+        # stands for a batch of any size (a 20000x20000 input would otherwise allocate 9.6 GB for nothing)
+        example = torch.zeros(()).expand(2, *_input_shape(plan))
         try:
             program = torch.export.export(model, (example,),
                                           dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
@@ -670,7 +672,8 @@ _GOOD_PARTS: set[str] = set()  # parts already checked (the check asks torch, wh
 def _access(part: str) -> str:
     if part.isdigit():
         return f"[{int(part)}]" if str(int(part)) == part else f"[{part!r}]"
-    if keyword.iskeyword(part) or keyword.issoftkeyword(part):
+    # `self.__debug__ = ...` does not compile and `self.__x` is renamed `self._Net__x` in a class body
+    if keyword.iskeyword(part) or keyword.issoftkeyword(part) or part.startswith("__"):
         return f"[{part!r}]"
     return f".{part}"
 
