@@ -30,7 +30,7 @@ from .base import Backend, backend_error
 
 _LAYER_NAME = re.compile(r"[A-Za-z0-9_]+")
 _RESERVED = {"keras", "layers", "ops", "inputs", "model", "build_model", "pad_with", "average_pool_real",
-             "dilated_pool", "local_response_norm", "INPUT_SHAPE", "DESCRIPTION"}
+             "dilated_pool", "local_response_norm", "gelu_tanh", "INPUT_SHAPE", "DESCRIPTION"}
 
 # Helpers the generated module defines when a node needs them. Plain functions over keras.ops and
 # built-in layers: nothing to register, so saved `.keras` files load without this module or archc.
@@ -89,6 +89,12 @@ def local_response_norm(x, shape, size, alpha, beta, k, name):
     for i in range(1, size):
         window_sums = window_sums + squares[..., i:i + channels]
     return keras.Model(a, a / keras.ops.power(k + alpha * window_sums, beta), name=name)(x)
+''',
+    "gelu_tanh": '''
+def gelu_tanh(x, shape, name):
+    """GELU's tanh approximation (the `gelu` activation string is the exact, erf form)."""
+    a = keras.Input(shape)
+    return keras.Model(a, keras.ops.gelu(a, approximate=True), name=name)(x)
 ''',
 }
 
@@ -381,6 +387,33 @@ class KerasBackend(Backend):
     def emit_concat(self, node, xs, w) -> str:
         return self._merge(node, xs, w, "Concatenate(axis=-1, ")
 
+    # ---- ConvNeXt's kinds (issue 12)
+
+    def emit_gelu(self, node, xs, w) -> str:
+        name = w.claim(node.flat_name, node)
+        if node.args.approximate == "none":
+            return f'layers.Activation("gelu", name={name})({xs[0]})'  # keras.activations.gelu: exact by default
+        return f"{w.helper('gelu_tanh')}({xs[0]}, {_r(tuple(node.in_shapes[0]))}, name={name})"
+
+    def emit_layernorm(self, node, xs, w) -> str:
+        return (f"layers.LayerNormalization(axis=-1, epsilon={_r(float(node.args.epsilon))}, "
+                f"name={w.claim(node.flat_name, node)})({xs[0]})")
+
+    def emit_layer_scale(self, node, xs, w) -> str:
+        # a kernel of C values multiplying the last axis: a built-in layer, so `.keras` files load anywhere
+        rank = len(node.in_shapes[0])
+        equation = "abcd,d->abcd" if rank == 3 else "ab,b->ab"
+        out = (None, None, node.shape[-1]) if rank == 3 else (node.shape[-1],)
+        return (f"layers.EinsumDense({equation!r}, output_shape={_r(out)}, "
+                f"kernel_initializer=keras.initializers.Constant({_r(float(node.args.init))}), "
+                f"name={w.claim(node.flat_name, node)})({xs[0]})")
+
+    def emit_stochastic_depth(self, node, xs, w) -> str:
+        # Dropout whose mask is one draw per sample: the whole sample is kept (scaled by 1 / (1 - rate)) or zeroed
+        noise = (None,) + (1,) * len(node.in_shapes[0])
+        return (f"layers.Dropout({_r(float(node.args.rate))}, noise_shape={_r(noise)}, "
+                f"name={w.claim(node.flat_name, node)})({xs[0]})")
+
     # ------------------------------------------------------------ weights: the registry's names, Keras's variables
 
     def variables(self, node: PlanNode, layer: Any) -> dict[str, tuple[Any, Any, Any]]:
@@ -410,6 +443,13 @@ class KerasBackend(Backend):
         return {"weight": (layer.gamma, _same, _same), "bias": (layer.beta, _same, _same),
                 "running_mean": (layer.moving_mean, _same, _same),
                 "running_var": (layer.moving_variance, _same, _same)}
+
+    def variables_layernorm(self, node: PlanNode, layer: Any) -> dict[str, tuple]:
+        return {"weight": (layer.gamma, _same, _same), "bias": (layer.beta, _same, _same)}
+
+    def variables_layer_scale(self, node: PlanNode, layer: Any) -> dict[str, tuple]:
+        shape = node.weights()["weight"].shape  # torch's C x 1 x 1 for a map <-> Keras's C
+        return {"weight": (layer.kernel, lambda a: a.reshape(-1), lambda a: a.reshape(shape))}
 
     # ------------------------------------------------------------ shared pieces
 

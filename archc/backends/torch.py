@@ -149,6 +149,45 @@ class Concat(nn.Module):
     def forward(self, *xs):
         return torch.cat(xs, 1)
 ''',
+    # ConvNeXt's kinds (issue 12)
+    "LayerNorm2d": '''
+class LayerNorm2d(nn.LayerNorm):
+    """Layer normalisation over the channels of each position of an N x C x H x W map (torchvision's ConvNeXt)."""
+
+    def forward(self, x):
+        x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+''',
+    "LayerScale": '''
+class LayerScale(nn.Module):
+    """A learnable scale per channel, `weight` of shape C x 1 x 1 for maps (torchvision's CNBlock.layer_scale)."""
+
+    def __init__(self, shape, init):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full(shape, init))
+
+    def forward(self, x):
+        return x * self.weight
+''',
+    "StochasticDepth": '''
+class StochasticDepth(nn.Module):
+    """Drop path, torchvision.ops.StochasticDepth in "row" mode: in training each sample is zeroed with
+    probability p and kept ones are scaled by 1 / (1 - p); the identity in evaluation."""
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        noise = torch.empty([x.shape[0]] + [1] * (x.ndim - 1), dtype=x.dtype, device=x.device).bernoulli_(keep)
+        return x * noise.div_(keep)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+''',
 }
 
 _PART = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
@@ -468,6 +507,22 @@ class TorchBackend(Backend):
 
     def emit_concat(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
         return f"{ctx.helper('Concat')}()"
+
+    # ---- ConvNeXt's kinds (issue 12)
+
+    def emit_gelu(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
+        return "nn.GELU()" if node.args.approximate == "none" else f"nn.GELU(approximate={node.args.approximate!r})"
+
+    def emit_layernorm(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
+        shape = node.in_shapes[0]
+        kind = ctx.helper("LayerNorm2d") if len(shape) == 3 else "nn.LayerNorm"
+        return f"{kind}({shape[-1]}" + ("" if node.args.epsilon == 1e-5 else f", eps={node.args.epsilon!r}") + ")"
+
+    def emit_layer_scale(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
+        return f"{ctx.helper('LayerScale')}({node.weights()['weight'].shape!r}, {node.args.init!r})"
+
+    def emit_stochastic_depth(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
+        return f"{ctx.helper('StochasticDepth')}({node.args.rate!r})"
 
 
 # ---------------------------------------------------------------- generated code pieces
