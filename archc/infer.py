@@ -24,6 +24,11 @@ MAX_EXPANSION_DEPTH = 150  # nested scopes, groups, residuals, branches and bloc
 MAX_DIAGNOSTICS = 100  # then inference stops: a spec this broken gains nothing from more
 MAX_NOTE_HOPS = 1_000  # how far back a size note looks for the layers that shrank the input
 
+# The built-in name a block's body and defaults may read: the 0-based index of this call among all calls of the
+# block in the network, in the order the network runs them, across stages (a drop-path rate that grows over the
+# blocks: `rate * call_index / (blocks - 1)`). A parameter of the same name shadows it.
+CALL_INDEX = "call_index"
+
 
 
 
@@ -83,6 +88,7 @@ class _Walker:
         self.stage_sources: dict[str, StageSource] = {}
         self.check_sizes = True  # expected sizes are the table's, for the spec's own input size
         self.depth = 0  # nesting of `seq`, block calls included
+        self.call_counts: dict[str, int] = {}  # block name -> calls walked so far (CALL_INDEX)
 
     # ---- errors
     def error(self, code: str, message: str, span: Span | None, *, label: str = "", help: str | None = None,
@@ -337,8 +343,10 @@ class _Walker:
         if len(self.call_stack) >= MAX_CALL_DEPTH:
             self.error("A301", f"blocks nest deeper than {MAX_CALL_DEPTH} calls", item.span)
             raise _Fatal()
+        builtins = {CALL_INDEX: self.call_counts.get(item.block, 0)}
+        self.call_counts[item.block] = builtins[CALL_INDEX] + 1
         try:
-            bound = bind_call(block, item, env, self.globals)
+            bound = bind_call(block, item, env, {**builtins, **self.globals})
         except Unknown:
             return (x[0], None)
         except RuleError as e:
@@ -354,7 +362,7 @@ class _Walker:
         # decide afresh for the block's own body: a stage that inlines its one call (`conv3_x : stage(...)`)
         # must still number the calls inside that block (`conv3_x.0`, `conv3_x.1`), not flatten them
         self.prepare_calls(target, block.body)
-        body_env = dict(self.globals, **bound)
+        body_env = {**builtins, **self.globals, **bound}
         body_env["in"] = x[1]
         self.call_stack.append((item.block, item.span))
         try:
