@@ -629,8 +629,8 @@ class StochasticDepthArgs(OpArgs):
 
 class GELU(_Activation):
     name = prefix = "gelu"
-    summary = ("x * Phi(x), Phi the standard normal CDF (exact, with erf); `approximate=tanh`: "
-               "0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))")
+    summary = ("Gaussian error linear unit, x * Phi(x) with Phi the standard normal CDF (exact, with erf); "
+               "`approximate=tanh`: 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))")
     args = GeluArgs
     fresh_output = True  # its backward reads its input, not its output
     examples = (("gelu", "8x8x3"), ("gelu approximate=tanh", "10"))

@@ -403,8 +403,7 @@ class KerasBackend(Backend):
         # a kernel of C values multiplying the last axis: a built-in layer, so `.keras` files load anywhere
         rank = len(node.in_shapes[0])
         equation = "abcd,d->abcd" if rank == 3 else "ab,b->ab"
-        out = (None, None, node.shape[-1]) if rank == 3 else (node.shape[-1],)
-        return (f"layers.EinsumDense({equation!r}, output_shape={_r(out)}, "
+        return (f"layers.EinsumDense({equation!r}, output_shape={_r(tuple(node.shape))}, "
                 f"kernel_initializer=keras.initializers.Constant({_r(float(node.args.init))}), "
                 f"name={w.claim(node.flat_name, node)})({xs[0]})")
 
