@@ -158,6 +158,16 @@ class LayerNorm2d(nn.LayerNorm):
         x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
 ''',
+    "PointwiseConv2d": '''
+class PointwiseConv2d(nn.Conv2d):
+    """A 1x1 convolution computed as a matrix product over each position's channels (nn.Linear's), used where
+    its input is laid out channels-last in memory (after a layernorm), as torchvision's ConvNeXt computes it:
+    the convolution would copy that layout back. Same weights, same state_dict, NCHW in and out."""
+
+    def forward(self, x):
+        y = F.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias)
+        return y.permute(0, 3, 1, 2)
+''',
     "LayerScale": '''
 class LayerScale(nn.Module):
     """A learnable scale per channel, `weight` of shape C x 1 x 1 for maps (torchvision's CNBlock.layer_scale)."""
@@ -238,6 +248,12 @@ class _Context:
     def helper(self, name: str) -> str:
         self.helpers.add(name)
         return name
+
+    def channels_last(self, name: str) -> bool:
+        """Whether the node's tensor is an N x C x H x W view of channels-last memory in the generated code."""
+        if "channels_last" not in self.plan._cache:
+            self.plan._cache["channels_last"] = _channels_last(self.plan)
+        return name in self.plan._cache["channels_last"]
 
     def overwritable(self, name: str) -> bool:
         """Whether an op may write its result into `name`'s output: nothing else reads that tensor, and its
@@ -437,6 +453,8 @@ class TorchBackend(Backend):
                   + (f", dilation={_int_or_pair(a.dilation)}" if a.dilation != (1, 1) else "")
                   + (f", groups={a.groups}" if a.groups != 1 else ""))
         nobias = "" if a.bias else ", bias=False"
+        if _pointwise(node) and ctx.channels_last(node.inputs[0]):
+            return f"{ctx.helper('PointwiseConv2d')}({common}{nobias})"
         if top == bottom and left == right:
             padding = f", padding={_int_or_pair((top, left))}" if top or left else ""
             return f"nn.Conv2d({common}{padding}{nobias})"
@@ -523,6 +541,33 @@ class TorchBackend(Backend):
 
     def emit_stochastic_depth(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
         return f"{ctx.helper('StochasticDepth')}({node.args.rate!r})"
+
+
+# ---------------------------------------------------------------- memory layout
+
+
+def _pointwise(node: PlanNode) -> bool:
+    """A 1x1 conv that mixes each position's channels and nothing else: a matrix product over the channels."""
+    a = node.args
+    return (node.op == "conv" and a.kernel == (1, 1) and a.stride == (1, 1) and a.groups == 1
+            and a.pads() == (0, 0, 0, 0))
+
+
+def _channels_last(plan: Plan) -> set[str]:
+    """The nodes whose tensor the generated code holds channels-last in memory: a map's layernorm (LayerNorm2d
+    normalises N x H x W x C data and returns its N x C x H x W view), the 1x1 convs that read such a tensor
+    (PointwiseConv2d), and single-input kinds that keep each position's features in place (activations, layer
+    scale, drop path, batchnorm: element-wise ops keep their input's memory layout). A 1x1 conv after a
+    layernorm, and after GELU after that, is then one matrix product with no copy, as in torchvision's ConvNeXt."""
+    out: set[str] = set()
+    for node in plan.nodes:
+        if len(node.shape) != 3:
+            continue
+        if node.op == "layernorm":
+            out.add(node.name)
+        elif node.inputs[0] in out and (_pointwise(node) or (node.opdef.keeps_order and node.opdef.inputs == "one")):
+            out.add(node.name)
+    return out
 
 
 # ---------------------------------------------------------------- generated code pieces
