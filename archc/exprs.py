@@ -37,10 +37,19 @@ _BINOPS = {
 FUNCS = {"int": int, "round": round, "min": min, "max": max, "float": float, "ceil": math.ceil, "floor": math.floor}
 _DIM_NAMES = {"h": 0, "w": 1, "c": 2}
 
+# The built-in name a block's body and parameter defaults may read (archc.infer binds it at each call): the
+# 0-based index of this call among all calls of the block in the network, in the order the network runs them,
+# across stages. A drop-path rate that grows over a network's blocks: `rate * call_index / (blocks - 1)`.
+# A parameter of the same name shadows it.
+CALL_INDEX = "call_index"
+BUILTIN_HELP = {CALL_INDEX: "`call_index` exists inside a block only: the index of this call among all calls "
+                            "of the block in the network, from 0"}
+
 
 def _number(value: Any, node: Any) -> int | float:
     if isinstance(value, Symbol):
-        raise ExprError(f"unknown name `{value}`", node.span if hasattr(node, "span") else None)
+        raise ExprError(f"unknown name `{value}`", node.span if hasattr(node, "span") else None,
+                        help=BUILTIN_HELP.get(value))
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ExprError(f"expected a number, found `{value}`", getattr(node, "span", None), code="A104")
     return value

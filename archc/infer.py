@@ -13,7 +13,7 @@ from typing import Any
 from . import ir
 from .binding import bind_call, bind_layer
 from .diagnostics import ArchcError, Diagnostic, RuleError, Span, did_you_mean
-from .exprs import Symbol, Unknown, bounded_value, evaluate, to_python
+from .exprs import CALL_INDEX, Symbol, Unknown, bounded_value, evaluate, to_python
 from .ops import ALIASES, MERGES, OPS, Shape, fmt_shape, lookup, projection
 from .plan import INPUT, Plan, PlanNode, StageSource
 
@@ -23,11 +23,6 @@ MAX_CALL_DEPTH = 100
 MAX_EXPANSION_DEPTH = 150  # nested scopes, groups, residuals, branches and block calls, all together
 MAX_DIAGNOSTICS = 100  # then inference stops: a spec this broken gains nothing from more
 MAX_NOTE_HOPS = 1_000  # how far back a size note looks for the layers that shrank the input
-
-# The built-in name a block's body and defaults may read: the 0-based index of this call among all calls of the
-# block in the network, in the order the network runs them, across stages (a drop-path rate that grows over the
-# blocks: `rate * call_index / (blocks - 1)`). A parameter of the same name shadows it.
-CALL_INDEX = "call_index"
 
 
 
