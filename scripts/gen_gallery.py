@@ -37,6 +37,7 @@ SECTIONS = [
     ("MobileNet", ["mobilenet_v1"]),
     ("ResNet", ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]),
     ("DenseNet", ["densenet121", "densenet169", "densenet201", "densenet161"]),
+    ("ConvNeXt", ["convnext_tiny"]),
 ]
 
 INTRO = """\
