@@ -640,7 +640,7 @@ class LayerNorm(Op):
     name = "layernorm"
     prefix = "ln"
     summary = ("layer normalisation over the channels of each position (ConvNeXt's LayerNorm2d; over the "
-               "features of a flat vector): epsilon (default 1e-5, PyTorch's)")
+               "features of a flat vector): epsilon (default 1e-5, PyTorch's nn.LayerNorm's; ConvNeXt writes 1e-6)")
     args = LayerNormArgs
     category = "norm"
     keeps_order = fresh_output = True  # each position's mean and variance do not depend on the channels' order
@@ -668,7 +668,10 @@ class LayerScale(Op):
     positional = ("init",)
     category = "norm"
     keeps_order = fresh_output = True
-    param_rule = "C trainable, held as a C x 1 x 1 tensor for a feature map (torchvision's shape), C for a vector"
+    param_rule = ("C trainable: `weight`, C x 1 x 1 for a feature map (the shape of torchvision's CNBlock.layer_scale), "
+                  "C for a vector. torchvision keeps it on the block module itself, so its state_dict lists it before "
+                  "the block's layers: a positional `archc.load_weights` from torchvision needs it moved after them "
+                  "(tests/torchvision_zoo.py does)")
     examples = (("layer_scale 1e-6", "56x56x96"), ("layer_scale 0.1", "10"))
 
     def label(self, args: LayerScaleArgs) -> str:
