@@ -213,6 +213,8 @@ class Op:
     keeps_order: ClassVar[bool] = False  # output feature i belongs to input feature i: permuting the input's
     # features permutes the output's alike (activations, dropout, batchnorm, softmax; not lrn, which mixes neighbours)
     fresh_output: ClassVar[bool] = False  # a new tensor its own backward does not need: a later op may overwrite it
+    passes_input: ClassVar[bool] = False  # may return its input tensor itself (dropout and drop path in evaluation,
+    # identity) and otherwise a new tensor its backward does not need: overwritable exactly when its input is
     normalizes: ClassVar[bool] = False  # removes any per-channel shift: a bias just before it is redundant
     probabilities: ClassVar[bool] = False  # turns scores into probabilities: left out when logits are asked for
     same_shapes: ClassVar[bool] = False  # a merge whose inputs must agree in shape: `residual` projects to it
@@ -497,7 +499,7 @@ class Dropout(Op):
     args = DropoutArgs
     positional = ("rate",)
     category = "regularization"
-    keeps_order = True
+    keeps_order = passes_input = True
     shape_rule = "unchanged; `rate` in [0, 1)"
     examples = (("dropout 0.5", "4096"), ("dropout 40%", "4096"))
 
@@ -510,7 +512,7 @@ class Dropout(Op):
 class Identity(Op):
     name = prefix = "identity"
     summary = "passes its input through"
-    keeps_order = True
+    keeps_order = passes_input = True
     examples = (("identity", "8x8x3"),)
 
 
@@ -690,7 +692,7 @@ class StochasticDepth(Op):
     args = StochasticDepthArgs
     positional = ("rate",)
     category = "regularization"
-    keeps_order = True
+    keeps_order = passes_input = True
     shape_rule = "unchanged; `rate` in [0, 1)"
     examples = (("stochastic_depth 0.1", "56x56x96"), ("stochastic_depth 5%", "10"))
 

@@ -289,3 +289,21 @@ def test_training_lowers_the_loss_and_drop_path_is_live():
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0], losses
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_the_residual_sum_overwrites_the_drop_paths_tensor_only_when_nothing_else_reads_it():
+    """Drop path returns its input in evaluation: the sum may go into it (torchvision's `result += input`) only
+    when its input has no other reader."""
+    from archc.backends import get_backend
+
+    source = get_backend("torch").source
+    alone = archc.check("input 4x4x3\nresidual:\n  conv 1x1, 3\n  layer_scale 0.5\n  stochastic_depth 0.1\n")
+    assert "Add(inplace=True)" in source(alone)
+    shared = "input 4x4x3\nconv 1x1, 3\nresidual:\n  stochastic_depth 0.1\n  identity\nrelu\n"
+    assert "Add(inplace=True)" not in source(archc.check(shared))
+    model = archc.compile(shared, backend="torch")
+    x = torch.randn(2, 3, 4, 4)
+    with torch.no_grad():
+        conv = model.conv(x)
+        torch.testing.assert_close(model.eval()(x), torch.relu(2 * conv))
+    model.train()(x).sum().backward()  # an in-place write over a tensor autograd saved would raise here

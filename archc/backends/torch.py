@@ -260,7 +260,10 @@ class _Context:
         producer neither aliases another tensor nor needs its output for backward."""
         if name == INPUT or name == self.output or self.uses.get(name, 0) != 1:
             return False
-        return self.plan.node(name).opdef.fresh_output
+        node = self.plan.node(name)
+        if node.opdef.passes_input:  # its output may be its input (drop path in eval: ConvNeXt's `result += input`)
+            return self.overwritable(node.inputs[0])
+        return node.opdef.fresh_output
 
 
 class TorchBackend(Backend):
