@@ -223,3 +223,12 @@ def test_formatting_a_mangled_spec_keeps_meaning_and_comments(path, seed):
     assert format_text(out) == out
     kept = "\n".join(c.text for c in comments_of(out))
     assert all(c.text in kept for c in comments_of(mangled))
+
+
+@pytest.mark.parametrize("written, canonical", [("1e-6", "1e-6"), ("0.000001", "1e-6"), ("1e-06", "1e-6"),
+                                                 ("0.001", "0.001"), ("1e-4", "1e-4"), ("2.5e-5", "2.5e-5"),
+                                                 ("0.1", "0.1"), ("1e20", "1e20")])
+def test_floats_read_as_papers_write_them(written, canonical):
+    # repr gives `1e-06`; the papers (and ConvNeXt's layer norms) write `1e-6`
+    out = format_text(f"input 4\nlayer_scale {written}\n")
+    assert out.splitlines()[-1] == f"layer_scale {canonical}"
