@@ -168,6 +168,14 @@ class PointwiseConv2d(nn.Conv2d):
         y = F.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias)
         return y.permute(0, 3, 1, 2)
 ''',
+    "ChannelsLastGELU": '''
+class ChannelsLastGELU(nn.GELU):
+    """GELU of an N x C x H x W view of channels-last memory (between a ConvNeXt block's pointwise layers), computed
+    on the N x H x W x C tensor itself: element-wise kernels run measurably slower over the permuted view."""
+
+    def forward(self, x):
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+''',
     "LayerScale": '''
 class LayerScale(nn.Module):
     """A learnable scale per channel, `weight` of shape C x 1 x 1 for maps (torchvision's CNBlock.layer_scale)."""
@@ -532,7 +540,8 @@ class TorchBackend(Backend):
     # ---- ConvNeXt's kinds (issue 12)
 
     def emit_gelu(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
-        return "nn.GELU()" if node.args.approximate == "none" else f"nn.GELU(approximate={node.args.approximate!r})"
+        kind = ctx.helper("ChannelsLastGELU") if ctx.channels_last(node.inputs[0]) else "nn.GELU"
+        return f"{kind}()" if node.args.approximate == "none" else f"{kind}(approximate={node.args.approximate!r})"
 
     def emit_layernorm(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
         shape = node.in_shapes[0]
