@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from . import ir
 from .diagnostics import Span, did_you_mean
-from .exprs import ExprError, Symbol, evaluate
+from .exprs import BUILTIN_HELP, ExprError, Symbol, evaluate
 from .ops import POST_OPS, Op, OpArgs, lookup
 
 PostOps = list[tuple[str, Span | None]]  # trailing layer words (`bn`, `relu`) and where they are written
@@ -79,7 +79,7 @@ def _argument_value(op: Op, key: str, arg: ir.Arg, env: dict) -> Any:
     if isinstance(result, Symbol):
         if f"'{result}'" in repr(op.args.model_fields[key].annotation):
             return str(result)  # a word the argument's type lists (`padding=same`)
-        hint = did_you_mean(result, list(env) + list(op.flags) + sorted(POST_OPS))
+        hint = BUILTIN_HELP.get(result) or did_you_mean(result, list(env) + list(op.flags) + sorted(POST_OPS))
         raise ExprError(f"unknown name `{result}`", getattr(arg.value, "span", None) or arg.span,
                         help=hint or "a name must be a network parameter, a block parameter or a flag "
                         "of this layer kind")

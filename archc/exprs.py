@@ -55,10 +55,19 @@ MAX_ROUND_DIGITS = 18  # int64 has 19 digits: `round(x, -19)` is 0 or out of ran
 # would compute 10**(10**9) before giving 0
 _DIM_NAMES = {"h": 0, "w": 1, "c": 2}
 
+# The built-in name a block's body and parameter defaults may read (archc.infer binds it at each call): the
+# 0-based index of this call among all calls of the block in the network, in the order the network runs them,
+# across stages. A drop-path rate that grows over a network's blocks: `rate * call_index / (blocks - 1)`.
+# A parameter of the same name shadows it.
+CALL_INDEX = "call_index"
+BUILTIN_HELP = {CALL_INDEX: "`call_index` exists inside a block only: the index of this call among all calls "
+                            "of the block in the network, from 0"}
+
 
 def _number(value: Any, node: Any) -> int | float:
     if isinstance(value, Symbol):
-        raise ExprError(f"unknown name `{value}`", node.span if hasattr(node, "span") else None)
+        raise ExprError(f"unknown name `{value}`", node.span if hasattr(node, "span") else None,
+                        help=BUILTIN_HELP.get(value))
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ExprError(f"expected a number, found `{value}`", getattr(node, "span", None), code="A116")
     return value

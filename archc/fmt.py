@@ -59,7 +59,11 @@ def _float(value: float) -> str:
     mantissa, _, exponent = f"{value:e}".partition("e")
     mantissa = mantissa.rstrip("0").rstrip(".")
     scientific = f"{mantissa}e{int(exponent)}"
-    return scientific if len(scientific) + 1 < len(plain) and float(scientific) == value else plain
+    if float(scientific) != value:
+        return plain
+    if "e" in plain:  # repr's own exponent form, `1e-06`: the papers' `1e-6`
+        return scientific
+    return scientific if len(scientific) + 1 < len(plain) else plain
 
 
 def _expr(e: Any) -> tuple[str, int]:

@@ -13,7 +13,7 @@ from typing import Any
 from . import ir
 from .binding import bind_call, bind_layer
 from .diagnostics import ArchcError, Diagnostic, RuleError, Span, did_you_mean
-from .exprs import Symbol, Unknown, bounded_value, evaluate, to_python
+from .exprs import CALL_INDEX, Symbol, Unknown, bounded_value, evaluate, to_python
 from .ops import ALIASES, MERGES, OPS, SHORTCUTS, Shape, check_shape, fmt_shape, lookup
 from .plan import INPUT, Plan, PlanNode, StageSource
 
@@ -84,8 +84,10 @@ class _Walker:
         self.stage_sources: dict[str, StageSource] = {}
         self.check_sizes = True  # expected sizes are the table's, for the spec's own input size
         self.depth = 0  # nesting of `seq`, block calls included
+        self.calls_made = 0  # block calls expanded: bounded like layers, since a call may add none (`x 0`)
         self.unknown_walks: set = set()  # (block, arguments) already walked with an unknown input
         self.warnings: list[Diagnostic] = []  # what checks but is likely a mistake; never fails the check
+        self.call_counts: dict[str, int] = {}  # block name -> calls walked so far (CALL_INDEX)
 
     # ---- errors
     def error(self, code: str, message: str, span: Span | None, *, label: str = "", help: str | None = None,
@@ -377,6 +379,12 @@ class _Walker:
                        help=hint or "define it with `block NAME(...):` or import the file that does; the shipped "
                        "blocks (basic, bottleneck, dense_layer, inception, ...) are `import \"archc/blocks.arch\"`")
             return (x[0], None)
+        self.calls_made += 1
+        if self.calls_made > self.max_layers:
+            self.error("A301", f"the network expands more than {self.max_layers:,} block calls", item.span,
+                       help="blocks that add no layers (`x 0`) still count; raise the limit with `--max-layers` "
+                       "if you mean it")
+            raise _Fatal()
         if any(name == item.block for name, _ in self.call_stack):
             chain = " -> ".join([n for n, _ in self.call_stack] + [item.block])
             self.error("A109", f"block `{item.block}` calls itself ({chain})", item.span,
@@ -385,8 +393,10 @@ class _Walker:
         if len(self.call_stack) >= MAX_CALL_DEPTH:
             self.error("A301", f"blocks nest deeper than {MAX_CALL_DEPTH} calls", item.span)
             raise _Fatal()
+        builtins = {CALL_INDEX: self.call_counts.get(item.block, 0)}
+        self.call_counts[item.block] = builtins[CALL_INDEX] + 1
         try:
-            bound = bind_call(block, item, env, self.globals)
+            bound = bind_call(block, item, env, {**builtins, **self.globals})
         except Unknown:
             return (x[0], None)
         except RuleError as e:
@@ -407,7 +417,7 @@ class _Walker:
                 return x
             self.unknown_walks.add(key)
         self.prepare_calls(target, block.body)
-        body_env = dict(self.globals, **bound)
+        body_env = {**builtins, **self.globals, **bound}
         body_env["in"] = x[1]
         self.call_stack.append((item.block, item.span))
         try:

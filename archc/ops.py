@@ -106,7 +106,8 @@ class Weight:
     trainable: bool = True
     role: Literal["weight", "bias", "statistic"] = "weight"  # the papers' "weights" leave biases out
     in_axis: int | None = None  # the axis indexing the input's features: permuted with a flat vector's order
-    init: Literal["uniform", "ones", "zeros"] = "uniform"  # PyTorch's default for the layer kind
+    init: Literal["uniform", "ones", "zeros"] | float = "uniform"  # PyTorch's default for the layer kind;
+    # a number: every element starts at that value (`layer_scale 1e-6`)
     fan_in: int = 1  # uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's default for conv and dense
 
     @property
@@ -293,6 +294,8 @@ class Op:
     keeps_order: ClassVar[bool] = False  # output feature i belongs to input feature i: permuting the input's
     # features permutes the output's alike (activations, dropout, batchnorm, softmax; not lrn, which mixes neighbours)
     fresh_output: ClassVar[bool] = False  # a new tensor its own backward does not need: a later op may overwrite it
+    passes_input: ClassVar[bool] = False  # may return its input tensor itself (dropout and drop path in evaluation,
+    # identity) and otherwise a new tensor its backward does not need: overwritable exactly when its input is
     normalizes: ClassVar[bool] = False  # removes any per-channel shift: a bias just before it is redundant
     probabilities: ClassVar[bool] = False  # turns scores into probabilities: left out when logits are asked for
     same_shapes: ClassVar[bool] = False  # a merge whose inputs must agree in shape: `residual` projects to it
@@ -648,7 +651,7 @@ class Dropout(Op):
     args = DropoutArgs
     positional = ("rate",)
     category = "regularization"
-    keeps_order = True
+    keeps_order = passes_input = True
     shape_rule = "unchanged; `rate` in [0, 1)"
     examples = (("dropout 0.5", "4096"), ("dropout 40%", "4096"))
 
@@ -661,7 +664,7 @@ class Dropout(Op):
 class Identity(Op):
     name = prefix = "identity"
     summary = "passes its input through"
-    keeps_order = True
+    keeps_order = passes_input = True
     examples = (("identity", "8x8x3"),)
 
 
@@ -1133,12 +1136,110 @@ class Multiply(_Merge):
         return out
 
 
+# ---------------------------------------------------------------- ConvNeXt's kinds (issue 12): gelu, layernorm,
+# layer_scale, stochastic_depth. Each computes what torchvision's module computes (nn.GELU, ConvNeXt's
+# LayerNorm2d / nn.LayerNorm, CNBlock's layer_scale parameter, torchvision.ops.StochasticDepth in "row" mode).
+
+
+class GeluArgs(OpArgs):
+    approximate: Literal["none", "tanh"] = "none"
+
+
+class LayerNormArgs(OpArgs):
+    epsilon: float = 1e-5  # PyTorch's nn.LayerNorm default, as batchnorm's is; ConvNeXt writes 1e-6
+
+
+class LayerScaleArgs(OpArgs):
+    init: float = 1e-6  # every scale's initial value; ConvNeXt's (torchvision's `layer_scale=1e-6`)
+
+
+class StochasticDepthArgs(OpArgs):
+    rate: float
+
+
+class GELU(_Activation):
+    name = prefix = "gelu"
+    summary = ("Gaussian error linear unit, x * Phi(x) with Phi the standard normal CDF (exact, with erf); "
+               "`approximate=tanh`: 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))")
+    args = GeluArgs
+    fresh_output = True  # its backward reads its input, not its output
+    examples = (("gelu", "8x8x3"), ("gelu approximate=tanh", "10"))
+
+
+class LayerNorm(Op):
+    name = "layernorm"
+    prefix = "ln"
+    summary = ("layer normalisation over the channels of each position (ConvNeXt's LayerNorm2d; over the "
+               "features of a flat vector): epsilon (default 1e-5, PyTorch's nn.LayerNorm's; ConvNeXt writes 1e-6)")
+    args = LayerNormArgs
+    category = "norm"
+    keeps_order = fresh_output = True  # each position's mean and variance do not depend on the channels' order
+    # not `normalizes`: it removes a shift common to all channels, not a per-channel bias
+    shape_rule = "unchanged; each position's C values become (x - mean) / sqrt(var + epsilon) * weight + bias"
+    param_rule = "2C trainable (weight, bias)"
+    examples = (("layernorm epsilon=1e-6", "56x56x96"), ("layernorm", "768"))
+
+    def resolve(self, args: LayerNormArgs, in_shapes):
+        if not args.epsilon >= 0:
+            raise RuleError(f"`layernorm` needs epsilon >= 0, not {args.epsilon}", code="A104")
+        return args
+
+    def weights(self, args: LayerNormArgs, in_shapes):
+        c = (in_shapes[0][-1],)
+        return {"weight": Weight(c, in_axis=0, init="ones"),
+                "bias": Weight(c, role="bias", in_axis=0, init="zeros")}
+
+
+class LayerScale(Op):
+    name = prefix = "layer_scale"
+    summary = ("a learnable scale per channel (Touvron et al. 2021; ConvNeXt): init, every scale's initial "
+               "value (default 1e-6)")
+    args = LayerScaleArgs
+    positional = ("init",)
+    category = "norm"
+    keeps_order = fresh_output = True
+    param_rule = ("C trainable: `weight`, C x 1 x 1 for a feature map (the shape of torchvision's "
+                  "CNBlock.layer_scale), C for a vector. torchvision keeps it on the block module, before the block's "
+                  "layers in its state_dict: pass the module to `archc.load_weights`, which matches through the "
+                  "structure; a state dict copied by position needs it moved after them")
+    examples = (("layer_scale 1e-6", "56x56x96"), ("layer_scale 0.1", "10"))
+
+    def label(self, args: LayerScaleArgs) -> str:
+        return f"layer_scale {args.init:g}"
+
+    def weights(self, args: LayerScaleArgs, in_shapes):
+        shape = in_shapes[0]
+        return {"weight": Weight((shape[-1], 1, 1) if len(shape) == 3 else shape, in_axis=0, init=args.init)}
+
+
+class StochasticDepth(Op):
+    name = "stochastic_depth"
+    prefix = "stochastic_depth"
+    summary = ("drop path (Huang et al. 2016): in training, each sample's whole input is zeroed with "
+               "probability `rate` and kept ones are scaled by 1 / (1 - rate); the identity in evaluation")
+    args = StochasticDepthArgs
+    positional = ("rate",)
+    category = "regularization"
+    keeps_order = passes_input = True
+    shape_rule = "unchanged; `rate` in [0, 1)"
+    examples = (("stochastic_depth 0.1", "56x56x96"), ("stochastic_depth 5%", "10"))
+
+    def label(self, args: StochasticDepthArgs) -> str:
+        return f"stochastic_depth {args.rate:.4g}"
+
+    def resolve(self, args: StochasticDepthArgs, in_shapes):
+        if not 0 <= args.rate < 1:
+            raise RuleError(f"a stochastic depth rate must be in [0, 1), not {args.rate}", code="A104")
+        return args
+
+
 OPS: dict[str, Op] = {
     op.name: op()
     for op in (Conv, MaxPool, AvgPool, GlobalAvgPool, GlobalMaxPool, Flatten, Dense, BatchNorm, LRN, Dropout,
                Identity, ReLU, ReLU6, LeakyReLU, ELU, Sigmoid, Tanh, Softmax, Add, Concat,
                ConvTranspose, Upsample, CropConcat, Split, Shuffle, ZeroPad,
-               SiLU, Hardswish, Hardsigmoid, Multiply)
+               SiLU, Hardswish, Hardsigmoid, Multiply,
+               GELU, LayerNorm, LayerScale, StochasticDepth)
 }
 
 # Other spellings a spec may use; each names a row above.
@@ -1150,6 +1251,7 @@ ALIASES: dict[str, str] = {
     "gmp": "globalmaxpool",
     "upconv": "convtranspose",
     "swish": "silu",
+    "drop_path": "stochastic_depth",
 }
 
 # Words that may trail a layer's arguments to append a layer: `conv 3x3, 64, bn, relu`.

@@ -44,6 +44,7 @@ SECTIONS = [
     ("RegNet", ["regnet_y_400mf"]),
     ("U-Net", ["unet"]),
     ("ShuffleNet", ["shufflenet_v2_x1_0"]),
+    ("ConvNeXt", ["convnext_tiny"]),
 ]
 
 INTRO = """\

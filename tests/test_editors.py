@@ -67,6 +67,9 @@ CASES = [
         ("if", "keyword.operator.logical.arch"), ("==", "keyword.operator.arithmetic.arch"),
         ("else", "keyword.operator.logical.arch"), ("40%", "constant.numeric.percent.arch")]),
     ("    pool: maxpool 3x3, stride=1, same", [("pool", "entity.name.section.arch")]),
+    ("    stochastic_depth rate * call_index / (blocks - 1); layer_scale 1e-6", [
+        ("stochastic_depth", "support.type.layer.arch"), ("call_index", "variable.language.builtin.arch"),
+        ("layer_scale", "support.type.layer.arch"), ("1e-6", "constant.numeric.float.arch")]),
 ]
 
 

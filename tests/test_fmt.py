@@ -314,3 +314,12 @@ def test_fmt_keeps_hard_links_and_symlinks(tmp_path):
         assert alias.read_text() == spec.read_text() == "input 8x8x3\nrelu\n"
         assert os.path.samefile(spec, alias) and spec.stat().st_nlink == 2 and link.is_symlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["alias.arch", "link.arch", "m.arch"]
+
+
+@pytest.mark.parametrize("written, canonical", [("1e-6", "1e-6"), ("0.000001", "1e-6"), ("1e-06", "1e-6"),
+                                                 ("0.001", "0.001"), ("1e-4", "1e-4"), ("2.5e-5", "2.5e-5"),
+                                                 ("0.1", "0.1"), ("1e20", "1e20")])
+def test_floats_read_as_papers_write_them(written, canonical):
+    # repr gives `1e-06`; the papers (and ConvNeXt's layer norms) write `1e-6`
+    out = format_text(f"input 4\nlayer_scale {written}\n")
+    assert out.splitlines()[-1] == f"layer_scale {canonical}"

@@ -137,10 +137,19 @@ def test_a_long_row_is_cut():
 def test_wrappers_over_an_unknown_input_are_walked_once():
     """The same wrappers over a layer that fails: the walk went through all 10^8 calls (no layer is added, so the
     layer limit never stopped it)."""
-    spec = "input 8x8x3\n" + _wrappers(8, 10).replace("  relu\n", "  relu x 0\n") + "s: w0()\n"
+    spec = "input 8x8x3\n" + _wrappers(8, 10).replace("  relu\n", "  relu x (0 - 1)\n") + "s: w0()\n"
     start = time.perf_counter()
     assert codes(spec) == ["A117"]
     assert time.perf_counter() - start < FAST
+
+
+def test_wrappers_that_add_no_layer_are_bounded_by_the_call_limit():
+    """`x 0` leaves an item out, so 10^8 calls of wrappers around an empty block add no layer: the layer limit
+    alone never stopped that walk (it grew to all of the machine's memory). Calls are bounded like layers."""
+    spec = "input 8x8x3\n" + _wrappers(8, 10).replace("  relu\n", "  relu x 0\n") + "s: w0()\nrelu\n"
+    start = time.perf_counter()
+    assert codes(spec) == ["A301"]
+    assert time.perf_counter() - start < 5 * FAST
 
 
 # ---------------------------------------------------------------- did-you-mean

@@ -210,3 +210,61 @@ def test_an_inlined_call_numbers_the_calls_of_its_body():
                        "block one(): d(1)\nst: db(3)\nst2: one()\n")
     assert names(plan) == ["st.0.conv", "st.0.concat", "st.1.conv", "st.1.concat", "st.2.conv", "st.2.concat",
                            "st2.conv", "st2.concat"]
+
+
+# ---------------------------------------------------------------- `call_index` (issue 12: drop-path rates over blocks)
+
+DROP_PATH_SPEC = """input 8x8x4
+param rate=0.1, blocks=5
+block unit(r=rate):
+  residual:
+    conv 3x3, 4, same
+    stochastic_depth r * call_index / (blocks - 1)
+block stage(n):
+  unit() x n
+s1 : stage(2)
+s2 : conv 1x1, 4; stage(3)
+"""
+
+
+def rates(plan):
+    return {n.name: n.args.rate for n in plan.nodes if n.op == "stochastic_depth"}
+
+
+def test_call_index_counts_a_blocks_calls_across_stages():
+    plan = archc.check(DROP_PATH_SPEC)
+    # torchvision's ConvNeXt: sd_prob = stochastic_depth_prob * block_id / (total_blocks - 1.0)
+    assert rates(plan) == {f"{stage}.{i}.stochastic_depth": 0.1 * block / 4
+                           for block, (stage, i) in enumerate([("s1", 0), ("s1", 1), ("s2", 0), ("s2", 1), ("s2", 2)])}
+
+
+def test_call_index_is_per_block_and_seen_by_defaults():
+    plan = archc.check("input 4x4x2\nblock a(k=call_index + 1):\n  conv 1x1, k\n"
+                       "block b():\n  conv 1x1, 10 + call_index\na(); b(); a(); b(); b()\n")
+    assert [n.shape[-1] for n in plan.nodes] == [1, 10, 2, 11, 12]
+
+
+def test_call_index_inside_a_nested_block_is_the_inner_blocks():
+    plan = archc.check("input 4x4x2\nblock inner():\n  conv 1x1, 1 + call_index\n"
+                       "block outer():\n  inner(); conv 1x1, 100 + call_index\nouter(); outer()\n")
+    assert [n.shape[-1] for n in plan.nodes] == [1, 100, 2, 101]
+
+
+def test_names_shadow_call_index():
+    block = "block u(call_index=7):\n  conv 1x1, call_index\n"
+    assert archc.check(f"input 4x4x2\n{block}u(); u()\n").nodes[1].shape == (4, 4, 7)
+    network = "input 4x4x2\nparam call_index=3\nblock v():\n  conv 1x1, call_index\nv(); v()\n"
+    assert [n.shape[-1] for n in archc.check(network).nodes] == [3, 3]
+
+
+def test_a_block_parameter_may_share_a_network_parameters_name():
+    # block parameters shadow network parameters (the bodies' names are merged, not passed as keywords twice)
+    plan = archc.check("input 4x4x2\nparam w=3\nblock b(w):\n  conv 1x1, w\nb(5)\n")
+    assert plan.nodes[0].shape == (4, 4, 5)
+
+
+def test_call_index_outside_a_block_is_a_diagnostic():
+    for line in ("conv 1x1, 1 + call_index", "conv 1x1, call_index"):  # in arithmetic, as an argument
+        found, err = codes(f"input 4x4x2\n{line}\n")
+        assert found == ["A103"] and "`call_index`" in err.diagnostics[0].message
+        assert "inside a block only" in err.diagnostics[0].help

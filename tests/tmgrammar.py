@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GRAMMAR = ROOT / "editors" / "arch.tmLanguage.json"
 sys.path.insert(0, str(ROOT))
 
+from archc.exprs import CALL_INDEX as _CALL_INDEX  # noqa: E402
 from archc.exprs import FUNCS as _FUNCS  # noqa: E402
 from archc.ops import ALIASES, MERGES, OPS  # noqa: E402
 
@@ -52,6 +53,7 @@ def grammar() -> dict:
         {"name": "support.function.builtin.arch", "match": _words(_FUNCS) + r"(?=\()"},
         {"name": "entity.name.function.call.arch", "match": rf"\b{IDENT}(?=\()"},
         {"name": "variable.language.input-shape.arch", "match": r"\bin\.[hwcn]\b"},
+        {"name": "variable.language.builtin.arch", "match": _words([_CALL_INDEX])},
         {"match": rf"\b({IDENT})\s*(=)(?!=)",
          "captures": {"1": {"name": "variable.parameter.arch"}, "2": {"name": "keyword.operator.assignment.arch"}}},
         {"name": "keyword.operator.repeat.arch", "match": r"(?<=[\s)])[x×](?=\s+[0-9(A-Za-z_])"},

@@ -33,7 +33,8 @@ _LAYER_NAME = re.compile(r"[A-Za-z0-9_]+")
 _RESERVED = {"keras", "layers", "ops", "inputs", "model", "build_model", "pad_with", "average_pool_real",
              "dilated_pool", "local_response_norm", "average_pool_counted", "resample", "INPUT_SHAPE",
              "DESCRIPTION",
-             "channel_split", "channel_shuffle", "zero_pad_shortcut"}
+             "channel_split", "channel_shuffle", "zero_pad_shortcut",
+             "gelu_tanh"}
 
 # Helpers the generated module defines when a node needs them. Plain functions over keras.ops and
 # built-in layers: nothing to register, so saved `.keras` files load without this module or archc.
@@ -146,6 +147,12 @@ def zero_pad_shortcut(x, shape, strides, pads, name):
     (sh, sw), (before, after) = strides, pads
     padded = keras.ops.pad(a[:, ::sh, ::sw, :], [(0, 0), (0, 0), (0, 0), (before, after)])
     return keras.Model(a, padded, name=name)(x)
+''',
+    "gelu_tanh": '''
+def gelu_tanh(x, shape, name):
+    """GELU's tanh approximation (the `gelu` activation string is the exact, erf form)."""
+    a = keras.Input(shape)
+    return keras.Model(a, keras.ops.gelu(a, approximate=True), name=name)(x)
 ''',
 }
 
@@ -523,6 +530,32 @@ class KerasBackend(Backend):
                 xs[i] = f"layers.Reshape((1, 1, {shape[0]}), name={name})({xs[i]})"
         return self._merge(node, xs, w, "Multiply(")
 
+    # ---- ConvNeXt's kinds (issue 12)
+
+    def emit_gelu(self, node, xs, w) -> str:
+        name = w.claim(node.flat_name, node)
+        if node.args.approximate == "none":
+            return f'layers.Activation("gelu", name={name})({xs[0]})'  # keras.activations.gelu: exact by default
+        return f"{w.helper('gelu_tanh')}({xs[0]}, {_r(tuple(node.in_shapes[0]))}, name={name})"
+
+    def emit_layernorm(self, node, xs, w) -> str:
+        return (f"layers.LayerNormalization(axis=-1, epsilon={_r(float(node.args.epsilon))}, "
+                f"name={w.claim(node.flat_name, node)})({xs[0]})")
+
+    def emit_layer_scale(self, node, xs, w) -> str:
+        # a kernel of C values multiplying the last axis: a built-in layer, so `.keras` files load anywhere
+        rank = len(node.in_shapes[0])
+        equation = "abcd,d->abcd" if rank == 3 else "ab,b->ab"
+        return (f"layers.EinsumDense({equation!r}, output_shape={_r(tuple(node.shape))}, "
+                f"kernel_initializer=keras.initializers.Constant({_r(float(node.args.init))}), "
+                f"name={w.claim(node.flat_name, node)})({xs[0]})")
+
+    def emit_stochastic_depth(self, node, xs, w) -> str:
+        # Dropout whose mask is one draw per sample: the whole sample is kept (scaled by 1 / (1 - rate)) or zeroed
+        noise = (None,) + (1,) * len(node.in_shapes[0])
+        return (f"layers.Dropout({_r(float(node.args.rate))}, noise_shape={_r(noise)}, "
+                f"name={w.claim(node.flat_name, node)})({xs[0]})")
+
     # ------------------------------------------------------------ weights: the registry's names, Keras's variables
 
     def variables(self, node: PlanNode, layer: Any) -> dict[str, tuple[Any, Any, Any]]:
@@ -552,6 +585,13 @@ class KerasBackend(Backend):
         return {"weight": (layer.gamma, _same, _same), "bias": (layer.beta, _same, _same),
                 "running_mean": (layer.moving_mean, _same, _same),
                 "running_var": (layer.moving_variance, _same, _same)}
+
+    def variables_layernorm(self, node: PlanNode, layer: Any) -> dict[str, tuple]:
+        return {"weight": (layer.gamma, _same, _same), "bias": (layer.beta, _same, _same)}
+
+    def variables_layer_scale(self, node: PlanNode, layer: Any) -> dict[str, tuple]:
+        shape = node.weights()["weight"].shape  # torch's C x 1 x 1 for a map <-> Keras's C
+        return {"weight": (layer.kernel, lambda a: a.reshape(-1), lambda a: a.reshape(shape))}
 
     # ------------------------------------------------------------ shared pieces
 

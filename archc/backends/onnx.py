@@ -77,6 +77,8 @@ class _Graph:
         return name
 
     def initial(self, weight: Weight) -> np.ndarray:
+        if not isinstance(weight.init, str):  # a constant (`layer_scale 1e-6`)
+            return np.full(weight.shape, weight.init, np.float32)
         if weight.init == "ones":
             return np.ones(weight.shape, np.float32)
         if weight.init == "zeros":
@@ -160,6 +162,7 @@ class OnnxBackend(Backend):
         "concat": ("Concat", {"axis": 1}),  # the channels, of maps or vectors
         "hardswish": ("HardSwish", {}),  # x * max(0, min(1, x / 6 + 1 / 2)) = x * relu6(x + 3) / 6
         "hardsigmoid": ("HardSigmoid", {"alpha": 1 / 6, "beta": 0.5}),  # ONNX's default alpha is 0.2
+        "stochastic_depth": ("Identity", {}),  # drop path is the identity at inference
     }
 
     def emit_table(self, entry: tuple[str, dict], node: PlanNode, inputs: list[str], g: _Graph) -> str:
@@ -365,6 +368,42 @@ class OnnxBackend(Backend):
                 x = g.node("Slice", [x, starts, ends, axes], f"{node.name}/crop{i + 1}", f"{node.name}/crop{i + 1}")
             cropped.append(x)
         return g.node("Concat", cropped, node.name, node.name, axis=1)
+
+    # ---- ConvNeXt's kinds (issue 12)
+
+    def emit_gelu(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        # opset 19 has no Gelu (it arrived in 20): written out from Erf / Tanh, as torch defines each form
+        x, n = inputs[0], node.name
+        half = g.constant(f"{n}/half", np.array(0.5, np.float32))
+        one = g.constant(f"{n}/one", np.array(1.0, np.float32))
+        if node.args.approximate == "none":
+            root2 = g.constant(f"{n}/sqrt2", np.array(math.sqrt(2.0), np.float32))
+            inner = g.node("Div", [x, root2], f"{n}/scaled", f"{n}/scale")
+            curve = g.node("Erf", [inner], f"{n}/erf", f"{n}/erf")
+        else:  # 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+            coef = g.constant(f"{n}/coef", np.array(0.044715, np.float32))
+            three = g.constant(f"{n}/three", np.array(3.0, np.float32))
+            root = g.constant(f"{n}/sqrt_2_pi", np.array(math.sqrt(2.0 / math.pi), np.float32))
+            cube = g.node("Pow", [x, three], f"{n}/cube", f"{n}/cube")
+            inner = g.node("Add", [x, g.node("Mul", [cube, coef], f"{n}/cubic", f"{n}/cubic")], f"{n}/sum",
+                           f"{n}/sum")
+            curve = g.node("Tanh", [g.node("Mul", [inner, root], f"{n}/arg", f"{n}/arg")], f"{n}/tanh", f"{n}/tanh")
+        gate = g.node("Mul", [g.node("Add", [curve, one], f"{n}/cdf2", f"{n}/cdf2"), half], f"{n}/cdf", f"{n}/cdf")
+        return g.node("Mul", [x, gate], n, n)
+
+    def emit_layernorm(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        w = g.weights(node)
+        attrs = dict(axis=-1, epsilon=node.args.epsilon)
+        if len(node.in_shapes[0]) == 1:
+            return g.node("LayerNormalization", [inputs[0], w["weight"], w["bias"]], node.name, node.name, **attrs)
+        # over the channels of each position: N x H x W x C, normalise the last axis, back to N x C x H x W
+        nhwc = g.node("Transpose", [inputs[0]], f"{node.name}/nhwc", f"{node.name}/to_nhwc", perm=[0, 2, 3, 1])
+        normed = g.node("LayerNormalization", [nhwc, w["weight"], w["bias"]], f"{node.name}/normed",
+                        f"{node.name}/norm", **attrs)
+        return g.node("Transpose", [normed], node.name, node.name, perm=[0, 3, 1, 2])
+
+    def emit_layer_scale(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        return g.node("Mul", [inputs[0], g.weights(node)["weight"]], node.name, node.name)  # C x 1 x 1 broadcasts
 
 
 def _arrays_of(source: Any) -> dict[str, np.ndarray]:

@@ -244,6 +244,63 @@ class Multiply(nn.Module):
     def extra_repr(self):
         return f"flat={self.flat}" if self.flat else ""
 ''',
+    # ConvNeXt's kinds (issue 12)
+    "LayerNorm2d": '''
+class LayerNorm2d(nn.LayerNorm):
+    """Layer normalisation over the channels of each position of an N x C x H x W map (torchvision's ConvNeXt)."""
+
+    def forward(self, x):
+        x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+''',
+    "PointwiseConv2d": '''
+class PointwiseConv2d(nn.Conv2d):
+    """A 1x1 convolution computed as a matrix product over each position's channels (nn.Linear's), used where
+    its input is laid out channels-last in memory (after a layernorm), as torchvision's ConvNeXt computes it:
+    the convolution would copy that layout back. Same weights, same state_dict, NCHW in and out."""
+
+    def forward(self, x):
+        y = F.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias)
+        return y.permute(0, 3, 1, 2)
+''',
+    "ChannelsLastGELU": '''
+class ChannelsLastGELU(nn.GELU):
+    """GELU of an N x C x H x W view of channels-last memory (between a ConvNeXt block's pointwise layers), computed
+    on the N x H x W x C tensor itself: element-wise kernels run measurably slower over the permuted view."""
+
+    def forward(self, x):
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+''',
+    "LayerScale": '''
+class LayerScale(nn.Module):
+    """A learnable scale per channel, `weight` of shape C x 1 x 1 for maps (torchvision's CNBlock.layer_scale)."""
+
+    def __init__(self, shape, init):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full(shape, init))
+
+    def forward(self, x):
+        return x * self.weight
+''',
+    "StochasticDepth": '''
+class StochasticDepth(nn.Module):
+    """Drop path, torchvision.ops.StochasticDepth in "row" mode: in training each sample is zeroed with
+    probability p and kept ones are scaled by 1 / (1 - p); the identity in evaluation."""
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        noise = torch.empty([x.shape[0]] + [1] * (x.ndim - 1), dtype=x.dtype, device=x.device).bernoulli_(keep)
+        return x * noise.div_(keep)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+''',
 }
 
 _PART = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
@@ -295,12 +352,21 @@ class _Context:
         self.helpers.add(name)
         return name
 
+    def channels_last(self, name: str) -> bool:
+        """Whether the node's tensor is an N x C x H x W view of channels-last memory in the generated code."""
+        if "channels_last" not in self.plan._cache:
+            self.plan._cache["channels_last"] = _channels_last(self.plan)
+        return name in self.plan._cache["channels_last"]
+
     def overwritable(self, name: str) -> bool:
         """Whether an op may write its result into `name`'s output: nothing else reads that tensor, and its
         producer neither aliases another tensor nor needs its output for backward."""
         if name == INPUT or name == self.output or self.uses.get(name, 0) != 1:
             return False
-        return self.plan.node(name).opdef.fresh_output
+        node = self.plan.node(name)
+        if node.opdef.passes_input:  # its output may be its input (drop path in eval: ConvNeXt's `result += input`)
+            return self.overwritable(node.inputs[0])
+        return node.opdef.fresh_output
 
 
 class TorchBackend(Backend):
@@ -501,6 +567,8 @@ class TorchBackend(Backend):
                   + (f", dilation={_int_or_pair(a.dilation)}" if a.dilation != (1, 1) else "")
                   + (f", groups={a.groups}" if a.groups != 1 else ""))
         nobias = "" if a.bias else ", bias=False"
+        if _pointwise(node) and ctx.channels_last(node.inputs[0]):
+            return f"{ctx.helper('PointwiseConv2d')}({common}{nobias})"
         if top == bottom and left == right:
             padding = f", padding={_int_or_pair((top, left))}" if top or left else ""
             return f"nn.Conv2d({common}{padding}{nobias})"
@@ -630,6 +698,50 @@ class TorchBackend(Backend):
     def emit_multiply(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
         flat = tuple(i for i, s in enumerate(node.in_shapes) if len(s) < len(node.shape))
         return f"{ctx.helper('Multiply')}({f'flat={flat!r}' if flat else ''})"
+
+    # ---- ConvNeXt's kinds (issue 12)
+
+    def emit_gelu(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
+        kind = ctx.helper("ChannelsLastGELU") if ctx.channels_last(node.inputs[0]) else "nn.GELU"
+        return f"{kind}()" if node.args.approximate == "none" else f"{kind}(approximate={node.args.approximate!r})"
+
+    def emit_layernorm(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
+        shape = node.in_shapes[0]
+        kind = ctx.helper("LayerNorm2d") if len(shape) == 3 else "nn.LayerNorm"
+        return f"{kind}({shape[-1]}" + ("" if node.args.epsilon == 1e-5 else f", eps={node.args.epsilon!r}") + ")"
+
+    def emit_layer_scale(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
+        return f"{ctx.helper('LayerScale')}({node.weights()['weight'].shape!r}, {node.args.init!r})"
+
+    def emit_stochastic_depth(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
+        return f"{ctx.helper('StochasticDepth')}({node.args.rate!r})"
+
+
+# ---------------------------------------------------------------- memory layout
+
+
+def _pointwise(node: PlanNode) -> bool:
+    """A 1x1 conv that mixes each position's channels and nothing else: a matrix product over the channels."""
+    a = node.args
+    return (node.op == "conv" and a.kernel == (1, 1) and a.stride == (1, 1) and a.groups == 1
+            and a.pads() == (0, 0, 0, 0))
+
+
+def _channels_last(plan: Plan) -> set[str]:
+    """The nodes whose tensor the generated code holds channels-last in memory: a map's layernorm (LayerNorm2d
+    normalises N x H x W x C data and returns its N x C x H x W view), the 1x1 convs that read such a tensor
+    (PointwiseConv2d), and single-input kinds that keep each position's features in place (activations, layer
+    scale, drop path, batchnorm: element-wise ops keep their input's memory layout). A 1x1 conv after a
+    layernorm, and after GELU after that, is then one matrix product with no copy, as in torchvision's ConvNeXt."""
+    out: set[str] = set()
+    for node in plan.nodes:
+        if len(node.shape) != 3:
+            continue
+        if node.op == "layernorm":
+            out.add(node.name)
+        elif node.inputs[0] in out and (_pointwise(node) or (node.opdef.keeps_order and node.opdef.inputs == "one")):
+            out.add(node.name)
+    return out
 
 
 # ---------------------------------------------------------------- generated code pieces

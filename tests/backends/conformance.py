@@ -104,6 +104,9 @@ OP_CASES: dict[str, str] = {
                        "residual multiply:\n  globalavgpool\n  dense 3, swish\n  dense 8, sigmoid\n"
                        "hardswish; hardsigmoid; globalavgpool; dense 4, silu"),
     "multiply_flat": "input 12\ndense 12, hardsigmoid\nresidual multiply:\n  dense 12, hardswish\nsilu",
+    "convnext_kinds": ("input 5x5x6\nconv 3x3, 6, same, gelu; layernorm epsilon=1e-6; conv 1x1, 6\n"
+                       "gelu approximate=tanh; layer_scale 0.5; stochastic_depth 0.2\n"
+                       "globalavgpool; layernorm; layer_scale 3.0; drop_path 0.1; dense 4"),
     "merges": ("input 8x8x4\nconv 3x3, 4, same, bn, relu\nadd:\n  identity\n  conv 3x3, 4, same\n"
                "concat:\n  conv 1x1, 3\n  maxpool 3x3, stride=1, same\n"
                "residual:\n  conv 3x3, 7, same, bn, relu\n  conv 3x3, 7, same, bn\nrelu"),

@@ -62,6 +62,11 @@ def randomize(model: torch.nn.Module, seed: int = 0) -> None:
                     module.bias.copy_(torch.randn(n, generator=gen) * 0.1)
             elif isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)) and module.bias is not None:
                 module.bias.copy_(torch.randn(module.bias.shape, generator=gen) * 0.1)
+            elif "weight" in module._parameters and not isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+                # layernorm and layer_scale (of either torch side): scales and shifts off their 1/0 or 1e-6
+                module.weight.copy_(torch.rand(module.weight.shape, generator=gen) + 0.5)
+                if module._parameters.get("bias") is not None:
+                    module.bias.copy_(torch.randn(module.bias.shape, generator=gen) * 0.1)
 
 
 def outputs(plan: Plan, keras_model, torch_model, batch: int = 2, seed: int = 0):
@@ -253,6 +258,11 @@ OP_CASES = {
     # channel split, channel shuffle, zero-padding shortcuts: channels-last slices and reshapes
     "split_shuffle": "input 4x5x12\nconcat:\n  split 3, part=2\n  split 3, part=0; conv 1x1, 4\nshuffle 4",
     "zeropad_shortcut": "input 7x6x4\nresidual shortcut=zeropad:\n  conv 3x3, 9, stride=2, same, bn\nrelu",
+    # ConvNeXt's kinds: layernorm over each position's channels, layer scale's C x 1 x 1 <-> C, GELU's two forms;
+    # after a flatten, layernorm's and layer_scale's weights follow the features' order
+    "convnext_kinds": ("input 5x5x6\nconv 3x3, 6, same, gelu; layernorm epsilon=1e-6; conv 1x1, 6\n"
+                       "gelu approximate=tanh; layer_scale 0.5; stochastic_depth 0.2"),
+    "convnext_kinds_flat": "input 3x2x4\nflatten; layernorm; layer_scale 2.0; drop_path 0.1; gelu; dense 5",
 }
 
 

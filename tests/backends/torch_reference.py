@@ -7,6 +7,8 @@ finds them the same way.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -43,6 +45,13 @@ class ReferenceModel(nn.Module):
                 kind = nn.BatchNorm2d if len(node.shape) == 3 else nn.BatchNorm1d
                 # the spec's momentum is Keras's (weight of the old statistics); torch's is the new batch's weight
                 module = kind(node.shape[-1], eps=a.epsilon, momentum=1 - a.momentum, affine=a.scale)
+            elif node.op in ("layernorm", "layer_scale"):  # ConvNeXt's kinds: their weights, in the plan's shapes
+                module = nn.Module()
+                for name, weight in node.weights().items():
+                    value = torch.ones(weight.shape) if weight.init == "ones" else torch.zeros(weight.shape)
+                    if not isinstance(weight.init, str):
+                        value = torch.full(weight.shape, weight.init)
+                    module.register_parameter(name, nn.Parameter(value))
             else:
                 continue
             _place(self, node.name, module)
@@ -156,4 +165,22 @@ class ReferenceModel(nn.Module):
             for t in ins:
                 out = out * (t[:, :, None, None] if t.dim() == 2 and len(node.shape) == 3 else t)
             return out
+        # ConvNeXt's kinds (issue 12)
+        if op == "gelu":
+            if a.approximate == "tanh":
+                return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+            return 0.5 * x * (1 + torch.erf(x / math.sqrt(2)))
+        if op == "layernorm":  # over the channels of each position: dim 1 of N x C x H x W, or of N x C
+            m = self.get_submodule(node.name)
+            mean = x.mean(1, keepdim=True)
+            var = ((x - mean) ** 2).mean(1, keepdim=True)
+            shape = (1, -1) + (1,) * (x.dim() - 2)
+            return (x - mean) / torch.sqrt(var + a.epsilon) * m.weight.reshape(shape) + m.bias.reshape(shape)
+        if op == "layer_scale":
+            return x * self.get_submodule(node.name).weight.reshape((1, -1) + (1,) * (x.dim() - 2))
+        if op == "stochastic_depth":  # one keep-or-drop draw per sample, kept samples scaled by 1 / (1 - rate)
+            if not self.training or a.rate == 0:
+                return x
+            keep = (torch.rand((x.shape[0],) + (1,) * (x.dim() - 1)) >= a.rate).to(x.dtype)
+            return x * keep / (1 - a.rate)
         raise NotImplementedError(op)

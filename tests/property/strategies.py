@@ -26,11 +26,13 @@ RESERVED = {
     "network", "input", "param", "import", "block", "residual", "shortcut", "add", "concat", "x", "if", "else",
     "and", "or", "not", "true", "false", "in", "same", "valid", "dw", "nobias", "bn", "relu", "relu6", "leaky_relu",
     "elu", "sigmoid", "tanh", "softmax", "silu", "swish", "hardswish", "hardsigmoid", "multiply", "keepdims",
+    "gelu", "call_index",
 }
 # Scope names: plain words, names of layer kinds (a scope `conv` beside a layer `conv` must get distinct node
 # names), and names with underscores (Keras joins paths with `_`, so `a.b_c` and `a_b.c` are a trap).
 SCOPE_NAMES = ["a", "b", "stem", "stage1", "conv", "fc", "pool", "a_b", "b_c", "conv_x", "head", "s_2", "dense"]
-ACTIVATIONS = ["relu", "relu6", "leaky_relu", "elu", "sigmoid", "tanh", "silu", "swish", "hardswish", "hardsigmoid"]
+ACTIVATIONS = ["relu", "relu6", "leaky_relu", "elu", "sigmoid", "tanh", "silu", "swish", "hardswish", "hardsigmoid",
+               "gelu"]
 
 
 class Invalid(Exception):
@@ -209,10 +211,14 @@ class _Writer:
         return layer
 
     def simple(self, s: Shape) -> Layer:
-        kind = self.choice(["relu", "batchnorm", "act", "dropout", "lrn", "identity", "bn"])
+        kind = self.choice(["relu", "batchnorm", "act", "dropout", "lrn", "identity", "bn", "convnext"])
         if kind == "act":
-            act = self.choice(ACTIVATIONS + ["leaky_relu negative_slope=0.2", "elu alpha=0.5"])
+            act = self.choice(ACTIVATIONS + ["leaky_relu negative_slope=0.2", "elu alpha=0.5", "gelu approximate=tanh"])
             return same_shape(act)
+        if kind == "convnext":  # ConvNeXt's kinds: maps and flat vectors alike
+            self.features.add("convnext")
+            return same_shape(self.choice(["layernorm", "layernorm epsilon=1e-6", "layer_scale 0.5", "layer_scale",
+                                           "stochastic_depth 0.1", "drop_path 20%"]))
         if kind == "dropout":
             return same_shape(self.choice(["dropout 0.5", "dropout 40%", "dropout 0.1"]))
         if kind == "lrn":
@@ -430,7 +436,7 @@ class _Writer:
         k = self.choice([1, 3])
         use_residual = self.coin(0.5)
         tail = self.choice(["relu", "bn", "conv 1x1, in.c", "conv 3x3, in.c // 2 + 1, same",
-                            "maxpool 3x3, stride=1, same"])
+                            "maxpool 3x3, stride=1, same", "stochastic_depth 0.5 * call_index / (call_index + 1)"])
         callee = self.blocks[-1] if self.blocks and self.coin(0.3) else None
         body_first = f"conv {k}x{k}, w, stride=s, same, bn, relu"
         if use_residual:
