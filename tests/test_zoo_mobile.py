@@ -341,6 +341,15 @@ def test_squeeze_excitation_reads_like_its_paper():
     assert sum(n.params for n in names) == 2 * 72 * 24 + 24 + 72
 
 
+def test_ops_says_how_a_merge_is_written():
+    from click.testing import CliRunner
+
+    from archc.cli import main
+
+    result = CliRunner().invoke(main, ["ops", "multiply"])
+    assert result.exit_code == 0 and "`residual multiply:`" in result.output and "`multiply:`" in result.output
+
+
 def test_batchnorm_momentum_is_documented_in_both_conventions():
     docs = (ROOT / "docs" / "language.md").read_text()
     section = docs.split("\n### batchnorm\n")[1].split("\n### ")[0]
