@@ -250,6 +250,31 @@ def test_a_few_steps_lower_the_loss(spec, sets):
         assert torch.equal(model(x), model(x))
 
 
+def test_in_place_activations_keep_the_gradients():
+    """silu and hardswish work in place after a conv or batchnorm (as torchvision's do); their backward must still
+    see what it needs: the gradients equal those of the plain reference model's out-of-place functions."""
+    torch = pytest.importorskip("torch")
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "backends"))
+    from torch_reference import ReferenceModel
+
+    spec = ("input 8x8x3\nconv 3x3, 8, same, bn, silu\nconv 3x3, 8, same, bn, hardswish\nresidual multiply:\n"
+            "  globalavgpool keepdims\n  conv 1x1, 2, swish\n  conv 1x1, 8, hardsigmoid\nglobalavgpool; dense 4\n")
+    torch.manual_seed(0)
+    model = archc.compile(spec, backend="torch").train()
+    assert [m.inplace for m in model.modules() if isinstance(m, (torch.nn.SiLU, torch.nn.Hardswish))] == [
+        True, True, True]
+    reference = ReferenceModel(model.archc_plan).train()
+    archc.load_weights(reference, model)
+    grads = []
+    for m in (model, reference):
+        x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        m(x).square().sum().backward()
+        grads.append(x.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+
+
 # ---------------------------------------------------------------- the language these networks need
 
 
@@ -325,6 +350,10 @@ c: se(4, gate=swish)
     acts = {stage: [n.op for n in plan.nodes if n.stage == stage and n.opdef.activation] for stage in "abc"}
     assert acts == {"a": ["relu", "sigmoid"], "b": ["hardswish", "hardsigmoid"], "c": ["relu", "silu"]}
     assert plan.node("a.multiply").inputs == ("a.sigmoid", "input")  # the gate scales the block's input
+    # a network parameter may hold one too, and `--set` changes it
+    net = "input 8x8x3\nparam act=relu\nconv 3x3, 8, act\n"
+    assert [n.op for n in archc.check(net).nodes] == ["conv", "relu"]
+    assert [n.op for n in archc.check(net, act="hardswish").nodes] == ["conv", "hardswish"]
     with pytest.raises(archc.ArchcError) as e:  # a word that is no activation is still a mistake
         archc.check("input 8x8x4\nblock b(act):\n  conv 1x1, 4, act\nb(rleu)\n")
     assert e.value.diagnostics[0].code == "A103" and "relu" in (e.value.diagnostics[0].help or "")
