@@ -10,19 +10,20 @@ from typing import Any
 
 # The submodule first: imported later, it would rebind `archc.load` from the function below to the module.
 from . import load as _load_module  # noqa: F401
-from ._version import __version__
+from ._version import __version__  # noqa: F401 - the package's version, re-exported
 from .diagnostics import ArchcError, Diagnostic
 
 __all__ = ["ArchcError", "Diagnostic", "load", "check", "compile", "load_weights", "transfer_weights"]
 
 
-def load(spec: Any, allow: list | None = None):
+def load(spec: Any = None, allow: list | None = None, *, text: str | None = None):
     """A spec path, spec text (`.arch` or JSON) or IR -> a self-contained `archc.ir.Spec`: the blocks it
     imports are copied in (its own win, as in the file) and its imports emptied, so it can be checked,
-    compiled or saved as JSON anywhere."""
-    from .load import load as _load
+    compiled or saved as JSON anywhere.
 
-    loaded = _load(spec, allow)
+    A `pathlib.Path` is always read as a file and `text=` is always spec text. A plain string is a file when
+    it names one that exists (or is one line ending in `.arch`/`.json`), and spec text otherwise."""
+    loaded = _load_any(spec, allow, text)
     own = {block.name for block in loaded.spec.blocks}
     imported = [block for name, block in loaded.blocks.items() if name not in own]
     return loaded.spec.model_copy(update={"blocks": imported + list(loaded.spec.blocks), "imports": []})
@@ -48,27 +49,41 @@ def _overrides(loaded, overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def check(spec: Any, *, max_layers: int | None = None, allow: list | None = None, **overrides: Any):
-    """Run inference: -> `archc.plan.Plan` with every layer's name, shape, parameters and MACs.
-
-    Keyword arguments override the spec's network parameters (`classes=10`, `input=(32, 32, 3)`).
-    Raises ArchcError carrying every diagnostic.
-    """
-    from .infer import MAX_LAYERS, infer
-    from .load import gc_paused
+def _load_any(spec: Any, allow: list | None, text: str | None):
     from .load import load as _load
 
-    with gc_paused():
-        loaded = _load(spec, allow)
+    try:
+        return _load(spec, allow, text=text)
+    except RecursionError:
+        raise _too_deep() from None
+
+
+def _too_deep() -> ArchcError:
+    return ArchcError([Diagnostic("A301", "the spec nests too deeply to process", None)])
+
+
+def check(spec: Any = None, *, text: str | None = None, max_layers: int | None = None, allow: list | None = None,
+          **overrides: Any):
+    """Run inference: -> `archc.plan.Plan` with every layer's name, shape, parameters and MACs.
+
+    `spec` is read as `archc.load` reads it; `text=` is always spec text. Other keyword arguments override the
+    spec's network parameters (`classes=10`, `input=(32, 32, 3)`). Raises ArchcError carrying every diagnostic.
+    """
+    from .infer import MAX_LAYERS, infer
+    loaded = _load_any(spec, allow, text)
+    try:
         return infer(loaded.spec, loaded.blocks, _overrides(loaded, overrides), loaded.sources, loaded.file,
                      max_layers=max_layers or MAX_LAYERS)
+    except RecursionError:
+        raise _too_deep() from None
 
 
-def compile(spec: Any, backend: str = "torch", *, logits: bool = False, **overrides: Any):
+def compile(spec: Any = None, backend: str = "torch", *, text: str | None = None, logits: bool = False,
+            **overrides: Any):
     """Build the spec's model with a backend (`torch`, `keras`, or a plug-in's name)."""
     from .backends import get_backend
 
-    plan = spec if _is_plan(spec) else check(spec, **overrides)
+    plan = spec if _is_plan(spec) else check(spec, text=text, **overrides)
     return get_backend(backend).build(plan, logits=logits)
 
 
@@ -79,7 +94,15 @@ def _is_plan(obj: Any) -> bool:
 
 
 def load_weights(model: Any, source: Any):
-    """Copy parameters and buffers from `source` (a model or state dict of the same architecture) by position."""
+    """Copy parameters and buffers from `source`, a model of the same architecture, into `model`; returns `model`.
+
+    Into a compiled PyTorch spec from a PyTorch module (torchvision's, a hand-written one, another compiled
+    spec), layers are matched through the structure: each layer with weights pairs with the source's layer at
+    the same place in the data flow with the same shapes, whatever order either creates its modules in
+    (docs/matching.md). From a state dict or the path of a saved one, tensors are copied by position. Nothing is
+    copied unless everything fits; otherwise ArchcError A406 names the spec's layer, its line and the source's
+    module. ONNX models take weights by name, Keras models from another Keras model by position or from a
+    compiled PyTorch model of the same spec."""
     from .backends import backend_of
 
     return backend_of(model).load_weights(model, source)

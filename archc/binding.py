@@ -59,9 +59,9 @@ def _argument_key(op: Op, arg: ir.Arg, positional: Iterator[str], fields: dict, 
     if arg.name is not None:
         if arg.name not in model_fields:
             raise ExprError(f"`{op.name}` has no argument `{arg.name}`", arg.span,
-                            help=did_you_mean(arg.name, model_fields) or signature_help(op), code="A104")
+                            help=did_you_mean(arg.name, model_fields) or signature_help(op), code="A111")
         if arg.name in fields:
-            raise ExprError(f"`{arg.name}` is given twice", arg.span, code="A104")
+            raise ExprError(f"`{arg.name}` is given twice", arg.span, code="A112")
         return arg.name
     key = next(positional, None)
     if key is not None:
@@ -72,7 +72,7 @@ def _argument_key(op: Op, arg: ir.Arg, positional: Iterator[str], fields: dict, 
         raise ExprError(f"unknown name `{word}`", arg.span, help=hint or signature_help(op))
     count = len(op.positional)
     raise ExprError(f"`{op.name}` takes {count or 'no'} positional argument{'' if count == 1 else 's'}", arg.span,
-                    help=signature_help(op), code="A104")
+                    help=signature_help(op), code="A113")
 
 
 def _argument_value(op: Op, key: str, arg: ir.Arg, env: dict) -> Any:
@@ -94,10 +94,31 @@ def _validated(op: Op, fields: dict, spans: dict, item: ir.Layer) -> OpArgs:
         err = e.errors()[0]
         key = err["loc"][0] if err["loc"] else None
         if err["type"] == "missing":
-            raise ExprError(f"`{op.name}` needs `{key}`", item.span, help=signature_help(op), code="A104") from None
-        msg = err["msg"].removeprefix("Value error, ")
+            raise ExprError(f"`{op.name}` needs `{key}`", item.span, help=signature_help(op), code="A114") from None
+        msg = _range_message(err) or err["msg"].removeprefix("Value error, ")
         raise ExprError(f"bad `{key}` for `{op.name}`: {msg}", spans.get(key) or item.span,
                         help=signature_help(op), code="A104") from None
+
+
+_BOUNDS = {"greater_than_equal": ("ge", "at least"), "greater_than": ("gt", "more than"),
+           "less_than_equal": ("le", "at most"), "less_than": ("lt", "less than")}
+
+
+def _range_message(err: dict) -> str | None:
+    """`must be at least 1e-12, not -1` for a value outside the range its kind's definition declares."""
+    if err["type"] == "finite_number":
+        return f"must be a finite number, not {err['input']}"
+    bound = _BOUNDS.get(err["type"])
+    if bound is None:
+        return None
+    limit, value = err["ctx"][bound[0]], err["input"]
+    return f"must be {bound[1]} {_number(limit)}, not {_number(value)}"
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        value = int(value)
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else f"{value:g}"
 
 
 def bind_call(block: ir.BlockDef, item: ir.Call, env: dict, globals_: dict) -> dict:

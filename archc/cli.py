@@ -20,7 +20,7 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 from . import __version__
 from .diagnostics import ArchcError, Diagnostic, render_json
 
-EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 1, 2, 3
+EXIT_SPEC, EXIT_INTERNAL = 1, 3  # usage errors exit 2 through click
 
 
 def _color(stream) -> bool:
@@ -38,6 +38,15 @@ def _report(error: ArchcError, fmt: str = "text") -> None:
     else:
         color = _color(sys.stderr)
         click.echo(error.render(color=color), err=True, nl=False, color=color)
+
+
+def _warnings(plan, sources: dict[str, str] | None = None) -> None:
+    """What checks but is likely a mistake (a plan's warnings), on standard error; the exit status stays 0."""
+    if plan.warnings:
+        from .diagnostics import render_text
+
+        color = _color(sys.stderr)
+        click.echo(render_text(plan.warnings, sources or {}, color=color), err=True, nl=False, color=color)
 
 
 def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
@@ -61,10 +70,16 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _check(spec: str, sets: dict[str, Any], max_layers: int | None, allow: tuple[str, ...]):
+def _check(spec, sets: dict[str, Any], max_layers: int | None, allow: tuple[str, ...], reads: list | None = None):
+    """`reads`, when given, receives every file the spec reads (its own and its imports): outputs never go there."""
     from . import check
+    from .load import Loaded, load_path
 
     try:
+        if not isinstance(spec, Loaded):
+            spec = load_path(spec, list(allow))  # a command-line argument is a path, whatever its characters
+        if reads is not None:
+            reads.extend(spec.files)
         return check(spec, max_layers=max_layers, allow=list(allow), **sets)
     except ArchcError as e:
         if any(d.code == "A108" for d in e.diagnostics):
@@ -79,13 +94,15 @@ def _blame_sets(error: ArchcError, sets: dict[str, Any]) -> None:
     spec line is where the value failed, the option is where it was written."""
     import re
 
-    for diag in error.diagnostics:
+    from .diagnostics import source_lines
+
+    for i, diag in enumerate(error.diagnostics):
         span = diag.span
-        lines = error.sources.get(span.file or "", "").splitlines() if span is not None else []
+        lines = source_lines(error.sources.get(span.file or "", "")) if span is not None else []
         line = lines[span.line - 1] if span is not None and 0 < span.line <= len(lines) else ""
-        for name, value in sets.items():
-            if re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", line):
-                diag.notes.append(f"`{name}` is `{value}` here, from the command line's `--set {name}={value}`")
+        notes = [f"`{name}` is `{value}` here, from the command line's `--set {name}={value}`"
+                 for name, value in sets.items() if re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", line)]
+        error.diagnostics[i] = diag.with_notes(after=notes)
 
 
 class _Group(click.Group):
@@ -105,6 +122,10 @@ class _Group(click.Group):
             ctx.exit(0)
         except RecursionError:
             click.echo("error[A301]: the spec nests too deeply to process", err=True)
+            ctx.exit(EXIT_SPEC)
+        except OSError as e:  # the user's environment (a full disk, a vanished directory), not a bug in archc
+            where = f" `{e.filename}`" if e.filename else ""
+            click.echo(f"error[A401]: cannot access{where}: {e.strerror or e}", err=True)
             ctx.exit(EXIT_SPEC)
         except Exception as e:  # noqa: BLE001 - the last line of defence: never a bare traceback
             import traceback
@@ -168,18 +189,19 @@ def check(ctx, specs, level, fmt, output, sets, max_layers, allow) -> None:
         raise click.BadParameter("only --format html writes files; redirect standard output for text and json",
                                  param_hint="-o")
     overrides = _parse_sets(sets)
-    _check_output_paths(specs, output)
+    if fmt == "html":
+        _check_output_paths(specs, output)
     failed = False
     documents: list[dict] = []
     for spec in specs:
         if spec != "-" and not Path(spec).is_file():
             raise click.BadParameter(f"no such file: {spec}", param_hint="SPECS")
         try:
-            from .load import gc_paused, load, load_text
+            from .load import load_path, load_text
 
-            with gc_paused():
-                loaded = load_text(_stdin_text(), Path("<stdin>"), list(allow)) if spec == "-" \
-                    else load(spec, list(allow))
+            # a command-line argument is a path, whatever its characters
+            loaded = load_text(_stdin_text(), Path("<stdin>"), list(allow)) if spec == "-" \
+                else load_path(spec, list(allow))
             if loaded.spec.input is None and not loaded.spec.body and loaded.spec.blocks:
                 documents.append(_report_block_file(loaded, fmt))
                 continue
@@ -194,9 +216,10 @@ def check(ctx, specs, level, fmt, output, sets, max_layers, allow) -> None:
             continue
         notes = _notes(loaded, overrides)
         if fmt in ("json", "jsonl"):
-            documents.append(dict(plan.to_json(level), ok=True, notes=notes))
+            documents.append(dict(plan.to_json(), ok=True, notes=notes,
+                                  warnings=[d.to_dict() for d in plan.warnings]))
         elif fmt == "html":
-            _write_report(plan, _report_target(spec, output), spec)
+            _write_report(plan, _report_target(spec, output), loaded.files)
         else:
             from .render import check_table
 
@@ -204,6 +227,8 @@ def check(ctx, specs, level, fmt, output, sets, max_layers, allow) -> None:
             click.echo(check_table(plan, level, bold=bold), color=bold)
         for note in notes if fmt in ("text", "html") else ():
             click.echo(f"note: {note}", err=True)
+        if fmt in ("text", "html"):
+            _warnings(plan, loaded.sources)
     if fmt == "jsonl":
         for doc in documents:
             click.echo(json.dumps(doc))
@@ -214,14 +239,11 @@ def check(ctx, specs, level, fmt, output, sets, max_layers, allow) -> None:
 
 
 def _stdin_text() -> str:
-    """A spec from standard input (`archc check -`), held to the size limit of a spec file."""
-    from .load import MAX_SPEC_BYTES
+    """A spec from standard input (`archc check -`, `archc fmt -`), held to the size limit of a spec file: at
+    most the limit and one byte are read."""
+    from .load import read_stream
 
-    text = sys.stdin.read(MAX_SPEC_BYTES + 1)
-    if len(text) > MAX_SPEC_BYTES:
-        raise ArchcError([Diagnostic("A301", f"standard input holds more than {MAX_SPEC_BYTES:,} characters; "
-                                     f"a spec may have at most {MAX_SPEC_BYTES:,}", None)])
-    return text
+    return read_stream(sys.stdin, "<stdin>")
 
 
 def _notes(loaded, overrides: dict[str, Any]) -> list[str]:
@@ -257,8 +279,20 @@ def _report_target(spec: str, output: str | None) -> Path:
 
 
 def _check_output_paths(specs: tuple[str, ...], output: str | None) -> None:
+    """Two specs of one name (`a/net.arch`, `b/net.arch`) would write one page, the second over the first:
+    refused before anything is written."""
     if output and output.endswith(".html") and len(specs) > 1:
         raise click.BadParameter("one .html file holds one spec; give a directory", param_hint="-o")
+    by_target: dict[Path, dict] = {}
+    for spec in specs:  # one file named twice is one page
+        by_target.setdefault(_report_target(spec, output), {})[spec if spec == "-" else Path(spec).resolve()] = spec
+    if len(specs) > 1:  # several specs also get an index page
+        by_target.setdefault(Path(output or ".") / "index.html", {})["index"] = "the index page"
+    for target, names in by_target.items():
+        if len(names) > 1:
+            raise ArchcError([Diagnostic("A401", " and ".join(f"`{n}`" for n in names.values())
+                                         + f" would both write `{target}`", None,
+                                         help="report specs of the same name one at a time, each with its own -o")])
 
 
 def _report_block_file(loaded, fmt: str) -> dict:
@@ -353,7 +387,9 @@ def build(spec, backend, fmt, output, logits, max_params, sets, max_layers, allo
     from .backends import get_backend
 
     backend, fmt = _build_target(output, backend, fmt)
-    plan = _check(spec, _parse_sets(sets), max_layers, allow)
+    reads: list[Path] = []
+    plan = _check(spec, _parse_sets(sets), max_layers, allow, reads)
+    _warnings(plan)
     if plan.total_params > max_params:
         raise ArchcError([Diagnostic("A302", f"`{plan.name}` has {plan.total_params:,} parameters, more than the "
                                      f"build limit of {max_params:,}", None,
@@ -368,7 +404,7 @@ def build(spec, backend, fmt, output, logits, max_params, sets, max_layers, allo
         data = _write_model(impl, backend, plan, fmt, logits)
     from .files import write_atomic
 
-    write_atomic(target, data, protect=[Path(spec)])
+    write_atomic(target, data, protect=[Path(spec), *reads])
     click.echo(f"wrote {target} ({backend}, {fmt}): {plan.trainable_params:,} trainable parameters"
                + (f" (+ {plan.non_trainable_params:,} non-trainable: batchnorm statistics)"
                   if plan.non_trainable_params else ""), err=True)
@@ -524,13 +560,13 @@ def convert(spec, target, output, spans) -> None:
       archc convert specs/resnet50.arch --to json -o resnet50.json
       archc convert resnet50.json --to arch
     """
-    from .load import load
+    from .load import load_path
 
     if target == "arch":
-        _write_or_echo(_to_arch(spec), output, spec)
+        _write_or_echo(_to_arch(spec), output, [Path(spec)])
         return
-    loaded = load(spec)
-    _write_or_echo(spec_to_json(loaded.spec, spans), output, spec)
+    loaded = load_path(spec)
+    _write_or_echo(spec_to_json(loaded.spec, spans), output, [Path(spec), *loaded.files])
 
 
 def spec_to_json(spec, spans: bool = False) -> str:
@@ -548,13 +584,13 @@ def _strip_spans(data):
     return data
 
 
-def _write_or_echo(text: str, output: str | None, source: str | None = None) -> None:
+def _write_or_echo(text: str, output: str | None, protect: list[Path] = ()) -> None:
     if output is None:
         click.echo(text, nl=False)
         return
     from .files import write_atomic
 
-    write_atomic(Path(output), text.encode("utf-8"), protect=[Path(source)] if source else [])
+    write_atomic(Path(output), text.encode("utf-8"), protect=protect)
 
 
 @main.command(short_help="Print the JSON Schema of JSON specs.")
@@ -663,7 +699,7 @@ def fmt_command(ctx, specs, check_only) -> None:
         if spec != "-" and not Path(spec).is_file():
             raise click.BadParameter(f"no such file: {spec}", param_hint="SPECS")
         try:
-            text = sys.stdin.read() if spec == "-" else _read_spec_text(spec)
+            text = _stdin_text() if spec == "-" else _read_spec_text(spec)
             formatted = format_text(text, "<stdin>" if spec == "-" else spec)
         except ArchcError as e:
             _report(e)
@@ -679,7 +715,12 @@ def fmt_command(ctx, specs, check_only) -> None:
         if check_only:
             click.echo(f"would reformat {spec}", err=True)
         else:
-            write_atomic(Path(spec), formatted.encode("utf-8"))
+            try:  # in place of the spec: its mode and hard links are kept, a read-only spec is refused
+                write_atomic(Path(spec), formatted.encode("utf-8"))
+            except ArchcError as e:
+                _report(e)
+                failed = True
+                continue
             click.echo(f"reformatted {spec}", err=True)
     if failed or (check_only and changed):
         ctx.exit(EXIT_SPEC)
@@ -729,7 +770,8 @@ def graph(spec, fmt, output, level, direction, sets, max_layers, allow) -> None:
     from .graph import picture
 
     fmt = _graph_format(output, fmt)
-    plan = _check(spec, _parse_sets(sets), max_layers, allow)
+    reads: list[Path] = []
+    plan = _check(spec, _parse_sets(sets), max_layers, allow, reads)
     data = picture(plan, fmt, level, direction)
     if output is None and fmt == "png":
         output = f"{plan.name}.png"
@@ -738,15 +780,15 @@ def graph(spec, fmt, output, level, direction, sets, max_layers, allow) -> None:
         return
     from .files import write_atomic
 
-    write_atomic(Path(output), data, protect=[Path(spec)])
+    write_atomic(Path(output), data, protect=[Path(spec), *reads])
     click.echo(f"wrote {output} ({fmt}, {level} level)", err=True)
 
 
-def _write_report(plan, target: Path, spec: str) -> None:
+def _write_report(plan, target: Path, reads: list[Path]) -> None:
     from .files import write_atomic
     from .report import html_report
 
-    write_atomic(target, html_report(plan).encode("utf-8"), protect=[Path(spec)])
+    write_atomic(target, html_report(plan).encode("utf-8"), protect=reads)
     click.echo(f"wrote {target}", err=True)
 
 
@@ -773,14 +815,15 @@ def report(ctx, specs, output, sets, max_layers, allow) -> None:
     failed = False
     pages = []
     for spec in specs:
+        reads: list[Path] = []
         try:
-            plan = _check(spec, overrides, max_layers, allow)
+            plan = _check(spec, overrides, max_layers, allow, reads)
         except ArchcError as e:
             _report(e)
             failed = True
             continue
         target = _report_target(spec, output)
-        _write_report(plan, target, spec)
+        _write_report(plan, target, reads)
         pages.append((target, plan))
     if len(specs) > 1 and pages:
         _write_index(pages, Path(output or "."))
@@ -811,8 +854,8 @@ def lsp(stdio, allow) -> None:
     DIR and the client's `allowImport` setting.
 
     \b
-    Example (Neovim):
-      vim.lsp.config("archc", { cmd = { "archc", "lsp", "--stdio" }, filetypes = { "arch" } })
+    Examples:
+      archc lsp --stdio                       # what an editor runs (editors/README.md has set-ups)
     """
     gc.enable()  # a server lives long: let the collector run (see `run`)
     try:
@@ -826,14 +869,11 @@ def lsp(stdio, allow) -> None:
 
 
 def run() -> None:
-    """The `archc` command. A one-shot command keeps nearly all it allocates until it exits, so the cyclic
-    collector would only rescan live objects: it is off, and frozen at the end so that the interpreter's final
-    collection skips them too (together a quarter of a ResNet-50 check; 0.2 s of a 10,000-layer one)."""
-    gc.disable()
-    try:
+    """The `archc` command, with the garbage-collector policy of a one-shot command (archc.speedups)."""
+    from .speedups import one_shot_gc
+
+    with one_shot_gc():
         main(prog_name="archc")
-    finally:
-        gc.freeze()
 
 
 if __name__ == "__main__":  # pragma: no cover

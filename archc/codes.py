@@ -30,18 +30,35 @@ CODES: dict[str, tuple[str, str]] = {
     "A102": ("unknown block", "A call of an unknown block."),
     "A103": ("unknown name",
              "A name that is neither a parameter nor a flag of the layer kind."),
-    "A104": ("bad argument",
-             "A bad argument: wrong type or range, unknown or repeated keyword, too many positional arguments, "
-             "a missing required argument."),
+    "A104": ("bad argument value",
+             "An argument of a layer kind with a value it does not accept: the wrong type, or outside its range."),
     "A105": ("duplicate name", "Two stages or named branches with one name in the same scope."),
     "A106": ("bad block call", "A block call whose arguments do not fit the block's parameters."),
     "A107": ("bad import",
-             "An import outside the spec's directory, an import cycle, or an imported file that is a network."),
+             "An import outside the spec's directory, of a file that is not a spec (`.arch` or `.json`), an import "
+             "cycle, or an imported file that is a network."),
     "A108": ("unknown parameter",
              "`--set` (or a keyword of `archc.check`) names a parameter the spec does not have, or gives a value "
              "that is not an expression. On the command line this is a usage error (exit status 2)."),
     "A109": ("recursive block", "A block that calls itself, directly or through others."),
     "A110": ("no input size", "A network without an `input` size."),
+    "A111": ("unknown argument", "A keyword argument the layer kind does not have."),
+    "A112": ("argument given twice", "A layer's argument given twice, by keyword or by position and keyword."),
+    "A113": ("too many positional arguments", "More positional arguments than the layer kind takes."),
+    "A114": ("missing argument", "A required argument of a layer kind left out."),
+    "A115": ("arithmetic error",
+             "Arithmetic that overflows a spec's numbers (int64, finite floats), divides by zero, or gives a "
+             "function arguments it cannot take."),
+    "A116": ("not a number", "A value used as a number that is not one (a string, a size)."),
+    "A117": ("bad repetition count", "A repetition count (`x N`) that is not a whole number, 0 or more (`x 0` "
+             "leaves the item out)."),
+    "A118": ("bad size",
+             "A size written where one is expected (the `input`, a checked `-> SIZE` or stage size) that is not "
+             "`HxW`, `HxWxC` or a length."),
+    "A119": ("a stage named like a layer kind",
+             "A warning: a stage whose name is a layer kind (`conv:`, `multiply:`) and that holds several items runs "
+             "them one after the other, which is seldom what such a name means. The spec checks; merges over "
+             "branches are written with a merge kind (`add:`, `concat:`) over one branch a line."),
     "A200": ("shape rule failed",
              "A shape rule failed in a way no more specific code covers. Reserved: every rule of the shipped layer "
              "kinds raises one of the codes below, so no spec produces it today."),
@@ -55,17 +72,29 @@ CODES: dict[str, tuple[str, str]] = {
              "An output size that differs from the one the spec expects (a stage's `SIZE`, an item's `-> SIZE`)."),
     "A205": ("wrong kind of input",
              "A layer given the wrong kind of input: a feature map where a flat vector is needed, or the reverse."),
-    "A206": ("groups do not divide the channels", "Groups that do not divide the channels."),
+    "A206": ("groups do not divide the channels", "Groups that do not divide the channels (a conv's or a "
+             "shuffle's groups, a split's parts)."),
     "A207": ("pooling window over padding only",
              "A pooling window that would cover padding only: its maximum would be -infinity and its average 0/0, "
              "so the language refuses it rather than let the frameworks disagree."),
+    "A208": ("automatic shortcut skips most of its input",
+             "A warning: the automatic shortcut of a residual is a 1x1 conv strided by more than 2 (ResNet's "
+             "downsampling uses 2), so it reads one input pixel in stride squared: the body likely shrinks the map "
+             "far more than intended (a global pooling inside the residual). The spec checks."),
     "A301": ("limit exceeded",
              "A limit was exceeded (see [Limits](#limits)): the file's size, a name's length, the number of layers, "
              "the depth of nested calls, the language server's time for one check."),
     "A302": ("too many parameters to build",
-             "`archc build` refuses a model with more parameters than `--max-params`."),
-    "A401": ("refusing to overwrite an input",
-             "An output path that is one of the inputs: archc never overwrites a spec."),
+             "`archc build` refuses a model with more parameters than `--max-params`, or more than its file "
+             "format holds (an ONNX file: protobuf's 2 GiB)."),
+    "A401": ("cannot write an output",
+             "An output archc will not or cannot write. It never overwrites a file the spec reads (the spec itself "
+             "and every file it imports, however they are named: relatively, through a symlink or another hard "
+             "link), never replaces what is not a regular file (a character device such as `/dev/null` or a FIFO "
+             "is written to, anything else is refused), never rewrites a read-only file, and never writes two "
+             "pages of one name (`report a/net.arch b/net.arch`). When the operating system refuses (a missing or "
+             "read-only directory, a full disk, a closed pipe), the message gives the path and the system's reason "
+             "(\"No space left on device\"), and the exit status is 1, as for any other diagnostic."),
     "A402": ("unknown backend", "An unknown backend."),
     "A403": ("package not installed",
              "A backend or tool needs a Python package that is not installed; the help names the `pip install` "
@@ -74,11 +103,13 @@ CODES: dict[str, tuple[str, str]] = {
              "The PyTorch backend cannot emit the plan: a layer name that cannot name a module, two layers with one "
              "name, a name that is both a layer and a scope, or a file format it does not write."),
     "A405": ("PyTorch export or weights failed",
-             "PyTorch cannot export the model (`--format pt2`), or weights come from an object the torch backend "
-             "cannot read."),
+             "PyTorch cannot export the model (`--format pt2`), weights come from an object the torch backend "
+             "cannot read, or a source module cannot be run on the spec's input size to read its structure."),
     "A406": ("weights do not fit (PyTorch)",
-             "Weights that do not fit a PyTorch model: a tensor of another shape, or a different number of "
-             "tensors."),
+             "Weights that do not fit a PyTorch model. From a module, layers are matched through the structure "
+             "(`docs/matching.md`) and the first place where the two models part is named: the spec's layer at its "
+             "line, the source's module, and what differs. From a state dict, tensors are copied by position: a "
+             "tensor of another shape, or a different number of tensors."),
     "A410": ("bad Keras layer name", "A layer name that cannot be a Keras layer name."),
     "A411": ("Keras names collide",
              "Two layers whose Keras names (the dotted path joined with `_`) would be the same."),

@@ -51,6 +51,8 @@ def divisible(value: float, divisor: int, min_value: int | None = None) -> int:
 # `round` is Python's (halves to even: round(2.5) == 2), which is what torchvision's int(round(...)) calls too.
 FUNCS = {"int": int, "round": round, "min": min, "max": max, "float": float, "ceil": math.ceil, "floor": math.floor,
          "divisible": divisible}
+MAX_ROUND_DIGITS = 18  # int64 has 19 digits: `round(x, -19)` is 0 or out of range, and `round(5, -10**9)`
+# would compute 10**(10**9) before giving 0
 _DIM_NAMES = {"h": 0, "w": 1, "c": 2}
 
 
@@ -58,7 +60,7 @@ def _number(value: Any, node: Any) -> int | float:
     if isinstance(value, Symbol):
         raise ExprError(f"unknown name `{value}`", node.span if hasattr(node, "span") else None)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ExprError(f"expected a number, found `{value}`", getattr(node, "span", None), code="A104")
+        raise ExprError(f"expected a number, found `{value}`", getattr(node, "span", None), code="A116")
     return value
 
 
@@ -67,7 +69,7 @@ def bounded(value: Any, node: Any = None) -> Any:
     if isinstance(value, bool):
         return value
     if (isinstance(value, int) and abs(value) > MAX_INT) or (isinstance(value, float) and not math.isfinite(value)):
-        raise ExprError("this arithmetic overflows", getattr(node, "span", None), code="A104",
+        raise ExprError("this arithmetic overflows", getattr(node, "span", None), code="A115",
                         help=f"numbers in a spec are at most {MAX_INT:,}")
     return value
 
@@ -131,7 +133,7 @@ def _binop(expr: Any, env: dict) -> Any:
         left = _number(evaluate(expr.left, env), expr.left)
         right = _number(evaluate(expr.right, env), expr.right)
     if op in ("/", "//") and right == 0:
-        raise ExprError("division by zero", expr.span, code="A104")
+        raise ExprError("division by zero", expr.span, code="A115")
     return bounded(_BINOPS[op](left, right), expr)
 
 
@@ -146,10 +148,14 @@ def _func(expr: Any, env: dict) -> Any:
         raise ExprError(f"unknown function `{expr.func}`", expr.span, help=did_you_mean(expr.func, FUNCS)
                         or f"the functions are {', '.join(sorted(FUNCS))}")
     args = [_number(evaluate(a, env), a) for a in expr.args]
+    if expr.func == "round" and len(args) == 2 and not -MAX_ROUND_DIGITS <= args[1] <= MAX_ROUND_DIGITS:
+        raise ExprError(f"`round` rounds to at most {MAX_ROUND_DIGITS} digits either side of the point, not "
+                        f"{args[1]:,}", expr.span, code="A115",
+                        help=f"give `round` a number of digits between -{MAX_ROUND_DIGITS} and {MAX_ROUND_DIGITS}")
     try:
         return bounded(fn(*args), expr)
     except (TypeError, ValueError, OverflowError) as e:
-        raise ExprError(f"`{expr.func}` cannot take these arguments: {e}", expr.span, code="A104") from None
+        raise ExprError(f"`{expr.func}` cannot take these arguments: {e}", expr.span, code="A115") from None
 
 
 def _cond(expr: Any, env: dict) -> Any:
@@ -159,8 +165,8 @@ def _cond(expr: Any, env: dict) -> Any:
 _EVALUATORS = {
     "name": _name,
     "dims": _dims,
-    "str": lambda expr, env: expr.value,
-    "percent": lambda expr, env: expr.value,
+    "str": lambda expr, _env: expr.value,
+    "percent": lambda expr, _env: expr.value,
     "binop": _binop,
     "unary": _unary,
     "func": _func,

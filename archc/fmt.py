@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import ir
-from .diagnostics import ArchcError, Diagnostic
+from .diagnostics import ArchcError, Diagnostic, source_lines
 
 INDENT = "  "
 INLINE_WIDTH = 100  # without a source, a stage body stays on its header's line up to this width
@@ -192,15 +192,16 @@ class _Comment:
 
 def comments_of(source: str) -> list[_Comment]:
     """Every `# ...` comment of a spec. Exact without a lexer: only strings and comments can hold `#`, and a
-    string never spans lines."""
+    string never spans lines. A comment runs to the line break, whatever it holds (a form feed, U+2028); only
+    the spaces and tabs that end it are layout."""
     found = []
-    for number, line in enumerate(source.splitlines(), 1):
+    for number, line in enumerate(source_lines(source), 1):
         in_string = False
         for col, ch in enumerate(line):
             if ch == '"':
                 in_string = not in_string
             elif ch == "#" and not in_string:
-                found.append(_Comment(number, line[col:].rstrip(), not line[:col].strip()))
+                found.append(_Comment(number, line[col:].rstrip(" \t"), not line[:col].strip()))
                 break
     return found
 
@@ -208,7 +209,7 @@ def comments_of(source: str) -> list[_Comment]:
 class _Printer:
     def __init__(self, source: str | None):
         self.source = source
-        self.lines = source.splitlines() if source is not None else []
+        self.lines = source_lines(source) if source is not None else []
 
     # ---- where things were in the source (only with a source)
     @staticmethod
@@ -291,6 +292,9 @@ class _Printer:
             return self.scope(_ident(it.name, "stage"), size, it.body, line, depth)
         if it.kind == "residual":
             header = "residual" if it.merge == "add" else f"residual {it.merge}"
+            auto = getattr(it, "auto_shortcut", "projection")
+            if auto != "projection":
+                header += f" shortcut={_ident(auto, 'shortcut')}"
             inline = self.same_line(line, it.body) if self.source is not None else False
             out = self.suite(header, line, it.body, depth, inline)
             if it.shortcut is not None:
@@ -548,7 +552,12 @@ def format_text(text: str, file: str | None = None) -> str:
     except Unwritable as e:  # pragma: no cover - parsed IR is always writable
         raise ArchcError([Diagnostic("A006", f"cannot format `{file or '<spec>'}`: {e}", None)]) from None
     back = parse(out, file)
-    kept = "\n".join(c.text for c in comments_of(out))  # trailing comments may have been joined on one line
-    if not same_spec(back, spec) or not all(c.text in kept for c in comments_of(text)):
+    if not same_spec(back, spec) or not _same_comments(text, out):
         raise AssertionError(f"archc fmt would change the meaning or the comments of `{file or '<spec>'}`")
     return out
+
+
+def _same_comments(before: str, after: str) -> bool:
+    """Every comment, character for character and in order. The printer may join the trailing comments of lines
+    it joins (`relu  # a  # b`), always with two spaces, so both sides are compared as one joined string."""
+    return "  ".join(c.text for c in comments_of(before)) == "  ".join(c.text for c in comments_of(after))

@@ -14,7 +14,7 @@ from . import ir
 from .binding import bind_call, bind_layer
 from .diagnostics import ArchcError, Diagnostic, RuleError, Span, did_you_mean
 from .exprs import Symbol, Unknown, bounded_value, evaluate, to_python
-from .ops import ALIASES, MERGES, OPS, Shape, fmt_shape, lookup, projection
+from .ops import ALIASES, MERGES, OPS, SHORTCUTS, Shape, check_shape, fmt_shape, lookup
 from .plan import INPUT, Plan, PlanNode, StageSource
 
 # Limits that keep a hostile spec from exhausting memory or time (docs/language.md, "Limits").
@@ -23,6 +23,7 @@ MAX_CALL_DEPTH = 100
 MAX_EXPANSION_DEPTH = 150  # nested scopes, groups, residuals, branches and block calls, all together
 MAX_DIAGNOSTICS = 100  # then inference stops: a spec this broken gains nothing from more
 MAX_NOTE_HOPS = 1_000  # how far back a size note looks for the layers that shrank the input
+MAX_PROJECTION_STRIDE = 2  # ResNet's option B: a 1x1 conv at stride 2 already skips 3 pixels of 4; more warns
 
 
 
@@ -83,25 +84,34 @@ class _Walker:
         self.stage_sources: dict[str, StageSource] = {}
         self.check_sizes = True  # expected sizes are the table's, for the spec's own input size
         self.depth = 0  # nesting of `seq`, block calls included
+        self.unknown_walks: set = set()  # (block, arguments) already walked with an unknown input
+        self.warnings: list[Diagnostic] = []  # what checks but is likely a mistake; never fails the check
 
     # ---- errors
     def error(self, code: str, message: str, span: Span | None, *, label: str = "", help: str | None = None,
               notes: list[str] | None = None) -> Diagnostic:
-        diag = Diagnostic(code, message, span, label=label, notes=list(notes or []), help=help)
+        notes = list(notes or [])
+        if self.call_stack and span is not None:
+            block, call_span = self.call_stack[-1]
+            if call_span is not None:
+                notes.append(f"in block `{block}`, called at {call_span}")
+        diag = Diagnostic(code, message, span, label=label, notes=notes, help=help)
         key = (code, message, span)
         if key in self.reported:  # a block's mistake, met again at its next call
             return diag
         self.reported.add(key)
-        if self.call_stack and span is not None:
-            block, call_span = self.call_stack[-1]
-            if call_span is not None:
-                diag.notes.append(f"in block `{block}`, called at {call_span}")
         self.diagnostics.append(diag)
         if len(self.diagnostics) >= MAX_DIAGNOSTICS:
             self.diagnostics.append(Diagnostic("A301", f"stopping after {MAX_DIAGNOSTICS} errors", None,
                                                help="fix the errors above and check again"))
             raise _Fatal()
         return diag
+
+    def warn(self, code: str, message: str, span: Span | None, help: str | None = None) -> None:
+        key = (code, message, span)
+        if key not in self.reported and len(self.warnings) < MAX_DIAGNOSTICS:
+            self.reported.add(key)
+            self.warnings.append(Diagnostic(code, message, span, help=help, severity="warning"))
 
     def rule_error(self, e: RuleError, span: Span | None, **kw) -> Diagnostic:
         span = getattr(e, "span", None) or span
@@ -140,9 +150,9 @@ class _Walker:
                 self.rule_error(e, item.span)
                 return (x[0], None)
             count = int(count) if isinstance(count, bool) else count  # a condition: `x (t != 1)` is once or never
-            if not isinstance(count, int) or count < 0:  # `x 0` leaves the item out
-                self.error("A104", f"a repetition count must be a whole number (0 or more) or a condition, "
-                           f"not `{count}`", item.span)
+            if not isinstance(count, int) or count < 0:
+                self.error("A117", f"a repetition count must be a whole number, 0 or more, or a condition, "
+                           f"not `{count}`", item.span, help="`x 0` leaves the item out")
                 return (x[0], None)
             if count > self.max_layers:
                 self.error("A301", f"repeating {count:,} times exceeds the limit of {self.max_layers:,} layers",
@@ -174,7 +184,7 @@ class _Walker:
             return
         exp = expected if isinstance(expected, tuple) else (expected,)
         if any(isinstance(d, bool) or not isinstance(d, int) for d in exp):
-            self.error("A104", f"an expected size is written like `28x28` or `28x28x256`, not `{expected}`", span)
+            self.error("A118", f"an expected size is written like `28x28` or `28x28x256`, not `{expected}`", span)
             return
         if len(shape) == 1:
             ok = exp in ((shape[0],), (1, 1, shape[0]), (1, 1))
@@ -195,6 +205,11 @@ class _Walker:
         if scope.parent is None and not self.call_stack:
             child.stage = item.name
             self.stage_sources[item.name] = StageSource(item.body, env)
+            if lookup(item.name) is not None and len(item.body) > 1:
+                self.warn("A119", f"the stage `{item.name}` is named like a layer kind; its {len(item.body)} items "
+                          "run one after the other", item.span,
+                          help=f"to merge branches, write a merge (`{'`, `'.join(sorted(MERGES))}`) over one "
+                          "branch a line; else give the stage another name")
         self.prepare_calls(child, item.body)
         inner = dict(env, **{"in": x[1]})
         out = self.seq(item.body, x, inner, child)
@@ -226,26 +241,57 @@ class _Walker:
         first = len(self.nodes)
         body = self.seq(item.body, x, env, scope)
         normalized = any(OPS[n.op].normalizes for n in self.nodes[first:])
+        auto = getattr(item, "auto_shortcut", "projection")
+        if auto not in SHORTCUTS:  # a parameter that holds one: `residual shortcut=option:`, `--set option=zeropad`
+            auto = env.get(auto, auto)
+        if not isinstance(auto, str) or auto not in SHORTCUTS:
+            self.error("A104", f"`{auto}` is not a kind of shortcut", item.span,
+                       help=did_you_mean(str(auto), SHORTCUTS) or "`shortcut=` takes "
+                       + " or ".join(f"`{name}`" for name in SHORTCUTS) + ", or a parameter that holds one")
+            return (x[0], None)
+        if auto != "projection" and not OPS[merge].same_shapes:
+            self.error("A104", f"`shortcut={auto}` is for a residual that adds, not one that uses `{merge}`",
+                       item.span, help="only a merge whose inputs must agree in shape (`add`) needs a shortcut "
+                       "that changes the shape")
+            return (x[0], None)
         if item.shortcut is not None:
+            if auto != "projection":
+                self.error("A104", f"a residual with its own `shortcut:` takes no `shortcut={auto}`", item.span,
+                           help="keep one of the two")
+                return (x[0], None)
             short = self.seq(item.shortcut, x, env, scope.child(None, "shortcut"))
         elif OPS[merge].same_shapes and body[1] is not None and x[1] is not None and body[1] != x[1]:
-            short = self.projection(item, x, body[1], normalized, scope)
+            short = self.projection(item, x, body[1], normalized, scope, auto)
         else:
             short = x
         inputs = [short, body] if OPS[merge].shortcut_first else [body, short]
         return self.add_node(scope, merge, merge, OPS[merge].args(), inputs, item.span)
 
-    def projection(self, item: ir.Residual, x: Value, target: Shape, normalized: bool, scope: _Scope) -> Value:
-        """The automatic shortcut (archc.ops.projection) when the body changes the shape."""
+    def projection(self, item: ir.Residual, x: Value, target: Shape, normalized: bool, scope: _Scope,
+                   auto: str = "projection") -> Value:
+        """The automatic shortcut (archc.ops.SHORTCUTS: a projection, or zero padding) when the body changes
+        the shape."""
         if len(x[1]) != 3 or len(target) != 3:
             self.error("A202", f"no automatic shortcut from {fmt_shape(x[1])} to {fmt_shape(target)}", item.span,
                        help="write the shortcut yourself under `shortcut:`")
             return (x[0], None)
-        layers = projection(x[1], target, normalized)
+        layers = SHORTCUTS[auto](x[1], target, normalized)
         if layers is None:
-            self.error("A202", f"no strided 1x1 conv takes {fmt_shape(x[1])} to {fmt_shape(target)}", item.span,
-                       help="write the shortcut yourself under `shortcut:`")
+            what = "strided 1x1 conv" if auto == "projection" else "zero-padding shortcut"
+            help = "write the shortcut yourself under `shortcut:`"
+            if auto == "zeropad":
+                help = ("a zero-padding shortcut subsamples by a stride and adds zero channels, never removes any; "
+                        "use `shortcut=projection` or write the shortcut yourself under `shortcut:`")
+            self.error("A202", f"no {what} takes {fmt_shape(x[1])} to {fmt_shape(target)}", item.span, help=help)
             return (x[0], None)
+        stride = layers[0][1].stride
+        if max(stride) > MAX_PROJECTION_STRIDE:
+            shown = fmt_shape(stride) if stride[0] != stride[1] else stride[0]
+            self.warn("A208", f"the automatic shortcut (stride {shown}) reads one input pixel in "
+                      f"{stride[0] * stride[1]:,}", item.span,
+                      help="the body shrinks the map much more than a downsampling block does (a global pooling "
+                      "inside the residual?): end the residual before the pooling, or write the shortcut under "
+                      "`shortcut:`")
         sub = scope.child(None, "shortcut")
         out = x
         for kind, args in layers:
@@ -304,7 +350,7 @@ class _Walker:
         if all(s is not None for s in in_shapes):
             try:
                 args = op.resolve(args, in_shapes)
-                shape = op.shape(args, in_shapes)
+                shape = check_shape(op.shape(args, in_shapes))
                 trainable, non_trainable = op.params(args, in_shapes)
                 macs = op.macs(args, in_shapes, shape)
             except RuleError as e:
@@ -355,6 +401,11 @@ class _Walker:
             scope.calls += 1
         # decide afresh for the block's own body: a stage that inlines its one call (`conv3_x : stage(...)`)
         # must still number the calls inside that block (`conv3_x.0`, `conv3_x.1`), not flatten them
+        if x[1] is None:  # an unknown input adds no layer: one walk per block and arguments finds its errors
+            key = _walk_key(item.block, bound)
+            if key in self.unknown_walks:
+                return x
+            self.unknown_walks.add(key)
         self.prepare_calls(target, block.body)
         body_env = dict(self.globals, **bound)
         body_env["in"] = x[1]
@@ -363,6 +414,16 @@ class _Walker:
             return self.seq(block.body, x, body_env, target)
         finally:
             self.call_stack.pop()
+
+def _walk_key(block: str, bound: dict) -> tuple:
+    """A hashable key of a block call; arguments that are not hashable make it unique (walked each time)."""
+    try:
+        key = (block, tuple(sorted(bound.items())))
+        hash(key)
+        return key
+    except TypeError:
+        return (block, object())
+
 
 # ---------------------------------------------------------------- naming
 
@@ -414,8 +475,7 @@ def _size_notes(producer: _Node | None) -> list[str]:
     return notes
 
 
-def resolve_params(spec: ir.Spec, overrides: dict[str, Any], sources: dict[str, str]) -> tuple[dict, Shape | None,
-                                                                                                  list[Diagnostic]]:
+def resolve_params(spec: ir.Spec, overrides: dict[str, Any]) -> tuple[dict, Shape | None, list[Diagnostic]]:
     """Evaluate the network parameters in order, then the input size; `overrides` win over defaults."""
     diags: list[Diagnostic] = []
     env: dict[str, Any] = {}
@@ -459,8 +519,13 @@ def resolve_params(spec: ir.Spec, overrides: dict[str, Any], sources: dict[str, 
         shape = (shape,)
     if not (isinstance(shape, tuple) and len(shape) in (1, 3)
             and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)):
-        diags.append(Diagnostic("A104", f"the input size must be HxWxC or a length, not `{shape}`",
+        diags.append(Diagnostic("A118", f"the input size must be HxWxC or a length, not `{shape}`",
                                 spec.input_span, help="for example `input 224x224x3` or `input 784`"))
+        return env, None, diags
+    try:
+        check_shape(shape)
+    except RuleError as e:
+        diags.append(Diagnostic(e.code, e.message, spec.input_span, help=e.help))
         return env, None, diags
     return env, shape, diags
 
@@ -472,7 +537,7 @@ def infer(spec: ir.Spec, blocks: dict[str, ir.BlockDef] | None = None, overrides
     blocks = dict(blocks or {})
     for block in spec.blocks:
         blocks[block.name] = block
-    env, shape, diags = resolve_params(spec, overrides or {}, sources)
+    env, shape, diags = resolve_params(spec, overrides or {})
     if diags or shape is None:
         raise ArchcError(diags, sources)
     walker = _Walker(blocks, max_layers)
@@ -485,8 +550,9 @@ def infer(spec: ir.Spec, blocks: dict[str, ir.BlockDef] | None = None, overrides
     except _Fatal:
         out = (None, None)
     _assign_names(root)
-    for diag, producer, _ in walker.pending_notes:
-        diag.notes = _size_notes(producer) + diag.notes
+    size_notes = {id(diag): _size_notes(producer) for diag, producer, _ in walker.pending_notes}
+    walker.diagnostics = [d.with_notes(before=size_notes[id(d)]) if id(d) in size_notes else d
+                          for d in walker.diagnostics]
     if walker.diagnostics:
         raise ArchcError(walker.diagnostics, sources)
     nodes = [
@@ -501,4 +567,4 @@ def infer(spec: ir.Spec, blocks: dict[str, ir.BlockDef] | None = None, overrides
     output = out[0].name if out[0] is not None else INPUT
     return Plan(name=spec.name or "network", description=spec.description, input_shape=shape, nodes=nodes,
                 output=output, file=file, params={k: to_python(v) for k, v in env.items()},
-                stage_sources=walker.stage_sources, blocks=blocks, globals=env)
+                stage_sources=walker.stage_sources, blocks=blocks, globals=env, warnings=walker.warnings)

@@ -155,6 +155,9 @@ class Residual(Node):
     merge: Identifier = "add"  # a layer kind with several inputs (archc.ops.MERGES)
     body: list[Item]
     shortcut: list[Item] | None = None
+    # `residual shortcut=zeropad:`: the shortcut made when the body changes the shape and no `shortcut:` is
+    # written (archc.ops.SHORTCUTS): `projection` (a strided 1x1 conv, option B) or `zeropad` (option A)
+    auto_shortcut: Identifier = "projection"
 
 
 class Branch(Node):

@@ -9,17 +9,16 @@ over imported ones of the same name, so a spec can adapt a shared block.
 
 from __future__ import annotations
 
-import gc
 import json
+import os
 import re
 import stat
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from json.decoder import scanstring
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from . import ir
 from .diagnostics import ArchcError, Diagnostic, Span
@@ -27,24 +26,19 @@ from .ir import MAX_INT, MAX_NAME_LENGTH  # noqa: F401 - re-exported: the loader
 from .parser import MAX_NESTING_DEPTH, parse
 
 # Far beyond any real spec (the shipped ones are under 2 KB); a bigger file is refused before it is read. Parsing
-# runs at 60-140 KiB/s of dense tokens, so the limit also bounds the time a hostile spec can take (~15 s).
+# and checking run at about 50 KiB/s of the densest text (one layer per 5 bytes: 1 MiB of `relu` lines took 19-20 s
+# of CPU, 530 MB, on a loaded 2-core machine; two thirds of it parsing), so the limit, with the layer limit, bounds
+# the time a hostile spec can take to about 20 s.
 MAX_SPEC_BYTES = 1024 * 1024
 # JSON nests about twice as deep as the text it mirrors (an item, then its list of items), so every spec the
 # text grammar accepts loads as JSON; the limit also stays below pydantic-core's own recursion guard (255).
 MAX_JSON_DEPTH = 2 * MAX_NESTING_DEPTH + 50
-
-
-@contextmanager
-def gc_paused():
-    """Parsing and inference allocate many small objects and free none of them: the cyclic garbage collector
-    would rescan them again and again (half the time of a 10,000-layer spec). Nested uses are harmless."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+# One budget for a spec and everything it imports (each file counted once): six 1 MiB imports would otherwise
+# cost six times the worst single file. The shipped specs and their blocks.arch are under 10 KB together.
+MAX_TOTAL_BYTES = MAX_SPEC_BYTES
+# Files importing files: far deeper than any library needs, and shallow enough to stay clear of Python's stack.
+MAX_IMPORT_DEPTH = 50
+SPEC_SUFFIXES = (".arch", ".json")  # the only files an import reads
 
 
 @dataclass
@@ -53,6 +47,7 @@ class Loaded:
     blocks: dict[str, ir.BlockDef] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     file: str | None = None
+    files: list[Path] = field(default_factory=list)  # every file read, resolved: the spec's, then its imports
 
 
 def _read(path: Path, display: str, span: Span | None, sources: dict[str, str]) -> str:
@@ -151,14 +146,6 @@ def _loc_path(data, loc: tuple) -> tuple:
         elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
             data, path = data[part], path + (part,)
     return path
-
-
-def _is_file(text: str) -> bool:
-    """Whether a one-line string names a file; one-line JSON text longer than a file name may be is not."""
-    try:
-        return Path(text).is_file()
-    except (OSError, ValueError):
-        return False
 
 
 def parse_json(text: str, file: str | None = None) -> ir.Spec:
@@ -304,25 +291,63 @@ def parse_source(text: str, file: str | None = None) -> ir.Spec:
     return parse(text, file)
 
 
-def load(source: Any, allow: list[str | Path] | None = None) -> Loaded:
-    """A path, spec text, or an `ir.Spec` -> the spec with its imported blocks."""
+def load(source: Any = None, allow: list[str | Path] | None = None, *, text: str | None = None) -> Loaded:
+    """A path, spec text, or an `ir.Spec` -> the spec with its imported blocks.
+
+    A `Path` is always a path and `text=` always text. A plain string is a path when it names something that
+    exists (whatever characters its name holds, line breaks included), or when it is one line ending in
+    `.arch` or `.json` (a missing file is then "cannot read", not a syntax error); otherwise it is spec text.
+    Programs that must not depend on that rule call `load_path` or `load_text`."""
+    if text is not None:
+        if source is not None:
+            raise TypeError("pass either a spec or text=, not both")
+        return load_text(text, None, allow)
     if isinstance(source, Loaded):
         return source
     if isinstance(source, ir.Spec):
         return Loaded(spec=source)
-    path: Path | None = None
     if isinstance(source, Path):
-        path = source
-    elif isinstance(source, str) and "\n" not in source and len(source) < 4096 and (
-            source.endswith((".arch", ".json")) or _is_file(source)):
-        path = Path(source)
-    if path is None:
-        return load_text(str(source), None, allow)
-    sources: dict[str, str] = {}
-    return load_text(_read(path, str(path), None, sources), path, allow)
+        return load_path(source, allow)
+    if isinstance(source, str):
+        return load_path(Path(source), allow) if _names_a_path(source) else load_text(source, None, allow)
+    if isinstance(source, os.PathLike):
+        return load_path(Path(source), allow)
+    raise TypeError(f"a spec is a path, spec text or an archc.ir.Spec, not {type(source).__name__}")
 
 
-def load_text(text: str, path: Path | None, allow: list[str | Path] | None = None) -> Loaded:
+def _names_a_path(source: str) -> bool:
+    try:
+        os.lstat(source)
+        return True
+    except (OSError, ValueError):  # no such file, a name too long, a NUL character
+        pass
+    return "\n" not in source and source.endswith((".arch", ".json"))
+
+
+def load_path(path: str | os.PathLike, allow: list[str | Path] | None = None) -> Loaded:
+    """The spec file at `path` (never read as spec text, whatever its name) with its imported blocks."""
+    path = Path(path)
+    return load_text(_read(path, str(path), None, {}), path, allow)
+
+
+def read_stream(stream, display: str = "<stdin>") -> str:
+    """Spec text from a stream (standard input), held to the same size limit as a file: at most the limit and
+    one byte are read, so an endless or huge stream is refused without being read to its end."""
+    binary = getattr(stream, "buffer", stream)
+    data = binary.read(MAX_SPEC_BYTES + 1)
+    if isinstance(data, str):  # a text stream without a buffer (an editor's or a test's)
+        data = data.encode("utf-8", "surrogateescape")
+    if len(data) > MAX_SPEC_BYTES:
+        raise ArchcError([Diagnostic("A301", f"`{display}` holds more than {MAX_SPEC_BYTES:,} bytes; a spec may "
+                                     f"have at most {MAX_SPEC_BYTES:,}", None)])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ArchcError([Diagnostic("A002", f"`{display}` is not UTF-8 text (byte {e.start})", None,
+                                     help="save the spec as UTF-8")]) from None
+
+
+def load_text(text: str, path: Path | None = None, allow: list[str | Path] | None = None) -> Loaded:
     """Spec text as if it were the file at `path` (None: no file, imports resolve against the working
     directory). An editor's unsaved buffer is checked this way."""
     display = str(path) if path is not None else "<spec>"
@@ -333,9 +358,12 @@ def load_text(text: str, path: Path | None, allow: list[str | Path] | None = Non
     spec = parse_source(text, display)
     root = path.resolve().parent if path is not None else Path.cwd().resolve()
     roots = [root] + [Path(a).resolve() for a in (allow or [])]
-    blocks: dict[str, ir.BlockDef] = {}
-    _load_imports(spec, root, roots, [display], blocks, sources)
-    return Loaded(spec=spec, blocks=blocks, sources=sources, file=display if path is not None else None)
+    state = _Imports(sources=sources, total=len(text))
+    if path is not None and path.exists():  # not `<stdin>`
+        state.files.append(path.resolve())
+    blocks = _load_imports(spec, root, roots, [display], state)
+    return Loaded(spec=spec, blocks=blocks, sources=sources, file=display if path is not None else None,
+                  files=state.files)
 
 
 _BLOCK_FILES: dict[tuple[str, str], ir.Spec] = {}  # (file, text) -> its IR; the IR is immutable, so shared
@@ -383,12 +411,26 @@ def _library_target(imp: ir.Import, sources: dict[str, str]) -> Path:
     return target
 
 
-def _load_imports(spec: ir.Spec, here: Path, roots: list[Path], stack: list[str], blocks: dict[str, ir.BlockDef],
-                  sources: dict[str, str]) -> None:
+@dataclass
+class _Imports:
+    """What one load has read so far: each file once, however many files import it."""
+
+    sources: dict[str, str]
+    total: int  # characters of the spec and bytes of every distinct file it imports
+    files: list[Path] = field(default_factory=list)
+    done: dict[str, dict[str, ir.BlockDef]] = field(default_factory=dict)  # file -> the blocks importing it gives
+
+
+def _load_imports(spec: ir.Spec, here: Path, roots: list[Path], stack: list[str],
+                  state: _Imports) -> dict[str, ir.BlockDef]:
+    """The blocks `spec`'s imports give, later imports winning over earlier ones (a file's own blocks over those
+    it imports). Each file is read and walked once per load: a diamond of imports costs its number of files,
+    not its number of paths; a file imported again gives the same blocks, as if it were walked again."""
+    blocks: dict[str, ir.BlockDef] = {}
+    sources = state.sources
     for imp in spec.imports:
         library = imp.path.startswith(LIBRARY_PREFIX)
         target = _library_target(imp, sources) if library else (here / imp.path).resolve()
-        display = imp.path
         if library:
             roots = roots + [target.parent]  # what the library imports stays in the library
         elif not any(target == r or r in target.parents for r in roots):
@@ -396,27 +438,77 @@ def _load_imports(spec: ir.Spec, here: Path, roots: list[Path], stack: list[str]
                                          help="imports stay inside the directory of the spec; allow another "
                                          "directory with `--allow-import DIR`; `import \"archc/blocks.arch\"` "
                                          "imports the shipped blocks from anywhere")], sources)
+        if not imp.path.endswith(SPEC_SUFFIXES) or not target.name.endswith(SPEC_SUFFIXES):
+            # refused before it is read, so no diagnostic can ever quote a line of it
+            raise ArchcError([Diagnostic("A107", f"`{imp.path}` is not a spec file", imp.span,
+                                         help="an import names a `.arch` or `.json` file of block definitions")],
+                             sources)
         key = str(target)
         if key in stack:
             raise ArchcError([Diagnostic("A107", f"`{imp.path}` imports itself through "
                                          + " -> ".join(Path(s).name for s in stack[1:] + [key]), imp.span,
                                          help="remove one of the imports of this cycle")], sources)
-        text = _read(target, display, imp.span, sources)
-        sources[str(target)] = text
-        imported = _parse_block_file(text, str(target))
-        if imported.body or imported.input is not None:
-            raise ArchcError([Diagnostic("A107", f"`{imp.path}` is a network, not a block file", imp.span,
-                                         help="an imported file holds only `block` definitions (and imports)")],
-                             sources)
-        _load_imports(imported, target.parent, roots, stack + [key], blocks, sources)
-        for block in imported.blocks:
-            blocks[block.name] = block
+        given = state.done.get(key)
+        if given is None:
+            if len(stack) > MAX_IMPORT_DEPTH:
+                raise ArchcError([Diagnostic("A301", f"imports nest more than {MAX_IMPORT_DEPTH} files deep",
+                                             imp.span)], sources)
+            size = _size(target)
+            if size is not None and state.total + size > MAX_TOTAL_BYTES:
+                raise ArchcError([Diagnostic("A301", f"with `{imp.path}` ({size:,} bytes) the spec and its imports "
+                                             f"exceed {MAX_TOTAL_BYTES:,} bytes together", imp.span,
+                                             help="a spec and every file it imports may hold at most "
+                                             f"{MAX_TOTAL_BYTES:,} bytes in all")], sources)
+            text = _read(target, imp.path, imp.span, sources)
+            state.total += len(text)
+            state.files.append(target)
+            sources[key] = text
+            imported = _parse_block_file(text, key)
+            if imported.body or imported.input is not None:
+                raise ArchcError([Diagnostic("A107", f"`{imp.path}` is a network, not a block file", imp.span,
+                                             help="an imported file holds only `block` definitions (and imports)")],
+                                 sources)
+            given = _load_imports(imported, target.parent, roots, stack + [key], state)
+            for block in imported.blocks:
+                given[block.name] = block
+            state.done[key] = given
+        blocks.update(given)
+    return blocks
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None  # `_read` says why
 
 
 def parse_value(text: str, what: str = "value") -> Any:
     """A `--set name=value` value, in the spec language's expression syntax (`10`, `32x32x3`, `0.5`, `true`)."""
+    from .diagnostics import RuleError
     from .exprs import Symbol, evaluate
 
     spec = parse(f"param _={text}\n", f"<{what}>")
-    value = evaluate(spec.params[0].default, {})
+    default = spec.params[0].default
+    if _reads_the_input(default):  # `in.c` has no input to read on the command line
+        raise ArchcError([Diagnostic("A103", f"the value of `{what}` reads the input's shape (`in.h`, `in.w`, "
+                                     "`in.c`, `in.n`), which a command-line value cannot", None,
+                                     help=f"give `{what}` a number or a size, such as 10 or 32x32x3")])
+    try:
+        value = evaluate(default, {})
+    except RuleError as e:  # `1/0`, an overflow, an unknown function
+        raise ArchcError([Diagnostic(e.code, f"the value of `{what}`: {e.message}", None, help=e.help)]) from None
     return str(value) if isinstance(value, Symbol) else value
+
+
+def _reads_the_input(expr: Any) -> bool:
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (list, tuple)):
+            stack.extend(node)
+        elif isinstance(node, BaseModel):
+            if getattr(node, "kind", None) == "name" and str(getattr(node, "id", "")).startswith("in."):
+                return True
+            stack.extend(getattr(node, name) for name in type(node).model_fields if name != "span")
+    return False

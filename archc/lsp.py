@@ -44,7 +44,7 @@ from pygls.lsp.server import LanguageServer
 from . import __version__, ir
 from .diagnostics import ArchcError, Diagnostic, Span
 from .load import MAX_SPEC_BYTES
-from .ops import ALIASES, OPS, POST_OPS, Op, fmt_shape, lookup
+from .ops import ALIASES, MERGES, OPS, POST_OPS, SHORTCUTS, Op, fmt_shape, lookup
 from .plan import Plan, PlanNode
 from .render import human
 
@@ -98,18 +98,17 @@ def analyse(text: str, path: Path | None, allow: list[str] | None = None) -> Ana
     """Check unsaved text as if it were the file at `path`: the pipeline of `archc.check` (`load_text`, then
     `check`), and what remains usable of a document with errors."""
     from . import check
-    from .load import gc_paused, load_text, parse_source
+    from .load import load_text, parse_source
 
     display = str(path) if path is not None else "<spec>"
     result = Analysis(text=text, display=display)
     try:
-        with gc_paused():
-            loaded = load_text(text, path, allow)
-            result.spec = loaded.spec
-            result.blocks = {**loaded.blocks, **{b.name: b for b in loaded.spec.blocks}}
-            if loaded.spec.input is None and not loaded.spec.body:
-                return result  # a file of blocks: parsing and imports are all there is to check
-            result.plan = check(loaded, allow=allow)
+        loaded = load_text(text, path, allow)
+        result.spec = loaded.spec
+        result.blocks = {**loaded.blocks, **{b.name: b for b in loaded.spec.blocks}}
+        if loaded.spec.input is None and not loaded.spec.body:
+            return result  # a file of blocks: parsing and imports are all there is to check
+        result.plan = check(loaded, allow=allow)
         return result
     except ArchcError as e:
         result.diagnostics = e.diagnostics
@@ -117,15 +116,13 @@ def analyse(text: str, path: Path | None, allow: list[str] | None = None) -> Ana
         result.diagnostics = [Diagnostic("A301", "the spec nests too deeply to process")]
     if result.spec is None:  # the text did not load: parse it alone, or what parses of it
         try:
-            with gc_paused():
-                result.spec = parse_source(text, display)
+            result.spec = parse_source(text, display)
         except (ArchcError, RecursionError):
             recovered = _recover(text, display, result.diagnostics)
             if recovered is not None:
                 result.partial = True
                 try:
-                    with gc_paused():
-                        loaded = load_text(recovered, path, allow)
+                    loaded = load_text(recovered, path, allow)
                     result.spec, result.blocks = loaded.spec, dict(loaded.blocks)
                 except (ArchcError, RecursionError):
                     try:
@@ -725,6 +722,15 @@ class ArchServer(LanguageServer):
         """The text of a document the client opened; None for any other URI (never read from its path)."""
         return self.workspace.text_documents.get(unquote(uri))
 
+    def at_cursor(self, params: Any) -> tuple[str, int, int] | None:
+        """(text, line, column) of a position request's opened document; None for a document never opened."""
+        document = self.document(params.text_document.uri)
+        if document is None:
+            return None
+        text = document.source
+        line, column = _position(_lines(text), self.workspace.position_codec, params.position)
+        return text, line, column
+
     def validate(self, uri: str) -> None:
         document = self.document(uri)
         if document is None:
@@ -940,6 +946,15 @@ def complete(text: str, state: DocState | None, line: int, character: int) -> li
             if before[i] == ";":
                 segment_start = i + 1
     segment = before[segment_start:].lstrip()
+    residual = re.match(r"residual\s+(.*)$", segment)
+    if residual and ":" not in residual.group(1):  # `residual [MERGE] [shortcut=KIND]:`
+        if re.search(r"shortcut\s*=\s*\w*$", residual.group(1)):
+            return value_items(list(SHORTCUTS))
+        return ([types.CompletionItem(label=m, kind=types.CompletionItemKind.Keyword, detail="the merge",
+                                      sort_text=f"0{m}") for m in sorted(MERGES)]
+                + [types.CompletionItem(label="shortcut=", kind=types.CompletionItemKind.Property,
+                                        detail="where the shape changes: " + " or ".join(SHORTCUTS),
+                                        sort_text="1shortcut")])
     if _WORD.fullmatch(segment) or not segment:  # the first word of an item: a layer kind or a block
         items = _kind_items()
         items += [types.CompletionItem(label=name, kind=types.CompletionItemKind.Class, detail=sig,
@@ -1167,23 +1182,19 @@ def make_server(allow: list[str] | None = None) -> ArchServer:
     @server.feature(types.TEXT_DOCUMENT_COMPLETION,
                     types.CompletionOptions(trigger_characters=[" ", ",", "(", "=", ":", ";"]))
     def completion(ls: ArchServer, params: types.CompletionParams) -> types.CompletionList | None:
-        document = ls.document(params.text_document.uri)
-        if document is None:
+        found = ls.at_cursor(params)
+        if found is None:
             return None
-        text = document.source
-        lines = _lines(text)
-        line, column = _position(lines, ls.workspace.position_codec, params.position)
+        text, line, column = found
         items = complete(text, ls.docs.get(params.text_document.uri), line, column)
         return types.CompletionList(is_incomplete=False, items=items)
 
     @server.feature(types.TEXT_DOCUMENT_DEFINITION)
     def goto_definition(ls: ArchServer, params: types.DefinitionParams) -> types.Location | None:
-        document = ls.document(params.text_document.uri)
-        if document is None:
+        found = ls.at_cursor(params)
+        if found is None:
             return None
-        text = document.source
-        lines = _lines(text)
-        line, column = _position(lines, ls.workspace.position_codec, params.position)
+        text, line, column = found
         return definition(params.text_document.uri, text, ls.docs.get(params.text_document.uri), line, column,
                           ls.workspace.position_codec)
 

@@ -10,7 +10,8 @@ The language's arithmetic, defined once (docs/language.md repeats it):
     `same` pads `d*(k-1)` in total per axis, `floor` of half before and the rest after, so the output
     size is `ceil(in / stride)` whatever the stride (TensorFlow's `same` only agrees at stride 1).
   * output size = floor((in + pad_before + pad_after - d*(k-1) - 1) / stride) + 1.
-  * max pooling pads with -infinity; average pooling averages only real inputs (padding not counted).
+  * max pooling pads with -infinity; average pooling averages only real inputs (padding not counted), or with
+    `count_pad` counts zero padding (PyTorch's count_include_pad); `ceil` rounds pooled sizes up (ceil_mode).
   * MACs count the multiply-accumulates of conv and dense layers (the papers' "FLOPs" rows); other layers 0.
 """
 
@@ -18,14 +19,35 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .diagnostics import RuleError
 
 Shape = tuple[int, ...]
 Pads = tuple[int, int, int, int]  # top, bottom, left, right
+
+# What every backend builds (docs/language.md, "Limits"): `check` accepts no more. Each argument's range is declared
+# on its field below (tests/property/test_arg_edges.py builds every kind at the edges of every range).
+MAX_DIM = 2**31 - 1  # a size: a kernel, stride, dilation, padding, count of filters or units, a tensor's side
+MAX_ELEMENTS = 2**40  # values in one example's tensor (H * W * C): a batch of them stays well inside int64
+MAX_REAL = 1e6  # the magnitude of a real argument (a slope, alpha, beta, k, epsilon): finite in float32
+MIN_EPSILON = 1e-12  # the least positive real argument (epsilon, lrn's alpha, beta, k): not 0 as a float32
+
+Count = Annotated[int, Field(ge=1, le=MAX_DIM)]
+Real = Annotated[float, Field(ge=-MAX_REAL, le=MAX_REAL, allow_inf_nan=False)]
+NonNegativeReal = Annotated[float, Field(ge=0, le=MAX_REAL, allow_inf_nan=False)]
+PositiveReal = Annotated[float, Field(ge=MIN_EPSILON, le=MAX_REAL, allow_inf_nan=False)]  # > 0 even in float32
+
+
+def check_shape(shape: Shape) -> Shape:
+    """A layer's (or the input's) shape, held to MAX_DIM a side and MAX_ELEMENTS in all."""
+    if max(shape) > MAX_DIM or math.prod(shape) > MAX_ELEMENTS:
+        raise RuleError(f"a {fmt_shape(shape)} tensor is larger than archc builds (at most {MAX_DIM:,} a side and "
+                        f"{MAX_ELEMENTS:,} values)", help="frameworks index tensors with 64-bit integers; "
+                        "make the input or the padding smaller", code="A301")
+    return shape
 
 
 def fmt_shape(shape: Shape | None) -> str:
@@ -43,6 +65,15 @@ def _pair(value: Any, what: str) -> tuple[int, int]:
                                                                    for v in value):
         return (value[0], value[1])
     raise ValueError(f"{what} must be an integer or a size like `3x3`, not `{value}`")
+
+
+def _sizes(values: tuple[int, ...], what: str, low: int) -> tuple[int, ...]:
+    """Every value in [low, MAX_DIM]."""
+    for v in values:
+        if not low <= v <= MAX_DIM:
+            raise ValueError(f"{what} must be {'at least 1' if low else 'non-negative'} and at most {MAX_DIM:,}, "
+                             f"not {v:,}")
+    return values
 
 
 def _show(value: Any) -> str:
@@ -100,7 +131,7 @@ class WindowArgs(OpArgs):
         pair = _pair(v, info.field_name)
         if min(pair) < 1:
             raise ValueError(f"{info.field_name} must be at least 1, not {v}")
-        return pair
+        return _sizes(pair, info.field_name, 1)
 
     @field_validator("padding", mode="before")
     @classmethod
@@ -108,11 +139,15 @@ class WindowArgs(OpArgs):
         if isinstance(v, str):
             return v
         if isinstance(v, (tuple, list)) and len(v) == 4:
-            return tuple(v)
+            if not all(isinstance(p, int) and not isinstance(p, bool) for p in v):
+                raise ValueError(f"padding must be integers, not `{v}`")
+            if min(v) < 0:
+                raise ValueError(f"padding cannot be negative, not {tuple(v)}")
+            return _sizes(tuple(v), "padding", 0)
         pair = _pair(v, "padding")
         if min(pair) < 0:
             raise ValueError(f"padding cannot be negative, not {v}")
-        return pair
+        return _sizes(pair, "padding", 0)
 
     def pads(self) -> Pads:
         """The padding as explicit (top, bottom, left, right) amounts."""
@@ -132,6 +167,9 @@ class WindowArgs(OpArgs):
         eh = self.dilation[0] * (self.kernel[0] - 1) + 1
         ew = self.dilation[1] * (self.kernel[1] - 1) + 1
         ph, pw = h + top + bottom, w + left + right
+        if max(ph, pw) > MAX_DIM:  # frameworks pad explicitly: the padded map is a tensor too
+            raise RuleError(f"the padded input, {ph:,}x{pw:,}, is larger than archc builds (at most {MAX_DIM:,} a "
+                            "side)", help="use a smaller kernel, dilation or padding", code="A301")
         if eh > ph or ew > pw:
             raise RuleError(
                 f"kernel {self.kernel[0]}x{self.kernel[1]} does not fit a {h}x{w} input",
@@ -142,36 +180,79 @@ class WindowArgs(OpArgs):
 
 
 class ConvArgs(WindowArgs):
-    filters: int | None = None  # None: as many as the input has channels (depthwise) times `multiplier`
-    groups: int = 1
+    filters: Count | None = None  # None: as many as the input has channels (depthwise) times `multiplier`
+    groups: Count = 1
     depthwise: bool = False
-    multiplier: int = 1
+    multiplier: Count = 1
     bias: bool = True
 
 
 class PoolArgs(WindowArgs):
     stride: tuple[int, int] | None = None  # None: the kernel size, as every framework does
+    ceil: bool = False  # PyTorch's ceil_mode: round the output size up (see `window_output`)
+
+    def window_output(self, h: int, w: int) -> tuple[int, int]:
+        """Floor mode: the window arithmetic. Ceil mode (PyTorch's ceil_mode, Caffe's pooling): the division
+        rounds up, so a last window may run past the padding, but it must start inside the input or the
+        padding before it: `if (out - 1) * stride >= in + pad_before: out -= 1`."""
+        out = super().window_output(h, w)  # checks that the window fits
+        if not self.ceil:
+            return out
+        top, bottom, left, right = self.pads()
+        sizes = []
+        for size, before, after, k, s, d in ((h, top, bottom, self.kernel[0], self.stride[0], self.dilation[0]),
+                                             (w, left, right, self.kernel[1], self.stride[1], self.dilation[1])):
+            n = -(-(size + before + after - d * (k - 1) - 1) // s) + 1
+            if (n - 1) * s >= size + before:
+                n -= 1
+            sizes.append(n)
+        return (sizes[0], sizes[1])
+
+    def ceil_pads(self, h: int, w: int) -> Pads:
+        """The padding with ceil mode's overhang added after it: (top, bottom, left, right) such that floor-mode
+        windows over the padded input are the ceil-mode windows. The overhang is never counted in an average
+        and never wins a max (PyTorch's rule); equal to `pads()` in floor mode."""
+        top, bottom, left, right = self.pads()
+        oh, ow = self.window_output(h, w)
+        eh = max(0, (oh - 1) * self.stride[0] + self.dilation[0] * (self.kernel[0] - 1) + 1 - (h + top + bottom))
+        ew = max(0, (ow - 1) * self.stride[1] + self.dilation[1] * (self.kernel[1] - 1) + 1 - (w + left + right))
+        return (top, bottom + eh, left, right + ew)
+
+
+class AvgPoolArgs(PoolArgs):
+    count_pad: bool = False  # True: padding counts as zeros in the average (PyTorch's count_include_pad=True)
 
 
 class DenseArgs(OpArgs):
-    units: int
+    units: Count
     bias: bool = True
 
 
 class BatchNormArgs(OpArgs):
-    epsilon: float = 1e-5
-    momentum: float = 0.9  # Keras's sense: running = momentum * running + (1 - momentum) * batch
+    epsilon: PositiveReal = 1e-5
+    momentum: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.9  # Keras's sense: running =
+    # momentum * running + (1 - momentum) * batch
     scale: bool = True
     center: bool = True
+
+
+MAX_LRN_SIZE = 1023  # frameworks pad the channels by size // 2 on each side: a window wider is only padding
 
 
 class LRNArgs(OpArgs):
     """Krizhevsky et al.: b = a / (k + alpha * sum of a^2 over `size` neighbouring channels) ^ beta."""
 
-    size: int = 5
-    alpha: float = 1e-4
-    beta: float = 0.75
-    k: float = 2.0
+    size: Annotated[int, Field(ge=1, le=MAX_LRN_SIZE)] = 5  # odd: centred on the channel (ONNX Runtime's rule)
+    alpha: PositiveReal = 1e-4  # alpha, beta and k positive: ONNX Runtime's rule (and never 0 ** -beta)
+    beta: PositiveReal = 0.75
+    k: PositiveReal = 2.0
+
+    @field_validator("size")
+    @classmethod
+    def _odd(cls, v):
+        if v % 2 == 0:
+            raise ValueError(f"size must be odd (a window centred on each channel), not {v}")
+        return v
 
 
 class DropoutArgs(OpArgs):
@@ -179,11 +260,11 @@ class DropoutArgs(OpArgs):
 
 
 class LeakyReluArgs(OpArgs):
-    negative_slope: float = 0.01
+    negative_slope: NonNegativeReal = 0.01  # Keras refuses a negative slope
 
 
 class EluArgs(OpArgs):
-    alpha: float = 1.0
+    alpha: Real = 1.0
 
 
 class NoArgs(OpArgs):
@@ -304,7 +385,7 @@ class Conv(Op):
             args = args.model_copy(update={"groups": c, "filters": filters})
         if args.filters is None:
             raise RuleError("`conv` needs a number of filters", help="write it after the kernel: `conv 3x3, 64`",
-                            code="A104")
+                            code="A114")
         if args.filters < 1 or args.groups < 1:
             raise RuleError("filters and groups must be at least 1", code="A104")
         if c % args.groups or args.filters % args.groups:
@@ -340,7 +421,8 @@ class _Pool(Op):
     fresh_output = True
 
     def label(self, args: PoolArgs) -> str:
-        return f"{self.name} {_window(args)}"
+        return f"{self.name} {_window(args)}" + (" ceil" if args.ceil else "") + (
+            " count_pad" if getattr(args, "count_pad", False) else "")
 
     def resolve(self, args: PoolArgs, in_shapes):
         _feature_map(in_shapes[0], self.name)
@@ -359,29 +441,74 @@ class _Pool(Op):
 
 
 def _window_sees_padding_only(size: int, out: int, stride: int, before: int, kernel: int, dilation: int) -> bool:
-    """Whether some window along one axis has all its taps in the padding."""
-    def empty(o: int) -> bool:
-        start = o * stride - before
-        return not any(0 <= start + i * dilation < size for i in range(kernel))
-
+    """Whether some window along one axis has all its taps in the padding. Arithmetic, not a scan: sizes,
+    paddings and window counts may each be billions (a hostile spec must not stall `check`)."""
+    first = -before  # where window 0 starts; window o starts at first + o * stride
+    last = first + (out - 1) * stride
+    reach = (kernel - 1) * dilation
     if dilation <= size:  # taps cannot jump over the input: only the first or the last window can miss it
-        return empty(0) or empty(out - 1)
-    return any(empty(o) for o in range(min(out, 4096)))
+        return first + reach < 0 or last >= size
+    # Taps farther apart than the input is wide: at most one tap of a window can land in it, the one congruent
+    # to the window's start modulo `dilation`. A window starting at s sees the input iff s % dilation < size
+    # and -reach <= s <= dilation - 1. The starts are increasing, so the bounds need only the first and last;
+    # the residues are counted by a floor sum over all windows.
+    if first < -reach or last > dilation - 1:
+        return True
+    shift = -(first // dilation) * dilation  # makes the first start non-negative without changing residues
+    seen = (_floor_sum(out, dilation, stride, first + shift)
+            - _floor_sum(out, dilation, stride, first + shift + dilation - size) + out)
+    return seen != out
+
+
+def _floor_sum(n: int, m: int, a: int, b: int) -> int:
+    """sum(floor((a * i + b) / m) for i in range(n)) for a, b >= 0, m >= 1, in O(log) steps (the classic
+    Euclid-like reduction). For 0 < size <= m, floor(x/m) - floor((x - size)/m) is 1 iff x % m < size."""
+    total = 0
+    while n > 0:
+        if a >= m:
+            total += (n - 1) * n // 2 * (a // m)
+            a %= m
+        if b >= m:
+            total += n * (b // m)
+            b %= m
+        y_max = a * n + b
+        if y_max < m:
+            break
+        n, b, m, a = y_max // m, y_max % m, a, m
+    return total
 
 
 class MaxPool(_Pool):
     name = prefix = "maxpool"
-    summary = "max pooling: kernel; stride (default: the kernel), padding (pads with -inf)"
-    shape_rule = "H'xW' by the window arithmetic, padding counts as -infinity; C unchanged"
+    summary = "max pooling: kernel; stride (default: the kernel), padding (pads with -inf), `ceil` mode"
+    flags = {**_Pool.flags, "ceil": ("ceil", True)}
+    shape_rule = ("H'xW' by the window arithmetic, padding counts as -infinity; `ceil`: the division rounds up "
+                  "(PyTorch's ceil_mode), the last window must start inside the input or the padding before it, "
+                  "and what it covers past the padding is ignored; C unchanged")
     examples = (("maxpool 3x3, stride=2, same", "112x112x64"), ("maxpool 3x3, stride=2", "55x55x96"),
-                ("maxpool 2x2", "28x28x16"))
+                ("maxpool 2x2", "28x28x16"), ("maxpool 3x3, stride=2, ceil", "56x56x64"))
 
 
 class AvgPool(_Pool):
     name = prefix = "avgpool"
-    summary = "average pooling: kernel; stride (default: the kernel), padding (not counted in the average)"
-    shape_rule = "H'xW' by the window arithmetic, padding left out of each average; C unchanged"
-    examples = (("avgpool 2x2, stride=2", "56x56x256"), ("avgpool 3x3, stride=1, same", "28x28x192"))
+    summary = ("average pooling: kernel; stride (default: the kernel), padding (not counted in the average "
+               "unless `count_pad`), `ceil` mode")
+    args = AvgPoolArgs
+    flags = {**_Pool.flags, "ceil": ("ceil", True), "count_pad": ("count_pad", True)}
+    shape_rule = ("H'xW' by the window arithmetic; by default padding is left out of each average (the sum over "
+                  "the real inputs divided by their number); `count_pad`: padding counts as zeros (the sum divided "
+                  "by the window's taps inside the padded input: PyTorch's count_include_pad=True, TensorFlow's "
+                  "and Keras's never); `ceil` as for `maxpool`, the overhang past the padding never counted; "
+                  "C unchanged")
+    examples = (("avgpool 2x2, stride=2", "56x56x256"), ("avgpool 3x3, stride=1, same", "28x28x192"),
+                ("avgpool 3x3, stride=1, padding=1, count_pad", "35x35x192"),
+                ("avgpool 3x3, stride=2, ceil", "28x28x64"))
+
+    def resolve(self, args: AvgPoolArgs, in_shapes):
+        if args.count_pad and args.dilation != (1, 1):
+            raise RuleError("`count_pad` is not defined for dilated average pooling", code="A104",
+                            help="leave `count_pad` out (padding not counted) or the dilation")
+        return super().resolve(args, in_shapes)
 
 
 class GlobalPoolArgs(OpArgs):
@@ -630,6 +757,334 @@ class Concat(_Merge):
         return (*first[:-1], sum(s[-1] for s in in_shapes))
 
 
+# ---------------------------------------------------------------- resampling and U-Net's merge (issue 12)
+
+
+class ConvTransposeArgs(OpArgs):
+    """PyTorch's ConvTranspose2d: `padding` removes rows and columns from both sides of the full output, and
+    `output_padding` adds them after it (on the bottom and right), to pick among the input sizes a strided
+    conv maps to the same output."""
+
+    kernel: tuple[int, int]
+    filters: int
+    stride: tuple[int, int] = (1, 1)
+    padding: Literal["valid"] | tuple[int, int] = "valid"
+    output_padding: tuple[int, int] = (0, 0)
+    bias: bool = True
+
+    @field_validator("kernel", "stride", mode="before")
+    @classmethod
+    def _positive(cls, v, info):
+        pair = _pair(v, info.field_name)
+        if min(pair) < 1:
+            raise ValueError(f"{info.field_name} must be at least 1, not {v}")
+        return pair
+
+    @field_validator("padding", "output_padding", mode="before")
+    @classmethod
+    def _non_negative(cls, v, info):
+        if v == "valid":
+            return v if info.field_name == "padding" else (0, 0)
+        pair = _pair(v, info.field_name)
+        if min(pair) < 0:
+            raise ValueError(f"{info.field_name} cannot be negative, not {v}")
+        return pair
+
+    def crop(self) -> tuple[int, int]:
+        return (0, 0) if self.padding == "valid" else self.padding  # type: ignore[return-value]
+
+
+class ConvTranspose(Op):
+    name = "convtranspose"
+    prefix = "upconv"
+    summary = ("transposed convolution (\"up-convolution\", U-Net): kernel, filters; stride, padding, "
+               "output_padding, bias")
+    args = ConvTransposeArgs
+    positional = ("kernel", "filters")
+    flags = {"valid": ("padding", "valid"), "nobias": ("bias", False)}
+    category = "conv"
+    fresh_output = True
+    shape_rule = ("H' = (H - 1) * stride - 2 * padding + kernel + output_padding (PyTorch's ConvTranspose2d), "
+                  "W' alike; C' = `filters`; `output_padding` must be smaller than the stride")
+    param_rule = ("C * filters * kh * kw weights, + filters biases unless `nobias`; "
+                  "MACs H * W * C * kh * kw * filters (every input value times every kernel tap)")
+    examples = (("convtranspose 2x2, 512, stride=2", "28x28x1024"), ("upconv 3x3, 32, stride=2, padding=1, "
+                 "output_padding=1", "16x16x64"), ("upconv 4x4, 16, stride=2, padding=1, nobias", "8x8x32"))
+
+    def label(self, args: ConvTransposeArgs) -> str:
+        text = f"convtranspose {fmt_shape(args.kernel)}"
+        if args.stride != (1, 1):
+            text += f"/{_show(args.stride)}"
+        if args.crop() != (0, 0):
+            text += f" pad {_show(args.crop())}"
+        if args.output_padding != (0, 0):
+            text += f" outpad {_show(args.output_padding)}"
+        return text + f", {args.filters}" + ("" if args.bias else " nobias")
+
+    def resolve(self, args: ConvTransposeArgs, in_shapes):
+        _feature_map(in_shapes[0], self.name)
+        if args.filters < 1:
+            raise RuleError("`convtranspose` needs at least 1 filter", code="A104")
+        if any(o >= s for o, s in zip(args.output_padding, args.stride, strict=True)):
+            raise RuleError(f"output_padding {_show(args.output_padding)} must be smaller than the stride "
+                            f"{_show(args.stride)}", code="A104",
+                            help="output_padding only picks among the sizes a stride rounds together")
+        return args
+
+    def shape(self, args: ConvTransposeArgs, in_shapes):
+        h, w, _ = _feature_map(in_shapes[0], self.name)
+        out = [(n - 1) * s - 2 * p + k + o for n, s, p, k, o in
+               zip((h, w), args.stride, args.crop(), args.kernel, args.output_padding, strict=True)]
+        if min(out) < 1:
+            raise RuleError(f"padding {_show(args.crop())} crops the whole {fmt_shape(tuple(out))} output away",
+                            help="use less padding", code="A201")
+        return (out[0], out[1], args.filters)
+
+    def weights(self, args: ConvTransposeArgs, in_shapes):
+        # PyTorch's layout [in, out, kh, kw]; its default init takes fan_in from dim 1: out * kh * kw
+        fan_in = args.filters * args.kernel[0] * args.kernel[1]
+        out = {"weight": Weight((in_shapes[0][2], args.filters, *args.kernel), in_axis=0, fan_in=fan_in)}
+        if args.bias:
+            out["bias"] = Weight((args.filters,), role="bias", fan_in=fan_in)
+        return out
+
+    def macs(self, args: ConvTransposeArgs, in_shapes, out):
+        h, w, c = in_shapes[0]
+        return h * w * c * args.kernel[0] * args.kernel[1] * args.filters
+
+
+class UpsampleArgs(OpArgs):
+    scale: tuple[int, int] | None = None  # an integer factor per axis
+    size: tuple[int, int] | None = None  # or the output's HxW
+    mode: Literal["nearest", "bilinear"] = "nearest"
+    align_corners: bool = False  # bilinear only; False is PyTorch's default (and TensorFlow's resize)
+
+    @field_validator("scale", "size", mode="before")
+    @classmethod
+    def _positive(cls, v, info):
+        if v is None:
+            return v
+        pair = _pair(v, info.field_name)
+        if min(pair) < 1:
+            raise ValueError(f"{info.field_name} must be at least 1, not {v}")
+        return pair
+
+    def source_index(self, out: int, size: int) -> list[tuple[int, int, float]]:
+        """For each output position along an axis of `size` inputs and `out` outputs: the two inputs it reads
+        and the weight of the second. Nearest: input floor(i * size / out) (PyTorch's `nearest`, ONNX's
+        asymmetric/floor). Bilinear: the half-pixel source (i + 0.5) * size / out - 0.5, clamped at 0
+        (PyTorch's align_corners=False, TensorFlow's resize), or i * (size - 1) / (out - 1) (align_corners)."""
+        rows = []
+        for i in range(out):
+            if self.mode == "nearest":
+                rows.append((min(i * size // out, size - 1), min(i * size // out, size - 1), 0.0))
+                continue
+            if self.align_corners:
+                src = i * (size - 1) / (out - 1) if out > 1 else 0.0
+            else:
+                src = max((i + 0.5) * size / out - 0.5, 0.0)
+            lo = min(int(src), size - 1)
+            rows.append((lo, min(lo + 1, size - 1), src - lo))
+        return rows
+
+
+class Upsample(Op):
+    name = prefix = "upsample"
+    summary = ("resizing by an integer `scale` or to a `size`: `nearest` (default) or `bilinear` "
+               "(align_corners false by default, as PyTorch's)")
+    args = UpsampleArgs
+    positional = ("scale",)
+    flags = {"nearest": ("mode", "nearest"), "bilinear": ("mode", "bilinear")}
+    category = "reshape"
+    shape_rule = ("H'xW' = HxW times `scale`, or `size`; C unchanged. An output position i along an axis of n "
+                  "inputs and n' outputs reads, `nearest`: input floor(i * n / n'); `bilinear`: the half-pixel "
+                  "source (i + 0.5) * n / n' - 0.5 clamped at 0 (with `align_corners=true`: i * (n - 1) / "
+                  "(n' - 1)), interpolating its two neighbours")
+    examples = (("upsample 2", "14x14x256"), ("upsample 2, bilinear", "7x7x64"),
+                ("upsample size=33x33, bilinear, align_corners=true", "17x17x21"), ("upsample scale=(2, 1)", "8x8x4"))
+
+    def label(self, args: UpsampleArgs) -> str:
+        how = f"x{_show(args.scale)}" if args.scale is not None else f"to {fmt_shape(args.size)}"
+        return f"upsample {how} {args.mode}" + (" align_corners" if args.align_corners else "")
+
+    def resolve(self, args: UpsampleArgs, in_shapes):
+        _feature_map(in_shapes[0], self.name)
+        if (args.scale is None) == (args.size is None):
+            raise RuleError("`upsample` needs either a `scale` or a `size`, not " + (
+                "both" if args.scale is not None else "neither"), code="A104",
+                help="`upsample 2` doubles the height and width; `upsample size=56x56` resizes to 56x56")
+        if args.align_corners and args.mode != "bilinear":
+            raise RuleError("`align_corners` applies to `bilinear` upsampling only", code="A104",
+                            help="add `bilinear`, or leave `align_corners` out")
+        return args
+
+    def shape(self, args: UpsampleArgs, in_shapes):
+        h, w, c = _feature_map(in_shapes[0], self.name)
+        if args.size is not None:
+            return (*args.size, c)
+        return (h * args.scale[0], w * args.scale[1], c)
+
+
+class CropConcat(_Merge):
+    name = prefix = "cropconcat"
+    summary = ("concatenation along the channels after cropping every input to the smallest height and width, "
+               "centred (U-Net's \"copy and crop\")")
+    shortcut_first = joins = True  # `residual cropconcat:` puts the (larger) input first, as U-Net concatenates
+    shape_rule = ("feature maps; H' and W' are the smallest height and width among the inputs, C' the sum of their "
+                  "channels; an input of H x W keeps rows (H - H') // 2 to (H - H') // 2 + H' - 1 and columns "
+                  "alike (an odd difference leaves the extra row at the bottom, the extra column at the right)")
+
+    def shape(self, args, in_shapes):
+        for s in in_shapes:
+            if len(s) != 3:
+                raise RuleError(f"`cropconcat` crops feature maps, but an input is a flat vector of {s[0]}",
+                                help="use `concat` for flat vectors", code="A203")
+        h = min(s[0] for s in in_shapes)
+        w = min(s[1] for s in in_shapes)
+        return (h, w, sum(s[2] for s in in_shapes))
+
+    @staticmethod
+    def crops(in_shapes: list[Shape], out: Shape) -> list[tuple[int, int]]:
+        """Where each input's kept window starts: (top, left), each (size - kept) // 2."""
+        return [((s[0] - out[0]) // 2, (s[1] - out[1]) // 2) for s in in_shapes]
+
+
+# ---------------------------------------------------------------- channel split, channel shuffle, zero-padding
+# shortcuts (ShuffleNet v2; He et al.'s option A). Kept together so that merges with other new kinds stay easy.
+
+
+class SplitArgs(OpArgs):
+    parts: int
+    part: int
+
+
+class ShuffleArgs(OpArgs):
+    groups: int
+
+
+class ZeroPadArgs(OpArgs):
+    filters: int
+    stride: tuple[int, int] = (1, 1)
+
+    @field_validator("stride", mode="before")
+    @classmethod
+    def _stride(cls, v):
+        pair = _pair(v, "stride")
+        if min(pair) < 1:
+            raise ValueError(f"stride must be at least 1, not {v}")
+        return pair
+
+
+class Split(Op):
+    """Ma et al. 2018 (ShuffleNet v2), Fig. 3(c): "channel split". Written as the first layer of each branch,
+    so a unit reads like the figure: one branch `split 2, part=0` (the identity on the first half), the other
+    `split 2, part=1` followed by its convolutions. torch's `x.chunk(parts, dim=1)[part]`."""
+
+    name = prefix = "split"
+    summary = "channel split: the `part`-th (from 0) of `parts` equal slices of the channels"
+    args = SplitArgs
+    positional = ("parts",)
+    category = "reshape"
+    shape_rule = ("HxW unchanged; C' = C / `parts`, channels `part * C'` to `(part + 1) * C' - 1`; `parts` must "
+                  "divide C and `part` be in [0, `parts`)")
+    examples = (("split 2, part=0", "28x28x116"), ("split 2, part=1", "28x28x116"), ("split 3, part=2", "8x8x12"))
+
+    def label(self, args: SplitArgs) -> str:
+        return f"split {args.parts}, part={args.part}"
+
+    def resolve(self, args: SplitArgs, in_shapes):
+        _, _, c = _feature_map(in_shapes[0], "split")
+        if args.parts < 1:
+            raise RuleError(f"a split needs at least 1 part, not {args.parts}", code="A104")
+        if not 0 <= args.part < args.parts:
+            raise RuleError(f"part {args.part} does not exist in a split into {args.parts}",
+                            help=f"parts are numbered from 0 to {args.parts - 1}", code="A104")
+        if c % args.parts:
+            raise RuleError(f"{c} channels do not split into {args.parts} equal parts",
+                            help=f"the input's channels must be a multiple of {args.parts}", code="A206")
+        return args
+
+    def shape(self, args: SplitArgs, in_shapes):
+        h, w, c = in_shapes[0]
+        return (h, w, c // args.parts)
+
+
+class Shuffle(Op):
+    """Zhang et al. 2017 (ShuffleNet), Fig. 1(c), as ShuffleNet v2 uses it after each unit: torchvision's
+    `channel_shuffle`, `x.view(n, groups, c // groups, h, w).transpose(1, 2)` flattened back to `c` channels."""
+
+    name = prefix = "shuffle"
+    summary = "channel shuffle: `groups` groups of channels interleaved (output channel j * groups + i is input " \
+              "channel i * C / groups + j)"
+    args = ShuffleArgs
+    positional = ("groups",)
+    category = "reshape"
+    shape_rule = "unchanged; `groups` must divide C"
+    examples = (("shuffle 2", "28x28x116"), ("shuffle 3", "4x4x12"))
+
+    def label(self, args: ShuffleArgs) -> str:
+        return f"shuffle {args.groups}"
+
+    def resolve(self, args: ShuffleArgs, in_shapes):
+        _, _, c = _feature_map(in_shapes[0], "shuffle")
+        if args.groups < 1:
+            raise RuleError(f"a shuffle needs at least 1 group, not {args.groups}", code="A104")
+        if c % args.groups:
+            raise RuleError(f"{args.groups} groups do not divide {c} channels evenly",
+                            help=f"the input's channels must be a multiple of {args.groups}", code="A206")
+        return args
+
+
+class ZeroPad(Op):
+    """He et al. 2015, Sec. 3.3 option (A) and Sec. 4.2: "the shortcut still performs identity mapping, with extra
+    zero entries padded for increasing dimensions ... performed with a stride of 2". `residual shortcut=zeropad:`
+    puts one where the body changes the shape; it can be written by hand under `shortcut:` too."""
+
+    name = prefix = "zeropad"
+    summary = ("zero-padding shortcut (He et al.'s option A): every `stride`-th row and column from the first, "
+               "then zero channels up to `filters`, half before and half after")
+    args = ZeroPadArgs
+    positional = ("filters",)
+    category = "reshape"
+    shape_rule = ("H' = ceil(H / stride), W' = ceil(W / stride) (rows and columns 0, stride, 2 * stride, ...); "
+                  "C' = `filters` >= C: the input's channels, with floor((filters - C) / 2) zero channels before "
+                  "them and the rest after")
+    examples = (("zeropad 32, stride=2", "32x32x16"), ("zeropad 64, stride=2", "16x16x32"), ("zeropad 7", "4x4x4"))
+
+    def label(self, args: ZeroPadArgs) -> str:
+        return f"zeropad{'/' + _show(args.stride) if args.stride != (1, 1) else ''}, {args.filters}"
+
+    def resolve(self, args: ZeroPadArgs, in_shapes):
+        _, _, c = _feature_map(in_shapes[0], "zeropad")
+        if args.filters < c:
+            raise RuleError(f"a zero-padding shortcut cannot take {c} channels down to {args.filters}",
+                            help="it only adds channels; a shortcut that removes some needs a projection",
+                            code="A104")
+        return args
+
+    def shape(self, args: ZeroPadArgs, in_shapes):
+        h, w, _ = in_shapes[0]
+        return (-(-h // args.stride[0]), -(-w // args.stride[1]), args.filters)
+
+    @staticmethod
+    def pads(args: ZeroPadArgs, channels: int) -> tuple[int, int]:
+        """(before, after): how many zero channels go on each side of the input's."""
+        extra = args.filters - channels
+        return (extra // 2, extra - extra // 2)
+
+
+def zero_padding(src: Shape, target: Shape, normalized: bool) -> list[tuple[str, OpArgs]] | None:
+    """The shortcut of `residual shortcut=zeropad:` whose body changes the shape (He et al., option A): the
+    input, subsampled by the stride that gives the body's size, padded with zero channels to the body's width.
+    None when none gives `target` (fewer channels, or a size no stride reaches)."""
+    if len(src) != 3 or len(target) != 3 or target[2] < src[2]:
+        return None
+    stride = (math.ceil(src[0] / target[0]), math.ceil(src[1] / target[1]))
+    args = ZeroPadArgs(filters=target[2], stride=stride)
+    if ZeroPad().shape(args, [src]) != target:
+        return None
+    return [("zeropad", args)]
+
 # ---------------------------------------------------------------- squeeze-excitation and mobile activations
 # (issue 12: MobileNet v3, EfficientNet, MnasNet, RegNetY). Each computes exactly what torch's module of the
 # same name computes; Keras 3's `hard_sigmoid` is torch's too (relu6(x + 3) / 6; Keras 2's was 0.2x + 0.5).
@@ -682,6 +1137,7 @@ OPS: dict[str, Op] = {
     op.name: op()
     for op in (Conv, MaxPool, AvgPool, GlobalAvgPool, GlobalMaxPool, Flatten, Dense, BatchNorm, LRN, Dropout,
                Identity, ReLU, ReLU6, LeakyReLU, ELU, Sigmoid, Tanh, Softmax, Add, Concat,
+               ConvTranspose, Upsample, CropConcat, Split, Shuffle, ZeroPad,
                SiLU, Hardswish, Hardsigmoid, Multiply)
 }
 
@@ -692,6 +1148,7 @@ ALIASES: dict[str, str] = {
     "bn": "batchnorm",
     "gap": "globalavgpool",
     "gmp": "globalmaxpool",
+    "upconv": "convtranspose",
     "swish": "silu",
 }
 
@@ -721,3 +1178,8 @@ def projection(src: Shape, target: Shape, normalized: bool) -> list[tuple[str, O
     if normalized:
         layers.append(("batchnorm", BatchNormArgs()))
     return layers
+
+
+# What a residual's shortcut is when its body changes the shape and no `shortcut:` is written:
+# `residual shortcut=NAME:` picks one (He et al.'s options: B, the default, and A).
+SHORTCUTS = {"projection": projection, "zeropad": zero_padding}

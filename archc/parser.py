@@ -11,13 +11,13 @@ from pathlib import Path
 
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
-from lark.grammar import Rule
 from lark.indenter import Indenter
 
 from . import ir
-from .diagnostics import ArchcError, Diagnostic, Span, fast_construct, fast_span
+from .diagnostics import ArchcError, Diagnostic, Span
 from .ir import MAX_INT, MAX_NAME_LENGTH
 from .ops import MERGES
+from .speedups import fast_construct, fast_span, hook_rule_builders
 
 
 def _new(cls, **fields):
@@ -92,8 +92,14 @@ class ArchIndenter(Indenter):
                 if self.tabs else "indent every line of a block by the same amount",
             )
 
-    def _process(self, stream):
+    def process(self, stream):
+        """Lark's public post-lexer entry point (its own `process` resets this state, then runs `_process`)."""
+        self.paren_level = 0
+        self.indent_level = [0]
         self.tabs = False  # the indenter is shared by every parse
+        return self._tokens(stream)
+
+    def _tokens(self, stream):
         token = None
         for token in _merges_retyped(stream):
             if token.type == self.NL_type:
@@ -115,14 +121,18 @@ def _merges_retyped(stream):
     """A NAME that names a merge kind (archc.ops.MERGES) and is followed by `:` becomes a MERGE token:
     `residual concat:`, `add:` over branches. One token of look-ahead; every other token passes unchanged."""
     held = None
+    after_residual = False  # `residual add shortcut=zeropad:`: a merge right after `residual` is one too
     for token in stream:
         if held is not None:
             yield Token.new_borrow_pos("MERGE", held.value, held) if token.type == "COLON" else held
             held = None
-        if token.type == "NAME" and token.value in MERGES:
+        if token.type == "NAME" and token.value in MERGES and after_residual:
+            yield Token.new_borrow_pos("MERGE", token.value, token)
+        elif token.type == "NAME" and token.value in MERGES:
             held = token
         else:
             yield token
+        after_residual = token.type == "RESIDUAL"
     if held is not None:
         yield held
 
@@ -165,29 +175,30 @@ class _Positions:
         return result
 
 
-@lru_cache(maxsize=1)
-def _lark() -> Lark:
-    parser = Lark(
-        GRAMMAR.read_text(encoding="utf-8"),
-        parser="lalr",
-        lexer="basic",
-        postlex=ArchIndenter(),
-        tree_class=_Tree,
-        maybe_placeholders=False,
-        cache=True,
-    )
-    # Every rule's tree builder gets the position pass (lark keeps them in `_callbacks`, read by its parser;
-    # tests/test_parser.py pins the spans this produces).
-    for rule, build in parser._callbacks.items():
-        if isinstance(rule, Rule):
-            parser._callbacks[rule] = _Positions(build)
+@lru_cache(maxsize=2)
+def _lark(fast: bool = True) -> Lark:
+    """The parser. Its rules' tree builders get archc's position pass (archc.speedups); where this lark's
+    internals are not the tested ones, Lark's own `propagate_positions` and the tree's `meta` give the spans."""
+    options = dict(parser="lalr", lexer="basic", postlex=ArchIndenter(), tree_class=_Tree, maybe_placeholders=False,
+                   cache=True)
+    parser = Lark(GRAMMAR.read_text(encoding="utf-8"), **options)
+    parser.archc_meta_positions = not (fast and hook_rule_builders(parser, _Positions))  # tests/test_parser.py
+    if parser.archc_meta_positions:  # pins the spans of the fast pass; test_speedups.py compares the fallback's
+        parser = Lark(GRAMMAR.read_text(encoding="utf-8"), propagate_positions=True, **options)
+        parser.archc_meta_positions = True
     return parser
+
+
+def _positions_from_meta(node: _Tree) -> None:
+    """The public fallback of the position pass: the extent lark's propagate_positions recorded."""
+    meta = node.meta
+    node.start = node.end = node.outer_start = node.outer_end = None if meta.empty else meta
 
 
 def _span(token: Token, file: str | None) -> Span | None:
     if token.line is None:
         return None
-    return fast_span(file, token.line, token.column, token.end_line, token.end_column)
+    return fast_span(Span, file, token.line, token.column, token.end_line, token.end_column)
 
 
 def _dims_of(text: str) -> list[int]:
@@ -201,8 +212,9 @@ class _ToIR:
     stack) and no per-node wrapper objects (a third of the time on a 10,000-layer spec).
     """
 
-    def __init__(self, file: str | None):
+    def __init__(self, file: str | None, meta_positions: bool = False):
         self.file = file
+        self.meta_positions = meta_positions  # positions in each tree's `meta` (lark's propagate_positions)
 
     def transform(self, tree: Tree):
         """Also enforces the limits (nesting depth, name lengths, number sizes) on the way down, so that no
@@ -221,6 +233,8 @@ class _ToIR:
                 del results[len(results) - n:]
                 results.append(getattr(self, node.data)(node, children))
             else:
+                if self.meta_positions:
+                    _positions_from_meta(node)
                 if depth > MAX_NESTING_DEPTH:
                     raise _SyntaxProblem(f"the spec nests more than {MAX_NESTING_DEPTH} levels deep here",
                                          self._s(node),
@@ -308,7 +322,7 @@ class _ToIR:
         return climb(0)[0]
 
     def _between(self, start, end) -> Span:
-        return fast_span(self.file, start.line, start.column, end.end_line, end.end_column)
+        return fast_span(Span, self.file, start.line, start.column, end.end_line, end.end_column)
 
     def cond(self, node, c):
         return _new(ir.Cond, then=c[0], test=c[1], orelse=c[2], span=self._s(node))
@@ -361,18 +375,19 @@ class _ToIR:
     def shortcut(self, node, c):
         return ("shortcut", c[0])
 
+    def auto_shortcut(self, node, c):
+        return ("auto_shortcut", str(c[0]))
+
     def residual(self, node, c):
-        merge = "add"
-        shortcut = None
-        body = None
+        fields = {"merge": "add", "shortcut": None}
         for child in c:
             if isinstance(child, str):
-                merge = child
+                fields["merge"] = child
             elif isinstance(child, tuple):
-                shortcut = child[1]
+                fields[child[0]] = child[1]
             else:
-                body = child
-        return _new(ir.Residual, merge=merge, body=body, shortcut=shortcut, span=self._s(node))
+                fields["body"] = child
+        return _new(ir.Residual, **fields, span=self._s(node))
 
     def branch(self, node, c):
         return _new(ir.Branch, body=list(c), span=self._s(node))
@@ -506,7 +521,8 @@ def parse(text: str, file: str | None = None) -> ir.Spec:
 
 
 def _parse_once(source: str, file: str | None) -> ir.Spec:
-    return _ToIR(file).transform(_lark().parse(source))
+    parser = _lark()
+    return _ToIR(file, parser.archc_meta_positions).transform(parser.parse(source))
 
 
 class _Recovery:

@@ -66,6 +66,7 @@ class Plan:
     stage_sources: dict[str, StageSource] = field(default_factory=dict)  # stage -> its items, for summaries
     blocks: dict[str, Any] = field(default_factory=dict, repr=False)  # the blocks it could call (ir.BlockDef)
     globals: dict[str, Any] = field(default_factory=dict, repr=False)  # network parameters as the walk saw them
+    warnings: list = field(default_factory=list, repr=False)  # Diagnostics (severity "warning"): valid, but odd
     _index: dict[str, PlanNode] = field(init=False, repr=False, compare=False)
     _cache: dict[str, Any] = field(init=False, repr=False, compare=False, default_factory=dict)
 
@@ -106,11 +107,11 @@ class Plan:
                 rows.append((key, [node]))
         return rows
 
-    def to_json(self, level: str = "layer") -> dict:
-        """The `check --format json` object (archc.render.plan_json)."""
+    def to_json(self) -> dict:
+        """The `check --format json` object (archc.render.plan_json): every layer and every stage."""
         from .render import plan_json
 
-        return plan_json(self, level)
+        return plan_json(self)
 
     # ---- facts every backend needs, computed once here
 

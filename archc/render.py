@@ -42,9 +42,8 @@ def stage_summary(plan: Plan, key: str, nodes: list[PlanNode]) -> str:
     if len(nodes) == 1:
         return nodes[0].opdef.label(nodes[0].args)
     runs: list[list] = []  # consecutive equal layers, activations and normalisations left out: [label, count]
-    for n in nodes:
-        if n.opdef.activation or n.opdef.normalizes:
-            continue
+    shown = [n for n in nodes if not (n.opdef.activation or n.opdef.normalizes)] or nodes  # all: nothing else
+    for n in shown:
         label = n.opdef.label(n.args)
         if runs and runs[-1][0] == label:
             runs[-1][1] += 1
@@ -57,41 +56,72 @@ def stage_summary(plan: Plan, key: str, nodes: list[PlanNode]) -> str:
     return f"{summary} ({len(nodes)} layers)"
 
 
+MAX_ROW_PARTS = 8  # a spec row longer than this is cut with `...`: nobody reads more in a table cell
+MAX_WRAPPER_DEPTH = 8  # how deep a row looks through blocks made only of block calls
+
+
 def spec_row(plan: Plan, source: StageSource) -> str:
     """A stage's row as the paper's table writes it: `maxpool, bottleneck x 3`. A stage that is one call of a
-    block made of block calls (`bottleneck_stage(512, 3)`) reads as that block's body."""
+    block made of block calls (`bottleneck_stage(512, 3)`) reads as that block's body.
+
+    Counted, not enumerated: a wrapper's row is computed once per block and arguments and its runs are added
+    up, so wrappers that call wrappers ten times over eight levels (10^8 calls) cost a few dozen steps."""
+    parts, cut = _row_parts(plan, source.items, source.env, 0, {})
+    text = ", ".join(word if count == 1 else f"{word} x {count}" for word, count in parts)
+    return text + (", ..." if cut else "")
+
+
+def _row_parts(plan: Plan, items: list, env: dict, depth: int, memo: dict) -> tuple[list[list], bool]:
+    """-> ([[word, count], ...] with equal neighbours merged, whether it was cut at MAX_ROW_PARTS)."""
     parts: list[list] = []
-    for item, env in _through_wrappers(plan, source.items, source.env):
-        word = {"layer": getattr(item, "op", ""), "call": getattr(item, "block", ""), "group": "(...)",
-                "residual": "residual", "branches": getattr(item, "merge", ""), "scope": getattr(item, "name", "")
-                }[item.kind]
-        try:
-            count = evaluate(item.repeat, env) if getattr(item, "repeat", None) is not None else 1
-        except (RuleError, Unknown):
-            count = "n"
-        if parts and parts[-1][0] == word and isinstance(count, int) and isinstance(parts[-1][1], int):
-            parts[-1][1] += count
-        else:
-            parts.append([word, count])
-    return ", ".join(word if count == 1 else f"{word} x {count}" for word, count in parts)
-
-
-def _through_wrappers(plan: Plan, items: list, env: dict, depth: int = 0):
-    """The items, with each call of a block made only of block calls replaced by those calls."""
     for item in items:
-        block = plan.blocks.get(item.block) if item.kind == "call" and item.repeat is None else None
-        if block is not None and depth < 8 and block.body and all(i.kind == "call" for i in block.body):
-            try:
-                inner = dict(plan.globals, **bind_call(block, item, env, plan.globals))
-            except (RuleError, Unknown):
-                yield item, env
-                continue
-            yield from _through_wrappers(plan, block.body, inner, depth + 1)
+        inner = _wrapper_body(plan, item, env, depth)
+        if inner is not None:
+            block, bound = inner
+            key = (block.name, tuple(sorted(bound.items(), key=lambda kv: kv[0])))
+            if key not in memo:
+                memo[key] = _row_parts(plan, block.body, dict(plan.globals, **bound), depth + 1, memo)
+            sub, cut = memo[key]
         else:
-            yield item, env
+            sub, cut = [_row_part(item, env)], False
+        for word, count in sub:
+            if parts and parts[-1][0] == word and isinstance(count, int) and isinstance(parts[-1][1], int):
+                parts[-1][1] += count
+            else:
+                parts.append([word, count])
+        if cut or len(parts) > MAX_ROW_PARTS:
+            return parts[:MAX_ROW_PARTS], True
+    return parts, False
 
 
-def plan_json(plan: Plan, level: str = "layer") -> dict:
+def _row_part(item, env: dict) -> list:
+    word = {"layer": getattr(item, "op", ""), "call": getattr(item, "block", ""), "group": "(...)",
+            "residual": "residual", "branches": getattr(item, "merge", ""), "scope": getattr(item, "name", "")
+            }[item.kind]
+    try:
+        count = evaluate(item.repeat, env) if getattr(item, "repeat", None) is not None else 1
+    except (RuleError, Unknown):
+        count = "n"
+    return [word, count]
+
+
+def _wrapper_body(plan: Plan, item, env: dict, depth: int):
+    """(block, bound arguments) when `item` is one call of a block made only of block calls, else None."""
+    block = plan.blocks.get(item.block) if item.kind == "call" and item.repeat is None else None
+    if block is None or depth >= MAX_WRAPPER_DEPTH or not block.body or any(i.kind != "call" for i in block.body):
+        return None
+    try:
+        bound = bind_call(block, item, env, plan.globals)
+    except (RuleError, Unknown):
+        return None
+    try:
+        hash(tuple(bound.values()))
+    except TypeError:
+        return None
+    return block, bound
+
+
+def plan_json(plan: Plan) -> dict:
     """The `check --format json` object: a contract other tools read (keys only ever get added)."""
     layers = [
         {

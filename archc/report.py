@@ -41,13 +41,20 @@ def _table(plan: Plan, level: str) -> str:
     return "\n".join(out)
 
 
+MAX_GRAPHVIZ_NODES = 1_000  # a page's picture of more nodes is archc's own SVG (a 4,990-branch concat: dot took
+# minutes)
+
+
 def _svg(plan: Plan, level: str) -> str | None:
     """Graphviz's SVG, or None where Graphviz cannot draw it: `dot` missing, the `graphviz` package missing
     (either alone happens), or `dot` failing."""
     from .diagnostics import ArchcError
-    from .graph import have_dot, render, to_dot
+    from .graph import MAX_DRAWN_STAGES, have_dot, render, to_dot
 
     if not have_dot():
+        return None
+    drawn = len(plan.nodes) if level == "layer" else min(len(plan.stages()), MAX_DRAWN_STAGES)
+    if drawn > MAX_GRAPHVIZ_NODES:  # dot's layout of thousands of nodes side by side takes minutes
         return None
     try:
         svg = render(to_dot(plan, level), "svg").decode("utf-8")
@@ -120,4 +127,8 @@ def html_report(plan: Plan) -> str:
     parts += ["<h2>Stages</h2>", _picture(plan, "stage"), _table(plan, "stage"),
               "<details><summary>Every layer</summary>", _picture(plan, "layer"), _table(plan, "layer"),
               "</details>", "<footer><p>Written by archc.</p></footer>", "</body></html>"]
-    return "\n".join(parts) + "\n"
+    return _SURROGATES.sub("\ufffd", "\n".join(parts) + "\n")
+
+
+# A file name that is not UTF-8 reaches Python as lone surrogates (PEP 383), which no UTF-8 page can hold.
+_SURROGATES = re.compile("[\ud800-\udfff]")

@@ -37,9 +37,13 @@ SECTIONS = [
     ("MobileNet", ["mobilenet_v1"]),
     ("Inverted bottlenecks and squeeze-excitation", ["mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
                                                      "mnasnet1_0"]),
-    ("ResNet", ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]),
+    ("ResNet", ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet20_cifar"]),
     ("DenseNet", ["densenet121", "densenet169", "densenet201", "densenet161"]),
+    ("VGG with batchnorm, SqueezeNet, Inception v3", ["vgg16_bn", "squeezenet1_1", "inception_v3"]),
+    ("ResNeXt and Wide ResNet", ["resnext50_32x4d", "wide_resnet50_2"]),
     ("RegNet", ["regnet_y_400mf"]),
+    ("U-Net", ["unet"]),
+    ("ShuffleNet", ["shufflenet_v2_x1_0"]),
 ]
 
 INTRO = """\
@@ -111,6 +115,17 @@ def mobilenet_variants(path: Path, golden: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def family_members(path: Path, golden: dict) -> str:
+    """The family a `--set` away (golden `members`): each member's published trainable count beside archc's."""
+    out = ["| member | `--set` | trainable, published | trainable, archc |", "|---|---|--:|--:|"]
+    for overrides, member, trainable in golden["members"]:
+        values = dict(pair.split("=", 1) for pair in overrides.split())
+        plan = archc.check(path, **values)  # the values as `--set` passes them: text
+        settings = " ".join(f"`--set {k}={v}`" for k, v in values.items())
+        out.append(f"| {member} | {settings} | {trainable:,} | {plan.trainable_params:,} |")
+    return "\n".join(out) + "\n"
+
+
 def section(name: str, golden: dict) -> str:
     path = SPECS / f"{name}.arch"
     plan = archc.check(path)
@@ -140,6 +155,8 @@ def section(name: str, golden: dict) -> str:
         parts.append(googlenet_rows(plan, golden["rows"]))
     if "width_multiplier" in golden:
         parts.append(mobilenet_variants(path, golden))
+    if "members" in golden:
+        parts.append(family_members(path, golden))
     parts.append(f"**Differences:** {golden['notes']}\n")
     return "\n".join(parts)
 

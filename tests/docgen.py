@@ -4,8 +4,9 @@
     python tests/docgen.py --check    # exit 1 if the document is stale (tests/test_docs.py does this too)
 
 Generated, so they cannot drift: the layer-kind reference (arguments, defaults, flags, aliases, rules in words
-and worked examples, all from each kind's entry in archc/ops.py, the rows computed by inference), the limits (from the constants that enforce them),
-the layer listings under ```arch show=layers examples, and the diagnostic printed under each
+and worked examples, all from each kind's entry in archc/ops.py, the rows computed by inference), the limits
+(from the constants that enforce them), the layer listings under ```arch show=layers examples, and the
+diagnostic printed under each
 ```arch error=CODE example (run through the CLI as a user would).
 """
 
@@ -91,22 +92,49 @@ def _show(value) -> str:
     return str(value)
 
 
+def _codes(codes: str) -> str:
+    return ", ".join(f"[{c}](#{c.lower()})" for c in codes.split(", ")) if codes else ""
+
+
 def limits() -> str:
+    from archc.backends.base import MAX_ONNX_PARAMS
     from archc.cli import MAX_BUILD_PARAMS
-    from archc.graph import MAX_DRAWN_NODES
+    from archc.diagnostics import MAX_SHOWN_LINE, MAX_SUGGESTION_CANDIDATES
+    from archc.exprs import MAX_ROUND_DIGITS
+    from archc.graph import MAX_DRAWN_NODES, MAX_DRAWN_STAGES
     from archc.infer import MAX_CALL_DEPTH, MAX_LAYERS
-    from archc.load import MAX_NAME_LENGTH, MAX_SPEC_BYTES
+    from archc.load import MAX_IMPORT_DEPTH, MAX_NAME_LENGTH, MAX_SPEC_BYTES, MAX_TOTAL_BYTES
+    from archc.ops import MAX_DIM, MAX_ELEMENTS, MAX_LRN_SIZE, MAX_REAL, MIN_EPSILON
+    from archc.report import MAX_GRAPHVIZ_NODES
 
     rows = [
         ("size of a spec file", f"{MAX_SPEC_BYTES:,} bytes", "A301", "refused before it is read"),
+        ("size of a spec from standard input (`-`) or as text", f"{MAX_SPEC_BYTES:,} bytes", "A301",
+         "refused after reading one byte more"),
+        ("size of a spec and every file it imports, together", f"{MAX_TOTAL_BYTES:,} bytes", "A301",
+         "each file counted once"),
+        ("files importing files", f"{MAX_IMPORT_DEPTH}", "A301", ""),
         ("length of a block name", f"{MAX_NAME_LENGTH} characters", "A301", ""),
         ("layers after expansion", f"{MAX_LAYERS:,}", "A301", "`--max-layers N`, `archc.check(..., max_layers=N)`"),
         ("nested block calls", f"{MAX_CALL_DEPTH}", "A301", ""),
         ("parameters `archc build` writes", f"{MAX_BUILD_PARAMS:,}", "A302", "`--max-params N`"),
         ("layers `archc graph` draws one node each", f"{MAX_DRAWN_NODES:,}", "A420", "`--level stage`"),
+        ("a size (kernel, stride, dilation, padding, filters, units, a tensor's side)", f"{MAX_DIM:,}",
+         "A104, A301", ""),
+        ("values in one example's tensor (H x W x C)", f"{MAX_ELEMENTS:,}", "A301", ""),
+        ("magnitude of a real argument (slopes, alpha, beta, k, epsilon)", f"{MAX_REAL:,.0f}", "A104", ""),
+        ("least epsilon, lrn alpha, beta, k", f"{MIN_EPSILON:g}", "A104", ""),
+        ("`lrn` size (odd)", f"{MAX_LRN_SIZE:,}", "A104", ""),
+        ("digits of `round(x, n)`", f"-{MAX_ROUND_DIGITS} to {MAX_ROUND_DIGITS}", "A115", ""),
+        ("parameters of an ONNX file (protobuf's 2 GiB)", f"{MAX_ONNX_PARAMS:,}", "A302",
+         "`--backend torch` or `keras`"),
+        ("rows a stage picture draws (the rest are one node)", f"{MAX_DRAWN_STAGES:,}", "", "drawn, and said"),
+        ("nodes a report page draws with Graphviz", f"{MAX_GRAPHVIZ_NODES:,}", "", "archc's own SVG above"),
+        ("characters of a source line a diagnostic shows", f"{MAX_SHOWN_LINE:,}", "", "a window around the caret"),
+        ("names a did-you-mean scores", f"{MAX_SUGGESTION_CANDIDATES:,}", "", "those sharing the longest start or end"),
     ]
     lines = ["| limit | value | diagnostic | raised by |", "| --- | --- | --- | --- |"]
-    lines += [f"| {a} | {b} | [{c}](#{c.lower()}) | {d} |" for a, b, c, d in rows]
+    lines += [f"| {a} | {b} | {_codes(c)} | {d} |" for a, b, c, d in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -39,7 +39,16 @@ def test_valid_example_checks_and_is_canonical(example, tmp_path, monkeypatch):
     (tmp_path / "example.arch").write_text(example.code)
     monkeypatch.chdir(tmp_path)
     plan = archc.check("example.arch")
-    assert plan.nodes
+    # what a reader who runs it sees: `archc check` exits 0 and prints this plan's totals
+    from click.testing import CliRunner
+
+    from archc.cli import main
+
+    result = CliRunner().invoke(main, ["check", "example.arch"], env={"NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    output = result.stdout
+    assert f"total params {plan.total_params:,} (trainable {plan.trainable_params:,}" in output
+    assert f"; {len(plan.nodes)} layers" in output
     assert format_text(example.code) == example.code
 
 

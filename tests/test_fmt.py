@@ -223,3 +223,94 @@ def test_formatting_a_mangled_spec_keeps_meaning_and_comments(path, seed):
     assert format_text(out) == out
     kept = "\n".join(c.text for c in comments_of(out))
     assert all(c.text in kept for c in comments_of(mangled))
+
+
+# ---------------------------------------------------------------- never a character of a comment lost
+
+# Every character Python's str.splitlines() breaks lines at, except `\n` itself: to the grammar (and so to
+# `archc fmt`) they are ordinary characters of a comment.
+LINE_BREAK_LIKE = ["\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize("char", LINE_BREAK_LIKE, ids=lambda c: f"U+{ord(c):04X}")
+def test_comments_keep_every_character(char):
+    text = (f"# standalone{char}tail one\ninput 8x8x3\nconv 3x3, 4  # keep this{char} and this part too\n"
+            f"block b():\n  relu  # in a block{char}{char}end\n  # last{char}\nb()\n")
+    out = format_text(text)
+    for comment in comments_of(text):
+        assert comment.text in out
+    assert [c.text for c in comments_of(out)] == [c.text for c in comments_of(text)]
+    assert "and this part too" in out and "tail one" in out and f"block{char}{char}end" in out
+    assert format_text(out) == out
+    assert same_spec(parse(out), parse(text))
+
+
+def test_comment_lines_match_the_grammar_lines():
+    """Line numbers of diagnostics and of the formatter agree with the parser's after such a character."""
+    from archc.diagnostics import source_lines
+
+    text = "input 8x8x3\n# a\u2028b\x0cc\nconv 3x3, 4\r\nconv 9x9, 4\n"
+    assert source_lines(text) == ["input 8x8x3", "# a\u2028b\x0cc", "conv 3x3, 4", "conv 9x9, 4"]
+    with pytest.raises(ArchcError) as e:
+        import archc
+
+        archc.check(text=text)
+    assert "4 | conv 9x9, 4" in e.value.render()
+
+
+def test_the_comments_check_catches_a_lost_character(monkeypatch):
+    """The check that guards `format_text` must fail when the printer drops any part of a comment, even a tail
+    that leaves the comment's start in place (the old check looked for each comment as a substring)."""
+    import archc.fmt as fmt
+
+    original = fmt.render
+    text = "input 8x8x3\nconv 3x3, 4  # keep this and this part too\n# whole\nrelu\n"
+    for damage in (lambda out: out.replace(" and this part too", ""), lambda out: out.replace("# whole\n", ""),
+                   lambda out: out.replace("too", "too # extra")):
+        monkeypatch.setattr(fmt, "render", lambda spec, source=None, d=damage: d(original(spec, source)))
+        with pytest.raises(AssertionError):
+            fmt.format_text(text)
+
+
+# ---------------------------------------------------------------- the file fmt rewrites
+
+
+MESSY = "input   8x8x3\nrelu\n"
+
+
+def test_fmt_keeps_the_files_mode(tmp_path):
+    spec = tmp_path / "m.arch"
+    for mode in (0o600, 0o640, 0o755):
+        spec.write_text(MESSY)
+        spec.chmod(mode)
+        assert CliRunner().invoke(main, ["fmt", str(spec)]).exit_code == 0
+        assert spec.read_text() == "input 8x8x3\nrelu\n"
+        assert spec.stat().st_mode & 0o7777 == mode
+
+
+def test_fmt_refuses_a_read_only_file(tmp_path):
+    spec = tmp_path / "m.arch"
+    spec.write_text(MESSY)
+    spec.chmod(0o444)
+    other = tmp_path / "other.arch"
+    other.write_text(MESSY)
+    result = CliRunner().invoke(main, ["fmt", str(spec), str(other)])
+    assert result.exit_code == 1 and f"cannot write `{spec}`: the file is read-only" in result.stderr
+    assert spec.read_text() == MESSY and spec.stat().st_mode & 0o7777 == 0o444
+    assert other.read_text() == "input 8x8x3\nrelu\n"  # the other files are still formatted
+    assert CliRunner().invoke(main, ["fmt", "--check", str(spec)]).exit_code == 1  # checking needs no writing
+
+
+def test_fmt_keeps_hard_links_and_symlinks(tmp_path):
+    spec = tmp_path / "m.arch"
+    spec.write_text(MESSY)
+    alias = tmp_path / "alias.arch"
+    os.link(spec, alias)
+    link = tmp_path / "link.arch"
+    link.symlink_to(spec)
+    for name in (spec, link):
+        spec.write_text(MESSY)
+        assert CliRunner().invoke(main, ["fmt", str(name)]).exit_code == 0
+        assert alias.read_text() == spec.read_text() == "input 8x8x3\nrelu\n"
+        assert os.path.samefile(spec, alias) and spec.stat().st_nlink == 2 and link.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alias.arch", "link.arch", "m.arch"]

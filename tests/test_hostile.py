@@ -3,10 +3,15 @@ allows; `build` writes atomically and never over its input. The limits are liste
 
 from __future__ import annotations
 
+import errno
+import importlib
 import json
 import os
+import socket
+import stat
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -21,10 +26,11 @@ from archc.cli import MAX_BUILD_PARAMS, main
 from archc.diagnostics import ArchcError
 from archc.infer import MAX_CALL_DEPTH, MAX_DIAGNOSTICS, MAX_EXPANSION_DEPTH, MAX_LAYERS
 from archc.ir import MAX_INT, MAX_NAME_LENGTH
-from archc.load import MAX_JSON_DEPTH, MAX_SPEC_BYTES
+from archc.load import MAX_IMPORT_DEPTH, MAX_JSON_DEPTH, MAX_SPEC_BYTES, MAX_TOTAL_BYTES
 from archc.parser import MAX_NESTING_DEPTH
 
 ROOT = Path(__file__).resolve().parent.parent
+load_module = importlib.import_module("archc.load")  # the module: `archc.load` is the API function
 FAST = 5.0  # seconds: every refusal here takes milliseconds; the margin absorbs a loaded CI machine
 SMALL = 64 * 1024 * 1024  # bytes of Python allocations a refusal may peak at
 
@@ -94,22 +100,22 @@ def test_a_trillion_parameters_are_reported_without_allocating():
 def test_numbers_past_int64_are_refused():
     refused("input 8x8x3\nconv 3x3, 99999999999999999999\n", "A301")  # a literal
     refused("input 8x8x3\nconv 3x3, " + "9" * 5000 + "\n", "A301")  # past int()'s 4,300-digit limit
-    refused("input 8x8x3\nparam a=3037000500*3037000500\nrelu\n", "A104")  # computed
+    refused("input 8x8x3\nparam a=3037000500*3037000500\nrelu\n", "A115")  # computed
     refused("input 8x8x3\nparam a=1e999\nrelu\n", "A301")  # a float literal that is infinite
-    refused("input 8x8x3\nparam a=1e300*1e300\nrelu\n", "A104")
+    refused("input 8x8x3\nparam a=1e300*1e300\nrelu\n", "A115")
     assert archc.check(f"input 8x8x3\nparam a={MAX_INT}\nrelu\n").params["a"] == MAX_INT
 
 
 def test_chained_products_cannot_grow_without_end():
     # Each parameter squares the previous: without a bound the fifth would have billions of digits.
     params = "".join(f"param p{i + 1}=p{i}*p{i}*p{i}*p{i}\n" for i in range(6))
-    refused("input 8x8x3\nparam p0=99999\n" + params + "relu\n", "A104")
+    refused("input 8x8x3\nparam p0=99999\n" + params + "relu\n", "A115")
 
 
 def test_overrides_are_held_to_the_same_limits():
     spec = "input 8x8x3\nparam classes=10\nglobalavgpool; dense classes\n"
-    refused(spec, "A104", classes=10**40)
-    refused(spec, "A104", input=(8, 10**30, 3))
+    refused(spec, "A115", classes=10**40)
+    refused(spec, "A115", input=(8, 10**30, 3))
 
 
 # ---------------------------------------------------------------- nesting bombs
@@ -248,7 +254,7 @@ def test_json_non_numbers_are_refused(text):
 def test_json_huge_numbers_are_refused():
     refused('{"input": {"kind": "dims", "dims": [8, 8, ' + "9" * 5_000 + "]}}", "A301")
     refused('{"input": {"kind": "dims", "dims": [8, 8, ' + "9" * 40 + "]}}", "A301")
-    refused('{"input": 1e999}', "A104")  # decodes to inf: refused as the input size
+    refused('{"input": 1e999}', "A115")  # decodes to inf: refused as the input size
 
 
 def test_json_spans_cannot_blow_up_rendering():
@@ -402,3 +408,360 @@ def test_the_installed_command_reports_without_a_traceback(tmp_path, content):
                           timeout=60, env=env)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr and "error[A" in proc.stderr
+
+
+# ---------------------------------------------------------------- outputs: what is not a regular file, OS errors
+
+SPEC = "network net\ninput 8x8x3\nconv 3x3, 4\n"
+
+
+SUFFIX = {"build": ".py", "graph": ".dot", "convert": ".json", "report": ".html"}
+
+
+def _writers(spec: Path, out: Path) -> dict[str, list[str]]:
+    """Every command that writes a file, writing `out` (with the command's suffix unless it has one)."""
+    def target(command: str) -> str:
+        return str(out) if out.suffix else str(out) + SUFFIX[command]
+
+    return {
+        "build": ["build", str(spec), "--backend", "fake", "--format", "py", "-o", target("build")],
+        "graph": ["graph", str(spec), "--format", "dot", "-o", target("graph")],
+        "convert": ["convert", str(spec), "--to", "json", "-o", target("convert")],
+        "report": ["report", str(spec), "-o", target("report")],
+    }
+
+
+def _spec(tmp_path: Path, text: str = SPEC) -> Path:
+    spec = tmp_path / "net.arch"
+    spec.write_text(text)
+    return spec
+
+
+@pytest.mark.parametrize("command", ["build", "graph", "convert", "report"])
+def test_a_character_device_is_written_to_never_replaced(tmp_path, fake_backend, command):
+    spec = _spec(tmp_path)
+    target = tmp_path / f"null{SUFFIX[command]}"  # a second /dev/null: the real one is never at stake in a test
+    os.mknod(target, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    result = CliRunner().invoke(main, _writers(spec, target)[command])
+    assert result.exit_code == 0, result.output
+    info = os.stat(target)
+    assert stat.S_ISCHR(info.st_mode) and info.st_rdev == os.makedev(1, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.arch", target.name]  # no temporary file
+
+
+def test_a_full_device_is_a_diagnostic_with_the_os_reason(tmp_path, fake_backend):
+    spec = _spec(tmp_path)
+    full = tmp_path / "full.py"
+    os.mknod(full, stat.S_IFCHR | 0o666, os.makedev(1, 7))  # /dev/full: every write fails with ENOSPC
+    result = CliRunner().invoke(main, _writers(spec, full)["build"])
+    assert result.exit_code == 1, result.output
+    assert f"error[A401]: cannot write `{full}`: No space left on device" in result.stderr
+    assert stat.S_ISCHR(os.stat(full).st_mode)
+
+
+def test_a_fifo_is_written_to_when_read_and_refused_when_not(tmp_path, fake_backend):
+    spec = _spec(tmp_path)
+    fifo = tmp_path / "pipe.py"
+    os.mkfifo(fifo)
+    start = time.perf_counter()
+    result = CliRunner().invoke(main, _writers(spec, fifo)["build"])  # nobody reads: refused, never waited on
+    assert time.perf_counter() - start < FAST
+    assert result.exit_code == 1 and "no process is reading" in result.stderr and str(fifo) in result.stderr
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(Path(fifo).read_bytes()))
+    reader.start()
+    for _ in range(500):  # the reader opens the FIFO in its own time
+        result = CliRunner().invoke(main, _writers(spec, fifo)["build"])
+        if result.exit_code == 0:
+            break
+        time.sleep(0.01)
+    reader.join(FAST)
+    assert result.exit_code == 0, result.output
+    assert got == [b"conv"] and stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_other_file_kinds_are_refused(tmp_path):
+    from archc.files import write_atomic
+
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "sock"))
+    try:
+        for target in (tmp_path / "sock", tmp_path):
+            with pytest.raises(ArchcError) as e:
+                write_atomic(target, b"data")
+            assert e.value.diagnostics[0].code == "A401" and str(target) in e.value.diagnostics[0].message
+        assert stat.S_ISSOCK(os.stat(tmp_path / "sock").st_mode)
+    finally:
+        sock.close()
+
+
+def test_writing_into_a_closed_pipe_is_a_diagnostic(tmp_path):
+    spec = _spec(tmp_path)
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone
+    try:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        proc = subprocess.run([sys.executable, "-m", "archc", "graph", str(spec), "--format", "dot", "-o",
+                               "/dev/stdout"], stdout=write, stderr=subprocess.PIPE, text=True, timeout=60, env=env)
+    finally:
+        os.close(write)
+    assert proc.returncode == 1, proc.stderr
+    assert "cannot write `/dev/stdout`: Broken pipe" in proc.stderr and "internal error" not in proc.stderr
+
+
+@pytest.mark.parametrize("errno_", [errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT, errno.EIO])
+@pytest.mark.parametrize("where", ["mkstemp", "replace", "chmod"])
+def test_os_errors_on_output_are_diagnostics_not_bugs(tmp_path, fake_backend, monkeypatch, errno_, where):
+    from archc import files
+
+    spec = _spec(tmp_path)
+    out = tmp_path / "model"
+
+    def fail(*args, **kwargs):
+        raise OSError(errno_, os.strerror(errno_))
+
+    monkeypatch.setattr(files.tempfile if where == "mkstemp" else files.os, where, fail)
+    for command, args in _writers(spec, out).items():
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1, (command, result.output)
+        assert "error[A401]: cannot write" in result.stderr and os.strerror(errno_) in result.stderr, command
+        assert "internal error" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.arch"]  # no temporary file left
+
+
+@pytest.mark.parametrize("output", ["/proc/version", "/proc/archc-test/model.py", "{tmp}/net.arch/model.py",
+                                    "{tmp}/readonly.py"])
+def test_unwritable_places_are_diagnostics(tmp_path, fake_backend, output):
+    spec = _spec(tmp_path)
+    readonly = tmp_path / "readonly.py"
+    readonly.write_text("kept")
+    readonly.chmod(0o444)
+    output = output.format(tmp=tmp_path)
+    result = CliRunner().invoke(main, ["build", str(spec), "--backend", "fake", "-o", output])
+    assert result.exit_code == 1, result.output
+    assert f"error[A401]: cannot write `{output}`" in result.stderr
+    assert readonly.read_text() == "kept"
+
+
+def test_an_os_error_anywhere_is_never_an_internal_error(tmp_path, monkeypatch):
+    import archc.cli as cli
+
+    spec = _spec(tmp_path)
+
+    def broken(*args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error", str(spec))
+
+    monkeypatch.setattr(cli, "_check", broken)
+    result = CliRunner().invoke(main, ["graph", str(spec)])
+    assert result.exit_code == 1 and f"`{spec}`: Input/output error" in result.stderr
+
+
+# ---------------------------------------------------------------- outputs never go over what the spec reads
+
+
+@pytest.mark.parametrize("command", ["build", "graph", "convert", "report"])
+@pytest.mark.parametrize("name", ["itself", "hard-link", "symlink"])
+@pytest.mark.parametrize("which", ["imported", "nested-import"])
+def test_no_output_overwrites_a_file_the_spec_reads(tmp_path, fake_backend, command, name, which):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "inner.arch").write_text("block inner():\n  relu\n")
+    (tmp_path / "blocks.arch").write_text('import "lib/inner.arch"\nblock outer():\n  inner()\n')
+    spec = _spec(tmp_path, 'import "blocks.arch"\ninput 8x8x3\nouter()\n')
+    read = {"imported": tmp_path / "blocks.arch", "nested-import": tmp_path / "lib" / "inner.arch"}[which]
+    target = tmp_path / f"alias{SUFFIX[command]}"  # an output name the command accepts
+    if name == "itself":
+        if command in ("graph", "report"):
+            pytest.skip("they refuse an `.arch` output by its name before anything else")
+        target = read
+    elif name == "hard-link":
+        os.link(read, target)
+    else:
+        target.symlink_to(read)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*.arch")}
+    result = CliRunner().invoke(main, _writers(spec, target)[command])
+    assert result.exit_code == 1 and "error[A401]: refusing to overwrite the input" in result.stderr, result.output
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*.arch")} == before
+
+
+def test_report_of_two_specs_of_one_name_overwrites_neither(tmp_path, monkeypatch):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        _spec(tmp_path / folder, f"network {folder}\ninput 8x8x3\nrelu\n")
+    monkeypatch.chdir(tmp_path)
+    for args in (["report", "a/net.arch", "b/net.arch", "-o", "out"], ["check", "--format", "html", "a/net.arch",
+                                                                      "b/net.arch"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1 and "would both write" in result.stderr, result.output
+        assert not list(tmp_path.rglob("*.html"))  # refused before anything is written
+    result = CliRunner().invoke(main, ["report", "a/net.arch", "a/./net.arch", "-o", "out"])  # one file, twice
+    assert result.exit_code == 0, result.output
+
+
+def test_report_of_a_file_name_that_is_not_utf8(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    name = os.fsdecode(b"caf\xe9.arch")
+    Path(name).write_text("input 8x8x3\nrelu\n")
+    result = CliRunner().invoke(main, ["report", name, "-o", "out"])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "out" / os.fsdecode(b"caf\xe9.html")).read_text(encoding="utf-8")
+    assert "caf\ufffd.arch" in page
+
+
+# ---------------------------------------------------------------- a path is a path
+
+
+def test_a_file_name_that_reads_like_a_spec_is_still_a_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    name = "network trick\ninput 8x8x3\nrelu"
+    Path(name).write_text("network real\ninput 4x4x3\nconv 1x1, 2\n")
+    for spec in (name, Path(name), str(tmp_path / name)):
+        assert archc.check(spec).name == "real"
+    from archc.load import load_path, load_text
+
+    assert load_path(name).spec.name == "real"
+    assert load_text(name).spec.name == "trick"  # text is text
+    assert archc.check(text=name).name == "trick"
+    result = CliRunner().invoke(main, ["check", name, "--format", "json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["name"] == "real"
+    for command in (["graph", name], ["convert", name]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 0 and "real" in result.stdout and "trick" not in result.stdout, command
+    result = CliRunner().invoke(main, ["report", name, "-o", "page.html"])
+    assert result.exit_code == 0 and "<h1>real</h1>" in (tmp_path / "page.html").read_text()
+
+
+def test_text_and_a_spec_together_are_refused():
+    with pytest.raises(TypeError):
+        archc.check("input 8x8x3\nrelu\n", text="input 8x8x3\nrelu\n")
+
+
+# ---------------------------------------------------------------- imports read spec files only
+
+
+@pytest.mark.parametrize("name", [".env", "secrets.txt", "id_rsa", "notes.arch.bak", "link.arch"])
+def test_imports_read_only_spec_files(tmp_path, name):
+    secret = "API_KEY=hunter2-do-not-print"
+    (tmp_path / ".env").write_text(secret + "\n")
+    if name == "link.arch":
+        (tmp_path / name).symlink_to(tmp_path / ".env")  # a spec's name on the outside, the secret inside
+    elif name != ".env":
+        (tmp_path / name).write_text(secret + "\n")
+    spec = _spec(tmp_path, f'import "{name}"\ninput 8x8x3\nrelu\n')
+    reads: list[Path] = []
+    original = load_module._read
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(load_module, "_read", lambda path, *a: reads.append(Path(path)) or original(path, *a))
+        error = refused(spec, "A107")
+    assert "is not a spec file" in error.diagnostics[0].message
+    assert set(reads) == {spec}  # the import was never opened
+    result = CliRunner().invoke(main, ["check", str(spec)])
+    assert result.exit_code == 1 and "hunter2" not in result.output
+
+
+# ---------------------------------------------------------------- imports: each file once, bounded in all
+
+
+def _diamond(tmp_path: Path, depth: int) -> Path:
+    """f0 imports f1 twice, f1 imports f2 twice, ...: 2**depth paths to the last file."""
+    for level in range(depth):
+        (tmp_path / f"f{level}.arch").write_text(f'import "f{level + 1}.arch"\nimport "./f{level + 1}.arch"\n'
+                                                 f"block b{level}():\n  b{level + 1}()\n")
+    (tmp_path / f"f{depth}.arch").write_text(f"block b{depth}():\n  relu\n")
+    return _spec(tmp_path, 'import "f0.arch"\nimport "f0.arch"\ninput 8x8x3\nb0()\n')
+
+
+def test_a_diamond_of_imports_reads_each_file_once(tmp_path, monkeypatch):
+    spec = _diamond(tmp_path, 24)
+    reads: list[Path] = []
+    original = load_module._read
+    monkeypatch.setattr(load_module, "_read", lambda path, *a: reads.append(Path(path)) or original(path, *a))
+    start = time.perf_counter()
+    plan = archc.check(spec)
+    assert time.perf_counter() - start < 1.0
+    assert [n.op for n in plan.nodes] == ["relu"]
+    assert len(reads) == len(set(reads)) == 26  # the spec and each of its 25 imports, once
+
+
+def test_a_file_imported_again_gives_the_blocks_it_gave_first(tmp_path):
+    """Reading a file once must not change which block wins: the last import of a name still wins."""
+    (tmp_path / "a.arch").write_text("block x():\n  relu\n")
+    (tmp_path / "b.arch").write_text('import "a.arch"\nblock x():\n  tanh\n')
+    spec = _spec(tmp_path, 'import "b.arch"\nimport "a.arch"\ninput 8x8x3\nx()\n')
+    assert [n.op for n in archc.check(spec).nodes] == ["relu"]  # a.arch, imported last, wins
+    spec.write_text('import "a.arch"\nimport "b.arch"\ninput 8x8x3\nx()\n')
+    assert [n.op for n in archc.check(spec).nodes] == ["tanh"]
+
+
+def test_imports_together_are_held_to_one_size_limit(tmp_path):
+    block = "block b{}():\n  relu\n" + "# padding\n" * (MAX_TOTAL_BYTES // 30)
+    for i in range(6):  # each well under the per-file limit; together six times the total
+        (tmp_path / f"big{i}.arch").write_text(block.format(i))
+    spec = _spec(tmp_path, "".join(f'import "big{i}.arch"\n' for i in range(6)) + "input 8x8x3\nb0()\n")
+    error = refused(spec, "A301")
+    assert f"{MAX_TOTAL_BYTES:,}" in error.diagnostics[0].message and error.diagnostics[0].span.line == 3
+
+
+def test_a_3000_deep_import_chain_is_a_diagnostic_through_the_api(tmp_path):
+    depth = 3000
+    for level in range(depth):
+        (tmp_path / f"c{level}.arch").write_text(f'import "c{level + 1}.arch"\nblock c{level}():\n  relu\n')
+    (tmp_path / f"c{depth}.arch").write_text(f"block c{depth}():\n  relu\n")
+    spec = _spec(tmp_path, 'import "c0.arch"\ninput 8x8x3\nc0()\n')
+    error = refused(spec, "A301")
+    assert f"{MAX_IMPORT_DEPTH}" in error.diagnostics[0].message
+    result = CliRunner().invoke(main, ["check", str(spec)])
+    assert result.exit_code == 1 and "error[A301]" in result.stderr
+
+
+def test_an_import_chain_at_the_depth_limit_loads(tmp_path):
+    last = MAX_IMPORT_DEPTH - 1  # the spec imports c0, which imports c1, ...: MAX_IMPORT_DEPTH files deep
+    for level in range(last):
+        (tmp_path / f"c{level}.arch").write_text(f'import "c{level + 1}.arch"\nblock c{level}():\n  c{level + 1}()\n')
+    (tmp_path / f"c{last}.arch").write_text(f"block c{last}():\n  relu\n")
+    spec = _spec(tmp_path, 'import "c0.arch"\ninput 8x8x3\nc0()\n')
+    assert [n.op for n in archc.check(spec).nodes] == ["relu"]
+    (tmp_path / f"c{last}.arch").write_text(f'import "more.arch"\nblock c{last}():\n  relu\n')
+    (tmp_path / "more.arch").write_text("block more():\n  relu\n")
+    refused(spec, "A301")
+
+
+def test_deep_recursion_anywhere_in_the_api_is_a_diagnostic(monkeypatch):
+    import archc.infer
+
+    def deep(*args, **kwargs):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(archc.infer, "infer", deep)
+    with pytest.raises(ArchcError) as e:
+        archc.check("input 8x8x3\nrelu\n")
+    assert e.value.diagnostics[0].code == "A301"
+
+
+# ---------------------------------------------------------------- one size limit for every way in
+
+
+@pytest.mark.parametrize("command", [["fmt", "-"], ["check", "-"]], ids=["fmt", "check"])
+def test_standard_input_is_held_to_the_file_size_limit(tmp_path, command):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    start = time.perf_counter()
+    with open("/dev/zero", "rb") as endless:  # an input without end: only the limit and one byte may be read
+        proc = subprocess.run([sys.executable, "-m", "archc", *command], stdin=endless, capture_output=True,
+                              text=True, timeout=60, env=env)
+    assert time.perf_counter() - start < 10
+    assert proc.returncode == 1 and "error[A301]" in proc.stderr and f"{MAX_SPEC_BYTES:,}" in proc.stderr
+    result = CliRunner().invoke(main, command, input=b"input 8x8x3\n" + b"# padding\n" * (MAX_SPEC_BYTES // 10))
+    assert result.exit_code == 1 and "error[A301]" in result.stderr
+    result = CliRunner().invoke(main, command, input=b"input 8x8x3\n\xff\n")
+    assert result.exit_code == 1 and "error[A002]" in result.stderr
+
+
+# ---------------------------------------------------------------- --set values
+
+
+@pytest.mark.parametrize("value", ["in.c", "in.h * 2", "1/0", "nosuch(3)", "99999999999999999999", "1e999",
+                                   "3037000500*3037000500", "classes if in.n else 2"])
+def test_bad_set_values_are_diagnostics(tmp_path, value):
+    spec = _spec(tmp_path, "input 8x8x3\nparam classes=10\nglobalavgpool; dense classes\n")
+    result = CliRunner().invoke(main, ["check", str(spec), "--set", f"classes={value}"])
+    assert result.exit_code in (1, 2), result.output
+    assert "error" in result.output.lower() and "internal error" not in result.output

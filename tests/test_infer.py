@@ -128,7 +128,12 @@ def test_expected_sizes_are_checked():
 
 
 def test_expected_sizes_skip_when_the_input_is_overridden():
-    archc.check("input 32x32x3\ns 16x16 : conv 3x3, 8, stride=2, same\n", input="64x64x3")
+    spec = "input 32x32x3\ns 16x16 : conv 3x3, 8, stride=2, same\n"
+    assert archc.check(spec).output_shape == (16, 16, 8)  # at its own input the size holds
+    plan = archc.check(spec, input="64x64x3")  # the stage's 16x16 is the paper's, for its input: not checked
+    assert plan.input_shape == (64, 64, 3) and plan.output_shape == (32, 32, 8)
+    found, _ = codes("input 64x64x3\ns 16x16 : conv 3x3, 8, stride=2, same\n")  # written, it is checked
+    assert found == ["A204"]
 
 
 def test_independent_errors_are_all_reported_and_downstream_stays_silent():
@@ -143,7 +148,7 @@ def test_unknown_names_suggest():
     found, err = codes("input 8x8x3\ncovn 3x3, 4\n")
     assert found == ["A101"] and "`conv`" in err.diagnostics[0].help
     found, err = codes("input 8x8x3\nconv 3x3, 4, strides=2\n")
-    assert found == ["A104"] and "`stride`" in err.diagnostics[0].help
+    assert found == ["A111"] and "`stride`" in err.diagnostics[0].help
 
 
 def test_block_signature_errors():

@@ -20,7 +20,7 @@ import pytest
 import archc
 from archc.diagnostics import ArchcError
 from archc.load import MAX_SPEC_BYTES
-from archc.ops import ALIASES, OPS, POST_OPS
+from archc.ops import ALIASES, MERGES, OPS, POST_OPS, SHORTCUTS
 
 pytest.importorskip("pygls")
 
@@ -303,6 +303,15 @@ def test_completion_offers_every_registered_kind_with_its_summary():
     for name in list(OPS) + list(ALIASES):
         assert name in by_label, name
         assert by_label[name].detail == OPS[ALIASES.get(name, name)].summary
+
+
+def test_completion_of_a_residual_header():
+    """`residual ` offers the merges and `shortcut=`; after `shortcut=`, the kinds of shortcut and parameters."""
+    text = "input 8x8x4\nparam option=zeropad\nresidual shortcut=\n"
+    after_word = {item.label for item in lsp.complete(text, None, 2, len("residual "))}
+    assert after_word == set(MERGES) | {"shortcut="}
+    values = {item.label for item in lsp.complete(text, None, 2, len("residual shortcut="))}
+    assert set(SHORTCUTS) <= values and "option" in values
 
 
 def test_definition(client, tmp_path, net):

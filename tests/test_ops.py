@@ -69,7 +69,7 @@ def test_rules(op, args, in_shapes, shape, params, macs):
 @pytest.mark.parametrize("op, args, in_shapes, code", [
     ("conv", dict(kernel=7, filters=8), [(4, 4, 3)], "A201"),
     ("conv", dict(kernel=3, filters=8, groups=3), [(8, 8, 4)], "A206"),
-    ("conv", dict(kernel=3), [(8, 8, 4)], "A104"),
+    ("conv", dict(kernel=3), [(8, 8, 4)], "A114"),
     ("conv", dict(kernel=3, filters=4), [(16,)], "A205"),
     ("dense", dict(units=4), [(2, 2, 3)], "A205"),
     ("maxpool", dict(kernel=3), [(2, 2, 1)], "A201"),

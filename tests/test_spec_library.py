@@ -147,3 +147,22 @@ def test_specs_cite_their_source_on_the_network_line():
     for name in network_specs():
         first = (SPECS / f"{name}.arch").read_text().splitlines()[0]
         assert first.startswith(f'network {name} "'), name
+
+
+# ---- ShuffleNet v2 and the CIFAR-10 ResNets against their papers' tables (their `members` are checked by
+# tests/test_zoo_unet_inception.py's test_family_members_by_set)
+
+
+def test_shufflenet_v2_flops_per_width():
+    """Table 5's FLOPs per width against archc's MACs: within 1.5% (the paper counts a little more)."""
+    for width, flops in GOLDEN["shufflenet_v2_x1_0"]["width_flops"].items():
+        macs = archc.check(SPECS / "shufflenet_v2_x1_0.arch", width=width).macs
+        assert abs(macs / 1e6 - flops) / flops < 0.015, width
+
+
+def test_resnet_cifar_table6_parameters():
+    """Table 6 gives the CIFAR-10 ResNets' parameters to two digits (option A)."""
+    for n, millions in GOLDEN["resnet20_cifar"]["table6"].items():
+        plan = archc.check(SPECS / "resnet20_cifar.arch", n=int(n))
+        assert f"{plan.trainable_params / 1e6:.2g}" == f"{millions:.2g}", n
+        assert len([node for node in plan.nodes if node.op in ("conv", "dense")]) == 6 * int(n) + 2  # 6n + 2 layers

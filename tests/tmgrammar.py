@@ -16,7 +16,7 @@ GRAMMAR = ROOT / "editors" / "arch.tmLanguage.json"
 sys.path.insert(0, str(ROOT))
 
 from archc.exprs import FUNCS as _FUNCS  # noqa: E402
-from archc.ops import ALIASES, OPS  # noqa: E402
+from archc.ops import ALIASES, MERGES, OPS  # noqa: E402
 
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 
@@ -37,10 +37,13 @@ def grammar() -> dict:
         {"match": rf"^\s*(network)\s+({IDENT})",
          "captures": {"1": {"name": "keyword.other.network.arch"}, "2": {"name": "entity.name.type.arch"}}},
         {"name": "keyword.other.statement.arch", "match": r"^\s*(?:input|param|import)\b"},
-        {"match": r"^\s*(residual)(?:\s+(add|concat))?\s*(:)",
+        # `residual:`, `residual concat:`, `residual shortcut=zeropad:`
+        {"match": rf"^\s*(residual)(?:\s+({'|'.join(sorted(MERGES))}))?(?:\s+(shortcut)\s*(=)\s*({IDENT}))?\s*(:)",
          "captures": {"1": {"name": "keyword.control.residual.arch"}, "2": {"name": "keyword.control.merge.arch"},
-                      "3": {"name": "punctuation.section.block.arch"}}},
-        {"match": r"^\s*(shortcut|add|concat)\s*(:)",
+                      "3": {"name": "variable.parameter.arch"}, "4": {"name": "keyword.operator.assignment.arch"},
+                      "5": {"name": "constant.language.shortcut.arch"},
+                      "6": {"name": "punctuation.section.block.arch"}}},
+        {"match": rf"^\s*(shortcut|{'|'.join(sorted(MERGES))})\s*(:)",
          "captures": {"1": {"name": "keyword.control.merge.arch"}, "2": {"name": "punctuation.section.block.arch"}}},
         # a stage or named branch: `conv3_x  28x28  :`
         {"match": rf"^\s*({IDENT})\s*([0-9]+(?:[x×][0-9]+)*)?\s*(:)(?!=)",

@@ -15,6 +15,11 @@ from ..diagnostics import ArchcError, Diagnostic
 from ..ops import OPS
 from ..plan import Plan, PlanNode
 
+# An ONNX file is one protobuf message, and protobuf refuses to write one of 2 GiB or more; the margin holds the
+# graph itself (nodes, names), a few hundred bytes a layer. Here, not in onnx.py: the docs read it without onnx.
+MAX_ONNX_BYTES = 2**31 - 1
+MAX_ONNX_PARAMS = (MAX_ONNX_BYTES - 64 * 2**20) // 4  # float32 weights
+
 
 def backend_error(code: str, message: str, node: PlanNode | None = None, help: str | None = None) -> ArchcError:
     """A diagnostic from a backend, positioned at the node's spec line when there is one."""
@@ -57,7 +62,7 @@ class Backend:
         method = getattr(self, f"emit_{node.op}", None)
         if method is None:
             raise backend_error(self.cannot_emit_code, f"the {self.name} backend cannot build `{node.op}` layers",
-                                node, help=f"`archc ops` lists the kinds; the other backends may build this one")
+                                node, help="`archc ops` lists the kinds; the other backends may build this one")
         return method(node, inputs, ctx)
 
     def emit_table(self, entry: Any, node: PlanNode, inputs: list[str], ctx: Any) -> Any:

@@ -25,12 +25,15 @@ from typing import Any
 
 import numpy as np
 
+from ..ops import OPS
 from ..plan import INPUT, Plan, PlanNode
 from .base import Backend, backend_error
 
 _LAYER_NAME = re.compile(r"[A-Za-z0-9_]+")
 _RESERVED = {"keras", "layers", "ops", "inputs", "model", "build_model", "pad_with", "average_pool_real",
-             "dilated_pool", "local_response_norm", "INPUT_SHAPE", "DESCRIPTION"}
+             "dilated_pool", "local_response_norm", "average_pool_counted", "resample", "INPUT_SHAPE",
+             "DESCRIPTION",
+             "channel_split", "channel_shuffle", "zero_pad_shortcut"}
 
 # Helpers the generated module defines when a node needs them. Plain functions over keras.ops and
 # built-in layers: nothing to register, so saved `.keras` files load without this module or archc.
@@ -78,6 +81,36 @@ def dilated_pool(x, shape, pool_size, strides, dilation, pads, out_size, reduce,
         out = out / sum(counts[1:], counts[0])
     return keras.Model(a, out, name=name)(x)
 ''',
+    "average_pool_counted": '''
+def average_pool_counted(x, shape, pool_size, strides, pads, overhang, name):
+    """Average pooling that counts zero padding (PyTorch's count_include_pad) but not ceil mode's overhang past
+    it: window sums over window counts of the padded input's positions."""
+    a = keras.Input(shape)
+    top, bottom, left, right = pads
+    padded = keras.ops.pad(a, [(0, 0), (top, bottom), (left, right), (0, 0)])
+    beyond = [(0, 0), (0, overhang[0]), (0, overhang[1]), (0, 0)]
+    sums = keras.ops.average_pool(keras.ops.pad(padded, beyond), pool_size, strides, "valid")
+    counts = keras.ops.average_pool(keras.ops.pad(keras.ops.ones_like(padded[..., :1]), beyond), pool_size,
+                                    strides, "valid")
+    return keras.Model(a, sums / counts, name=name)(x)
+''',
+    "resample": '''
+def resample(x, shape, rows, cols, name):
+    """Resizing by table: output row i is input row a + t * (input row b - input row a) for (a, b, t) = rows[i]
+    (nearest: a == b), then the columns alike from `cols` (archc.ops.UpsampleArgs.source_index)."""
+    a = keras.Input(shape)
+
+    def along(v, axis, table):
+        low = keras.ops.take(v, [r[0] for r in table], axis=axis)
+        if all(r[2] == 0.0 for r in table):
+            return low
+        high = keras.ops.take(v, [r[1] for r in table], axis=axis)
+        t = keras.ops.reshape(keras.ops.convert_to_tensor([r[2] for r in table], "float32"),
+                              [len(table) if i == axis else 1 for i in range(4)])
+        return low + (high - low) * t
+
+    return keras.Model(a, along(along(a, 1, rows), 2, cols), name=name)(x)
+''',
     "local_response_norm": '''
 def local_response_norm(x, shape, size, alpha, beta, k, name):
     """Krizhevsky et al. 2012: b = a / (k + alpha * sum of a^2 over `size` channels centred on a) ** beta."""
@@ -90,6 +123,30 @@ def local_response_norm(x, shape, size, alpha, beta, k, name):
         window_sums = window_sums + squares[..., i:i + channels]
     return keras.Model(a, a / keras.ops.power(k + alpha * window_sums, beta), name=name)(x)
 ''',
+    # channel split, channel shuffle, zero-padding shortcuts (ShuffleNet v2; He et al.'s option A)
+    "channel_split": '''
+def channel_split(x, shape, start, stop, name):
+    """Channels `start` to `stop - 1`: one part of a channel split (ShuffleNet v2)."""
+    a = keras.Input(shape)
+    return keras.Model(a, a[..., start:stop], name=name)(x)
+''',
+    "channel_shuffle": '''
+def channel_shuffle(x, shape, groups, name):
+    """`groups` groups of channels interleaved, as torchvision's channel_shuffle does channels-first."""
+    a = keras.Input(shape)
+    h, w, c = shape
+    grouped = keras.ops.reshape(a, (-1, h, w, groups, c // groups))
+    shuffled = keras.ops.reshape(keras.ops.transpose(grouped, (0, 1, 2, 4, 3)), (-1, h, w, c))
+    return keras.Model(a, shuffled, name=name)(x)
+''',
+    "zero_pad_shortcut": '''
+def zero_pad_shortcut(x, shape, strides, pads, name):
+    """He et al.'s option A shortcut: every `strides`-th row and column, then (before, after) zero channels."""
+    a = keras.Input(shape)
+    (sh, sw), (before, after) = strides, pads
+    padded = keras.ops.pad(a[:, ::sh, ::sw, :], [(0, 0), (0, 0), (0, 0), (before, after)])
+    return keras.Model(a, padded, name=name)(x)
+''',
 }
 
 
@@ -100,6 +157,11 @@ def _same_pads(args) -> tuple[int, int, int, int]:
 def _strided_dilated(node: PlanNode) -> bool:
     a = node.args
     return node.op == "conv" and a.stride != (1, 1) and a.dilation != (1, 1)
+
+
+def _cropped_transpose(node: PlanNode) -> bool:
+    """A transposed conv with PyTorch's `padding`: Keras crops its output with a second layer, `NAME_crop`."""
+    return node.op == "convtranspose" and node.args.crop() != (0, 0)
 
 
 def _same(array: Any) -> Any:
@@ -170,7 +232,8 @@ class Layout:
         if node_name in self.folded:
             return self.plan.node(self.folded[node_name]).flat_name
         node = self.plan.node(node_name)
-        return node.flat_name + ("_stride" if _strided_dilated(node) else "")
+        return node.flat_name + ("_stride" if _strided_dilated(node) else "") + (
+            "_crop" if _cropped_transpose(node) else "")
 
 
 class _Writer:
@@ -382,6 +445,67 @@ class KerasBackend(Backend):
     def emit_concat(self, node, xs, w) -> str:
         return self._merge(node, xs, w, "Concatenate(axis=-1, ")
 
+    # ---- resampling and U-Net's merge (issue 12)
+
+    def emit_convtranspose(self, node, xs, w) -> str:
+        a = node.args
+        # output_padding given explicitly (even 0): Keras's size is then (n - 1) * s + k + output_padding, PyTorch's
+        # before its crop; without it Keras pads a kernel smaller than the stride up to the stride
+        kw = [str(a.filters), _r(a.kernel), f"strides={_r(a.stride)}", f"output_padding={_r(a.output_padding)}"]
+        kw += [] if a.bias else ["use_bias=False"]
+        call = f"layers.Conv2DTranspose({', '.join(kw)}, name={w.claim(node.flat_name, node)})({xs[0]})"
+        if _cropped_transpose(node):  # PyTorch's `padding` removes rows and columns from both sides
+            ph, pw = a.crop()
+            call = (f"layers.Cropping2D((({ph}, {ph}), ({pw}, {pw})), "
+                    f"name={w.claim(node.flat_name + '_crop', node)})({call})")
+        return call
+
+    def emit_upsample(self, node, xs, w) -> str:
+        a = node.args
+        name = w.claim(node.flat_name, node)
+        if a.scale is not None and not a.align_corners:  # Keras's own: repeats, or TensorFlow's half-pixel resize
+            return f"layers.UpSampling2D({_r(a.scale)}, interpolation={a.mode!r}, name={name})({xs[0]})"
+        (h, wd, _), (oh, ow, _) = node.in_shapes[0], node.shape
+        rows = [(i, j, round(t, 9)) for i, j, t in a.source_index(oh, h)]
+        cols = [(i, j, round(t, 9)) for i, j, t in a.source_index(ow, wd)]
+        return (f"{w.helper('resample')}({xs[0]}, {_r(tuple(node.in_shapes[0]))}, {rows!r}, {cols!r}, "
+                f"name={name})")
+
+    def emit_cropconcat(self, node, xs, w) -> str:
+        from ..ops import CropConcat
+
+        cropped = []
+        for i, (x, shape, (top, left)) in enumerate(zip(xs, node.in_shapes, CropConcat.crops(
+                list(node.in_shapes), node.shape), strict=True)):
+            bottom, right = shape[0] - node.shape[0] - top, shape[1] - node.shape[1] - left
+            if (top, bottom, left, right) != (0, 0, 0, 0):
+                x = (f"layers.Cropping2D((({top}, {bottom}), ({left}, {right})), "
+                     f"name={w.claim(f'{node.flat_name}_crop{i + 1}', node)})({x})")
+            cropped.append(x)
+        return self._merge(node, cropped, w, "Concatenate(axis=-1, ")
+
+    def variables_convtranspose(self, node: PlanNode, layer: Any) -> dict[str, tuple]:
+        # torch [in, out, kh, kw] <-> Keras [kh, kw, out, in]
+        return {"weight": (layer.kernel, lambda a: a.transpose(2, 3, 1, 0), lambda a: a.transpose(3, 2, 0, 1)),
+                "bias": (layer.bias, _same, _same)}
+
+    # ---- channel split, channel shuffle, zero-padding shortcuts
+
+    def emit_split(self, node, xs, w) -> str:
+        size = node.shape[-1]
+        start = node.args.part * size
+        return (f"{w.helper('channel_split')}({xs[0]}, {_r(tuple(node.in_shapes[0]))}, {start}, {start + size}, "
+                f"name={w.claim(node.flat_name, node)})")
+
+    def emit_shuffle(self, node, xs, w) -> str:
+        return (f"{w.helper('channel_shuffle')}({xs[0]}, {_r(tuple(node.in_shapes[0]))}, {node.args.groups}, "
+                f"name={w.claim(node.flat_name, node)})")
+
+    def emit_zeropad(self, node, xs, w) -> str:
+        pads = OPS["zeropad"].pads(node.args, node.in_shapes[0][2])
+        return (f"{w.helper('zero_pad_shortcut')}({xs[0]}, {_r(tuple(node.in_shapes[0]))}, {_r(node.args.stride)}, "
+                f"{_r(pads)}, name={w.claim(node.flat_name, node)})")
+
     def emit_globalavgpool(self, node, xs, w) -> str:
         keep = "keepdims=True, " if node.args.keepdims else ""
         return f"layers.GlobalAveragePooling2D({keep}name={w.claim(node.flat_name, node)})({xs[0]})"
@@ -457,8 +581,19 @@ class KerasBackend(Backend):
 
     def _pool(self, node: PlanNode, x: str, w: _Writer, layer: str) -> str:
         a = node.args
-        pads = a.pads()
+        # ceil mode's overhang is more padding after the padding, never counted (Keras has no ceil mode)
+        pads = a.ceil_pads(*node.in_shapes[0][:2])
         top, bottom, left, right = pads
+        if getattr(a, "count_pad", False) and pads != (0, 0, 0, 0):  # average counting zero padding
+            counted = a.pads()
+            overhang = (bottom - counted[1], right - counted[3])
+            if overhang == (0, 0):
+                pad_name = w.claim(node.flat_name + "_pad", node)
+                x = (f"layers.ZeroPadding2D((({top}, {bottom}), ({left}, {right})), name={pad_name})({x})")
+                kw = [_r(a.kernel)] + ([f"strides={_r(a.stride)}"] if a.stride != a.kernel else [])
+                return f"layers.AveragePooling2D({', '.join(kw)}, name={w.claim(node.flat_name, node)})({x})"
+            return (f"{w.helper('average_pool_counted')}({x}, {_r(tuple(node.in_shapes[0]))}, {_r(a.kernel)}, "
+                    f"{_r(a.stride)}, {_r(counted)}, {_r(overhang)}, name={w.claim(node.flat_name, node)})")
         if a.dilation != (1, 1):
             reduce = "max" if layer == "MaxPooling2D" else "mean"
             return (f"{w.helper('dilated_pool')}({x}, {_r(tuple(node.in_shapes[0]))}, {_r(a.kernel)}, "

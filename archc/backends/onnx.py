@@ -30,9 +30,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .._version import __version__
-from ..ops import Weight
+from ..ops import OPS, Weight
 from ..plan import INPUT, Plan, PlanNode
-from .base import Backend, backend_error
+from .base import MAX_ONNX_PARAMS, Backend, backend_error
 
 OPSET = 19  # AveragePool's `dilations` arrived in opset 19
 INPUT_NAME, OUTPUT_NAME = "input", "output"
@@ -92,6 +92,10 @@ class OnnxBackend(Backend):
 
     # ------------------------------------------------------------ the Backend interface
     def build(self, plan: Plan, logits: bool = False, seed: int = 0) -> onnx.ModelProto:
+        if plan.total_params > MAX_ONNX_PARAMS:  # refused before a byte is allocated, not after a minute of work
+            raise backend_error("A302", f"`{plan.name}` has {plan.total_params:,} parameters, more than an ONNX file "
+                                f"holds ({MAX_ONNX_PARAMS:,} float32 weights: protobuf writes at most 2 GiB)",
+                                help="build it for PyTorch (`--backend torch`) or Keras instead")
         graph = _Graph(np.random.default_rng(seed))
         output = plan.model_output(logits)
         for node in plan.nodes:
@@ -126,8 +130,8 @@ class OnnxBackend(Backend):
         theirs = _arrays_of(source)
         missing = [init.name for init in model.graph.initializer if init.name not in theirs]
         if missing:
-            raise backend_error("A431", f"the source has no `{missing[0]}` (and {len(missing) - 1} more weights missing)"
-                         if len(missing) > 1 else f"the source has no `{missing[0]}`",
+            more = f" (and {len(missing) - 1} more weights missing)" if len(missing) > 1 else ""
+            raise backend_error("A431", f"the source has no `{missing[0]}`{more}",
                          help="the source must be a model of the same spec: weights are matched by name")
         for init in model.graph.initializer:
             array = np.asarray(theirs[init.name], dtype=np.float32)
@@ -162,17 +166,27 @@ class OnnxBackend(Backend):
         op_type, attributes = entry
         attrs = {k: getattr(node.args, v) if isinstance(v, str) else v for k, v in attributes.items()}
         return g.node(op_type, inputs, node.name, node.name, **attrs)
+
     def emit_conv(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
         a = node.args
-        return g.node("Conv", [inputs[0], *g.weights(node).values()], node.name, node.name, kernel_shape=list(a.kernel), strides=list(a.stride),
+        return g.node("Conv", [inputs[0], *g.weights(node).values()], node.name, node.name,
+                      kernel_shape=list(a.kernel), strides=list(a.stride),
                       dilations=list(a.dilation), pads=_onnx_pads(a.pads()), group=a.groups)
 
     def _pool(self, node: PlanNode, inputs: list[str], g: _Graph, op_type: str) -> str:
         a = node.args
-        pads = a.pads()
-        # ONNX Runtime wants each pad smaller than the window's extent; pad explicitly beyond that
-        extent = (a.dilation[0] * (a.kernel[0] - 1) + 1, a.dilation[1] * (a.kernel[1] - 1) + 1)
-        native = max(pads[0], pads[1]) < extent[0] and max(pads[2], pads[3]) < extent[1]
+        # ceil mode's overhang is more padding after the padding, never counted (no `ceil_mode`: runtimes have
+        # differed on whether a last window may start in the right padding)
+        pads = a.ceil_pads(*node.in_shapes[0][:2])
+        if getattr(a, "count_pad", False) and a.pads() != (0, 0, 0, 0):
+            # zero padding the average counts: explicit; then only the overhang is left, uncounted
+            top, bottom, left, right = a.pads()
+            counted = g.constant(f"{node.name}/counted_pads",
+                                 np.array([0, 0, top, left, 0, 0, bottom, right], np.int64))
+            inputs = [g.node("Pad", [inputs[0], counted], f"{node.name}/zero_padded", f"{node.name}/zero_pad")]
+            pads = (0, pads[1] - bottom, 0, pads[3] - right)
+        # ONNX Runtime wants each pad smaller than the kernel (not its dilated extent); pad explicitly beyond that
+        native = max(pads[0], pads[1]) < a.kernel[0] and max(pads[2], pads[3]) < a.kernel[1]
         window = dict(kernel_shape=list(a.kernel), strides=list(a.stride), dilations=list(a.dilation))
         if native:
             extra = {"count_include_pad": 0} if op_type == "AveragePool" else {}
@@ -185,8 +199,14 @@ class OnnxBackend(Backend):
             return g.node("MaxPool", [padded], node.name, node.name, **window)
         # average over real inputs only: window sums of x and of a ones-mask, both zero-padded
         padded = g.node("Pad", [inputs[0], pad_spec], f"{node.name}/padded", f"{node.name}/pad")
-        h, w, _ = node.in_shapes[0]
-        ones = g.constant(f"{node.name}/ones", np.ones((1, 1, h, w), np.float32))
+        # the ones-mask is made at run time from the input's shape: a constant of the input's size would put
+        # H x W floats into the file (13 GB for a 30000x30000 input); with `count_pad` the input here is
+        # already zero-padded, so the mask covers the counted padding too
+        size = g.node("Shape", [inputs[0]], f"{node.name}/hw", f"{node.name}/hw", start=2)
+        unit = g.constant(f"{node.name}/unit", np.array([1, 1], np.int64))
+        shape = g.node("Concat", [unit, size], f"{node.name}/mask_shape", f"{node.name}/mask_shape", axis=0)
+        ones = g.node("ConstantOfShape", [shape], f"{node.name}/ones", f"{node.name}/ones",
+                      value=numpy_helper.from_array(np.array([1.0], np.float32)))
         mask = g.node("Pad", [ones, pad_spec], f"{node.name}/mask", f"{node.name}/pad_mask")
         sums = g.node("AveragePool", [padded], f"{node.name}/sums", f"{node.name}/sums", **window)
         counts = g.node("AveragePool", [mask], f"{node.name}/counts", f"{node.name}/counts", **window)
@@ -237,6 +257,40 @@ class OnnxBackend(Backend):
         ratio = g.constant(f"{node.name}/ratio", np.array(node.args.rate, np.float32))
         return g.node("Dropout", [inputs[0], ratio], node.name, node.name)  # identity at inference
 
+    # ---- channel split, channel shuffle, zero-padding shortcuts
+
+    def emit_split(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        size = node.shape[-1]
+        start = node.args.part * size
+        starts = g.constant(f"{node.name}/starts", np.array([start], np.int64))
+        ends = g.constant(f"{node.name}/ends", np.array([start + size], np.int64))
+        axes = g.constant(f"{node.name}/axes", np.array([1], np.int64))
+        return g.node("Slice", [inputs[0], starts, ends, axes], node.name, node.name)
+
+    def emit_shuffle(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        h, w, c = node.in_shapes[0]
+        groups = node.args.groups
+        # N x C x H x W -> N x groups x C/groups x H x W (0 keeps the batch), swap the two, flatten back
+        grouped_shape = g.constant(f"{node.name}/grouped_shape", np.array([0, groups, c // groups, h, w], np.int64))
+        grouped = g.node("Reshape", [inputs[0], grouped_shape], f"{node.name}/grouped", f"{node.name}/group")
+        swapped = g.node("Transpose", [grouped], f"{node.name}/swapped", f"{node.name}/transpose", perm=[0, 2, 1, 3, 4])
+        shape = g.constant(f"{node.name}/shape", np.array([0, c, h, w], np.int64))
+        return g.node("Reshape", [swapped, shape], node.name, node.name)
+
+    def emit_zeropad(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        a = node.args
+        h, w, c = node.in_shapes[0]
+        x = inputs[0]
+        if a.stride != (1, 1):  # rows and columns 0, s, 2s, ...
+            starts = g.constant(f"{node.name}/starts", np.array([0, 0], np.int64))
+            ends = g.constant(f"{node.name}/ends", np.array([h, w], np.int64))
+            axes = g.constant(f"{node.name}/axes", np.array([2, 3], np.int64))
+            steps = g.constant(f"{node.name}/steps", np.array(a.stride, np.int64))
+            x = g.node("Slice", [x, starts, ends, axes, steps], f"{node.name}/subsampled", f"{node.name}/subsample")
+        before, after = OPS["zeropad"].pads(a, c)
+        pads = g.constant(f"{node.name}/pads", np.array([0, before, 0, 0, 0, after, 0, 0], np.int64))
+        return g.node("Pad", [x, pads], node.name, node.name)
+
     def emit_relu6(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
         low = g.constant(f"{node.name}/min", np.array(0.0, np.float32))
         high = g.constant(f"{node.name}/max", np.array(6.0, np.float32))
@@ -263,6 +317,54 @@ class OnnxBackend(Backend):
             out = g.node("Mul", [out, other], node.name if last else f"{node.name}/product{i}",
                          node.name if last else f"{node.name}/mul{i}")
         return out
+
+
+    # ---- resampling and U-Net's merge (issue 12)
+
+    def emit_convtranspose(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        a = node.args
+        ph, pw = a.crop()
+        return g.node("ConvTranspose", [inputs[0], *g.weights(node).values()], node.name, node.name,
+                      kernel_shape=list(a.kernel), strides=list(a.stride), pads=[ph, pw, ph, pw],
+                      output_padding=list(a.output_padding))
+
+    def emit_upsample(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        a = node.args
+        # by the language's table (archc.ops.UpsampleArgs.source_index): Gather rows and columns, interpolate.
+        # (Resize would need the batch size among its `sizes`, or float scales, and ONNX's shape inference
+        # loses the symbolic batch through it.)
+        (h, w, _), (oh, ow, _) = node.in_shapes[0], node.shape
+        x = inputs[0]
+        for axis, table, tag in ((2, a.source_index(oh, h), "rows"), (3, a.source_index(ow, w), "cols")):
+            out = node.name if axis == 3 else f"{node.name}/{tag}"
+            low = g.constant(f"{node.name}/{tag}_low", np.array([r[0] for r in table], np.int64))
+            if all(r[2] == 0.0 for r in table):
+                x = g.node("Gather", [x, low], out, out, axis=axis)
+                continue
+            high = g.constant(f"{node.name}/{tag}_high", np.array([r[1] for r in table], np.int64))
+            shape = (len(table), 1) if axis == 2 else (len(table),)
+            t = g.constant(f"{node.name}/{tag}_t", np.array([r[2] for r in table], np.float32).reshape(shape))
+            lo = g.node("Gather", [x, low], f"{out}/low", f"{out}/low", axis=axis)
+            hi = g.node("Gather", [x, high], f"{out}/high", f"{out}/high", axis=axis)
+            step = g.node("Mul", [g.node("Sub", [hi, lo], f"{out}/diff", f"{out}/diff"), t], f"{out}/step",
+                          f"{out}/step")
+            x = g.node("Add", [lo, step], out, out)
+        return x
+
+    def emit_cropconcat(self, node: PlanNode, inputs: list[str], g: _Graph) -> str:
+        from ..ops import CropConcat
+
+        cropped = []
+        axes = g.constant(f"{node.name}/axes", np.array([2, 3], np.int64))
+        for i, (x, shape, (top, left)) in enumerate(zip(inputs, node.in_shapes, CropConcat.crops(
+                list(node.in_shapes), node.shape), strict=True)):
+            if shape[:2] != node.shape[:2]:
+                starts = g.constant(f"{node.name}/starts{i + 1}", np.array([top, left], np.int64))
+                ends = g.constant(f"{node.name}/ends{i + 1}",
+                                  np.array([top + node.shape[0], left + node.shape[1]], np.int64))
+                x = g.node("Slice", [x, starts, ends, axes], f"{node.name}/crop{i + 1}", f"{node.name}/crop{i + 1}")
+            cropped.append(x)
+        return g.node("Concat", cropped, node.name, node.name, axis=1)
 
 
 def _arrays_of(source: Any) -> dict[str, np.ndarray]:

@@ -42,7 +42,8 @@ except ImportError:  # writing the `py` source needs no torch; building, pt2 and
     torch = nn = None
 
 from .._version import __version__
-from ..ops import fmt_shape
+from ..diagnostics import ArchcError, Diagnostic
+from ..ops import OPS, fmt_shape
 from ..plan import INPUT, Plan, PlanNode
 from .base import Backend, backend_error
 
@@ -104,6 +105,36 @@ class ExactAvgPool2d(nn.Module):
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, pads={self.pads}, dilation={self.dilation}"
 ''',
+    "CountingAvgPool2d": '''
+class CountingAvgPool2d(nn.Module):
+    """Average pooling that counts zero padding (`count_pad`) for padding nn.AvgPool2d cannot express
+    (asymmetric, more than half the kernel); ceil mode's `overhang` past the padding is not counted."""
+
+    def __init__(self, kernel_size, stride, pads, overhang):
+        super().__init__()
+        self.kernel_size, self.stride, self.pads, self.overhang = kernel_size, stride, pads, overhang
+
+    def forward(self, x):
+        x = F.pad(x, self.pads)
+        ones = x.new_ones((1, 1, *x.shape[2:]))
+        beyond = (0, self.overhang[1], 0, self.overhang[0])
+        counts = F.avg_pool2d(F.pad(ones, beyond), self.kernel_size, self.stride)
+        return F.avg_pool2d(F.pad(x, beyond), self.kernel_size, self.stride) / counts
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, pads={self.pads}, overhang={self.overhang}"
+''',
+    "CropConcat": '''
+class CropConcat(nn.Module):
+    """Concatenation along the channels of inputs cropped to the smallest height and width, centred: an input
+    of height H keeps rows (H - h) // 2 onwards (U-Net's copy and crop)."""
+
+    def forward(self, *xs):
+        h = min(x.shape[2] for x in xs)
+        w = min(x.shape[3] for x in xs)
+        return torch.cat([x[:, :, (x.shape[2] - h) // 2:(x.shape[2] - h) // 2 + h,
+                            (x.shape[3] - w) // 2:(x.shape[3] - w) // 2 + w] for x in xs], 1)
+''',
     "GlobalAvgPool2d": '''
 class GlobalAvgPool2d(nn.Module):
     """N x C x H x W -> N x C: the mean over each channel."""
@@ -148,6 +179,52 @@ class Concat(nn.Module):
 
     def forward(self, *xs):
         return torch.cat(xs, 1)
+''',
+    # channel split, channel shuffle, zero-padding shortcuts (ShuffleNet v2; He et al.'s option A)
+    "ChannelSplit": '''
+class ChannelSplit(nn.Module):
+    """Part `part` (from 0) of `parts` equal slices of the channels: `x.chunk(parts, 1)[part]` (a view)."""
+
+    def __init__(self, parts, part):
+        super().__init__()
+        self.parts, self.part = parts, part
+
+    def forward(self, x):
+        return x.chunk(self.parts, 1)[self.part]
+
+    def extra_repr(self):
+        return f"parts={self.parts}, part={self.part}"
+''',
+    "ChannelShuffle": '''
+class ChannelShuffle(nn.Module):
+    """torchvision's channel_shuffle: `groups` groups of channels interleaved."""
+
+    def __init__(self, groups):
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        x = x.view(n, self.groups, c // self.groups, h, w)
+        return torch.transpose(x, 1, 2).contiguous().view(n, c, h, w)
+
+    def extra_repr(self):
+        return f"groups={self.groups}"
+''',
+    "ZeroPadShortcut": '''
+class ZeroPadShortcut(nn.Module):
+    """He et al.'s option A shortcut: every `stride`-th row and column, then `pads` = (before, after) zero
+    channels around the input's."""
+
+    def __init__(self, stride, pads):
+        super().__init__()
+        self.stride, self.pads = stride, pads
+
+    def forward(self, x):
+        return F.pad(x[:, :, ::self.stride[0], ::self.stride[1]], (0, 0, 0, 0, *self.pads))
+
+    def extra_repr(self):
+        return f"stride={self.stride}, pads={self.pads}"
 ''',
     "Multiply": '''
 class Multiply(nn.Module):
@@ -252,27 +329,32 @@ class TorchBackend(Backend):
         return nn is not None and isinstance(model, nn.Module)
 
     def load_weights(self, model: nn.Module, source: Any) -> nn.Module:
-        """Copy parameters and buffers from `source` into `model` by position, checking every shape first.
+        """Copy parameters and buffers from `source` into `model`, checking everything before copying anything.
 
-        `source` is a module, a state dict, or a path to a saved state dict. Positions follow the order of
-        `state_dict()`: parameters and buffers of each module as it was created. `num_batches_tracked` is
-        skipped on both sides: it is batchnorm bookkeeping, not a weight (used only when momentum is None,
-        which archc never emits), and reference implementations differ in whether they keep it. Nothing is
-        copied unless every tensor matches.
+        A compiled spec and a source module are matched through their structure (archc.match,
+        docs/matching.md): each layer with weights pairs with the source's layer at the same place in the data
+        flow with the same shapes, whatever order either creates its modules in. Otherwise (a state dict, a path
+        to a saved one, or a model that is not a compiled spec) tensors are copied by position, in the order of
+        `state_dict()`. `num_batches_tracked` is skipped on both sides: it is batchnorm bookkeeping, not a weight
+        (used only when momentum is None, which archc never emits), and reference implementations differ in
+        whether they keep it.
         """
+        plan = getattr(model, "archc_plan", None)
+        if plan is not None and isinstance(source, nn.Module):
+            return _load_by_structure(model, plan, source)
         ours = _weights(model.state_dict())
         theirs = _weights(_state_dict_of(source))
         for i, ((name, mine), (their_name, tensor)) in enumerate(zip(ours, theirs, strict=False)):
             if tuple(mine.shape) != tuple(tensor.shape):
                 raise backend_error("A406", f"weight {i + 1} of {len(ours)} does not fit: `{name}` is "
                              f"{_show_shape(mine)} but the source's `{their_name}` is {_show_shape(tensor)}",
-                             help="the source must be the same architecture, its tensors in the same order")
+                             _node_of(plan, name), help=_POSITIONAL_HELP)
         if len(ours) != len(theirs):
             longer, which = (ours, "the model") if len(ours) > len(theirs) else (theirs, "the source")
             first_extra = longer[min(len(ours), len(theirs))][0]
             raise backend_error("A406", f"the model has {len(ours)} weight tensors but the source has {len(theirs)}; "
                          f"{which} goes on with `{first_extra}`",
-                         help="the source must be the same architecture, its tensors in the same order")
+                         _node_of(plan, first_extra) if which == "the model" else None, help=_POSITIONAL_HELP)
         with torch.no_grad():
             for (_, mine), (_, tensor) in zip(ours, theirs, strict=True):
                 mine.copy_(tensor)
@@ -305,7 +387,7 @@ class TorchBackend(Backend):
         forward_lines = _forward_lines(nodes, output, ctx)
         cls = class_name(plan.name)
         helpers = ["Scope"] + [h for h in HELPERS if h in ctx.helpers and h != "Scope"]
-        header = self._header(plan, logits, output)
+        header = self._header(plan, output)
         parts = [header, "import torch", "import torch.nn.functional as F", "from torch import nn", "",
                  f"INPUT_SHAPE = {_input_shape(plan)!r}  # one example, batch left out", ""]
         for h in helpers:
@@ -327,7 +409,7 @@ class TorchBackend(Backend):
         parts.append("        print(tuple(model(torch.zeros(1, *INPUT_SHAPE)).shape))")
         return "\n".join(parts) + "\n"
 
-    def _header(self, plan: Plan, logits: bool, output: str) -> str:
+    def _header(self, plan: Plan, output: str) -> str:
         origin = plan.file or "a spec given as text"
         params = ", ".join(f"{k}={v}" for k, v in plan.params.items() if k != "in")
         out_shape = plan.input_shape if output == INPUT else plan.node(output).shape
@@ -379,7 +461,9 @@ class TorchBackend(Backend):
 
     def _export(self, plan: Plan, logits: bool) -> bytes:
         model = self.build(plan, logits).eval()
-        example = torch.randn(2, *_input_shape(plan))
+        # export traces with fake tensors and reads only the example's shape: a zero-stride view of one number
+        # stands for a batch of any size (a 20000x20000 input would otherwise allocate 9.6 GB for nothing)
+        example = torch.zeros(()).expand(2, *_input_shape(plan))
         try:
             program = torch.export.export(model, (example,),
                                           dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
@@ -427,23 +511,33 @@ class TorchBackend(Backend):
         top, bottom, left, right = a.pads()
         common = f"kernel_size={_int_or_pair(a.kernel)}, stride={_int_or_pair(a.stride)}" + (
             f", dilation={_int_or_pair(a.dilation)}" if a.dilation != (1, 1) else "")
-        # nn.MaxPool2d pads by -inf itself, but only symmetrically and by at most half the kernel.
+        # nn.MaxPool2d pads by -inf itself, but only symmetrically and by at most half the kernel; its ceil_mode
+        # is the language's `ceil`. Otherwise pad explicitly, ceil mode's overhang included (never the max).
         if top == bottom and left == right and 2 * top <= a.kernel[0] and 2 * left <= a.kernel[1]:
             padding = f", padding={_int_or_pair((top, left))}" if top or left else ""
-            return f"nn.MaxPool2d({common}{padding})"
-        return f"{ctx.helper('PaddedMaxPool2d')}({common}, pads={_pad_order(a.pads())!r})"
+            return f"nn.MaxPool2d({common}{padding}{', ceil_mode=True' if a.ceil else ''})"
+        pads = a.ceil_pads(*node.in_shapes[0][:2])
+        return f"{ctx.helper('PaddedMaxPool2d')}({common}, pads={_pad_order(pads)!r})"
 
     def emit_avgpool(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
         a = node.args
         top, bottom, left, right = a.pads()
         common = f"kernel_size={_int_or_pair(a.kernel)}, stride={_int_or_pair(a.stride)}"
+        ceil = ", ceil_mode=True" if a.ceil else ""
         if a.dilation == (1, 1) and top == bottom and left == right and 2 * top <= a.kernel[0] \
                 and 2 * left <= a.kernel[1]:
-            if top or left:  # padding is left out of the average, as the language defines it
-                return f"nn.AvgPool2d({common}, padding={_int_or_pair((top, left))}, count_include_pad=False)"
-            return f"nn.AvgPool2d({common})"
+            # nn.AvgPool2d's ceil_mode and count_include_pad are the language's `ceil` and `count_pad`
+            if top or left:
+                return (f"nn.AvgPool2d({common}, padding={_int_or_pair((top, left))}{ceil}"
+                        f"{'' if a.count_pad else ', count_include_pad=False'})")
+            return f"nn.AvgPool2d({common}{ceil})"
+        pads = a.ceil_pads(*node.in_shapes[0][:2])  # ceil mode's overhang after the padding: never counted
+        if a.count_pad:  # (never dilated: the registry refuses that)
+            overhang = (pads[1] - bottom, pads[3] - right)
+            return (f"{ctx.helper('CountingAvgPool2d')}(kernel_size={a.kernel!r}, stride={a.stride!r}, "
+                    f"pads={_pad_order(a.pads())!r}, overhang={overhang!r})")
         return (f"{ctx.helper('ExactAvgPool2d')}(kernel_size={a.kernel!r}, stride={a.stride!r}, "
-                f"pads={_pad_order(a.pads())!r}, dilation={a.dilation!r})")
+                f"pads={_pad_order(pads)!r}, dilation={a.dilation!r})")
 
     def emit_globalavgpool(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
         if node.args.keepdims:  # N x C x 1 x 1, torchvision's squeeze-excitation pooling
@@ -492,6 +586,39 @@ class TorchBackend(Backend):
     def emit_concat(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
         return f"{ctx.helper('Concat')}()"
 
+    # ---- resampling and U-Net's merge (issue 12)
+
+    def emit_convtranspose(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
+        a = node.args
+        options = ((f", stride={_int_or_pair(a.stride)}" if a.stride != (1, 1) else "")
+                   + (f", padding={_int_or_pair(a.crop())}" if a.crop() != (0, 0) else "")
+                   + (f", output_padding={_int_or_pair(a.output_padding)}" if a.output_padding != (0, 0) else "")
+                   + ("" if a.bias else ", bias=False"))
+        return (f"nn.ConvTranspose2d({node.in_shapes[0][2]}, {a.filters}, kernel_size={_int_or_pair(a.kernel)}"
+                f"{options})")
+
+    def emit_upsample(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
+        a = node.args
+        # a scale keeps the model usable at other input sizes; an integer scale reads the same inputs as a size
+        how = f"scale_factor={_int_or_pair(a.scale)}" if a.scale is not None else f"size={tuple(a.size)!r}"
+        corners = f", align_corners={a.align_corners}" if a.mode == "bilinear" else ""
+        return f"nn.Upsample({how}, mode={a.mode!r}{corners})"
+
+    def emit_cropconcat(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
+        return f"{ctx.helper('CropConcat')}()"
+
+    # ---- channel split, channel shuffle, zero-padding shortcuts
+
+    def emit_split(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
+        return f"{ctx.helper('ChannelSplit')}({node.args.parts}, {node.args.part})"
+
+    def emit_shuffle(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
+        return f"{ctx.helper('ChannelShuffle')}({node.args.groups})"
+
+    def emit_zeropad(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
+        pads = OPS["zeropad"].pads(node.args, node.in_shapes[0][2])
+        return f"{ctx.helper('ZeroPadShortcut')}({node.args.stride!r}, {pads!r})"
+
     # squeeze-excitation and mobile activations (issue 12)
 
     def emit_silu(self, node: PlanNode, inputs: list[str], ctx: _Context) -> str:
@@ -518,8 +645,8 @@ def _check_name(node: PlanNode) -> None:
             raise backend_error("A404", f"`{node.name}` cannot name a PyTorch module: `{part}` is not an identifier",
                          node, help="use letters, digits and underscores in names")
         if hasattr(_probe(), part):
-            raise backend_error("A404", f"`{node.name}` cannot name a PyTorch module: `{part}` is an attribute of every "
-                         "nn.Module", node, help=f"rename `{part}`")
+            raise backend_error("A404", f"`{node.name}` cannot name a PyTorch module: `{part}` is an attribute of "
+                                "every nn.Module", node, help=f"rename `{part}`")
         if len(_GOOD_PARTS) < 100_000:
             _GOOD_PARTS.add(part)
 
@@ -545,7 +672,8 @@ _GOOD_PARTS: set[str] = set()  # parts already checked (the check asks torch, wh
 def _access(part: str) -> str:
     if part.isdigit():
         return f"[{int(part)}]" if str(int(part)) == part else f"[{part!r}]"
-    if keyword.iskeyword(part) or keyword.issoftkeyword(part):
+    # `self.__debug__ = ...` does not compile and `self.__x` is renamed `self._Net__x` in a class body
+    if keyword.iskeyword(part) or keyword.issoftkeyword(part) or part.startswith("__"):
         return f"[{part!r}]"
     return f".{part}"
 
@@ -699,7 +827,8 @@ def _state_dict_of(source: Any) -> Mapping[str, Any]:
     if isinstance(source, Mapping):
         bad = [k for k, v in source.items() if not isinstance(v, torch.Tensor)]
         if bad:
-            raise backend_error("A405", f"the state dict's `{bad[0]}` is a {type(source[bad[0]]).__name__}, not a tensor")
+            what = type(source[bad[0]]).__name__
+            raise backend_error("A405", f"the state dict's `{bad[0]}` is a {what}, not a tensor")
         return source
     raise backend_error("A405", f"cannot load weights from a `{type(source).__name__}`",
                  help="pass a PyTorch module, a state dict, or the path of a saved state dict")
@@ -711,3 +840,67 @@ def _weights(state: Mapping[str, Any]) -> list[tuple[str, torch.Tensor]]:
 
 def _show_shape(t: torch.Tensor) -> str:
     return "x".join(str(d) for d in t.shape) if t.dim() else "a scalar"
+
+
+_POSITIONAL_HELP = ("a state dict is copied by position: the source must be the same architecture, its tensors in "
+                    "the same order; pass the source module itself to match through the structure")
+
+
+def _node_of(plan: Plan | None, key: str) -> PlanNode | None:
+    """The plan node that holds the state_dict entry `key` (`conv1.conv.weight`), for its spec line."""
+    if plan is None:
+        return None
+    name = key.rpartition(".")[0]
+    try:
+        return plan.node(name)
+    except KeyError:
+        return None
+
+
+def _load_by_structure(model: nn.Module, plan: Plan, source: nn.Module) -> nn.Module:
+    from ..match import graph_of_plan, match
+    from ..readers.torch import ReadError, read_module, tensor_of
+
+    try:
+        # A compiled spec (or anything carrying its plan) needs no tracing: its plan is its structure.
+        source_plan = getattr(source, "archc_plan", None)
+        theirs = graph_of_plan(source_plan, "the source") if isinstance(source_plan, Plan) \
+            else read_module(source, _input_shape(plan), what="the source")
+    except ReadError as e:
+        raise backend_error("A405", f"cannot read the structure of the source `{type(source).__name__}` by running "
+                            f"it on a {'x'.join(map(str, _input_shape(plan)))} input: {e}",
+                            help="pass its `state_dict()` to copy the tensors by position instead") from None
+    result = match(graph_of_plan(plan, "the spec"), theirs)
+    if result.pairs is None:
+        miss = result.mismatch
+        node = miss.a.ref if miss.a is not None else None
+        span = node.span if node is not None else None
+        raise ArchcError([Diagnostic("A406", miss.message, span, notes=miss.notes, help=_STRUCTURE_HELP)],
+                         _source_text(span))
+    ours = model.state_dict(keep_vars=True)
+    copies = []
+    for layer, name, their_layer, their_name in result.tensor_pairs():
+        mine = ours[f"{layer.label}.{name}"]
+        ref = their_layer.ref  # a reader's {name: qualified name}, or a plan node, named like its module
+        qualified = ref[their_name] if isinstance(ref, dict) else f"{their_layer.label}.{their_name}"
+        copies.append((mine, tensor_of(source, qualified)))
+    with torch.no_grad():
+        for mine, tensor in copies:
+            mine.copy_(tensor.reshape(mine.shape))
+    return model
+
+
+def _source_text(span: Any) -> dict[str, str]:
+    """The spec file a span points into, so the diagnostic shows the line (the plan keeps no source text)."""
+    if span is None or not span.file:
+        return {}
+    try:
+        with open(span.file, encoding="utf-8") as f:
+            return {span.file: f.read()}
+    except OSError:
+        return {}
+
+
+_STRUCTURE_HELP = ("layers are paired by their place in the data flow and their shapes (docs/matching.md): the spec "
+                   "must describe the source's architecture at this input size")
+

@@ -39,7 +39,8 @@ def _plan(*models: Any) -> Plan:
         plan = getattr(model, "archc_plan", None)
         if plan is not None:
             return plan
-    raise _error("neither model carries its archc plan", help="build both models with `archc.compile` from the same spec")
+    raise _error("neither model carries its archc plan",
+                 help="build both models with `archc.compile` from the same spec")
 
 
 def transfer_weights(src: Any, dst: Any) -> Any:
@@ -86,17 +87,20 @@ def _permuted(array: np.ndarray, order: list[int] | None, axis: int | None, inve
     return np.take(array, index, axis=axis)
 
 
+def _fits(node: PlanNode, value: np.ndarray, target: Any) -> None:
+    if tuple(value.shape) != tuple(target.shape):
+        raise _error(f"`{node.name}`: a {tuple(value.shape)} weight does not fit {tuple(target.shape)}", node)
+
+
 def _assign_keras(node: PlanNode, variable: Any, value: np.ndarray) -> None:
-    if tuple(value.shape) != tuple(variable.shape):
-        raise _error(f"`{node.name}`: a {tuple(value.shape)} weight does not fit {tuple(variable.shape)}", node)
+    _fits(node, value, variable)
     variable.assign(value.astype(variable.dtype))
 
 
 def _assign_torch(node: PlanNode, tensor: Any, value: np.ndarray) -> None:
     import torch
 
-    if tuple(value.shape) != tuple(tensor.shape):
-        raise _error(f"`{node.name}`: a {tuple(value.shape)} weight does not fit {tuple(tensor.shape)}", node)
+    _fits(node, value, tensor)
     with torch.no_grad():
         tensor.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(tensor.dtype))
 

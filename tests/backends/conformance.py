@@ -15,6 +15,7 @@ and calls the check_* functions below over OP_CASES and network_specs().
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,39 @@ from archc.ops import OPS
 from archc.plan import Plan
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
+
+
+# A forward pass of a shipped spec in a test costs at most this many MACs: bigger networks (U-Net at 572x572 is
+# 150 G) are run at a smaller input that the spec still checks at; their counts are checked at full size.
+NUMERIC_MACS = 2_000_000_000
+
+
+def numeric_plan(path: Path, plan: Plan) -> Plan:
+    """The plan to run numbers through: the spec's own, or the largest smaller square input (same channels) that
+    checks and costs at most NUMERIC_MACS. Every layer computes the same at any size its rules accept."""
+    if plan.macs <= NUMERIC_MACS or len(plan.input_shape) != 3:
+        return plan
+    h, w, c = plan.input_shape
+    side = min(h, w)
+    return _smallest_within(str(path), side, c, plan.macs) or plan
+
+
+@functools.cache
+def _smallest_within(path: str, side: int, channels: int, macs: int) -> Plan | None:
+    """MACs grow with the input's area: start at the side that area predicts and go up to the first that checks
+    within the budget (or, for a network whose valid sizes are sparse, such as U-Net, the first that checks)."""
+    first = None
+    for candidate in range(max(8, int(side * (NUMERIC_MACS / macs) ** 0.5)), side):
+        try:
+            smaller = archc.check(path, input=(candidate, candidate, channels))
+        except archc.ArchcError:
+            continue
+        first = first or smaller
+        if smaller.macs <= NUMERIC_MACS:
+            return smaller
+        if first is not smaller:
+            break
+    return first
 
 
 def network_specs() -> list[Path]:
@@ -73,10 +107,57 @@ OP_CASES: dict[str, str] = {
     "merges": ("input 8x8x4\nconv 3x3, 4, same, bn, relu\nadd:\n  identity\n  conv 3x3, 4, same\n"
                "concat:\n  conv 1x1, 3\n  maxpool 3x3, stride=1, same\n"
                "residual:\n  conv 3x3, 7, same, bn, relu\n  conv 3x3, 7, same, bn\nrelu"),
+    # ---- issue 12: ceil-mode pooling, averages that count padding, transposed convs, upsampling, cropconcat
+    "maxpool_ceil": "input 13x14x2\nmaxpool 3x3, stride=2, ceil",
+    "maxpool_ceil_padded": "input 13x14x2\nmaxpool 3x3, stride=2, padding=1, ceil",
+    # the last window would start in the right padding: dropped (PyTorch's rule)
+    "maxpool_ceil_last_window_dropped": "input 13x13x2\nmaxpool 3x3, stride=3, padding=2, ceil",
+    "maxpool_ceil_asymmetric": "input 13x14x2\nmaxpool 3x3, stride=2, padding=(0, 1, 1, 0), ceil",
+    "maxpool_ceil_dilated": "input 13x14x2\nmaxpool 3x3, stride=2, dilation=2, ceil",
+    "avgpool_ceil": "input 13x14x2\navgpool 3x3, stride=2, ceil",
+    "avgpool_ceil_padded": "input 13x14x2\navgpool 3x3, stride=2, padding=1, ceil",
+    "avgpool_ceil_asymmetric": "input 13x14x2\navgpool 3x3, stride=2, padding=(0, 1, 1, 0), ceil",
+    "avgpool_ceil_dilated": "input 13x14x2\navgpool 3x3, stride=2, dilation=2, ceil",
+    "avgpool_count_pad": "input 7x7x2\navgpool 3x3, stride=1, padding=1, count_pad",
+    "avgpool_count_pad_ceil": "input 13x14x2\navgpool 3x3, stride=2, padding=1, ceil, count_pad",
+    "avgpool_count_pad_same_even": "input 7x6x2\navgpool 2x2, stride=1, same, count_pad",
+    "avgpool_count_pad_big": "input 6x6x2\navgpool 3x3, stride=1, padding=2, count_pad",
+    "avgpool_count_pad_big_ceil": "input 6x7x2\navgpool 3x3, stride=2, padding=2, count_pad, ceil",
+    "convtranspose_unet": "input 5x6x4\nconvtranspose 2x2, 3, stride=2",
+    "convtranspose_padded": "input 5x6x4\nupconv 3x3, 3, stride=2, padding=1, output_padding=1",
+    "convtranspose_kernel_below_stride": "input 5x6x4\nupconv 1x1, 3, stride=3, output_padding=(2, 1), nobias",
+    "convtranspose_pair_padding": "input 4x4x2\nupconv 4x4, 3, stride=2, padding=(1, 2)",
+    "upsample_nearest": "input 5x7x3\nupsample 2",
+    "upsample_nearest_size": "input 5x7x3\nupsample size=11x13",
+    "upsample_bilinear": "input 5x7x3\nupsample 3, bilinear",
+    "upsample_bilinear_pair": "input 5x7x3\nupsample scale=(2, 3), bilinear",
+    "upsample_bilinear_down": "input 5x7x3\nupsample size=3x4, bilinear",
+    "upsample_bilinear_size_one": "input 5x7x3\nupsample size=1x1, bilinear",
+    "upsample_align_corners": "input 5x7x3\nupsample size=11x13, bilinear, align_corners=true",
+    "cropconcat_residual": "input 11x10x4\nresidual cropconcat:\n  conv 3x3, 4\n  conv 2x2, 3\n",
+    "cropconcat_branches": "input 9x9x2\ncropconcat:\n  conv 4x4, 2\n  identity\n  conv 3x2, 5\n",
 }
 
 # Cases a single layer makes, with the numpy reference that defines what it must compute.
-NUMERIC_CASES = [name for name in OP_CASES if name.startswith(("conv_", "maxpool_", "avgpool_", "lrn_", "softmax_"))]
+NUMERIC_CASES = [name for name in OP_CASES if name.startswith(("conv_", "maxpool_", "avgpool_", "lrn_", "softmax_",
+                                                               "convtranspose_", "upsample_"))]
+
+# ---- channel split, channel shuffle, zero-padding shortcuts (ShuffleNet v2; He et al.'s option A)
+_CHANNEL_CASES = {
+    "split_third": "input 5x6x12\nsplit 3, part=1",
+    "shuffle_three": "input 4x5x12\nshuffle 3",
+    "zeropad_odd_extra": "input 7x6x4\nzeropad 9, stride=2",
+    "zeropad_stride_pair": "input 7x7x3\nzeropad 8, stride=(3, 2)",
+}
+OP_CASES.update(_CHANNEL_CASES)
+NUMERIC_CASES += list(_CHANNEL_CASES)
+OP_CASES["shufflenet_units"] = (  # Ma et al. 2018, Fig. 3(c) and 3(d); an in-place ReLU must not write into a split
+    "input 8x8x8\nconcat:\n  conv 3x3, dw, stride=2, same, bn; conv 1x1, 4, bn, relu\n"
+    "  conv 1x1, 4, bn, relu; conv 3x3, dw, stride=2, same, bn; conv 1x1, 4, bn, relu\nshuffle 2\n"
+    "concat:\n  split 2, part=0\n  split 2, part=1; relu; conv 1x1, 4, bn, relu\nshuffle 2")
+OP_CASES["residual_zeropad"] = (  # He et al. 2015, option A: subsample, zero channels on both sides
+    "input 9x9x4\nresidual shortcut=zeropad:\n  conv 3x3, 8, stride=2, same, bn, relu\n  conv 3x3, 8, same, bn\n"
+    "relu\nresidual add shortcut=zeropad:\n  conv 3x3, 8, same, bn\nrelu")
 
 
 def plan_of(case: str) -> Plan:
@@ -129,14 +210,35 @@ def reference(harness, model, node, x: np.ndarray) -> np.ndarray:
         kernel, bias = harness.conv_kernel(model, node.name)
         y = conv2d(x, kernel, a.stride, a.dilation, a.pads(), a.groups, node.shape[:2])
         return y + bias if bias is not None else y
+    if node.op in ("maxpool", "avgpool"):  # ceil mode: windows run past the padding, over nothing
+        overhang = ceil_overhang(x.shape[1:3], node.shape[:2], a)
+        pads = (a.pads()[0], a.pads()[1] + overhang[0], a.pads()[2], a.pads()[3] + overhang[1])
     if node.op == "maxpool":
-        win = windows(pad(x, a.pads(), -np.inf), a.kernel, a.stride, a.dilation, node.shape[:2])
+        win = windows(pad(x, pads, -np.inf), a.kernel, a.stride, a.dilation, node.shape[:2])
         return win.max(axis=(3, 4))
-    if node.op == "avgpool":  # padding is not counted in the average
-        sums = windows(pad(x, a.pads(), 0.0), a.kernel, a.stride, a.dilation, node.shape[:2]).sum(axis=(3, 4))
+    if node.op == "avgpool":  # padding is not counted in the average unless `count_pad`; the overhang never
+        sums = windows(pad(x, pads, 0.0), a.kernel, a.stride, a.dilation, node.shape[:2]).sum(axis=(3, 4))
+        top, bottom, left, right = a.pads()
         ones = np.ones((1, *x.shape[1:3], 1), np.float32)
-        counts = windows(pad(ones, a.pads(), 0.0), a.kernel, a.stride, a.dilation, node.shape[:2]).sum(axis=(3, 4))
+        if a.count_pad:
+            ones = np.ones((1, x.shape[1] + top + bottom, x.shape[2] + left + right, 1), np.float32)
+            pads = (0, overhang[0], 0, overhang[1])
+        counts = windows(pad(ones, pads, 0.0), a.kernel, a.stride, a.dilation, node.shape[:2]).sum(axis=(3, 4))
         return sums / counts
+    if node.op == "convtranspose":  # every input value scatters value * kernel at (i * stride, j * stride)
+        kernel, bias = harness.conv_kernel(model, node.name)  # kh x kw x out x in
+        (kh, kw), (sh, sw), (ph, pw) = a.kernel, a.stride, a.crop()
+        n, h, w, _ = x.shape
+        full = np.zeros((n, (h - 1) * sh + kh + a.output_padding[0], (w - 1) * sw + kw + a.output_padding[1],
+                         kernel.shape[2]), np.float64)
+        for i in range(kh):
+            for j in range(kw):
+                full[:, i:i + (h - 1) * sh + 1:sh, j:j + (w - 1) * sw + 1:sw, :] += np.einsum(
+                    "nhwc,oc->nhwo", x, kernel[i, j])
+        y = full[:, ph:ph + node.shape[0], pw:pw + node.shape[1], :]
+        return (y + bias if bias is not None else y).astype(np.float32)
+    if node.op == "upsample":  # PyTorch's F.interpolate, written out
+        return resize(resize(x, 1, node.shape[0], a), 2, node.shape[1], a)
     if node.op == "lrn":  # Krizhevsky: a / (k + alpha * sum of squares of `size` neighbouring channels)^beta
         c = x.shape[-1]
         sq = np.pad(x**2, [(0, 0)] * (x.ndim - 1) + [(a.size // 2, (a.size - 1) // 2)])
@@ -145,7 +247,41 @@ def reference(harness, model, node, x: np.ndarray) -> np.ndarray:
     if node.op == "softmax":
         e = np.exp(x - x.max(axis=-1, keepdims=True))
         return e / e.sum(axis=-1, keepdims=True)
+    if node.op == "split":  # the `part`-th of `parts` equal slices of the channels
+        size = x.shape[-1] // a.parts
+        return x[..., a.part * size:(a.part + 1) * size]
+    if node.op == "shuffle":  # output channel j * groups + i is input channel i * (C / groups) + j
+        per_group = x.shape[-1] // a.groups
+        return x[..., [i * per_group + j for j in range(per_group) for i in range(a.groups)]]
+    if node.op == "zeropad":  # rows and columns 0, s, 2s, ...; floor(extra / 2) zero channels before, the rest after
+        sub = x[:, ::a.stride[0], ::a.stride[1], :]
+        extra = a.filters - x.shape[-1]
+        return np.pad(sub, [(0, 0), (0, 0), (0, 0), (extra // 2, extra - extra // 2)])
     raise AssertionError(f"no reference for `{node.op}`")
+
+
+def ceil_overhang(in_hw, out_hw, a) -> tuple[int, int]:
+    """How far ceil mode's last window runs past the padding, per axis (0 in floor mode)."""
+    top, bottom, left, right = a.pads()
+    return tuple(max(0, (o - 1) * s + d * (k - 1) + 1 - (n + p)) for n, o, s, d, k, p in
+                 zip(in_hw, out_hw, a.stride, a.dilation, a.kernel, (top + bottom, left + right), strict=True))
+
+
+def resize(x: np.ndarray, axis: int, out: int, a) -> np.ndarray:
+    n = x.shape[axis]
+    rows = []
+    for i in range(out):
+        if a.mode == "nearest":
+            rows.append(np.take(x, min(int(np.floor(i * n / out)), n - 1), axis=axis))
+            continue
+        src = i * (n - 1) / (out - 1) if a.align_corners else max((i + 0.5) * n / out - 0.5, 0.0)
+        if a.align_corners and out == 1:
+            src = 0.0
+        lo = min(int(np.floor(src)), n - 1)
+        hi = min(lo + 1, n - 1)
+        t = src - lo
+        rows.append((1 - t) * np.take(x, lo, axis=axis) + t * np.take(x, hi, axis=axis))
+    return np.stack(rows, axis=axis).astype(np.float32)
 
 
 def pad(x: np.ndarray, pads, value: float) -> np.ndarray:

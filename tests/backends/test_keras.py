@@ -5,6 +5,7 @@ backend where it is installed), its files standalone."""
 from __future__ import annotations
 
 import ast
+import ctypes
 import importlib.util
 import json
 import os
@@ -27,6 +28,7 @@ from archc.diagnostics import ArchcError  # noqa: E402
 from archc.plan import Plan  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
+import conformance  # noqa: E402
 from torch_reference import ReferenceModel  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,7 +91,6 @@ def torch_model_of(plan: Plan, side: str, logits: bool = False) -> torch.nn.Modu
     """The PyTorch side: the hand-written reference, or the PyTorch backend where it is installed."""
     if side == "reference":
         return ReferenceModel(plan, logits=logits)
-    pytest.importorskip("archc.backends.torch")
     return archc.compile(plan, backend="torch", logits=logits)
 
 
@@ -113,14 +114,73 @@ def check_both_ways(plan: Plan, logits: bool = False, batch: int = 2, side: str 
     assert_close(*outputs(plan, reverse, torch_model, batch, seed=1))
 
 
-_models: dict[Path, object] = {}
+def free_memory() -> None:
+    """Drop Keras's global state and collect what it held; give freed heap pages back to the system, so that a
+    big model's memory is not kept for the rest of the run (glibc otherwise keeps it for its next allocation)."""
+    keras.backend.clear_session(free_memory=True)
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
-def shipped_model(path: Path):
-    """Each shipped spec's Keras model, built once for the module (TensorFlow builds are slow)."""
-    if path not in _models:
-        _models[path] = archc.compile(path, backend="keras")
-    return _models[path]
+@pytest.fixture(autouse=True)
+def _fresh_keras_state():
+    yield
+    keras.backend.clear_session(free_memory=False)  # layer-name counters and graphs of this test's models
+
+
+# Numerics of the specs above this many parameters are compared at half their input side (VGG's, AlexNet,
+# ZFNet, ResNet-152): two VGG-19s at full size and the copies Keras makes of a 411 MB weight when one is
+# assigned would peak near 3.5 GB. Every layer computes the same at any input size, the flatten still meets a
+# 2x2 or 3x3 map (its feature order is still tested), and counts and shapes are checked at full size.
+NUMERICS_FULL_SIZE_PARAMS = 50_000_000
+
+
+class Shipped:
+    """One shipped spec's plans and Keras model. TensorFlow builds are slow, so the model is built once for the
+    spec's tests; pytest runs those one after another (a module-scoped parametrised fixture) and the model is
+    dropped before the next spec's, so at most one shipped model is alive at a time."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.plan = archc.check(path)
+        self._model = None
+        self._numeric = None
+
+    @property
+    def model(self):
+        """The spec's model at its own input size."""
+        if self._model is None:
+            self._model = archc.compile(self.plan, backend="keras")
+        return self._model
+
+    def numeric(self):
+        """(plan, Keras model) for the numerical comparisons: the spec's own, or at half its input side."""
+        small = conformance.numeric_plan(self.path, self.plan)  # at most NUMERIC_MACS a forward pass
+        if self.plan.total_params <= NUMERICS_FULL_SIZE_PARAMS and small is self.plan:
+            return self.plan, self.model
+        if self._numeric is None:
+            self._model = None  # the full-size model's tests have run: never two big models at once
+            if small is self.plan:
+                h, w, c = self.plan.input_shape
+                small = archc.check(self.path, input=(h // 2, w // 2, c))
+            self._numeric = (small, archc.compile(small, backend="keras"))
+        return self._numeric
+
+    def take(self):
+        """The numerical comparisons' plan and model, no longer kept here: the caller's is the last reference."""
+        numeric = self.numeric()
+        self._model = self._numeric = None
+        return numeric
+
+
+@pytest.fixture(scope="module", params=NETWORK_SPECS, ids=lambda p: p.stem)
+def shipped(request):
+    holder = Shipped(request.param)
+    yield holder
+    holder._model = holder._numeric = None
+    free_memory()
 
 
 # ---------------------------------------------------------------- the backend covers the language
@@ -174,6 +234,25 @@ OP_CASES = {
     "flatten_dropout_bn_dense": "input 3x4x5\nflatten; dropout 0.5; batchnorm; relu; dense 7",
     "flatten_concat_dense": "input 3x3x2\nconcat:\n  flatten\n  globalavgpool\ndense 4",
     "flatten_output": "input 2x3x4\nconv 1x1, 3; flatten",
+    # Keras has no ceil mode: the overhang past the padding is -inf (max) or left out of the count (average)
+    "maxpool_ceil": "input 13x14x3\nmaxpool 3x3, stride=2, ceil",
+    "maxpool_ceil_padded": "input 13x14x3\nmaxpool 3x3, stride=2, padding=1, ceil",
+    "avgpool_ceil": "input 13x14x3\navgpool 3x3, stride=2, padding=1, ceil",
+    # counted zero padding: Keras's own average pooling never counts it
+    "avgpool_count_pad": "input 7x7x3\navgpool 3x3, stride=1, padding=1, count_pad",
+    "avgpool_count_pad_ceil": "input 6x7x2\navgpool 3x3, stride=2, padding=2, count_pad, ceil",
+    # PyTorch's padding crops the transposed conv's output; output_padding extends it (bias only there)
+    "convtranspose": "input 5x6x4\nupconv 2x2, 3, stride=2",
+    "convtranspose_cropped": "input 5x6x4\nupconv 3x3, 3, stride=2, padding=1, output_padding=1",
+    "convtranspose_kernel_below_stride": "input 5x6x4\nupconv 1x1, 3, stride=3, output_padding=(2, 1)",
+    "upsample_nearest": "input 5x7x3\nupsample 2",
+    "upsample_bilinear": "input 5x7x3\nupsample 3, bilinear",
+    "upsample_size": "input 5x7x3\nupsample size=11x4, bilinear",
+    "upsample_align_corners": "input 5x7x3\nupsample size=11x13, bilinear, align_corners=true",
+    "cropconcat": "input 11x10x4\nresidual cropconcat:\n  conv 3x3, 4\n  conv 2x2, 3\n",
+    # channel split, channel shuffle, zero-padding shortcuts: channels-last slices and reshapes
+    "split_shuffle": "input 4x5x12\nconcat:\n  split 3, part=2\n  split 3, part=0; conv 1x1, 4\nshuffle 4",
+    "zeropad_shortcut": "input 7x6x4\nresidual shortcut=zeropad:\n  conv 3x3, 9, stride=2, same, bn\nrelu",
 }
 
 
@@ -231,10 +310,8 @@ def test_pooling_over_padding_only_is_a_diagnostic(spec):
 # ---------------------------------------------------------------- every shipped spec
 
 
-@pytest.mark.parametrize("path", NETWORK_SPECS, ids=lambda p: p.stem)
-def test_shipped_spec_counts_and_shapes(path):
-    plan = archc.check(path)
-    model = shipped_model(path)
+def test_shipped_spec_counts_and_shapes(shipped):
+    plan, model = shipped.plan, shipped.model
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == plan.trainable_params
     assert sum(int(np.prod(w.shape)) for w in model.non_trainable_weights) == plan.non_trainable_params
     assert tuple(model.output.shape[1:]) == plan.output_shape
@@ -245,25 +322,22 @@ def test_shipped_spec_counts_and_shapes(path):
         assert tuple(model.get_layer(layer).output.shape[1:]) == node.shape, node.name
 
 
-@pytest.mark.parametrize("path", NETWORK_SPECS, ids=lambda p: p.stem)
-def test_shipped_spec_matches_reference(path):
-    plan = archc.check(path)
-    keras_model = shipped_model(path)
+def test_shipped_spec_matches_reference(shipped):
+    plan, keras_model = shipped.numeric()
     torch_model = ReferenceModel(plan)
     randomize(torch_model)
     archc.transfer_weights(torch_model, keras_model)
     assert_close(*outputs(plan, keras_model, torch_model, batch=1))
 
 
-@pytest.mark.parametrize("path", NETWORK_SPECS, ids=lambda p: p.stem)
-def test_shipped_spec_matches_torch_backend(path):
-    pytest.importorskip("archc.backends.torch")
-    plan = archc.check(path)
-    keras_model = shipped_model(path)
+def test_shipped_spec_matches_torch_backend(shipped):
+    plan, keras_model = shipped.take()  # the spec's last test: its model goes with this test
     torch_model = archc.compile(plan, backend="torch")
     randomize(torch_model, seed=3)
     archc.transfer_weights(torch_model, keras_model)
     assert_close(*outputs(plan, keras_model, torch_model, batch=1))
+    del keras_model  # before the next is built: two of VGG-19's would be 1.15 GB
+    free_memory()
     fresh = archc.compile(plan, backend="keras")
     archc.transfer_weights(fresh, torch_model)  # the reverse: the torch model now computes the fresh Keras one
     assert_close(*outputs(plan, fresh, torch_model, batch=1, seed=1))

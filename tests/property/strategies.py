@@ -221,8 +221,40 @@ class _Writer:
         return same_shape(kind)
 
     def feature_layer(self, s: Shape) -> Layer:
-        kind = self.choice(["conv", "conv", "pool", "simple"])
-        return {"conv": self.conv, "pool": self.pool, "simple": self.simple}[kind](s)
+        kind = self.choice(["conv", "conv", "pool", "simple", "channels"])
+        return {"conv": self.conv, "pool": self.pool, "simple": self.simple, "channels": self.channel_layer}[kind](s)
+
+    def channel_layer(self, s: Shape) -> Layer:
+        """A channel split, a channel shuffle or a zero-padding shortcut (ShuffleNet v2, ResNet option A)."""
+        if len(s) != 3:
+            return self.simple(s)
+        kind = self.choice(["split", "shuffle", "zeropad"])
+        divisors = [n for n in (2, 3, 4) if s[2] % n == 0]
+        if kind in ("split", "shuffle") and not divisors:
+            kind = "zeropad"
+        n = self.choice(divisors) if divisors else 1
+
+        def divided(x: Shape) -> Shape:  # split and shuffle need a feature map whose channels `n` divides
+            if len(x) != 3 or x[2] % n:
+                raise Invalid
+            return x
+
+        if kind == "shuffle":
+            self.features.add("shuffle")
+            return f"shuffle {n}", divided
+        if kind == "split":
+            self.features.add("split")
+            part = self.draw(st.integers(0, n - 1))
+            return f"split {n}, part={part}", lambda x: (*divided(x)[:2], x[2] // n)
+        extra, stride = self.draw(st.integers(0, 4)), self.choice([1, 1, 2, 3])
+        self.features.add("zeropad")
+
+        def zeropad_shape(x: Shape) -> Shape:  # a fixed width: a repetition keeps it only if it does not shrink
+            if len(x) != 3 or x[2] > s[2] + extra:
+                raise Invalid
+            return (-(-x[0] // stride), -(-x[1] // stride), s[2] + extra)
+
+        return f"zeropad {s[2] + extra}" + (f", stride={stride}" if stride > 1 else ""), zeropad_shape
 
     # ---- inline items: layers, calls, groups, with repetition and checked sizes
     def inline(self, s: Shape, depth: int) -> tuple[str, Shape]:
@@ -350,6 +382,10 @@ class _Writer:
             return [f"{indent}residual concat:"] + [inner + b for b in body], (*out[:2], out[2] + s[2])
         body, out = self.residual_body(s, keep_size=False)
         lines = [f"{indent}residual:"] + [inner + b for b in body]
+        if out != s and out[2] >= s[2] and self.coin(0.2):  # He et al.'s option A: subsample, zero channels
+            self.features.add("zeropad_shortcut")
+            self.features.add("residual")
+            return [f"{indent}residual shortcut=zeropad:"] + lines[1:], out
         if out != s and self.coin(0.3):  # an explicit shortcut: a strided 1x1 conv gives the same size as `same`
             stride = math.ceil(s[0] / out[0])
             text, fn = conv_layer(1, 1, out[2], stride=stride)

@@ -40,7 +40,7 @@ def ir_data(spec) -> dict:
 
 
 def plan_data(plan: Plan) -> dict:
-    data = plan.to_json("layer")
+    data = plan.to_json()
     data.pop("file")
     for layer in data["layers"]:
         layer.pop("span")  # where the layer was written: the text or its JSON twin
@@ -69,7 +69,7 @@ def check_plan_invariants(plan: Plan) -> None:
     assert plan.output in shapes
     assert plan.total_params == sum(n.trainable + n.non_trainable for n in plan.nodes)
     assert plan.macs == sum(n.macs for n in plan.nodes)
-    stages = plan.to_json("stage")["stages"]
+    stages = plan.to_json()["stages"]
     assert sum(s["params"] for s in stages) == plan.total_params
 
 

@@ -21,11 +21,17 @@ backend_specs = specs(max_depth=2, max_lines=3)
 
 
 def _torch():
-    return pytest.importorskip("archc.backends.torch")
+    pytest.importorskip("torch")  # the framework itself: archc's backend modules always import
+    import archc.backends.torch as backend
+
+    return backend
 
 
 def _keras():
-    return pytest.importorskip("archc.backends.keras")
+    pytest.importorskip("keras")
+    import archc.backends.keras as backend
+
+    return backend
 
 
 def _torch_shape(plan_shape: tuple[int, ...]) -> tuple[int, ...]:

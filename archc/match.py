@@ -1,0 +1,363 @@
+"""Matching two networks through their structure: which layer of one is which layer of the other.
+
+`archc.load_weights` uses it to copy a reference implementation's weights into a compiled spec whatever order
+either registers its modules in (torchvision's RegNet creates a block's shortcut before its body); `archc diff`
+and `archc import` (docs/matching.md) are to use the same machinery. It knows no framework: a reader turns a
+model into a `Graph` (archc.match.graph_of_plan for a spec's plan, archc.readers.torch for a PyTorch module)
+and `match` pairs the two graphs' layers.
+
+A `Graph` keeps only the layers that hold weights (conv, dense, batchnorm, ...), each with
+  * its tensors by name and shape (PyTorch's layout: `weight` 64x3x7x7, `running_mean` 64),
+  * its input and output shapes, channels first, batch left out (`64x112x112`, `1000`),
+  * its sources: for each input, the weighted layers (or the network's input) its values come from through
+    layers without weights, with the channel offset at which each arrives. `concat` shifts offsets, a sum or an
+    activation keeps them, a flatten scales them by the positions per channel: so DenseNet's running
+    concatenation or an Inception block's branch order is part of the structure, and so is a shortcut.
+
+`match` walks the first graph in its data-flow order and pairs each layer with a layer of the second that has
+the same shapes and reads from the partners of its own sources at the same offsets. Where several layers of
+the second graph fit at that point (two parallel branches that begin alike), it tries them in an order that
+prefers the one whose layers downstream look alike (a few rounds of colour refinement, Weisfeiler-Lehman
+style) and backtracks when a choice fails later; the search is bounded. Either every layer finds its partner
+and every layer of the second graph is used, or the answer is the first point where they part, described.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Shape = tuple[int, ...]
+INPUT = -1  # the network's input, as a source
+Source = tuple[int, int]  # (index of the producing layer or INPUT, channel offset at which its values arrive)
+
+
+@dataclass(slots=True)
+class Layer:
+    """One layer that holds weights."""
+
+    label: str  # how a person names it: the spec's layer path, the source's module path
+    tensors: tuple[tuple[str, Shape], ...]  # (name, shape) in the framework's order; PyTorch's names and layout
+    in_shape: Shape | None  # its (first) input's shape, channels first, batch left out
+    out_shape: Shape | None
+    sources: tuple[frozenset[Source], ...]  # per input: where its values come from (see the module's docstring)
+    span: Any = None  # where the spec writes it (an archc Span), for diagnostics
+    ref: Any = None  # what the reader needs to find the tensors again (a plan node, a module path)
+
+    def describe(self) -> str:
+        held = ", ".join(f"{name} {fmt(shape)}" for name, shape in self.tensors) or "no tensors"
+        return f"{held}; output {fmt(self.out_shape)}"
+
+
+@dataclass(slots=True)
+class Graph:
+    layers: list[Layer]  # in an order where every layer comes after its sources (data-flow order)
+    what: str = "the model"  # how messages name the whole: "the spec", "the source"
+    _succ: list[list[tuple[int, int]]] | None = field(default=None, repr=False)
+
+    def successors(self) -> list[list[tuple[int, int]]]:
+        """For each layer: (reader, offset) of the layers that read it."""
+        if self._succ is None:
+            succ: list[list[tuple[int, int]]] = [[] for _ in self.layers]
+            for i, layer in enumerate(self.layers):
+                for operand in layer.sources:
+                    for src, offset in operand:
+                        if src != INPUT:
+                            succ[src].append((i, offset))
+            self._succ = succ
+        return self._succ
+
+
+def fmt(shape: Shape | None) -> str:
+    if shape is None:
+        return "?"
+    return "x".join(str(d) for d in shape) if shape else "a scalar"
+
+
+def squeezed(shape: Shape) -> Shape:
+    """A tensor's shape without its sizes of 1: a per-channel scale held as C, 1x1xC or Cx1x1 is one thing."""
+    return tuple(d for d in shape if d != 1)
+
+
+# ---------------------------------------------------------------- building graphs
+
+
+class GraphBuilder:
+    """Builds a Graph from a stream of values in data-flow order, each made by a layer with weights or by an
+    operation without (whose effect on the sources is read off the shapes alone, the same way for every
+    framework: see `combine`)."""
+
+    def __init__(self, what: str = "the model"):
+        self.graph = Graph([], what)
+        self._sources: dict[Hashable, frozenset[Source]] = {}
+        self._shapes: dict[Hashable, Shape | None] = {}
+
+    def input(self, key: Hashable, shape: Shape | None) -> None:
+        self._sources[key] = frozenset({(INPUT, 0)})
+        self._shapes[key] = shape
+
+    def known(self, key: Hashable) -> bool:
+        return key in self._sources
+
+    def op(self, key: Hashable, inputs: Sequence[Hashable], shape: Shape | None) -> None:
+        """A value computed without weights from `inputs` (keys of earlier values; unknown keys, constants,
+        are left out)."""
+        ins = [(self._sources[k], self._shapes.get(k)) for k in inputs if k in self._sources]
+        self._sources[key] = combine(ins, shape)
+        self._shapes[key] = shape
+
+    def layer(self, key: Hashable, inputs: Sequence[Hashable], shape: Shape | None, label: str,
+              tensors: Iterable[tuple[str, Shape]], span: Any = None, ref: Any = None) -> int:
+        known = [k for k in inputs if k in self._sources]
+        index = len(self.graph.layers)
+        self.graph.layers.append(Layer(label, tuple(tensors), self._shapes.get(known[0]) if known else None, shape,
+                                       tuple(self._sources[k] for k in known), span, ref))
+        self._sources[key] = frozenset({(index, 0)})
+        self._shapes[key] = shape
+        return index
+
+
+def combine(ins: list[tuple[frozenset[Source], Shape | None]], out: Shape | None) -> frozenset[Source]:
+    """The sources of a value computed without weights from values with these sources and shapes.
+
+    Read off the shapes, so both sides of a match agree whatever their operations are called: inputs whose
+    channels add up to the output's were laid side by side (a concatenation: later inputs' offsets shift by the
+    channels before them); a feature map that became a vector of k features per channel (a flatten: k = H*W,
+    a global pooling: k = 1) scales offsets by k; anything else (a sum, an activation, pooling) keeps them."""
+    if not ins:
+        return frozenset()
+    shapes = [shape for _, shape in ins]
+    if len(ins) > 1 and out and all(s and len(s) == len(out) for s in shapes) \
+            and sum(s[0] for s in shapes) == out[0]:  # type: ignore[index]
+        result: set[Source] = set()
+        offset = 0
+        for sources, shape in ins:
+            result.update((src, off + offset) for src, off in sources)
+            offset += shape[0]  # type: ignore[index]
+        return frozenset(result)
+    if len(ins) == 1 and out and shapes[0] and len(shapes[0]) == 3 and len(out) == 1 \
+            and out[0] % shapes[0][0] == 0 and out[0] != shapes[0][0]:
+        per_channel = out[0] // shapes[0][0]
+        return frozenset((src, off * per_channel) for src, off in ins[0][0])
+    if len(ins) == 1:
+        return ins[0][0]
+    return frozenset().union(*(sources for sources, _ in ins))
+
+
+def channels_first(shape: Shape) -> Shape:
+    """A plan's shape (H, W, C) the way PyTorch holds it: (C, H, W); vectors unchanged."""
+    return (shape[2], shape[0], shape[1]) if len(shape) == 3 else tuple(shape)
+
+
+def graph_of_plan(plan: Any, what: str = "the spec") -> Graph:
+    """The weighted layers of an archc Plan, each with its PlanNode as `ref` and its spec span."""
+    from .plan import INPUT as PLAN_INPUT
+
+    builder = GraphBuilder(what)
+    builder.input(PLAN_INPUT, channels_first(plan.input_shape))
+    for node in plan.nodes:
+        weights = node.weights()
+        shape = channels_first(node.shape)
+        if weights:
+            builder.layer(node.name, node.inputs, shape, node.name,
+                          [(name, w.shape) for name, w in weights.items()], node.span, node)
+        else:
+            builder.op(node.name, node.inputs, shape)
+    return builder.graph
+
+
+# ---------------------------------------------------------------- matching
+
+
+@dataclass(slots=True)
+class Mismatch:
+    """Where two graphs part: a layer of the first (None: the first ran out) and the second's layer found at
+    that place (None: nothing there), and what differs, in words."""
+
+    a: Layer | None
+    b: Layer | None
+    message: str
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Matching:
+    a: Graph
+    b: Graph
+    pairs: list[int] | None  # for each layer of `a`, the index of its partner in `b`; None when they part
+    mismatch: Mismatch | None = None
+    steps: int = 0  # pairings tried, backtracking included
+
+    def tensor_pairs(self) -> list[tuple[Layer, str, Layer, str]]:
+        """(a's layer, a's tensor name, b's layer, b's tensor name) for every tensor of `a`."""
+        assert self.pairs is not None
+        out = []
+        for i, j in enumerate(self.pairs):
+            la, lb = self.a.layers[i], self.b.layers[j]
+            out.extend((la, na, lb, nb) for na, nb in pair_tensors(la, lb))
+        return out
+
+
+def signature(layer: Layer) -> Hashable:
+    """What two partners must share: their tensors' shapes, and their input's and output's sizes. Sizes are
+    compared as sets of numbers without the 1s, so that the layout does not matter: torchvision's ConvNeXt
+    runs its 1x1 convolutions as Linear layers on HxWxC tensors, squeeze-excitation sees Cx1x1 where a spec may
+    see a vector of C."""
+    return (tuple(sorted(squeezed(s) for _, s in layer.tensors)), _sizes(layer.in_shape), _sizes(layer.out_shape))
+
+
+def _sizes(shape: Shape | None) -> Shape | None:
+    return None if shape is None else tuple(sorted(squeezed(shape)))
+
+
+def pair_tensors(a: Layer, b: Layer) -> list[tuple[str, str]]:
+    """Which tensor of b each tensor of a is: by name where both layers use the same names (PyTorch's
+    `weight`, `bias`, `running_mean`...), else by position. Assumes equal signatures."""
+    names_a = [n for n, _ in a.tensors]
+    names_b = [n for n, _ in b.tensors]
+    if sorted(names_a) == sorted(names_b):
+        return [(n, n) for n in names_a]
+    return list(zip(names_a, names_b, strict=True))
+
+
+def _tensors_fit(a: Layer, b: Layer) -> bool:
+    shapes_b = dict(b.tensors)
+    return len(a.tensors) == len(b.tensors) and all(
+        squeezed(shape) == squeezed(shapes_b[nb]) for (na, nb), (_, shape) in zip(pair_tensors(a, b), a.tensors,
+                                                                                  strict=True))
+
+
+def _refine(graph: Graph, rounds: int) -> list[str]:
+    """Colours of the layers from their own shapes and, round by round, those of the layers they feed: equal
+    colours are a hint that two layers play the same part (used only to order the candidates tried)."""
+    colours = [_digest(repr(signature(layer))) for layer in graph.layers]
+    succ = graph.successors()
+    for _ in range(rounds):
+        colours = [_digest(colours[i] + "|" + ",".join(sorted(f"{colours[r]}@{off}" for r, off in succ[i])))
+                   for i in range(len(colours))]
+    return colours
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def match(a: Graph, b: Graph, max_steps: int | None = None, rounds: int = 3) -> Matching:
+    """Pair every layer of `a` with one of `b` (see the module's docstring)."""
+    n = len(a.layers)
+    max_steps = max_steps if max_steps is not None else 20 * (n + len(b.layers)) + 1000
+    index: dict[Hashable, list[int]] = {}
+    for j, layer in enumerate(b.layers):
+        index.setdefault((signature(layer), layer.sources), []).append(j)
+    colours_a, colours_b = _refine(a, rounds), _refine(b, rounds)
+
+    pairs: list[int] = [-1] * n
+    used = [False] * len(b.layers)
+    choices: list[list[int]] = []  # per layer of a reached: the candidates still to try
+    failed = (-1, [])  # the furthest layer that ran out of candidates, and the pairs before it then
+    steps = 0
+    i = 0
+    while i < n:
+        if len(choices) == i:  # arriving at layer i: its candidates
+            layer = a.layers[i]
+            key = (signature(layer), tuple(frozenset((pairs[s] if s != INPUT else INPUT, off) for s, off in operand)
+                                           for operand in layer.sources))
+            found = [j for j in index.get(key, ()) if not used[j] and _tensors_fit(layer, b.layers[j])]
+            found.sort(key=lambda j: (colours_b[j] != colours_a[i], j))
+            choices.append(found)
+        if choices[i] and steps < max_steps:
+            j = choices[i].pop(0)
+            pairs[i], used[j] = j, True
+            steps += 1
+            i += 1
+            continue
+        if i > failed[0]:
+            failed = (i, pairs[:i])  # copied only at a new furthest point: rare
+        # no (further) candidate: undo the previous choice and try its next candidate
+        choices.pop()
+        if i == 0 or steps >= max_steps:
+            mismatch = _explain(a, b, *failed)
+            if steps >= max_steps:
+                mismatch.notes.append(f"the search gave up after {steps} pairings")
+            return Matching(a, b, None, mismatch, steps)
+        i -= 1
+        used[pairs[i]] = False
+        pairs[i] = -1
+    left = [j for j in range(len(b.layers)) if not used[j]]
+    if left:
+        return Matching(a, b, None, _explain_left(a, b, left[0], pairs), steps)
+    return Matching(a, b, pairs, None, steps)
+
+
+def _explain(a: Graph, b: Graph, i: int, pairs: list[int]) -> Mismatch:
+    """Why layer i of a has no partner in b, given the pairs of the layers before it."""
+    layer = a.layers[i]
+    used = set(pairs)
+    free = [j for j in range(len(b.layers)) if j not in used]
+    wanted = tuple(frozenset((pairs[s] if s != INPUT else INPUT, off) for s, off in operand)
+                   for operand in layer.sources)
+    name_a = f"{a.what}'s `{layer.label}`"
+    same_place = [j for j in free if b.layers[j].sources == wanted]
+    if same_place:
+        other = b.layers[same_place[0]]
+        return Mismatch(layer, other, f"{name_a} does not match {b.what}'s `{other.label}`: "
+                        + _difference(layer, other, a.what, b.what),
+                        [f"{a.what}: {layer.describe()}", f"{b.what}: {other.describe()}"])
+    alike = [j for j in free if signature(b.layers[j]) == signature(layer)]
+    reads = _reads(a, layer, pairs, b)
+    if alike:
+        other = b.layers[alike[0]]
+        return Mismatch(layer, other, f"{name_a} is connected differently from {b.what}'s `{other.label}`: "
+                        f"`{layer.label}` reads {reads}; `{other.label}` reads {_reads(b, other, None, None)}",
+                        [f"both: {layer.describe()}"])
+    if not free:
+        return Mismatch(layer, None, f"{name_a} has no counterpart: {b.what} has only {len(b.layers)} layers with "
+                        f"weights, and the {len(pairs)} before this one took them all",
+                        [f"{a.what}: {layer.describe()}"])
+    other = b.layers[free[0]]
+    return Mismatch(layer, other, f"{name_a} has no counterpart in {b.what}, whose next layer `{other.label}` is "
+                    "different: " + _difference(layer, other, a.what, b.what),
+                    [f"{a.what}: {layer.describe()}, reading {reads}",
+                     f"{b.what}: {other.describe()}, reading {_reads(b, other, None, None)}"])
+
+
+def _explain_left(a: Graph, b: Graph, j: int, pairs: list[int]) -> Mismatch:
+    other = b.layers[j]
+    return Mismatch(None, other, f"{b.what}'s `{other.label}` has no counterpart in {a.what}: {b.what} has "
+                    f"{len(b.layers)} layers with weights, {a.what} {len(a.layers)}", [f"{b.what}: {other.describe()}"])
+
+
+def _reads(graph: Graph, layer: Layer, pairs: list[int] | None, other: Graph | None) -> str:
+    """The layer's sources in words: `conv1.bn` (the other's `bn1`) at channel 64."""
+    parts = []
+    for operand in layer.sources:
+        for src, off in sorted(operand):
+            if src == INPUT:
+                text = "the input"
+            else:
+                text = f"`{graph.layers[src].label}`"
+                if pairs is not None and other is not None and 0 <= src < len(pairs) and pairs[src] >= 0:
+                    text += f" (`{other.layers[pairs[src]].label}`)"
+            parts.append(text + (f" at channel {off}" if off else ""))
+    return ", ".join(parts) if parts else "nothing"
+
+
+def _difference(x: Layer, y: Layer, what_x: str, what_y: str) -> str:
+    if _sizes(x.out_shape) != _sizes(y.out_shape) and signature(x)[0] == signature(y)[0]:
+        return f"output {fmt(x.out_shape)} in {what_x}, {fmt(y.out_shape)} in {what_y}"
+    if _sizes(x.in_shape) != _sizes(y.in_shape) and signature(x)[0] == signature(y)[0]:
+        return f"input {fmt(x.in_shape)} in {what_x}, {fmt(y.in_shape)} in {what_y}"
+    if signature(x)[0] != signature(y)[0]:
+        if len(x.tensors) == len(y.tensors):  # the first tensor that differs, by its full name
+            shapes_y = dict(y.tensors)
+            for (nx, ny), (_, shape) in zip(pair_tensors(x, y), x.tensors, strict=True):
+                if squeezed(shape) != squeezed(shapes_y[ny]):
+                    return (f"`{x.label}.{nx}` is {fmt(shape)} in {what_x}, `{y.label}.{ny}` is "
+                            f"{fmt(shapes_y[ny])} in {what_y}")
+        return (f"{', '.join(f'{n} {fmt(s)}' for n, s in x.tensors) or 'no tensors'} in {what_x}, "
+                f"{', '.join(f'{n} {fmt(s)}' for n, s in y.tensors) or 'no tensors'} in {what_y}")
+    if not _tensors_fit(x, y):
+        return "their tensors have the same shapes but not under the same names"
+    return "they read from different layers"
