@@ -86,26 +86,6 @@ def test_the_headers_name_every_member_and_its_count():
 # ---------------------------------------------------------------- the same function as torchvision's
 
 
-def regnet_order(state: dict) -> dict:
-    """torchvision's RegNet registers a block's shortcut (`proj`) before its body (`f`), so its state dict lists
-    the shortcut first; archc's spec follows the data flow, body first. Until load_weights matches by structure,
-    move each block's `proj.*` tensors after its `f.*` ones."""
-    out: dict = {}
-    shortcuts: dict[str, dict] = {}
-    keys = list(state)
-    for i, key in enumerate(keys):
-        block, proj, _ = key.partition(".proj.")
-        if proj:
-            shortcuts.setdefault(block, {})[key] = state[key]
-            continue
-        out[key] = state[key]
-        block, body, _ = key.partition(".f.")
-        if body and not (i + 1 < len(keys) and keys[i + 1].startswith(block + ".f.")):
-            out.update(shortcuts.pop(block, {}))  # the block's body is done: its shortcut comes next
-    assert not shortcuts, f"shortcuts without a body: {list(shortcuts)}"
-    return out
-
-
 def torchvision_pair(spec: str, size: int, **sets):
     """torchvision's model with fresh random weights, and archc's PyTorch model holding the same weights."""
     tv = torchvision_or_skip()
@@ -117,8 +97,7 @@ def torchvision_pair(spec: str, size: int, **sets):
     perturb(reference)
     ours = archc.compile(SPECS / f"{spec}.arch", backend="torch", logits=True, input=f"{size}x{size}x3",
                          **sets).eval()
-    state = reference.state_dict()
-    archc.load_weights(ours, regnet_order(state) if name.startswith("regnet") else state)
+    archc.load_weights(ours, reference)  # through the structure: torchvision's RegNet creates shortcuts first
     return reference, ours
 
 
@@ -141,10 +120,13 @@ def test_same_function_as_torchvision(spec):
     assert max_relative_difference(got, want) <= 1e-5
 
 
-def test_regnet_order_moves_each_shortcut_after_its_body():
-    state = {"stem.0.weight": 0, "b.b1-0.proj.0.weight": 1, "b.b1-0.proj.1.weight": 2, "b.b1-0.f.a.0.weight": 3,
-             "b.b1-0.f.c.1.weight": 4, "b.b1-1.f.a.0.weight": 5, "fc.weight": 6}
-    assert list(regnet_order(state).values()) == [0, 3, 4, 1, 2, 5, 6]
+def test_regnet_by_position_is_refused_and_by_structure_fits():
+    """torchvision's RegNet lists a block's shortcut (`proj`) before its body (`f`); archc's spec follows the data
+    flow. Copying its state dict by position stops at the first misfit (A406); its module fits by structure."""
+    reference, ours = torchvision_pair("regnet_y_400mf", 32)
+    with pytest.raises(archc.ArchcError) as e:
+        archc.load_weights(ours, reference.state_dict())
+    assert e.value.diagnostics[0].code == "A406"
 
 
 # ---------------------------------------------------------------- Keras and ONNX: the same function as PyTorch's
