@@ -283,7 +283,7 @@ def test_expression_functions(expr, value):
 def test_divisible_refuses_a_bad_divisor(expr):
     with pytest.raises(archc.ArchcError) as e:
         archc.check(f"input 4x4x3\nconv 1x1, {expr}\n")
-    assert e.value.diagnostics[0].code == "A104"
+    assert e.value.diagnostics[0].code == "A115"  # a function's arguments: an arithmetic error
 
 
 def test_a_repetition_count_of_zero_leaves_the_item_out():
@@ -311,10 +311,10 @@ g: dense 3 x false
     assert plan.output_shape == (8, 8, 8)
     with pytest.raises(archc.ArchcError) as e:
         archc.check("input 8x8x4\n(conv 1x1, 4) x (0 - 1)\n")
-    assert e.value.diagnostics[0].code == "A104" and "0 or more" in e.value.diagnostics[0].message
+    assert e.value.diagnostics[0].code == "A117" and "0 or more" in e.value.diagnostics[0].message
     with pytest.raises(archc.ArchcError) as e:
         archc.check("input 8x8x4\n(conv 1x1, 4) x 1.5\n")
-    assert e.value.diagnostics[0].code == "A104"
+    assert e.value.diagnostics[0].code == "A117"
 
 
 def test_an_activation_is_passed_to_a_block_by_name():
@@ -360,6 +360,13 @@ def test_ops_says_how_a_merge_is_written():
 
     result = CliRunner().invoke(main, ["ops", "multiply"])
     assert result.exit_code == 0 and "`residual multiply:`" in result.output and "`multiply:`" in result.output
+
+
+@pytest.mark.parametrize("args", ["momentum=1.5", "momentum=-0.1", "epsilon=0"])
+def test_batchnorm_momentum_is_a_weight_and_epsilon_positive(args):
+    with pytest.raises(archc.ArchcError) as e:
+        archc.check(f"input 4x4x2\nbn {args}\n")
+    assert e.value.diagnostics[0].code == "A104"
 
 
 def test_batchnorm_momentum_is_documented_in_both_conventions():
