@@ -42,13 +42,14 @@ def bind_layer(op: Op, item: ir.Layer, env: dict) -> tuple[OpArgs, PostOps]:
 
 def _bare_word(arg: ir.Arg, env: dict) -> str | None:
     """The word of a positional argument that is a bare name no variable binds (a flag or a trailing layer), or
-    the word a parameter is bound to (`act` in a block called with `act=relu`)."""
+    the activation a parameter holds (`act` in a block called with `act=relu`, a network's `param act=relu`)."""
     value = arg.value
     if arg.name is None and getattr(value, "kind", None) == "name":
         if value.id not in env:
             return value.id
-        if isinstance(env[value.id], Symbol):
-            return str(env[value.id])
+        bound = env[value.id]
+        if isinstance(bound, str) and bound in POST_OPS:
+            return str(bound)
     return None
 
 

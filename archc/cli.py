@@ -512,7 +512,8 @@ def _op_detail(kind: str) -> str:
     if trailing:
         lines += ["", f"may trail another layer's arguments: conv 3x3, 64, {trailing[0]}"]
     if op.inputs == "many":
-        lines += ["", "takes several inputs: written as `residual:` / `add:` / `concat:`, not as a layer line"]
+        lines += ["", f"takes several inputs: written `residual {op.name}:` over a body or `{op.name}:` over one "
+                  "branch a line, not as a layer line"]
     rules = [(label, getattr(op, attr, None))
              for label, attr in (("shape", "shape_rule"), ("parameters", "param_rule"))]
     rules += [(label, " ".join((getattr(type(op), method).__doc__ or "").split()))

@@ -616,15 +616,6 @@ class BatchNorm(Op):
     examples = (("batchnorm", "56x56x64"), ("bn epsilon=0.001", "1024"),
                 ("bn epsilon=0.001, momentum=0.9997", "112x112x32"))
 
-    def resolve(self, args: BatchNormArgs, in_shapes):
-        if not 0 <= args.momentum <= 1:
-            raise RuleError(f"a batchnorm momentum is in [0, 1], not {args.momentum}", code="A104",
-                            help="archc's momentum is Keras's, the old running value's weight (PyTorch's is "
-                                 "1 minus it)")
-        if not args.epsilon > 0:
-            raise RuleError(f"a batchnorm epsilon must be positive, not {args.epsilon}", code="A104")
-        return args
-
     def weights(self, args: BatchNormArgs, in_shapes):
         c = (in_shapes[0][-1],)
         out = {}
