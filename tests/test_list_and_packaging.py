@@ -25,8 +25,8 @@ def test_list_shows_every_spec_with_description_params_and_macs():
     assert "ResNet-50, He et al. 2015" in lines["resnet50"]
     assert "25,610,152" in lines["resnet50"] and "3.86G" in lines["resnet50"]
     assert "60,965,224" in lines["alexnet"] and "724M" in lines["alexnet"]
-    order = [name for name in lines if name.startswith("resnet")]
-    assert order == ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+    order = [name for name in lines if name.startswith("resnet")]  # natural order: 18 before 101
+    assert order == ["resnet18", "resnet20_cifar", "resnet34", "resnet50", "resnet101", "resnet152"]
 
 
 def test_list_reports_a_broken_spec_and_fails(tmp_path):

@@ -1,9 +1,11 @@
 """The attributes every generated PyTorch module has (a subclass of nn.Module with `__getitem__`) beyond a
 plain object's: the torch backend refuses layer names that would shadow one. Recorded from torch 2.13 for
 writing the `py` source where torch is not installed; tests/backends/test_torch.py checks it against the
-installed torch, so a torch that adds attributes shows up there."""
+installed torch, so a torch that adds attributes shows up there. `___needs_generation_tag_patch` is set on
+nn.Module by torch._dynamo once anything is compiled or exported."""
 
 MODULE_ATTRIBUTES = frozenset("""
+    ___needs_generation_tag_patch
     T_destination __annotations__ __call__ __getattr__ __getitem__ __module__ __setstate__ __weakref__ _apply
     _backward_hooks _backward_pre_hooks _buffers _call_impl _compiled_call_impl _forward_hooks
     _forward_hooks_always_called _forward_hooks_with_kwargs _forward_pre_hooks _forward_pre_hooks_with_kwargs

@@ -217,8 +217,12 @@ def test_failed_build_writes_nothing(tmp_path):
 def test_build_refuses_to_overwrite_its_input(tmp_path):
     spec = tmp_path / "small.arch"
     spec.write_text(SMALL)
-    result = CliRunner().invoke(cli, ["build", str(spec), "-o", str(spec)])
+    result = CliRunner().invoke(cli, ["build", str(spec), "-o", str(spec), "--format", "py"])
     assert result.exit_code == 1 and "A401" in result.output
+    assert spec.read_text() == SMALL
+    # without --format, `.arch` names no output format: a usage error before anything is written
+    result = CliRunner().invoke(cli, ["build", str(spec), "-o", str(spec)])
+    assert result.exit_code == 2 and ".arch" in result.output
     assert spec.read_text() == SMALL
 
 
