@@ -1,0 +1,80 @@
+"""A network as a flat list of layers in archc's vocabulary: what every reader of a foreign model produces
+(archc.readers.torch / onnx / keras) and what `archc import` turns back into a spec (archc.decompile).
+
+It is a Plan without the spec: each layer is a registered kind (archc.ops) with that kind's arguments by
+field name, its producers by index, and where it sits in the source (a module path, an ONNX node name, a Keras
+layer name) so that names and diagnostics can say it. `flat_of_plan` gives the same thing for a spec's plan,
+so a round trip (spec -> backend -> reader -> flat) can be compared layer for layer with `same_layers`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .ops import OPS, OpArgs, Shape
+from .plan import INPUT as PLAN_INPUT
+from .plan import Plan
+
+INPUT = -1  # a layer's producer that is the network's input
+
+
+@dataclass(slots=True)
+class FlatLayer:
+    op: str  # a key of archc.ops.OPS
+    args: dict[str, Any]  # the kind's arguments by field name (what its OpArgs model accepts); others default
+    inputs: tuple[int, ...]  # producers: indexes of earlier layers, or INPUT
+    path: str = ""  # where it sits in the source: `layer3.0.conv1`, an ONNX node name, a Keras layer name
+    tensors: dict[str, Any] = field(default_factory=dict)  # optional: its weights by PyTorch name (numpy arrays)
+
+
+@dataclass(slots=True)
+class FlatNetwork:
+    input_shape: Shape  # archc's layout: H x W x C (or a vector's length)
+    layers: list[FlatLayer]  # in data-flow order: every layer after its producers
+    output: int  # the layer whose result is the network's output
+    name: str = "imported"
+    source: str = ""  # what it was read from, for the spec's header and messages
+
+    def resolved(self) -> list[tuple[OpArgs, list[Shape], Shape]]:
+        """Each layer's resolved arguments, input shapes and output shape, by archc's own rules.
+        Raises archc.ops.RuleError (or pydantic's ValidationError) where a layer does not fit its input."""
+        out: list[tuple[OpArgs, list[Shape], Shape]] = []
+        for layer in self.layers:
+            op = OPS[layer.op]
+            in_shapes = [self.input_shape if i == INPUT else out[i][2] for i in layer.inputs]
+            args = op.resolve(op.args(**layer.args), in_shapes)
+            out.append((args, in_shapes, op.shape(args, in_shapes)))
+        return out
+
+
+def flat_of_plan(plan: Plan) -> FlatNetwork:
+    """A spec's plan as a FlatNetwork: paths are the plan's qualified names, arguments its resolved ones."""
+    index = {node.name: i for i, node in enumerate(plan.nodes)}
+    layers = [FlatLayer(node.op, node.args.model_dump(), tuple(INPUT if src == PLAN_INPUT else index[src]
+                                                               for src in node.inputs), node.name)
+              for node in plan.nodes]
+    output = INPUT if plan.output == PLAN_INPUT else index[plan.output]
+    return FlatNetwork(plan.input_shape, layers, output, plan.name, plan.file or "")
+
+
+def layer_signature(net: FlatNetwork) -> list[tuple[str, dict[str, Any], tuple[int, ...], Shape]]:
+    """What two flat networks must agree on to be the same model: per layer its kind, resolved arguments,
+    producers and output shape (paths and tensors left out)."""
+    return [(layer.op, args.model_dump(), layer.inputs, shape)
+            for layer, (args, _, shape) in zip(net.layers, net.resolved())]
+
+
+def same_layers(a: FlatNetwork, b: FlatNetwork) -> str | None:
+    """None when a and b are the same network layer for layer; else the first difference, described."""
+    if a.input_shape != b.input_shape:
+        return f"inputs differ: {a.input_shape} and {b.input_shape}"
+    sa, sb = layer_signature(a), layer_signature(b)
+    for i, (x, y) in enumerate(zip(sa, sb)):
+        if x != y:
+            return f"layer {i} differs: {a.layers[i].path} {x} and {b.layers[i].path} {y}"
+    if len(sa) != len(sb):
+        return f"{len(sa)} layers and {len(sb)} layers"
+    if a.output != b.output:
+        return f"outputs differ: layer {a.output} and layer {b.output}"
+    return None

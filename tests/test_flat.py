@@ -1,0 +1,27 @@
+"""archc.flat: a plan as a flat network, re-resolved by archc's own rules, is the same plan."""
+
+from pathlib import Path
+
+import pytest
+
+import archc
+from archc.flat import FlatLayer, flat_of_plan, layer_signature, same_layers
+
+SPECS = sorted(p for p in (Path(__file__).parent.parent / "specs").glob("*.arch") if p.stem != "blocks")
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_a_plan_as_a_flat_network_resolves_to_the_same_shapes(spec):
+    plan = archc.check(spec)
+    flat = flat_of_plan(plan)
+    assert [shape for *_, shape in layer_signature(flat)] == [node.shape for node in plan.nodes]
+    assert same_layers(flat, flat) is None
+
+
+def test_the_first_difference_is_named():
+    flat = flat_of_plan(archc.check("input 8x8x3\nconv 3x3, 4, same\nrelu\n"))
+    other = flat_of_plan(archc.check("input 8x8x3\nconv 3x3, 5, same\nrelu\n"))
+    assert "layer 0 differs" in same_layers(flat, other)
+    other.layers.append(FlatLayer("relu", {}, (1,)))
+    flat.layers[0] = other.layers[0]
+    assert same_layers(flat, other) == "2 layers and 3 layers"
