@@ -78,3 +78,16 @@ def same_layers(a: FlatNetwork, b: FlatNetwork) -> str | None:
     if a.output != b.output:
         return f"outputs differ: layer {a.output} and layer {b.output}"
     return None
+
+
+class Unsupported(Exception):
+    """A source holds something the language cannot express (yet). Readers raise it at the first such
+    operation; `archc import` turns it into a diagnostic naming the operation and where it sits, and with
+    `--partial` writes what came before it (`partial`, the layers read up to the gap)."""
+
+    def __init__(self, what: str, where: str, help: str = "", partial: FlatNetwork | None = None):
+        super().__init__(f"{what} at {where}")
+        self.what = what  # the operation as the source names it: `torch.nn.functional.interpolate(mode='area')`
+        self.where = where  # its module path, ONNX node name or Keras layer name
+        self.help = help
+        self.partial = partial
