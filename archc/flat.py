@@ -91,3 +91,21 @@ class Unsupported(Exception):
         self.where = where  # its module path, ONNX node name or Keras layer name
         self.help = help
         self.partial = partial
+
+
+def graph_of_flat(net: FlatNetwork, what: str = "the source"):
+    """The weighted layers of a flat network as an archc.match.Graph (what structural load_weights matches),
+    each with its FlatLayer as `ref`, so its `tensors` can be copied: readers of ONNX and Keras models fill
+    `tensors` by PyTorch name and layout, the names the kind's `weights()` gives."""
+    from .match import GraphBuilder, channels_first
+
+    builder = GraphBuilder(what)
+    builder.input(INPUT, channels_first(net.input_shape))
+    for i, (layer, (args, in_shapes, shape)) in enumerate(zip(net.layers, net.resolved())):
+        weights = OPS[layer.op].weights(args, in_shapes)
+        if weights:
+            builder.layer(i, layer.inputs, channels_first(shape), layer.path,
+                          [(name, w.shape) for name, w in weights.items()], None, layer)
+        else:
+            builder.op(i, layer.inputs, channels_first(shape))
+    return builder.graph

@@ -25,3 +25,15 @@ def test_the_first_difference_is_named():
     other.layers.append(FlatLayer("relu", {}, (1,)))
     flat.layers[0] = other.layers[0]
     assert same_layers(flat, other) == "2 layers and 3 layers"
+
+
+def test_a_flat_network_matches_its_plan_through_the_structure():
+    from archc.flat import graph_of_flat
+    from archc.match import graph_of_plan, match
+
+    plan = archc.check(Path(__file__).parent.parent / "specs" / "densenet121.arch")
+    graph = graph_of_flat(flat_of_plan(plan))
+    result = match(graph_of_plan(plan), graph)
+    assert result.mismatch is None and len(graph.layers) == 242
+    assert all(layer.ref.path == plan.nodes[layer.ref.inputs[0] + 1].name or layer.ref.path
+               for layer in graph.layers)
