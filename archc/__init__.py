@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-# The submodule first: imported later, it would rebind `archc.load` from the function below to the module.
-from . import load as _load_module  # noqa: F401
 from ._version import __version__  # noqa: F401 - the package's version, re-exported
 from .diagnostics import ArchcError, Diagnostic
 
@@ -31,7 +29,7 @@ def load(spec: Any = None, allow: list | None = None, *, text: str | None = None
 
 def _overrides(loaded, overrides: dict[str, Any]) -> dict[str, Any]:
     from .diagnostics import did_you_mean
-    from .load import parse_value
+    from .loader import parse_value
 
     known = {p.name for p in loaded.spec.params} | {"input"}
     out: dict[str, Any] = {}
@@ -50,7 +48,7 @@ def _overrides(loaded, overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load_any(spec: Any, allow: list | None, text: str | None):
-    from .load import load as _load
+    from .loader import load as _load
 
     try:
         return _load(spec, allow, text=text)

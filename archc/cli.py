@@ -52,7 +52,7 @@ def _warnings(plan, sources: dict[str, str] | None = None) -> None:
 def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
     """`--set NAME=VALUE` options: each value is parsed here, so a malformed one is a usage error that names
     the option (not a syntax error in a wrapper line of spec text that the user never wrote)."""
-    from .load import parse_value
+    from .loader import parse_value
 
     out: dict[str, Any] = {}
     for item in values:
@@ -73,7 +73,7 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
 def _check(spec, sets: dict[str, Any], max_layers: int | None, allow: tuple[str, ...], reads: list | None = None):
     """`reads`, when given, receives every file the spec reads (its own and its imports): outputs never go there."""
     from . import check
-    from .load import Loaded, load_path
+    from .loader import Loaded, load_path
 
     try:
         if not isinstance(spec, Loaded):
@@ -197,7 +197,7 @@ def check(ctx, specs, level, fmt, output, sets, max_layers, allow) -> None:
         if spec != "-" and not Path(spec).is_file():
             raise click.BadParameter(f"no such file: {spec}", param_hint="SPECS")
         try:
-            from .load import load_path, load_text
+            from .loader import load_path, load_text
 
             # a command-line argument is a path, whatever its characters
             loaded = load_text(_stdin_text(), Path("<stdin>"), list(allow)) if spec == "-" \
@@ -241,7 +241,7 @@ def check(ctx, specs, level, fmt, output, sets, max_layers, allow) -> None:
 def _stdin_text() -> str:
     """A spec from standard input (`archc check -`, `archc fmt -`), held to the size limit of a spec file: at
     most the limit and one byte are read."""
-    from .load import read_stream
+    from .loader import read_stream
 
     return read_stream(sys.stdin, "<stdin>")
 
@@ -560,7 +560,7 @@ def convert(spec, target, output, spans) -> None:
       archc convert specs/resnet50.arch --to json -o resnet50.json
       archc convert resnet50.json --to arch
     """
-    from .load import load_path
+    from .loader import load_path
 
     if target == "arch":
         _write_or_echo(_to_arch(spec), output, [Path(spec)])
@@ -618,7 +618,7 @@ def list_specs(ctx, directory) -> None:
       archc list my_specs/
     """
     from . import check as run_check
-    from .load import load
+    from .loader import load
     from .render import list_table
 
     folder = Path(directory) if directory else shipped_specs_dir()
@@ -649,7 +649,7 @@ def _natural_key(path: Path) -> list:
 
 def shipped_specs_dir() -> Path:
     """The spec library: installed beside the package, or the repository's specs/ folder."""
-    from .load import library_dir
+    from .loader import library_dir
 
     found = library_dir()
     if found is None:
@@ -658,7 +658,7 @@ def shipped_specs_dir() -> Path:
 
 
 def _read_spec_text(path: str) -> str:
-    from .load import _read
+    from .loader import _read
 
     return _read(Path(path), path, None, {})
 
@@ -666,7 +666,7 @@ def _read_spec_text(path: str) -> str:
 def _to_arch(spec: str) -> str:
     """`convert --to arch`: JSON is printed canonically; text is formatted with its comments kept."""
     from .fmt import format_spec, format_text
-    from .load import parse_source
+    from .loader import parse_source
 
     text = _read_spec_text(spec)
     parsed = parse_source(text, spec)

@@ -62,7 +62,7 @@ def layer_signature(net: FlatNetwork) -> list[tuple[str, dict[str, Any], tuple[i
     """What two flat networks must agree on to be the same model: per layer its kind, resolved arguments,
     producers and output shape (paths and tensors left out)."""
     return [(layer.op, args.model_dump(), layer.inputs, shape)
-            for layer, (args, _, shape) in zip(net.layers, net.resolved())]
+            for layer, (args, _, shape) in zip(net.layers, net.resolved(), strict=True)]
 
 
 def same_layers(a: FlatNetwork, b: FlatNetwork) -> str | None:
@@ -70,7 +70,7 @@ def same_layers(a: FlatNetwork, b: FlatNetwork) -> str | None:
     if a.input_shape != b.input_shape:
         return f"inputs differ: {a.input_shape} and {b.input_shape}"
     sa, sb = layer_signature(a), layer_signature(b)
-    for i, (x, y) in enumerate(zip(sa, sb)):
+    for i, (x, y) in enumerate(zip(sa, sb, strict=False)):
         if x != y:
             return f"layer {i} differs: {a.layers[i].path} {x} and {b.layers[i].path} {y}"
     if len(sa) != len(sb):
@@ -101,7 +101,7 @@ def graph_of_flat(net: FlatNetwork, what: str = "the source"):
 
     builder = GraphBuilder(what)
     builder.input(INPUT, channels_first(net.input_shape))
-    for i, (layer, (args, in_shapes, shape)) in enumerate(zip(net.layers, net.resolved())):
+    for i, (layer, (args, in_shapes, shape)) in enumerate(zip(net.layers, net.resolved(), strict=True)):
         weights = OPS[layer.op].weights(args, in_shapes)
         if weights:
             builder.layer(i, layer.inputs, channels_first(shape), layer.path,

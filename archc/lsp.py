@@ -43,7 +43,7 @@ from pygls.lsp.server import LanguageServer
 
 from . import __version__, ir
 from .diagnostics import ArchcError, Diagnostic, Span
-from .load import MAX_SPEC_BYTES
+from .loader import MAX_SPEC_BYTES
 from .ops import ALIASES, MERGES, OPS, POST_OPS, SHORTCUTS, Op, fmt_shape, lookup
 from .plan import Plan, PlanNode
 from .render import human
@@ -98,7 +98,7 @@ def analyse(text: str, path: Path | None, allow: list[str] | None = None) -> Ana
     """Check unsaved text as if it were the file at `path`: the pipeline of `archc.check` (`load_text`, then
     `check`), and what remains usable of a document with errors."""
     from . import check
-    from .load import load_text, parse_source
+    from .loader import load_text, parse_source
 
     display = str(path) if path is not None else "<spec>"
     result = Analysis(text=text, display=display)
@@ -138,7 +138,7 @@ def _recover(text: str, display: str, diagnostics: list[Diagnostic]) -> str | No
     """The text with the statements that hold syntax errors blanked out, line numbers kept, so that symbols,
     definitions and completion still see the rest. First only the bad line (and the lines indented under it),
     then the whole top-level statement around each error that remains. None if it still does not parse."""
-    from .load import parse_source
+    from .loader import parse_source
 
     if display.endswith(".json") or text.lstrip().startswith("{"):
         return None
