@@ -664,16 +664,16 @@ class _Activation(Op):
     category = "activation"
 
 
-class ReLU(_Activation):
-    name = prefix = "relu"
-    summary = "max(x, 0)"
-    examples = (("relu", "8x8x3"),)
+def _activation(name: str, summary: str, *examples: tuple[str, str]) -> type[_Activation]:
+    """An activation without arguments: a name, what it computes, worked rows (they differ in nothing else)."""
+    return type(name, (_Activation,), {"name": name, "prefix": name, "summary": summary,
+                                       "examples": examples or ((name, "8x8x3"),)})
 
 
-class ReLU6(_Activation):
-    name = prefix = "relu6"
-    summary = "min(max(x, 0), 6)"
-    examples = (("relu6", "8x8x3"),)
+ReLU = _activation("relu", "max(x, 0)")
+ReLU6 = _activation("relu6", "min(max(x, 0), 6)")
+Sigmoid = _activation("sigmoid", "1 / (1 + exp(-x))", ("sigmoid", "10"))
+Tanh = _activation("tanh", "tanh(x)", ("tanh", "10"))
 
 
 class LeakyReLU(_Activation):
@@ -688,18 +688,6 @@ class ELU(_Activation):
     summary = "x if x > 0 else alpha * (exp(x) - 1)"
     args = EluArgs
     examples = (("elu", "8x8x3"),)
-
-
-class Sigmoid(_Activation):
-    name = prefix = "sigmoid"
-    summary = "1 / (1 + exp(-x))"
-    examples = (("sigmoid", "10"),)
-
-
-class Tanh(_Activation):
-    name = prefix = "tanh"
-    summary = "tanh(x)"
-    examples = (("tanh", "10"),)
 
 
 class Softmax(_Activation):
@@ -1084,22 +1072,11 @@ def zero_padding(src: Shape, target: Shape, normalized: bool) -> list[tuple[str,
 # same name computes; Keras 3's `hard_sigmoid` is torch's too (relu6(x + 3) / 6; Keras 2's was 0.2x + 0.5).
 
 
-class SiLU(_Activation):
-    name = prefix = "silu"
-    summary = "x * sigmoid(x), also called swish (EfficientNet)"
-    examples = (("silu", "8x8x3"), ("conv 3x3, 16, same, bn, swish", "8x8x3"))
-
-
-class Hardswish(_Activation):
-    name = prefix = "hardswish"
-    summary = "x * relu6(x + 3) / 6 (MobileNet v3)"
-    examples = (("hardswish", "8x8x3"), ("conv 1x1, 16, hardswish", "8x8x3"))
-
-
-class Hardsigmoid(_Activation):
-    name = prefix = "hardsigmoid"
-    summary = "relu6(x + 3) / 6, PyTorch's definition (MobileNet v3's gate)"
-    examples = (("hardsigmoid", "8x8x3"),)
+SiLU = _activation("silu", "x * sigmoid(x), also called swish (EfficientNet)",
+                   ("silu", "8x8x3"), ("conv 3x3, 16, same, bn, swish", "8x8x3"))
+Hardswish = _activation("hardswish", "x * relu6(x + 3) / 6 (MobileNet v3)",
+                        ("hardswish", "8x8x3"), ("conv 1x1, 16, hardswish", "8x8x3"))
+Hardsigmoid = _activation("hardsigmoid", "relu6(x + 3) / 6, PyTorch's definition (MobileNet v3's gate)")
 
 
 class Multiply(_Merge):
