@@ -32,7 +32,7 @@ import re
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -895,97 +895,134 @@ def _enclosing_block(lines: list[str], line: int) -> list[str]:
 
 
 def complete(text: str, state: DocState | None, line: int, character: int) -> list[types.CompletionItem]:
+    """What may be written at the cursor, from the text before it on its line (the spec may not parse yet)."""
     lines = _lines(text)
     if line >= len(lines):
         return []
-    full = lines[line]
-    before = full[:character]
+    before = lines[line][:character]
     if _code_part(before) != before or before.count('"') % 2:
         return []  # in a comment or a string
-    names = _names(text, state)
-    values = names.params + [p for p in _enclosing_block(lines, line) if p not in names.params]
+    return _Completion(before, _names(text, state), _enclosing_block(lines, line)).items()
 
-    def value_items(extra: list[str] = ()) -> list[types.CompletionItem]:
+
+class _Completion:
+    """The completions of one cursor position: the statement keyword decides, then the innermost open
+    parenthesis, then the item being written (`residual ...:`, a first word, a layer's arguments)."""
+
+    def __init__(self, before: str, names: _Names, block_params: list[str]):
+        self.before = before
+        self.names = names
+        self.values = names.params + [p for p in block_params if p not in names.params]
+
+    def value_items(self, extra: Iterable[str] = ()) -> list[types.CompletionItem]:
         return ([types.CompletionItem(label=w, kind=types.CompletionItemKind.EnumMember, sort_text=f"0{w}")
                  for w in extra] +
                 [types.CompletionItem(label=p, kind=types.CompletionItemKind.Variable, detail="parameter",
-                                      sort_text=f"2{p}") for p in values])
+                                      sort_text=f"2{p}") for p in self.values])
 
-    stripped = before.lstrip()
-    first = _WORD.match(stripped)
-    if first and first.group() in ("network", "import", "input") and before.startswith(first.group()):
-        return []
-    if first and first.group() == "param" and before.startswith("param"):
-        return value_items() if "=" in before else []
-    if first and first.group() == "block" and before.startswith("block") and not re.search(r"\)\s*:", before):
-        return value_items() if "=" in before else []  # the header's parameters and their defaults
-    # the innermost open parenthesis decides: a block call's arguments, a function's or a tuple's values, a group
-    depth: list[tuple[int, str | None]] = []
-    segment_start = 0
-    for i, ch in enumerate(before):
-        if ch == "(":
-            m = re.search(r"([A-Za-z_][A-Za-z0-9_]*)$", before[:i])
-            depth.append((i, m.group(1) if m else None))
-        elif ch == ")" and depth:
-            depth.pop()
-        elif ch in ":;" and not depth:
-            segment_start = i + 1
-    if depth:
-        opened_at, opener = depth[-1]
-        if opener is not None and opener in names.blocks:
-            if "=" in before[opened_at + 1:].rsplit(",", 1)[-1]:
-                return value_items()
-            params, _ = names.blocks[opener]
+    def items(self) -> list[types.CompletionItem]:
+        statement = self.statement()
+        if statement is not None:
+            return statement
+        segment_start, opened = self.segments()
+        if opened is not None:
+            inside = self.inside_parens(segment_start, *opened)
+            if inside is not None:
+                return inside
+            segment_start = self.group_items_start(opened[0] + 1)
+        segment = self.before[segment_start:].lstrip()
+        residual = re.match(r"residual\s+(.*)$", segment)
+        if residual and ":" not in residual.group(1):  # `residual [MERGE] [shortcut=KIND]:`
+            return self.residual_header(residual.group(1))
+        if _WORD.fullmatch(segment) or not segment:  # the first word of an item: a layer kind or a block
+            at_top = segment_start == 0 and not self.before[:len(self.before) - len(segment)].strip()
+            return self.first_words(at_top)
+        return self.layer_arguments(segment)
+
+    def statement(self) -> list[types.CompletionItem] | None:
+        """Inside a `network`/`import`/`input`/`param`/`block` line; None elsewhere."""
+        first = _WORD.match(self.before.lstrip())
+        word = first.group() if first and self.before.startswith(first.group()) else None
+        if word in ("network", "import", "input"):
+            return []
+        if word == "param" or (word == "block" and not re.search(r"\)\s*:", self.before)):
+            return self.value_items() if "=" in self.before else []  # defaults of parameters
+        return None
+
+    def segments(self) -> tuple[int, tuple[int, str | None] | None]:
+        """Where the current item starts (after `:` or `;` outside parentheses), and the innermost open
+        parenthesis (its offset and the word before it) if any."""
+        depth: list[tuple[int, str | None]] = []
+        segment_start = 0
+        for i, ch in enumerate(self.before):
+            if ch == "(":
+                m = re.search(r"([A-Za-z_][A-Za-z0-9_]*)$", self.before[:i])
+                depth.append((i, m.group(1) if m else None))
+            elif ch == ")" and depth:
+                depth.pop()
+            elif ch in ":;" and not depth:
+                segment_start = i + 1
+        return segment_start, (depth[-1] if depth else None)
+
+    def inside_parens(self, segment_start: int, opened_at: int, opener: str | None
+                      ) -> list[types.CompletionItem] | None:
+        """A block call's arguments, or a function's or tuple's values; None inside a group."""
+        if opener is not None and opener in self.names.blocks:
+            if "=" in self.before[opened_at + 1:].rsplit(",", 1)[-1]:
+                return self.value_items()
+            params, _ = self.names.blocks[opener]
             return [types.CompletionItem(label=f"{p}=", kind=types.CompletionItemKind.Property,
                                          detail=f"parameter of {opener}", sort_text=f"0{p}") for p in params
-                    ] + value_items()
-        if opener is not None or before[segment_start:opened_at].strip():
-            return value_items()  # a function's arguments or a tuple
-        segment_start = opened_at + 1  # a group: items start again
-        for i in range(segment_start, len(before)):
-            if before[i] == ";":
-                segment_start = i + 1
-    segment = before[segment_start:].lstrip()
-    residual = re.match(r"residual\s+(.*)$", segment)
-    if residual and ":" not in residual.group(1):  # `residual [MERGE] [shortcut=KIND]:`
-        if re.search(r"shortcut\s*=\s*\w*$", residual.group(1)):
-            return value_items(list(SHORTCUTS))
+                    ] + self.value_items()
+        if opener is not None or self.before[segment_start:opened_at].strip():
+            return self.value_items()
+        return None
+
+    def group_items_start(self, start: int) -> int:
+        """In a group `(...; ...)`, items start again after its parenthesis and each `;`."""
+        last = self.before.rfind(";", start)
+        return last + 1 if last >= 0 else start
+
+    def residual_header(self, rest: str) -> list[types.CompletionItem]:
+        if re.search(r"shortcut\s*=\s*\w*$", rest):
+            return self.value_items(list(SHORTCUTS))
         return ([types.CompletionItem(label=m, kind=types.CompletionItemKind.Keyword, detail="the merge",
                                       sort_text=f"0{m}") for m in sorted(MERGES)]
                 + [types.CompletionItem(label="shortcut=", kind=types.CompletionItemKind.Property,
                                         detail="where the shape changes: " + " or ".join(SHORTCUTS),
                                         sort_text="1shortcut")])
-    if _WORD.fullmatch(segment) or not segment:  # the first word of an item: a layer kind or a block
+
+    def first_words(self, at_top: bool) -> list[types.CompletionItem]:
         items = _kind_items()
         items += [types.CompletionItem(label=name, kind=types.CompletionItemKind.Class, detail=sig,
                                        insert_text=f"{name}(", sort_text=f"0{name}")
-                  for name, (_, sig) in names.blocks.items()]
-        keywords = ITEM_KEYWORDS + (TOP_KEYWORDS if segment_start == 0 and not before[:len(before) -
-                                                                                      len(segment)].strip() else ())
+                  for name, (_, sig) in self.names.blocks.items()]
+        keywords = ITEM_KEYWORDS + (TOP_KEYWORDS if at_top else ())
         items += [types.CompletionItem(label=k, kind=types.CompletionItemKind.Keyword, sort_text=f"3{k}")
                   for k in keywords if lookup(k) is None]  # `add:`/`concat:` are kinds too: one item each
         return items
-    head = _WORD.match(segment)
-    op = lookup(head.group()) if head else None
-    if op is None:
-        return value_items()
-    current = segment[segment.rfind(",") + 1:] if "," in segment else segment[head.end():]
-    if "=" in current:  # a named argument's value: the flags that set it, and parameters
-        key = current.split("=")[0].strip()
-        return value_items([flag for flag, (arg, _) in op.flags.items() if arg == key])
-    given = set(re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*=", segment))
-    fields = op.args.model_fields
-    items = [types.CompletionItem(label=f"{key}=", kind=types.CompletionItemKind.Property,
-                                  detail=f"argument of {op.name}", sort_text=f"0{key}")
-             for key in fields if key not in given]
-    items += [types.CompletionItem(label=flag, kind=types.CompletionItemKind.EnumMember,
-                                   detail=f"{key}={value!r}", sort_text=f"1{flag}")
-              for flag, (key, value) in op.flags.items()]
-    if op.inputs == "one":
-        items += [types.CompletionItem(label=word, kind=types.CompletionItemKind.Function,
-                                       detail=f"appends a `{lookup(word).name}` layer", sort_text=f"1{word}")
-                  for word in sorted(POST_OPS)]
-    return items + value_items()
+
+    def layer_arguments(self, segment: str) -> list[types.CompletionItem]:
+        head = _WORD.match(segment)
+        op = lookup(head.group()) if head else None
+        if op is None:
+            return self.value_items()
+        current = segment[segment.rfind(",") + 1:] if "," in segment else segment[head.end():]
+        if "=" in current:  # a named argument's value: the flags that set it, and parameters
+            key = current.split("=")[0].strip()
+            return self.value_items([flag for flag, (arg, _) in op.flags.items() if arg == key])
+        given = set(re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*=", segment))
+        items = [types.CompletionItem(label=f"{key}=", kind=types.CompletionItemKind.Property,
+                                      detail=f"argument of {op.name}", sort_text=f"0{key}")
+                 for key in op.args.model_fields if key not in given]
+        items += [types.CompletionItem(label=flag, kind=types.CompletionItemKind.EnumMember,
+                                       detail=f"{key}={value!r}", sort_text=f"1{flag}")
+                  for flag, (key, value) in op.flags.items()]
+        if op.inputs == "one":
+            items += [types.CompletionItem(label=word, kind=types.CompletionItemKind.Function,
+                                           detail=f"appends a `{lookup(word).name}` layer", sort_text=f"1{word}")
+                      for word in sorted(POST_OPS)]
+        return items + self.value_items()
 
 
 # ---- symbols and definitions
