@@ -556,33 +556,40 @@ def _block_sig(block: ir.BlockDef) -> str:
 
 
 def _plan_hover(plan: Plan, spec: ir.Spec | None, display: str, line: int, character: int) -> str | None:
+    """What inference says at a position: the layers a line makes, a stage's row, the whole network."""
     hits = [n for n in plan.nodes if _in_file(n.span, display) and _contains(n.span, line, character)]
     if hits:
-        def size(n: PlanNode) -> tuple[int, int]:
-            return (n.span.end_line - n.span.line, n.span.end_column - n.span.column)
-
-        smallest = min(size(n) for n in hits)
-        nodes = [n for n in hits if size(n) == smallest]
-        if len(nodes) == 1:
-            return _describe(nodes[0])
-        lines = [f"{len(nodes)} layers come from this line:", ""]
-        lines += [f"- `{n.name}` → {fmt_shape(n.shape)}, {n.params:,} params" for n in nodes[:MAX_HOVER_INSTANCES]]
-        if len(nodes) > MAX_HOVER_INSTANCES:
-            lines.append(f"- ... and {len(nodes) - MAX_HOVER_INSTANCES} more")
-        return "\n".join(lines)
-    if spec is not None:  # a stage's header line (or a nested scope's): its row of the table
-        for item, path in _scopes(spec.body, ""):
-            if _in_file(item.span, display) and item.span.line - 1 == line:
-                nodes = [n for n in plan.nodes if n.name.startswith(path + ".")]
-                if nodes:
-                    return (f"**`{path}`** — {len(nodes)} layers\n\n"
-                            f"output **{fmt_shape(nodes[-1].shape)}** · params {sum(n.params for n in nodes):,} · "
-                            f"MACs {human(sum(n.macs for n in nodes))}")
-        if spec.input_span is not None and _contains(spec.input_span, line, character):
-            return (f"**input** {fmt_shape(plan.input_shape)} → output **{fmt_shape(plan.output_shape)}**\n\n"
-                    f"{len(plan.nodes):,} layers · params {plan.total_params:,} · MACs {plan.macs:,} "
-                    f"({human(plan.macs)})")
+        return _layers_hover(hits)
+    if spec is None:
+        return None
+    for item, path in _scopes(spec.body, ""):  # a stage's header line (or a nested scope's): its row
+        if _in_file(item.span, display) and item.span.line - 1 == line:
+            nodes = [n for n in plan.nodes if n.name.startswith(path + ".")]
+            if nodes:
+                return (f"**`{path}`** — {len(nodes)} layers\n\n"
+                        f"output **{fmt_shape(nodes[-1].shape)}** · params {sum(n.params for n in nodes):,} · "
+                        f"MACs {human(sum(n.macs for n in nodes))}")
+    if spec.input_span is not None and _contains(spec.input_span, line, character):
+        return (f"**input** {fmt_shape(plan.input_shape)} → output **{fmt_shape(plan.output_shape)}**\n\n"
+                f"{len(plan.nodes):,} layers · params {plan.total_params:,} · MACs {plan.macs:,} "
+                f"({human(plan.macs)})")
     return None
+
+
+def _layers_hover(hits: list[PlanNode]) -> str:
+    """The innermost layers under the cursor: one described, or several (a block's call) listed."""
+    def size(n: PlanNode) -> tuple[int, int]:
+        return (n.span.end_line - n.span.line, n.span.end_column - n.span.column)
+
+    smallest = min(size(n) for n in hits)
+    nodes = [n for n in hits if size(n) == smallest]
+    if len(nodes) == 1:
+        return _describe(nodes[0])
+    lines = [f"{len(nodes)} layers come from this line:", ""]
+    lines += [f"- `{n.name}` → {fmt_shape(n.shape)}, {n.params:,} params" for n in nodes[:MAX_HOVER_INSTANCES]]
+    if len(nodes) > MAX_HOVER_INSTANCES:
+        lines.append(f"- ... and {len(nodes) - MAX_HOVER_INSTANCES} more")
+    return "\n".join(lines)
 
 
 def _scopes(items: list, prefix: str):
@@ -607,8 +614,6 @@ def _spec_hover(analysis: Analysis, plan: Plan | None, lines: list[str], line: i
         return None
     from .fmt import expr
 
-    text = lines[line] if line < len(lines) else ""
-    hit = _word_at(_code_part(text), character)
     for param in spec.params:
         if _in_file(param.span, display) and _contains(param.span, line, character):
             value = plan.params.get(param.name) if plan is not None else None
@@ -618,31 +623,43 @@ def _spec_hover(analysis: Analysis, plan: Plan | None, lines: list[str], line: i
     if spec.input_span is not None and _contains(spec.input_span, line, character) and spec.input is not None:
         return f"**input** `{expr(spec.input)}`: the size of one example (HxWxC, or a length)"
     for block in spec.blocks:
-        if not _in_file(block.span, display) or block.span.line - 1 != line:
-            continue
-        for param in block.params:
-            if param.span is not None and _contains(param.span, line, character):
-                default = f", default `{expr(param.default)}`" if param.default is not None else " (required)"
-                return f"**parameter `{param.name}`** of block `{block.name}`{default}"
-        text = f"**block** `{_block_sig(block)}`"
-        if plan is not None:
-            nodes = [n for n in plan.nodes if _in_file(n.span, display) and block.span.line <= n.span.line
-                     and n.span.line < block.span.end_line + (block.span.end_column > 1)]
-            text += (f"\n\n{len(nodes):,} layers of the network come from it · params "
-                     f"{sum(n.params for n in nodes):,} · MACs {human(sum(n.macs for n in nodes))}")
-        return text
+        if _in_file(block.span, display) and block.span.line - 1 == line:
+            return _block_header_hover(block, plan, display, line, character)
+    text = lines[line] if line < len(lines) else ""
+    return _word_hover(analysis, text, character)
+
+
+def _block_header_hover(block: ir.BlockDef, plan: Plan | None, display: str, line: int, character: int) -> str:
+    """A block's header: one of its parameters, or the block with the layers it makes in the network."""
+    from .fmt import expr
+
+    for param in block.params:
+        if param.span is not None and _contains(param.span, line, character):
+            default = f", default `{expr(param.default)}`" if param.default is not None else " (required)"
+            return f"**parameter `{param.name}`** of block `{block.name}`{default}"
+    text = f"**block** `{_block_sig(block)}`"
+    if plan is not None:
+        nodes = [n for n in plan.nodes if _in_file(n.span, display) and block.span.line <= n.span.line
+                 and n.span.line < block.span.end_line + (block.span.end_column > 1)]
+        text += (f"\n\n{len(nodes):,} layers of the network come from it · params "
+                 f"{sum(n.params for n in nodes):,} · MACs {human(sum(n.macs for n in nodes))}")
+    return text
+
+
+def _word_hover(analysis: Analysis, text: str, character: int) -> str | None:
+    """The word under the cursor: a block called (`name(`) or a layer kind where an item starts."""
+    hit = _word_at(_code_part(text), character)
     if hit is None:
         return None
-    word, _, end = hit
-    rest = text[end:].lstrip()
-    if rest.startswith("("):
+    word, start, end = hit
+    if text[end:].lstrip().startswith("("):
         block = analysis.blocks.get(word)
-        if block is not None:
-            where = "" if _in_file(block.span, display) or block.span is None else f"\n\nfrom `{block.span.file}`"
-            return f"**block** `{_block_sig(block)}`{where}"
-        return None
+        if block is None:
+            return None
+        where = "" if _in_file(block.span, analysis.display) or block.span is None else f"\n\nfrom `{block.span.file}`"
+        return f"**block** `{_block_sig(block)}`{where}"
     op = lookup(word)
-    if op is not None and _is_item_start(text[:hit[1]]):
+    if op is not None and _is_item_start(text[:start]):
         return _kind_doc(word, op)
     return None
 
