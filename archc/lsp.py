@@ -1115,61 +1115,67 @@ def document_symbols(analysis: Analysis, lines: list[str], codec: Any) -> list[t
 
 def definition(uri: str, text: str, state: DocState | None, line: int, character: int,
                codec: Any) -> types.Location | None:
+    """Where the name under the cursor is defined: an imported file, a block, a parameter."""
     lines = _lines(text)
     if line >= len(lines):
         return None
     full = lines[line]
-    path = _path_of(uri)
     m = re.match(r'\s*import\s+"([^"]*)"', full)
     if m and m.start(1) - 1 <= character <= m.end(1) + 1:
-        if path is None:
-            return None
-        target = (path.parent / m.group(1)).resolve()
-        zero = types.Range(start=types.Position(line=0, character=0), end=types.Position(line=0, character=0))
-        return types.Location(uri=target.as_uri(), range=zero)
+        path = _path_of(uri)
+        return _location((path.parent / m.group(1)).resolve(), 1, 1) if path is not None else None
     hit = _word_at(_code_part(full), character)
     if hit is None:
         return None
     word, start, end = hit
-    here = re.compile(rf"(?<![A-Za-z0-9_]){re.escape(word)}(?![A-Za-z0-9_])")
 
-    def location_in_text(ln: int, pattern: re.Pattern, group: int = 1) -> types.Location:
-        found = pattern.search(lines[ln])
-        return types.Location(uri=uri, range=_client_range(lines, codec, ln, found.start(group), ln, found.end(group)))
+    def here(ln: int, begin: int, stop: int) -> types.Location:
+        return types.Location(uri=uri, range=_client_range(lines, codec, ln, begin, ln, stop))
 
     if full[end:].lstrip().startswith("("):  # a block call (or the block's own header)
-        for ln, text_line in enumerate(lines):
-            hm = _BLOCK_HEADER.match(text_line)
-            if hm and hm.group(1) == word:
-                return types.Location(uri=uri, range=_client_range(lines, codec, ln, hm.start(1), ln, hm.end(1)))
-        for analysis in ([state.current, state.good] if state is not None else []):
-            block = analysis.blocks.get(word) if analysis is not None else None
-            if block is not None and block.span is not None and block.span.file:
-                target = Path(block.span.file)  # an imported file: the loader resolved it to an absolute path
-                if target.is_absolute():
-                    return types.Location(uri=target.as_uri(), range=types.Range(
-                        start=types.Position(line=block.span.line - 1, character=block.span.column - 1),
-                        end=types.Position(line=block.span.line - 1, character=block.span.column - 1)))
-        return None
-    # a parameter: the enclosing block's, then the network's
-    if word in _enclosing_block(lines, line):
-        for ln in range(line, -1, -1):
-            hm = _BLOCK_HEADER.match(lines[ln])
-            if hm:
-                params_at = hm.start(2)
-                pm = here.search(lines[ln], params_at)
-                if pm:
-                    return types.Location(uri=uri, range=_client_range(lines, codec, ln, pm.start(), ln, pm.end()))
-                break
+        return _block_definition(word, lines, state, here)
+    if word in _enclosing_block(lines, line):  # a parameter: the enclosing block's, then the network's
+        found = _block_param_definition(word, lines, line)
+        if found is not None:
+            return here(*found)
     for ln, text_line in enumerate(lines):
-        pm = re.match(r"param\s", text_line)
-        if pm:
+        if re.match(r"param\s", text_line):
             found = re.search(rf"(?<![A-Za-z0-9_]){re.escape(word)}\s*=", text_line)
-            if found and (ln, found.start()) != (line, start):
-                return types.Location(uri=uri, range=_client_range(lines, codec, ln, found.start(), ln,
-                                                                   found.start() + len(word)))
             if found:
-                return None
+                at_itself = (ln, found.start()) == (line, start)
+                return None if at_itself else here(ln, found.start(), found.start() + len(word))
+    return None
+
+
+def _location(path: Path, line: int, column: int) -> types.Location:
+    """A point in another file (an absolute path; 1-based line and column)."""
+    point = types.Position(line=line - 1, character=column - 1)
+    return types.Location(uri=path.as_uri(), range=types.Range(start=point, end=point))
+
+
+def _block_definition(word: str, lines: list[str], state: DocState | None, here: Callable) -> types.Location | None:
+    """A block's header in this text, or in the imported file the last checks found it in."""
+    for ln, text_line in enumerate(lines):
+        hm = _BLOCK_HEADER.match(text_line)
+        if hm and hm.group(1) == word:
+            return here(ln, hm.start(1), hm.end(1))
+    for analysis in ([state.current, state.good] if state is not None else []):
+        block = analysis.blocks.get(word) if analysis is not None else None
+        if block is not None and block.span is not None and block.span.file:
+            target = Path(block.span.file)  # an imported file: the loader resolved it to an absolute path
+            if target.is_absolute():
+                return _location(target, block.span.line, block.span.column)
+    return None
+
+
+def _block_param_definition(word: str, lines: list[str], line: int) -> tuple[int, int, int] | None:
+    """(line, start, end) of `word` among the parameters of the block header above `line`."""
+    here = re.compile(rf"(?<![A-Za-z0-9_]){re.escape(word)}(?![A-Za-z0-9_])")
+    for ln in range(line, -1, -1):
+        hm = _BLOCK_HEADER.match(lines[ln])
+        if hm:
+            pm = here.search(lines[ln], hm.start(2))
+            return (ln, pm.start(), pm.end()) if pm else None
     return None
 
 
