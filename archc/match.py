@@ -315,6 +315,7 @@ def match(a: Graph, b: Graph, max_steps: int | None = None, rounds: int = 3, tol
 
 
 WINDOW = 256  # how many layers a tolerant search looks ahead for the same layer after an insertion
+RUN = 6  # how many identical layers in a row (at most) make a step over an insertion believable
 
 
 def _exact(layer: Layer) -> Hashable:
@@ -399,7 +400,8 @@ def match_tolerant(a: Graph, b: Graph, rounds: int = 3, window: int = WINDOW) ->
             if all(j in seen for seen in reach):
                 yield j, distance
 
-    def ahead_in_a(i: int, key: Hashable) -> bool:  # is `key` a layer of a further down from layer i?
+    def ahead_in_a(i: int, j: int) -> bool:  # is b's layer j one further down a from layer i, with what follows?
+        key = key_b[j]
         seen: set[int] = set()
         frontier = [x for x, _ in succ_a[i]]
         while frontier and len(seen) < window:
@@ -408,11 +410,27 @@ def match_tolerant(a: Graph, b: Graph, rounds: int = 3, window: int = WINDOW) ->
                 if k in seen or k <= i:
                     continue
                 seen.add(k)
-                if key_a[k] == key:
+                if key_a[k] == key and alike_for(k, j, min(k - i, RUN)):
                     return True
                 nxt.extend(x for x, _ in succ_a[k])
             frontier = nxt
         return False
+
+    def alike_for(k: int, j: int, length: int) -> bool:  # a's layers from k and b's from j: `length` identical
+        frontier, seen, count = [(k, j)], set(), 0
+        while frontier and count < length:
+            x, y = frontier.pop(0)
+            if (x, y) in seen:
+                continue
+            seen.add((x, y))
+            if key_a[x] != key_b[y]:
+                return False
+            count += 1
+            after_a, after_b = sorted(r for r, _ in succ_a[x]), sorted(r for r, _ in succ_b[y])
+            if len(after_a) != len(after_b):
+                return False
+            frontier.extend(zip(after_a, after_b, strict=True))
+        return count >= length or not frontier
 
     for i, layer in enumerate(a.layers):
         operands = [frozenset().union(*(image[s] if s != INPUT else frozenset({INPUT}) for s, _ in operand))
@@ -428,14 +446,14 @@ def match_tolerant(a: Graph, b: Graph, rounds: int = 3, window: int = WINDOW) ->
             other = b.layers[j]
             if fam_b[j] != fam_a[i] or len(other.sources) != len(layer.sources):
                 continue
-            if key_b[j] == key_a[i] and (distance == 0 or kept):
+            if key_b[j] == key_a[i] and (distance == 0 or (kept and alike_for(i, j, min(distance + 1, RUN)))):
                 exact = min(exact or (distance, True, j), (distance, colours_b[j] != colours_a[i], j))
             else:
                 rank = (distance, other.kind != layer.kind, colours_b[j] != colours_a[i], -_likeness(layer, other), j)
                 near = min(near or rank, rank)
         chosen = exact[-1] if exact is not None else near[-1] if near is not None else -1
-        if exact is None and near is not None and kept and ahead_in_a(i, key_b[chosen]):
-            chosen = -1  # b's nearest is the same as a layer further down a: this one was removed
+        if exact is None and near is not None and kept and ahead_in_a(i, chosen):
+            chosen = -1  # b's nearest is a layer further down a, and so is what follows: this one was removed
         if chosen >= 0:
             pairs[i], partner_of_b[chosen] = chosen, i
             image.append(frozenset({chosen}))
