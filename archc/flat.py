@@ -103,11 +103,14 @@ def graph_of_flat(net: FlatNetwork, what: str = "the source", every_layer: bool 
     builder = GraphBuilder(what)
     builder.input(INPUT, channels_first(net.input_shape))
     for i, (layer, (args, in_shapes, shape)) in enumerate(zip(net.layers, net.resolved(), strict=True)):
+        if every_layer:  # as graph_of_plan's: kinds and arguments, no tensors
+            builder.layer(i, layer.inputs, channels_first(shape), layer.path, (), None, layer, layer.op,
+                          arg_items(args))
+            continue
         weights = OPS[layer.op].weights(args, in_shapes)
-        if weights or every_layer:
+        if weights:
             builder.layer(i, layer.inputs, channels_first(shape), layer.path,
-                          [(name, w.shape) for name, w in weights.items()], None, layer, layer.op,
-                          arg_items(args) if every_layer else ())
+                          [(name, w.shape) for name, w in weights.items()], None, layer)
         else:
             builder.op(i, layer.inputs, channels_first(shape))
     return builder.graph

@@ -157,18 +157,22 @@ def channels_first(shape: Shape) -> Shape:
 def graph_of_plan(plan: Any, what: str = "the spec", every_layer: bool = False) -> Graph:
     """The weighted layers of an archc Plan, each with its PlanNode as `ref` and its spec span. With
     `every_layer`, every node is a layer (pools, activations, merges too), in plan order, with its kind and
-    arguments: the graph `archc diff` matches tolerantly."""
+    arguments and without tensors (which those and the input's size determine): the graph `archc diff` matches
+    tolerantly."""
     from .plan import INPUT as PLAN_INPUT
 
     builder = GraphBuilder(what)
     builder.input(PLAN_INPUT, channels_first(plan.input_shape))
     for node in plan.nodes:
-        weights = node.weights()
         shape = channels_first(node.shape)
-        if weights or every_layer:
+        if every_layer:  # no tensors: the kind, its arguments and the input's size say them all
+            builder.layer(node.name, node.inputs, shape, node.name, (), node.span, node, node.op,
+                          arg_items(node.args))
+            continue
+        weights = node.weights()
+        if weights:
             builder.layer(node.name, node.inputs, shape, node.name,
-                          [(name, w.shape) for name, w in weights.items()], node.span, node,
-                          node.op, arg_items(node.args) if every_layer else ())
+                          [(name, w.shape) for name, w in weights.items()], node.span, node)
         else:
             builder.op(node.name, node.inputs, shape)
     return builder.graph
@@ -176,7 +180,12 @@ def graph_of_plan(plan: Any, what: str = "the spec", every_layer: bool = False) 
 
 def arg_items(args: Any) -> tuple[tuple[str, Any], ...]:
     """A kind's resolved arguments (a pydantic OpArgs) as hashable (field, value) pairs in the kind's order."""
-    return tuple((key, _hashable(getattr(args, key))) for key in type(args).model_fields)
+    items = tuple((key, getattr(args, key)) for key in type(args).model_fields)
+    try:
+        hash(items)  # the usual case: numbers, strings, tuples
+        return items
+    except TypeError:
+        return tuple((key, _hashable(value)) for key, value in items)
 
 
 def _hashable(value: Any) -> Any:
@@ -333,19 +342,25 @@ def _likeness(x: Layer, y: Layer) -> int:
 def family(kind: str) -> str:
     """The family of a layer kind (archc.ops' `category`: conv, pool, activation, merge, ...): layers of one
     family may stand in for each other in a tolerant match (a relu6 where the other has a relu)."""
-    from .ops import OPS
+    found = _FAMILIES.get(kind)
+    if found is None:
+        from .ops import OPS
 
-    op = OPS.get(kind)
-    return op.category if op is not None and op.category != "other" else kind
+        op = OPS.get(kind)
+        found = _FAMILIES[kind] = op.category if op is not None and op.category != "other" else kind
+    return found
 
 
-def _refine_kinds(graph: Graph, rounds: int) -> list[str]:
+_FAMILIES: dict[str, str] = {}
+
+
+def _refine_kinds(graph: Graph, rounds: int) -> list[int]:
     """`_refine`, from the layers' families alone: the colour says what a layer is and what follows it, whatever
     its sizes (a layer whose width changed keeps its colour)."""
-    colours = [_digest(f"{family(layer.kind)}/{len(layer.sources)}") for layer in graph.layers]
+    colours = [hash((family(layer.kind), len(layer.sources))) for layer in graph.layers]
     succ = graph.successors()
-    for _ in range(rounds):
-        colours = [_digest(colours[i] + "|" + ",".join(sorted(f"{colours[r]}@{off}" for r, off in succ[i])))
+    for _ in range(rounds):  # Python's hash: colours are only compared within one run
+        colours = [hash((colours[i], tuple(sorted((colours[r], off) for r, off in succ[i]))))
                    for i in range(len(colours))]
     return colours
 
@@ -365,9 +380,7 @@ def match_tolerant(a: Graph, b: Graph, rounds: int = 3, window: int = WINDOW) ->
     downstream and a far look-alike would be a coincidence. Greedy, no backtracking: O(layers x window)."""
     n, m = len(a.layers), len(b.layers)
     key_a, key_b = [_exact(x) for x in a.layers], [_exact(y) for y in b.layers]
-    families: dict[str, str] = {}
-    fam_a = [families.setdefault(x.kind, family(x.kind)) for x in a.layers]
-    fam_b = [families.setdefault(y.kind, family(y.kind)) for y in b.layers]
+    fam_a, fam_b = [family(x.kind) for x in a.layers], [family(y.kind) for y in b.layers]
     colours_a, colours_b = _refine_kinds(a, rounds), _refine_kinds(b, rounds)
     succ_a, succ_b = a.successors(), b.successors()
     readers_of_input = [j for j, y in enumerate(b.layers) if any(src == INPUT for op in y.sources for src, _ in op)]
@@ -393,11 +406,25 @@ def match_tolerant(a: Graph, b: Graph, rounds: int = 3, window: int = WINDOW) ->
                 nxt.extend(x for x, _ in succ_b[j])
             frontier, distance = nxt, distance + 1
 
+    def reads(j: int, roots: frozenset[int]) -> bool:  # does b's layer j read a root, through unpaired layers?
+        frontier, seen = [j], {j}
+        while frontier and len(seen) < window:
+            nxt = []
+            for x in frontier:
+                for operand in b.layers[x].sources:
+                    for src, _ in operand:
+                        if src in roots:
+                            return True
+                        if src != INPUT and partner_of_b[src] < 0 and src not in seen:
+                            seen.add(src)
+                            nxt.append(src)
+            frontier = nxt
+        return False
+
     def reached_b(operands: list[frozenset[int]]):  # layers of b that each operand's roots reach (a merge reads all)
         first, *others = operands
-        reach = [{j for j, _ in from_roots(roots)} for roots in others]
         for j, distance in from_roots(first):
-            if all(j in seen for seen in reach):
+            if fam_b[j] == fam_a[i] and all(reads(j, roots) for roots in others):
                 yield j, distance
 
     def ahead_in_a(i: int, j: int) -> bool:  # is b's layer j one further down a from layer i, with what follows?
