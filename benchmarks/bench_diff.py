@@ -76,7 +76,7 @@ def main() -> None:
     # `python -m archc` from the repository root: this checkout's archc, whatever `archc` on PATH is installed from
     cmd = [sys.executable, "-m", "archc"]
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in CASES}
-    for name, case in CASES.items():  # one warm-up each
+    for case in CASES.values():  # one warm-up each
         wall(cmd + case)
     for _ in range(args.runs):
         for name, case in CASES.items():

@@ -92,15 +92,13 @@ def test_identical_specs_say_so_and_exit_0():
     assert code == 0 and doc["same"] is True and doc["layers"] == doc["only_a"] == doc["only_b"] == []
 
 
-def test_names_and_the_order_of_the_text_do_not_matter(tmp_path):
-    """Matched through structure: other stage names, and a shortcut written before its body, are the same
-    network."""
+def test_names_do_not_matter(tmp_path):
+    """Matched through structure: the same network under other stage names is the same network."""
+    body = "  residual:\n    conv 3x3, 16, same, bn, relu\n    conv 3x3, 16, same, bn\n"
     (tmp_path / "a.arch").write_text("network a\ninput 32x32x3\nstem: conv 3x3, 16, same, bn, relu\n"
-                                     "body:\n  residual:\n    conv 3x3, 16, same, bn, relu\n    conv 3x3, 16, same, bn\n"
-                                     "head: globalavgpool; dense 10\n")
+                                     f"body:\n{body}head: globalavgpool; dense 10\n")
     (tmp_path / "b.arch").write_text("network b\ninput 32x32x3\nfirst: conv 3x3, 16, same, bn, relu\n"
-                                     "blocks:\n  residual:\n    conv 3x3, 16, same, bn, relu\n    conv 3x3, 16, same, bn\n"
-                                     "last: globalavgpool; dense 10\n")
+                                     f"blocks:\n{body}last: globalavgpool; dense 10\n")
     result = run(str(tmp_path / "a.arch"), str(tmp_path / "b.arch"))
     assert result.exit_code == 0, result.output
 
@@ -295,3 +293,11 @@ def test_load_weights_matching_stays_strict():
     assert same.pairs == list(range(len(same.a.layers)))
     tolerant = match(graph_of_plan(a, every_layer=True), graph_of_plan(b, every_layer=True), tolerant=True)
     assert tolerant.pairs == list(range(len(a.nodes))) and tolerant.only_b == []
+
+
+def test_the_docs_example_is_what_diff_prints(monkeypatch):
+    doc = (ROOT / "docs" / "diff.md").read_text(encoding="utf-8")
+    command = "archc diff specs/resnet50.arch specs/resnet50.arch --set-b downsample_at=2"
+    shown = doc.split(f"$ {command}\n", 1)[1].split("\n```", 1)[0]
+    monkeypatch.chdir(ROOT)  # the example's paths are the repository's
+    assert run(*command.split()[2:]).stdout.rstrip("\n") == shown
