@@ -909,6 +909,8 @@ def _diff_side(source: str, which: str, sets: dict[str, Any], max_layers, allow,
     except click.UsageError as e:  # an unknown parameter: say which side's
         raise click.UsageError(f"{which} ({source}): {e.message}") from None
     _warnings(plan, loaded[source].sources)
+    for note in _notes(loaded[source], sets):
+        click.echo(f"note: {which}: {note}", err=True)
     return side_of_plan(plan, sets, which)
 
 

@@ -92,6 +92,17 @@ def test_identical_specs_say_so_and_exit_0():
     assert code == 0 and doc["same"] is True and doc["layers"] == doc["only_a"] == doc["only_b"] == []
 
 
+SHIPPED = sorted(p.name for p in SPECS.glob("*.arch") if p.name != "blocks.arch")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_spec_is_the_same_as_itself_and_as_its_flat_network(name):
+    plan = archc.check(SPECS / name)
+    for other in (side_of_plan(plan, what="B"), side_of_flat(flat_of_plan(plan))):
+        result = diff(side_of_plan(plan), other)
+        assert result.same and result.pairs == list(range(len(plan.nodes))), name
+
+
 def test_names_do_not_matter(tmp_path):
     """Matched through structure: the same network under other stage names is the same network."""
     body = "  residual:\n    conv 3x3, 16, same, bn, relu\n    conv 3x3, 16, same, bn\n"
