@@ -880,13 +880,17 @@ def diff(ctx, a, b, sets, sets_a, sets_b, fmt, level, max_layers, allow) -> None
     both = _parse_sets(sets)
     over_a, over_b = dict(both, **_parse_sets(sets_a)), dict(both, **_parse_sets(sets_b))
     loaded: dict[str, Any] = {}  # one file named twice is read and parsed once
-    try:
-        side_a = _diff_side(a, "A", over_a, max_layers, allow, loaded)
-        side_b = _diff_side(b, "B", over_b, max_layers, allow, loaded)
-        result = compare(side_a, side_b)
-    except ArchcError as e:
-        _report(e, fmt)
+    sides, errors = [], []
+    for source, which, over in ((a, "A", over_a), (b, "B", over_b)):
+        try:  # both sides are read, so that what is wrong with either is said at once
+            sides.append(_diff_side(source, which, over, max_layers, allow, loaded))
+        except ArchcError as e:
+            errors.append(e)
+    if errors:
+        _report(ArchcError([d for e in errors for d in e.diagnostics],
+                           {k: v for e in errors for k, v in e.sources.items()}), fmt)
         ctx.exit(EXIT_DIFF_TROUBLE)
+    result = compare(*sides)
     if fmt == "json":
         click.echo(json.dumps(diff_json(result)))
     else:

@@ -83,6 +83,14 @@ def side_of_flat(net, what: str = "B") -> Side:
                                                                                            strict=True)])
 
 
+def diff_specs(a: Any, b: Any, sets_a: dict[str, Any] | None = None, sets_b: dict[str, Any] | None = None) -> Diff:
+    """Two specs (anything `archc.check` reads), each with its own overrides, compared: the API of `archc diff`."""
+    from . import check
+
+    sets_a, sets_b = dict(sets_a or {}), dict(sets_b or {})
+    return diff(side_of_plan(check(a, **sets_a), sets_a, "A"), side_of_plan(check(b, **sets_b), sets_b, "B"))
+
+
 # ---------------------------------------------------------------- the comparison
 
 

@@ -236,7 +236,17 @@ def test_a_missing_file_is_a_diagnostic_with_exit_2(tmp_path):
 def test_a_spec_that_does_not_check_is_a_diagnostic_with_exit_2(tmp_path):
     bad = _write(tmp_path, "bad", "s1: conv 7x7, 16, stride=8\ns2: conv 9x9, 16\n")
     result = run(bad, str(SPECS / "resnet18.arch"))
-    assert result.exit_code == 2 and "error[A201]" in result.stderr
+    assert result.exit_code == 2 and "error[A201]" in result.stderr and "bad.arch:4:" in result.stderr
+    result = run(bad, str(tmp_path / "nope.arch"))  # what is wrong with both sides, at once
+    assert result.exit_code == 2 and "error[A201]" in result.stderr and "error[A004]" in result.stderr
+
+
+def test_the_api_compares_two_specs_with_their_own_overrides():
+    from archc.diff import diff_specs
+
+    result = diff_specs(SPECS / "resnet50.arch", SPECS / "resnet50.arch", sets_b={"downsample_at": 2})
+    assert not result.same and len([c for c in result.layers if c.arguments]) == 6
+    assert sum(result.b.macs) - sum(result.a.macs) == 231_211_008
 
 
 def test_bad_sets_are_usage_errors_that_name_the_side():
