@@ -32,6 +32,7 @@ class Side:
     names: list[str]
     stages: list[str]
     shapes: list[tuple[int, ...]]
+    in_shapes: list[tuple[int, ...] | None]  # the (first) input's size
     params: list[int]
     trainable: list[int]
     macs: list[int]
@@ -65,7 +66,8 @@ def side_of_plan(plan: Plan, sets: dict[str, Any] | None = None, what: str = "A"
     nodes = plan.nodes
     return Side(_title(plan.name, plan.file or "", sets), plan.name, plan.file or "", sets, tuple(plan.input_shape),
                 graph_of_plan(plan, what, every_layer=True), [n.name for n in nodes],
-                [n.stage or n.name for n in nodes], [tuple(n.shape) for n in nodes], [n.params for n in nodes],
+                [n.stage or n.name for n in nodes], [tuple(n.shape) for n in nodes],
+                [tuple(n.in_shapes[0]) if n.in_shapes else None for n in nodes], [n.params for n in nodes],
                 [n.trainable for n in nodes], [n.macs for n in nodes])
 
 
@@ -78,7 +80,8 @@ def side_of_flat(net, what: str = "B") -> Side:
     names = [layer.path or f"{layer.op}{i}" for i, layer in enumerate(net.layers)]
     return Side(_title(net.name, net.source, {}), net.name, net.source, {}, tuple(net.input_shape),
                 graph_of_flat(net, what, every_layer=True), names, [name.split(".")[0] for name in names],
-                [tuple(shape) for _, _, shape in resolved], [t + n for t, n in counts], [t for t, _ in counts],
+                [tuple(shape) for _, _, shape in resolved], [tuple(ins[0]) if ins else None for _, ins, _ in resolved],
+                [t + n for t, n in counts], [t for t, _ in counts],
                 [OPS[layer.op].macs(args, ins, shape) for layer, (args, ins, shape) in zip(net.layers, resolved,
                                                                                            strict=True)])
 
@@ -98,12 +101,15 @@ def diff_specs(a: Any, b: Any, sets_a: dict[str, Any] | None = None, sets_b: dic
 class LayerChange:
     a: int  # index of the layer in side A
     b: int
-    changes: list[tuple[str, Any, Any]]  # (field, value in A, value in B); field `output` is the output size
+    changes: list[tuple[str, Any, Any]]  # (field, value in A, value in B); `kind`, an argument, `input`, `output`
 
     @property
     def arguments(self) -> bool:
-        """Whether an argument changed (not only the size the layer computes)."""
-        return any(f != "output" for f, _, _ in self.changes)
+        """Whether its kind or an argument changed (not only the sizes it reads and computes)."""
+        return any(f not in SIZES for f, _, _ in self.changes)
+
+
+SIZES = ("input", "output")  # the fields of a change that are sizes, not arguments
 
 
 @dataclass(slots=True)
@@ -139,6 +145,9 @@ def diff(a: Side, b: Side) -> Diff:
         fields = [("kind", la.kind, lb.kind)] if la.kind != lb.kind else []
         args_b = dict(lb.args)  # kinds of one family (relu6, relu) may pair: compare the arguments both have
         fields += [(key, va, args_b[key]) for key, va in la.args if key in args_b and va != args_b[key]]
+        if a.in_shapes[i] != b.in_shapes[j] and (a.shapes[i] == b.shapes[j] or a.params[i] != b.params[j]):
+            # the input matters to the layer itself: its weights read it, or it alone changed
+            fields.append(("input", a.in_shapes[i], b.in_shapes[j]))
         if a.shapes[i] != b.shapes[j]:
             fields.append(("output", a.shapes[i], b.shapes[j]))
         if fields:
@@ -243,8 +252,8 @@ def totals_line(d: Diff) -> str:
 
 
 def change_text(field_name: str, va: Any, vb: Any) -> str:
-    if field_name == "output":
-        return f"output {fmt_shape(va)} -> {fmt_shape(vb)}"
+    if field_name in SIZES:
+        return f"{field_name} {fmt_shape(va)} -> {fmt_shape(vb)}"
     return f"{field_name} {show(va)} -> {show(vb)}"
 
 
@@ -295,7 +304,7 @@ def render_text(d: Diff, level: str = "stage") -> str:
         lines += _change_lines(d, by_args)
         lines.append("")
     if by_size:
-        lines.append(f"layers whose output size changed with them ({len(by_size)}):")
+        lines.append(f"layers whose sizes changed with them ({len(by_size)}):")
         shown = by_size if level == "layer" or len(by_size) <= MAX_SIZE_ONLY else by_size[:MAX_SIZE_ONLY]
         lines += _change_lines(d, shown)
         if len(shown) < len(by_size):

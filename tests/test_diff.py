@@ -42,7 +42,7 @@ def test_v1_against_v1_5_shows_exactly_the_strides_that_moved_and_their_cost(v1_
     code, doc = v1_v15
     assert code == 1 and doc["same"] is False
     moved = {(layer["a"], change["field"], tuple(change["a"]), tuple(change["b"]))
-             for layer in doc["layers"] for change in layer["changes"] if change["field"] != "output"}
+             for layer in doc["layers"] for change in layer["changes"] if change["field"] not in ("input", "output")}
     assert moved == {(f"{stage}.0.{conv}", "stride", old, new)
                      for stage in ("conv3_x", "conv4_x", "conv5_x")
                      for conv, old, new in (("conv1", (2, 2), (1, 1)), ("conv2", (1, 1), (2, 2)))}
@@ -64,7 +64,7 @@ def test_v1_against_v1_5_in_words():
     out = result.stdout
     assert "B: resnet50 (" in out and "downsample_at=2)" in out
     assert re.search(r"conv3_x\.0\.conv1 +stride 2 -> 1; output 28x28x128 -> 56x56x128", out)
-    assert re.search(r"conv3_x\.0\.conv2 +stride 1 -> 2\n", out)
+    assert re.search(r"conv3_x\.0\.conv2 +stride 1 -> 2; input 28x28x128 -> 56x56x128\n", out)
     assert "(+231,211,008, +5.99%)" in out
     assert re.search(r"^total .* 3\.86G +4\.09G +\+231M$", out, re.M)
     assert "only in" not in out
@@ -129,7 +129,7 @@ def test_a_width_change_names_the_stages_and_the_layers_that_widened():
                                                  ("conv5_x", 3, 512)) for i in range(n)]
     assert widened == {(f"{stage}.{i}.{conv}", w, 2 * w) for stage, i, w in blocks for conv in ("conv1", "conv2")}
     fields = {change["field"] for layer in doc["layers"] for change in layer["changes"]}
-    assert fields == {"filters", "output"}
+    assert fields == {"filters", "input", "output"}  # input: the 4w convs read wider maps (more weights)
     deltas = {s["name"]: s["b"]["params"] - s["a"]["params"] for s in doc["stages"]}
     assert deltas["conv1"] == deltas["head"] == 0
     assert all(deltas[s] > 0 for s in ("conv2_x", "conv3_x", "conv4_x", "conv5_x"))
@@ -140,7 +140,7 @@ def test_resnext_changes_groups_and_widths():
     code, doc = run_json(str(SPECS / "resnet50.arch"), str(SPECS / "resnext50_32x4d.arch"),
                          "--set-a", "downsample_at=2")
     changed = {change["field"] for layer in doc["layers"] for change in layer["changes"]}
-    assert code == 1 and changed == {"filters", "groups", "output"}
+    assert code == 1 and changed == {"filters", "groups", "input", "output"}
     groups = [layer["a"] for layer in doc["layers"] if any(c["field"] == "groups" for c in layer["changes"])]
     assert len(groups) == 16 and all(name.endswith(".conv2") for name in groups)
 
@@ -175,6 +175,28 @@ def test_layers_without_weights_are_compared_too(tmp_path):
     pool = next(name for name in changes if "pool" in name)
     assert changes[pool]["kind"] == ("maxpool", "avgpool") and changes[pool]["stride"] == ([2, 2], [1, 1])
     assert changes["s2.conv"] == {"output": ([16, 16, 32], [31, 31, 32])}
+
+
+def test_a_branch_of_a_concatenation_narrower_and_a_layer_added(tmp_path):
+    """GoogLeNet with inception_4c's pool projection at 48 (not 64) and a relu after pool3: the branch pairs with
+    its own (not a sibling of the same kind), the concatenation and what reads it change size, the relu is new."""
+    (tmp_path / "blocks.arch").write_text((SPECS / "blocks.arch").read_text())
+    text = (SPECS / "googlenet.arch").read_text()
+    text = text.replace("inception_4c 14x14x512  : inception(128, 128, 256, 24, 64, 64)",
+                        "inception_4c 14x14x496  : inception(128, 128, 256, 24, 64, 48)")
+    text = text.replace("pool3        14x14x480  : maxpool 3x3, stride=2, same",
+                        "pool3        14x14x480  : maxpool 3x3, stride=2, same; relu")
+    (tmp_path / "g2.arch").write_text(text)
+    code, doc = run_json(str(SPECS / "googlenet.arch"), str(tmp_path / "g2.arch"))
+    changes = {layer["a"]: {c["field"]: (c["a"], c["b"]) for c in layer["changes"]} for layer in doc["layers"]}
+    assert code == 1 and doc["only_a"] == [] and doc["only_b"] == ["pool3.relu"]
+    assert [name for name, c in changes.items() if set(c) - {"input", "output"}] == ["inception_4c.branch4.conv"]
+    assert changes["inception_4c.branch4.conv"]["filters"] == (64, 48)
+    assert changes["inception_4c.concat"] == {"output": ([14, 14, 512], [14, 14, 496])}
+    readers = {name for name in changes if name.startswith("inception_4d")}
+    assert readers == {"inception_4d.branch1.conv", "inception_4d.branch2.conv1", "inception_4d.branch3.conv1",
+                       "inception_4d.branch4.maxpool", "inception_4d.branch4.conv"}
+    assert doc["totals"]["delta"]["params"] == -13_840
 
 
 def test_a_removed_block_is_only_in_a_resnet34_against_resnet18():
