@@ -376,8 +376,10 @@ def match_tolerant(a: Graph, b: Graph, rounds: int = 3, window: int = WINDOW) ->
     second graph not yet paired, so that a layer inserted there is stepped over; and a layer with no candidate,
     or whose nearest candidate is the very same as a layer further down its own graph (a block removed: the
     next block is what follows), is left unpaired and passes its sources on to its readers. A layer is stepped
-    over (either way) only where the place it sits is itself unchanged: past a changed layer, sizes differ
-    downstream and a far look-alike would be a coincidence. Greedy, no backtracking: O(layers x window)."""
+    over (either way) only where the place it sits is itself unchanged (past a changed layer, sizes differ
+    downstream and a far look-alike would be a coincidence), where the layers after the look-alike are identical
+    too, and where pairing the nearest instead would not meet an identical pair again soon after (then the
+    layer changed). Greedy, no backtracking: O(layers x window)."""
     n, m = len(a.layers), len(b.layers)
     key_a, key_b = [_exact(x) for x in a.layers], [_exact(y) for y in b.layers]
     fam_a, fam_b = [family(x.kind) for x in a.layers], [family(y.kind) for y in b.layers]
@@ -459,6 +461,22 @@ def match_tolerant(a: Graph, b: Graph, rounds: int = 3, window: int = WINDOW) ->
             frontier.extend(zip(after_a, after_b, strict=True))
         return count >= length or not frontier
 
+    def meets_again(k: int, j: int, length: int) -> bool:  # walked side by side from (k, j), an identical pair soon?
+        frontier, seen = [(k, j)], set()
+        while frontier and len(seen) < length:
+            x, y = frontier.pop(0)
+            if (x, y) in seen:
+                continue
+            seen.add((x, y))
+            if key_a[x] == key_b[y] and (x, y) != (k, j):
+                return True
+            after_a, after_b = sorted(r for r, _ in succ_a[x]), sorted(r for r, _ in succ_b[y])
+            if len(after_a) != len(after_b) or any(b.layers[r].kind != a.layers[q].kind
+                                                   for q, r in zip(after_a, after_b, strict=True)):
+                return False  # the structures part: no substitution explains it
+            frontier.extend(zip(after_a, after_b, strict=True))
+        return False
+
     for i, layer in enumerate(a.layers):
         operands = [frozenset().union(*(image[s] if s != INPUT else frozenset({INPUT}) for s, _ in operand))
                     for operand in layer.sources] or [frozenset()]
@@ -478,6 +496,9 @@ def match_tolerant(a: Graph, b: Graph, rounds: int = 3, window: int = WINDOW) ->
             else:
                 rank = (distance, other.kind != layer.kind, colours_b[j] != colours_a[i], -_likeness(layer, other), j)
                 near = min(near or rank, rank)
+        if exact is not None and exact[0] > 0 and near is not None and near[0] == 0 \
+                and meets_again(i, near[-1], 2 * RUN):
+            exact = None  # the layer here changed and the two meet again just after: a change, not an insertion
         chosen = exact[-1] if exact is not None else near[-1] if near is not None else -1
         if exact is None and near is not None and kept and ahead_in_a(i, chosen):
             chosen = -1  # b's nearest is a layer further down a, and so is what follows: this one was removed

@@ -344,3 +344,14 @@ def test_the_docs_example_is_what_diff_prints(monkeypatch):
     shown = doc.split(f"$ {command}\n", 1)[1].split("\n```", 1)[0]
     monkeypatch.chdir(ROOT)  # the example's paths are the repository's
     assert run(*command.split()[2:]).stdout.rstrip("\n") == shown
+
+
+def test_one_block_widened_among_identical_blocks_is_a_change_not_an_insertion(tmp_path):
+    unit = "  residual:\n    conv 3x3, 16, same, bn, relu\n    conv 3x3, 16, same, bn\n  relu\n"
+    wide = "  residual:\n    conv 3x3, 32, same, bn, relu\n    conv 3x3, 16, same, bn\n  relu\n"
+    a = _write(tmp_path, "a", "stage1:\n" + unit * 5 + "head: globalavgpool; dense 10\n")
+    b = _write(tmp_path, "b", "stage1:\n" + unit * 2 + wide + unit * 2 + "head: globalavgpool; dense 10\n")
+    code, doc = run_json(a, b)
+    assert code == 1 and doc["only_a"] == doc["only_b"] == []
+    assert [(layer["a"], layer["b"]) for layer in doc["layers"] if layer["changes"][0]["field"] == "filters"] \
+        == [("stage1.conv5", "stage1.conv5")]
