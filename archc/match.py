@@ -215,6 +215,7 @@ class Matching:
     a: Graph
     b: Graph
     pairs: list[int] | None  # for each layer of `a`, the index of its partner in `b`; None when they part
+    # (a tolerant match never parts: a layer without a partner has -1)
     mismatch: Mismatch | None = None
     steps: int = 0  # pairings tried, backtracking included
     only_b: list[int] = field(default_factory=list)  # tolerant matches: the layers of `b` left unpaired
@@ -372,8 +373,8 @@ def match_tolerant(a: Graph, b: Graph, rounds: int = 3, window: int = WINDOW) ->
 
     The same walk as `match`: the first graph in data-flow order, each layer's candidates found from the
     partners of its sources. The differences: a candidate needs only the same family of kinds (`family`: an
-    identical layer is preferred, then one of the same kind); the partners' readers are searched through layers of the
-    second graph not yet paired, so that a layer inserted there is stepped over; and a layer with no candidate,
+    identical layer is preferred, then one of the same kind); the partners' readers are searched through layers
+    of the second graph not yet paired, so that a layer inserted there is stepped over; and a layer with no candidate,
     or whose nearest candidate is the very same as a layer further down its own graph (a block removed: the
     next block is what follows), is left unpaired and passes its sources on to its readers. A layer is stepped
     over (either way) only where the place it sits is itself unchanged (past a changed layer, sizes differ
@@ -423,10 +424,11 @@ def match_tolerant(a: Graph, b: Graph, rounds: int = 3, window: int = WINDOW) ->
             frontier = nxt
         return False
 
-    def reached_b(operands: list[frozenset[int]]):  # layers of b that each operand's roots reach (a merge reads all)
-        first, *others = operands
+    def reached_b(i: int, operands: list[frozenset[int]]):  # b's layers of i's family that each operand's roots
+        first, *others = operands  # reach (a merge reads all its inputs)
         for j, distance in from_roots(first):
-            if fam_b[j] == fam_a[i] and all(reads(j, roots) for roots in others):
+            if fam_b[j] == fam_a[i] and len(b.layers[j].sources) == len(a.layers[i].sources) \
+                    and all(reads(j, roots) for roots in others):
                 yield j, distance
 
     def ahead_in_a(i: int, j: int) -> bool:  # is b's layer j one further down a from layer i, with what follows?
@@ -484,13 +486,11 @@ def match_tolerant(a: Graph, b: Graph, rounds: int = 3, window: int = WINDOW) ->
         kept = same_kept(roots)
         exact: tuple | None = None  # (distance, colour differs, j) of the nearest identical candidate
         near: tuple | None = None  # (distance, colour differs, unlikeness, j) of the nearest of the same kind
-        for j, distance in reached_b(operands):
+        for j, distance in reached_b(i, operands):
             if (exact is not None and distance > exact[0]) or (not kept and near is not None and distance > near[0]):
                 break
             steps += 1
             other = b.layers[j]
-            if fam_b[j] != fam_a[i] or len(other.sources) != len(layer.sources):
-                continue
             if key_b[j] == key_a[i] and (distance == 0 or (kept and alike_for(i, j, min(distance + 1, RUN)))):
                 exact = min(exact or (distance, True, j), (distance, colours_b[j] != colours_a[i], j))
             else:
