@@ -886,6 +886,11 @@ def diff(ctx, a, b, sets, sets_a, sets_b, fmt, level, max_layers, allow) -> None
             sides.append(_diff_side(source, which, over, max_layers, allow, loaded))
         except ArchcError as e:
             errors.append(e)
+        except RecursionError:  # what the group would report with exit 1, which here means "different"
+            errors.append(ArchcError([Diagnostic("A301", f"{which}, `{source}`, nests too deeply to process", None)]))
+        except OSError as e:
+            errors.append(ArchcError([Diagnostic("A004", f"cannot read `{e.filename or source}`: "
+                                                 f"{e.strerror or e}", None)]))
     if errors:
         _report(ArchcError([d for e in errors for d in e.diagnostics],
                            {k: v for e in errors for k, v in e.sources.items()}), fmt)

@@ -271,6 +271,26 @@ def test_the_api_compares_two_specs_with_their_own_overrides():
     assert sum(result.b.macs) - sum(result.a.macs) == 231_211_008
 
 
+def test_trouble_the_command_group_would_report_with_exit_1_is_exit_2_here(monkeypatch):
+    """Exit 1 means "different": an OSError or a spec nested too deeply must not exit 1."""
+    import archc.cli
+
+    def broken(*args, **kwargs):
+        raise OSError(5, "Input/output error", "specs/resnet18.arch")
+
+    monkeypatch.setattr(archc.cli, "_diff_side", broken)
+    result = run(str(SPECS / "resnet18.arch"), str(SPECS / "resnet18.arch"))
+    assert result.exit_code == 2 and "error[A004]: cannot read `specs/resnet18.arch`: Input/output error" \
+        in result.stderr
+
+    def deep(*args, **kwargs):
+        raise RecursionError
+
+    monkeypatch.setattr(archc.cli, "_diff_side", deep)
+    result = run(str(SPECS / "resnet18.arch"), str(SPECS / "resnet18.arch"))
+    assert result.exit_code == 2 and "error[A301]" in result.stderr
+
+
 def test_bad_sets_are_usage_errors_that_name_the_side():
     a = str(SPECS / "resnet50.arch")
     result = run(a, a, "--set-b", "downsample_at")
