@@ -907,7 +907,7 @@ def _diff_side(source: str, which: str, sets: dict[str, Any], max_layers, allow,
     """One side of `archc diff`: a spec checked with its overrides, or (through archc.readers, once a reader
     for it is installed) a model read into a FlatNetwork."""
     from .diff import side_of_flat, side_of_plan
-    from .load import load_path
+    from .loader import load_path
 
     if _is_foreign(source):
         return side_of_flat(_read_foreign(source, which, sets), which)

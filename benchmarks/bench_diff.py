@@ -50,7 +50,7 @@ def wall(cmd: list[str]) -> tuple[float, float]:
 def parts(runs: int) -> dict[str, float]:
     import archc
     from archc.diff import diff, side_of_plan
-    from archc.load import load_path
+    from archc.loader import load_path
 
     times: dict[str, list[float]] = {"load + check both": [], "graphs": [], "match + compare": []}
     for _ in range(runs):
