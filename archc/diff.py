@@ -312,7 +312,7 @@ def render_text(d: Diff, level: str = "stage") -> str:
         lines.append("")
     for label, side, indexes in (("only in A", d.a, d.only_a), ("only in B", d.b, d.only_b)):
         if indexes:
-            lines.append(f"{label} ({len(indexes)} layers):")
+            lines.append(f"{label} ({len(indexes)} layer{'' if len(indexes) == 1 else 's'}):")
             lines += [f"  {text}" for text in _groups(side, indexes)]
             lines.append("")
     return "\n".join(lines)

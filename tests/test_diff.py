@@ -161,7 +161,7 @@ def test_an_added_layer_is_only_in_b_and_what_follows_still_pairs(tmp_path):
     code, doc = run_json(b, a)  # and the other way round
     assert code == 1 and doc["only_a"] == ["s1.relu"] and doc["only_b"] == [] and doc["layers"] == []
     text = run(a, b).stdout
-    assert "only in B (1 layers):\n  s1.relu (relu, output 32x32x16; 0 params, 0 MACs)" in text
+    assert "only in B (1 layer):\n  s1.relu (relu, output 32x32x16; 0 params, 0 MACs)" in text
 
 
 def test_layers_without_weights_are_compared_too(tmp_path):
