@@ -842,6 +842,118 @@ def _write_index(pages: list, folder: Path) -> None:
     click.echo(f"wrote {target}", err=True)
 
 
+EXIT_DIFFERENT, EXIT_DIFF_TROUBLE = 1, 2  # `archc diff`, as Unix diff: 0 the same, 1 different, 2 trouble
+FOREIGN_SUFFIXES = (".onnx", ".keras", ".h5", ".pt", ".pt2")  # models, not specs: read by archc.readers
+
+
+@main.command(short_help="Compare two specs: stage table deltas and the layers that differ.")
+@click.argument("a")
+@click.argument("b")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+              help="Override a network parameter on both sides.")
+@click.option("--set-a", "sets_a", multiple=True, metavar="NAME=VALUE",
+              help="Override a network parameter of A only (wins over --set).")
+@click.option("--set-b", "sets_b", multiple=True, metavar="NAME=VALUE",
+              help="Override a network parameter of B only (wins over --set).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--level", type=click.Choice(["stage", "layer"]), default="stage", show_default=True,
+              help="layer: also list every layer whose only change is its output size.")
+@_max_layers_option
+@_allow_option
+@click.pass_context
+def diff(ctx, a, b, sets, sets_a, sets_b, fmt, level, max_layers, allow) -> None:
+    """Compare two networks: a stage table of output sizes, parameters and MACs (A, B, delta), then the layers
+    that differ, paired through the structure (docs/diff.md): arguments that changed, layers only in A or only
+    in B, sizes that changed. A and B are specs (.arch, .json). Exit status 0 the same, 1 different, 2 trouble
+    (a spec that does not check, a missing file, a usage error).
+
+    \b
+    Examples:
+      archc diff specs/resnet50.arch specs/resnet50.arch --set-b downsample_at=2   # v1 against v1.5
+      archc diff specs/resnet18.arch specs/resnet34.arch --format json
+      archc diff specs/resnet50.arch specs/wide_resnet50_2.arch --set classes=10
+    """
+    from .diff import diff as compare
+    from .diff import diff_json, render_text
+
+    ctx.obj = fmt
+    both = _parse_sets(sets)
+    over_a, over_b = dict(both, **_parse_sets(sets_a)), dict(both, **_parse_sets(sets_b))
+    loaded: dict[str, Any] = {}  # one file named twice is read and parsed once
+    sides, errors = [], []
+    for source, which, over in ((a, "A", over_a), (b, "B", over_b)):
+        try:  # both sides are read, so that what is wrong with either is said at once
+            sides.append(_diff_side(source, which, over, max_layers, allow, loaded))
+        except ArchcError as e:
+            errors.append(e)
+        except RecursionError:  # what the group would report with exit 1, which here means "different"
+            errors.append(ArchcError([Diagnostic("A301", f"{which}, `{source}`, nests too deeply to process", None)]))
+        except OSError as e:
+            errors.append(ArchcError([Diagnostic("A004", f"cannot read `{e.filename or source}`: "
+                                                 f"{e.strerror or e}", None)]))
+    if errors:
+        _report(ArchcError([d for e in errors for d in e.diagnostics],
+                           {k: v for e in errors for k, v in e.sources.items()}), fmt)
+        ctx.exit(EXIT_DIFF_TROUBLE)
+    result = compare(*sides)
+    if fmt == "json":
+        click.echo(json.dumps(diff_json(result)))
+    else:
+        click.echo(render_text(result, level))
+    ctx.exit(0 if result.same else EXIT_DIFFERENT)
+
+
+def _diff_side(source: str, which: str, sets: dict[str, Any], max_layers, allow, loaded: dict):
+    """One side of `archc diff`: a spec checked with its overrides, or (through archc.readers, once a reader
+    for it is installed) a model read into a FlatNetwork."""
+    from .diff import side_of_flat, side_of_plan
+    from .loader import load_path
+
+    if _is_foreign(source):
+        return side_of_flat(_read_foreign(source, which, sets), which)
+    try:
+        if source not in loaded:
+            loaded[source] = load_path(source, list(allow))
+        plan = _check(loaded[source], sets, max_layers, allow)
+    except click.UsageError as e:  # an unknown parameter: say which side's
+        raise click.UsageError(f"{which} ({source}): {e.message}") from None
+    _warnings(plan, loaded[source].sources)
+    for note in _notes(loaded[source], sets):
+        click.echo(f"note: {which}: {note}", err=True)
+    return side_of_plan(plan, sets, which)
+
+
+def _is_foreign(source: str) -> bool:
+    """A model rather than a spec: an ONNX or Keras file, or `module:callable` (a name that is no file)."""
+    if source.lower().endswith(FOREIGN_SUFFIXES):
+        return True
+    return ":" in source and not Path(source).exists() and not source.endswith((".arch", ".json"))
+
+
+def _read_foreign(source: str, which: str, sets: dict[str, Any]):
+    """A model as a FlatNetwork, by `archc.readers.read(source)` (the readers' entry, once they land)."""
+    if sets:
+        raise ArchcError([Diagnostic("A551", f"{which} (`{source}`) is a model, not a spec: it has no parameters "
+                                     f"to set ({', '.join(sets)})", None,
+                                     help=f"give --set-{which.lower()} only to a spec side")])
+    try:
+        from . import readers
+
+        read = readers.read
+    except (ImportError, AttributeError):
+        raise ArchcError([Diagnostic("A550", f"cannot read {which}, `{source}`: this archc has no reader for "
+                                     "models yet", None,
+                                     help="compare two specs (.arch, .json); models are compared once "
+                                          "`archc.readers` can read them (docs/diff.md)")]) from None
+    from .flat import Unsupported
+
+    try:
+        return read(source)
+    except Unsupported as e:
+        raise ArchcError([Diagnostic("A552", f"{which}, `{source}`, holds {e.what} at `{e.where}`, which the "
+                                     "language cannot express", None, help=e.help or None)]) from None
+
+
 @main.command(short_help="Run the language server (for editors).")
 @click.option("--stdio", is_flag=True, help="Speak over standard input and output (the only transport; editors "
               "pass it by habit).")

@@ -129,10 +129,20 @@ CODES: dict[str, tuple[str, str]] = {
     "A431": ("weights do not fit (ONNX)",
              "Weights that do not fit an ONNX model: a name the source lacks, a tensor of another shape, or a "
              "source the backend cannot read."),
+    "A550": ("no reader for a model",
+             "`archc diff` was given a model (an ONNX or Keras file, `module:callable`) and this archc has no reader "
+             "that turns it into layers; the help says what it can compare."),
+    "A551": ("parameters set on a model",
+             "`archc diff --set`, `--set-a` or `--set-b` gives network parameters to a side that is a model, not a "
+             "spec: a model has no parameters to set."),
+    "A552": ("a model the language cannot express",
+             "`archc diff` read a model that holds an operation the spec language cannot express; the message "
+             "names the operation and where it sits in the model (its module path or node name)."),
 }
 
 PHASES = {"0": "reading and parsing", "1": "names, arguments and definitions", "2": "shapes", "3": "limits",
-          "4": "backends, building and drawing"}
+          "4": "backends, building and drawing",
+          "5": "comparing"}
 
 
 def explain(code: str) -> str | None:

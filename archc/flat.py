@@ -93,15 +93,20 @@ class Unsupported(Exception):
         self.partial = partial
 
 
-def graph_of_flat(net: FlatNetwork, what: str = "the source"):
+def graph_of_flat(net: FlatNetwork, what: str = "the source", every_layer: bool = False):
     """The weighted layers of a flat network as an archc.match.Graph (what structural load_weights matches),
     each with its FlatLayer as `ref`, so its `tensors` can be copied: readers of ONNX and Keras models fill
-    `tensors` by PyTorch name and layout, the names the kind's `weights()` gives."""
-    from .match import GraphBuilder, channels_first
+    `tensors` by PyTorch name and layout, the names the kind's `weights()` gives. With `every_layer`, every layer
+    is one, with its kind and arguments (what `archc diff` matches, as archc.match.graph_of_plan does)."""
+    from .match import GraphBuilder, arg_items, channels_first
 
     builder = GraphBuilder(what)
     builder.input(INPUT, channels_first(net.input_shape))
     for i, (layer, (args, in_shapes, shape)) in enumerate(zip(net.layers, net.resolved(), strict=True)):
+        if every_layer:  # as graph_of_plan's: kinds and arguments, no tensors
+            builder.layer(i, layer.inputs, channels_first(shape), layer.path, (), None, layer, layer.op,
+                          arg_items(args))
+            continue
         weights = OPS[layer.op].weights(args, in_shapes)
         if weights:
             builder.layer(i, layer.inputs, channels_first(shape), layer.path,
