@@ -191,44 +191,10 @@ def check(ctx, specs, level, fmt, output, sets, max_layers, allow) -> None:
     overrides = _parse_sets(sets)
     if fmt == "html":
         _check_output_paths(specs, output)
-    failed = False
-    documents: list[dict] = []
-    for spec in specs:
-        if spec != "-" and not Path(spec).is_file():
-            raise click.BadParameter(f"no such file: {spec}", param_hint="SPECS")
-        try:
-            from .loader import load_path, load_text
-
-            # a command-line argument is a path, whatever its characters
-            loaded = load_text(_stdin_text(), Path("<stdin>"), list(allow)) if spec == "-" \
-                else load_path(spec, list(allow))
-            if loaded.spec.input is None and not loaded.spec.body and loaded.spec.blocks:
-                documents.append(_report_block_file(loaded, fmt))
-                continue
-            plan = _check(loaded, overrides, max_layers, allow)
-        except ArchcError as e:
-            failed = True
-            if fmt in ("json", "jsonl"):  # a tool reads one stream: the diagnostics take the spec's place
-                documents.append({"file": spec, "ok": False,
-                                  "diagnostics": [d.to_dict() for d in e.diagnostics]})
-            else:
-                _report(e, fmt)
-            continue
-        notes = _notes(loaded, overrides)
-        if fmt in ("json", "jsonl"):
-            documents.append(dict(plan.to_json(), ok=True, notes=notes,
-                                  warnings=[d.to_dict() for d in plan.warnings]))
-        elif fmt == "html":
-            _write_report(plan, _report_target(spec, output), loaded.files)
-        else:
-            from .render import check_table
-
-            bold = _color(sys.stdout)
-            click.echo(check_table(plan, level, bold=bold), color=bold)
-        for note in notes if fmt in ("text", "html") else ():
-            click.echo(f"note: {note}", err=True)
-        if fmt in ("text", "html"):
-            _warnings(plan, loaded.sources)
+    documents: list[dict | None] = [_check_one(spec, fmt, level, output, overrides, max_layers, allow)
+                                    for spec in specs]
+    failed = any(doc is None or doc.get("ok") is False for doc in documents)
+    documents = [doc for doc in documents if doc]  # text and html print as they go
     if fmt == "jsonl":
         for doc in documents:
             click.echo(json.dumps(doc))
@@ -236,6 +202,41 @@ def check(ctx, specs, level, fmt, output, sets, max_layers, allow) -> None:
         click.echo(json.dumps(documents[0] if len(specs) == 1 else documents))
     if failed:
         ctx.exit(EXIT_SPEC)
+
+
+def _check_one(spec: str, fmt: str, level: str, output, overrides: dict, max_layers, allow) -> dict | None:
+    """Check one spec and print or write its result; for json and jsonl, the document to print (`ok` says
+    whether it checked). For text and html: {} when it checked, None when it failed (reported already)."""
+    if spec != "-" and not Path(spec).is_file():
+        raise click.BadParameter(f"no such file: {spec}", param_hint="SPECS")
+    try:
+        from .loader import load_path, load_text
+
+        # a command-line argument is a path, whatever its characters
+        loaded = load_text(_stdin_text(), Path("<stdin>"), list(allow)) if spec == "-" \
+            else load_path(spec, list(allow))
+        if loaded.spec.input is None and not loaded.spec.body and loaded.spec.blocks:
+            return _report_block_file(loaded, fmt)
+        plan = _check(loaded, overrides, max_layers, allow)
+    except ArchcError as e:
+        if fmt in ("json", "jsonl"):  # a tool reads one stream: the diagnostics take the spec's place
+            return {"file": spec, "ok": False, "diagnostics": [d.to_dict() for d in e.diagnostics]}
+        _report(e, fmt)
+        return None
+    notes = _notes(loaded, overrides)
+    if fmt in ("json", "jsonl"):
+        return dict(plan.to_json(), ok=True, notes=notes, warnings=[d.to_dict() for d in plan.warnings])
+    if fmt == "html":
+        _write_report(plan, _report_target(spec, output), loaded.files)
+    else:
+        from .render import check_table
+
+        bold = _color(sys.stdout)
+        click.echo(check_table(plan, level, bold=bold), color=bold)
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    _warnings(plan, loaded.sources)
+    return {}
 
 
 def _stdin_text() -> str:
