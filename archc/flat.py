@@ -109,3 +109,37 @@ def graph_of_flat(net: FlatNetwork, what: str = "the source"):
         else:
             builder.op(i, layer.inputs, channels_first(shape))
     return builder.graph
+
+
+def network_digests(net: FlatNetwork) -> list[str]:
+    """Each layer's structural digest: its kind, resolved arguments and output shape, and the digests of its
+    producers in order (a Merkle hash of everything upstream). Two networks whose outputs share a digest are
+    the same computation whatever order their layers are listed in."""
+    import hashlib
+
+    out: list[str] = []
+    source = hashlib.sha256(repr(("input", tuple(net.input_shape))).encode()).hexdigest()
+    for layer, (args, _, shape) in zip(net.layers, net.resolved()):
+        ins = tuple(source if i == INPUT else out[i] for i in layer.inputs)
+        text = repr((layer.op, sorted(args.model_dump().items()), tuple(shape), ins))
+        out.append(hashlib.sha256(text.encode()).hexdigest())
+    return out
+
+
+def same_network(a: FlatNetwork, b: FlatNetwork) -> str | None:
+    """None when a and b compute the same thing: the same layers (kind, resolved arguments, shapes) with the
+    same producers, in any order; else what differs. Layer for layer in the same order is `same_layers`."""
+    if a.input_shape != b.input_shape:
+        return f"inputs differ: {a.input_shape} and {b.input_shape}"
+    da, db = network_digests(a), network_digests(b)
+    if len(da) != len(db):
+        return f"{len(da)} layers and {len(db)} layers"
+    if sorted(da) != sorted(db):
+        extra = [i for i, d in enumerate(da) if d not in set(db)]
+        first = a.layers[extra[0]] if extra else None
+        return f"the layers differ, first at {first.path if first else '?'} ({first.op if first else '?'})"
+    out_a = "input" if a.output == INPUT else da[a.output]
+    out_b = "input" if b.output == INPUT else db[b.output]
+    if out_a != out_b:
+        return "the outputs differ"
+    return None
