@@ -366,8 +366,8 @@ def _stages(items: list, paths: _Paths) -> list[_Stage]:
             stage = _Stage(key, [])
             stages.append(stage)
         last = stage.units[-1] if stage.units else None
-        if last is not None and uid and last.uid == uid:
-            last.items.append(item)
+        if last is not None and last.uid == uid and (uid or key):
+            last.items.append(item)  # one unit of the source (`layer3.0`), or a stage's unnamed items
         elif last is not None and not uid and isinstance(item, _L) and _trailing(last, item):
             last.items.append(item)
         else:
@@ -434,7 +434,7 @@ class _Blocks:
         groups: dict[tuple, list[_Unit]] = {}
         for unit in units:
             compound = any(not isinstance(it, _L) for it in unit.items)
-            if not compound and len(unit.items) < 2:
+            if not compound and not _chain_block(unit.items, self.net, self.explicit):
                 continue
             groups.setdefault(_signature(unit.items, self.net, self.explicit), []).append(unit)
         out: dict[int, tuple[_Block, int]] = {}
@@ -474,7 +474,8 @@ class _Blocks:
                 while name in names or name in _KEYWORDS:
                     name, n = f"{base}{n}", n + 1
                 names.add(name)
-                params.append((name, values, _default(values)))
+                field_info = OPS[self.net.layers[per_unit[0][s].index].op].args.model_fields[key]
+                params.append((name, values, _default(values, field_info.default)))
                 expr = ir.Name(id=name)
             exprs[(s, key)] = expr
         params.sort(key=lambda p: p[2] is not None)
@@ -546,10 +547,17 @@ class _Blocks:
         return "basic" if len(convs) == 2 else "residual_block"
 
 
-def _default(values: list) -> Any:
-    """A parameter's default: the value most instances take, when more than half do (a stride of 1)."""
+def _chain_block(items: list, net: FlatNetwork, explicit: dict[int, dict]) -> bool:
+    """A unit without merges is worth a block when it has three lines or more and they are not all alike
+    (VGG's `conv 3x3, w, same, relu` lines are `(...) x 3` in the stage's row)."""
+    lines = [(net.layers[it.index].op, sorted(explicit[it.index].items())) for it in items]
+    return len(lines) >= 3 and any(line != lines[0] for line in lines)
+
+
+def _default(values: list, field_default: Any) -> Any:
+    """A parameter's default: the argument's own default (a stride of 1) when most instances take it."""
     value, count = Counter(map(repr, values)).most_common(1)[0]
-    if len(values) >= 3 and count * 2 > len(values):
+    if len(values) >= 3 and count * 2 > len(values) and value == repr(field_default):
         return next(v for v in values if repr(v) == value)
     return None
 
