@@ -746,3 +746,28 @@ def _verify(net: FlatNetwork, text: str) -> str | None:
     except ArchcError as e:
         return f"it does not check ({e.diagnostics[0].message})"
     return same_network(net, flat_of_plan(plan))
+
+
+def import_model(source: Any, input_shape: tuple[int, ...] | None = None, partial: bool = False) -> str:
+    """`archc import`: read any source archc.readers.read_source takes and write its spec. An operation the
+    language cannot express is ArchcError A501 naming it and where it sits; with `partial`, the spec of the
+    layers read before it, with a comment at the gap."""
+    from .flat import Unsupported, upstream
+    from .readers import read_source
+
+    try:
+        net = read_source(source, input_shape)
+    except Unsupported as e:
+        if not partial or e.partial is None or not e.partial.layers:
+            help = e.help or "the language cannot write this operation yet"
+            if not partial:
+                help += "; `--partial` (`partial=True`) writes the layers before it"
+            raise ArchcError([Diagnostic("A501", f"`{e.what}` at `{e.where}` cannot be written as a spec", None,
+                                         help=help)]) from None
+        kept = upstream(e.partial)
+        text = decompile(kept)
+        dropped = len(e.partial.layers) - len(kept.layers)
+        note = f" ({dropped} layer{'s' * (dropped != 1)} on other branches left out)" if dropped else ""
+        return text + (f"# archc import stopped here: `{e.what}` at `{e.where}` cannot be written as a spec "
+                       f"yet{note}\n")
+    return decompile(net)

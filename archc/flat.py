@@ -143,3 +143,22 @@ def same_network(a: FlatNetwork, b: FlatNetwork) -> str | None:
     if out_a != out_b:
         return "the outputs differ"
     return None
+
+
+def upstream(net: FlatNetwork, output: int | None = None) -> FlatNetwork:
+    """The network up to `output` (default: its last layer): that layer and every layer it reads from,
+    renumbered; what `archc import --partial` writes of a network read up to a gap."""
+    out = len(net.layers) - 1 if output is None else output
+    keep: set[int] = set()
+    stack = [out] if out != INPUT else []
+    while stack:
+        i = stack.pop()
+        if i in keep:
+            continue
+        keep.add(i)
+        stack.extend(p for p in net.layers[i].inputs if p != INPUT)
+    index = {old: new for new, old in enumerate(sorted(keep))}
+    index[INPUT] = INPUT
+    layers = [FlatLayer(net.layers[i].op, net.layers[i].args, tuple(index[p] for p in net.layers[i].inputs),
+                        net.layers[i].path, net.layers[i].tensors) for i in sorted(keep)]
+    return FlatNetwork(net.input_shape, layers, index[out], net.name, net.source)
