@@ -360,6 +360,9 @@ def _stages(items: list, paths: _Paths) -> list[_Stage]:
     stages: list[_Stage] = []
     for item in items:
         key, uid, numbered = paths.key_and_unit(item)
+        if not key and not uid:  # `conv1`, `bn1`, `relu` of a stem outside every container: the row's first name
+            first = next((paths.net.layers[i].path for i in _layers_of([item]) if paths.net.layers[i].path), "")
+            uid = first.split(".")[0]
         if stages and stages[-1].key == key:
             stage = stages[-1]
         else:
