@@ -216,7 +216,7 @@ def test_stage_rows_are_named_from_the_sources_module_paths():
     rows = re.findall(r"^(\w+)\s+(\S+)\s+:", text, re.M)
     assert [name for name, _ in rows][:5] == ["conv1", "layer1", "layer2", "layer3", "layer4"]
     assert dict(rows)["layer3"] == "14x14" and dict(rows)["conv1"] == "56x56"  # torchvision's stem: conv1 .. maxpool
-    assert "layer1    56x56  : bottleneck(64) x 3" in text
+    assert re.search(r"^layer1 +56x56 +: bottleneck\(64\) x 3$", text, re.M)
     assert len(text.splitlines()) <= TARGETS["resnet50"]
     assert same_layers(flat, flat_of_plan(back)) is None
 
