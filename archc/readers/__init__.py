@@ -123,8 +123,12 @@ def _call(text: str) -> Any:
         target = getattr(target, part)
     if not callable(target):
         raise _error("A503", f"`{text}` is not callable", help="name a function or class that builds the model")
+    from ..flat import Unsupported
+
     try:
         return target()
+    except (ArchcError, Unsupported):  # archc's own words about the model pass through
+        raise
     except Exception as e:  # noqa: BLE001
         raise _error("A503", f"calling `{text}()` failed: {type(e).__name__}: {e}",
                      help="the callable is called with no arguments; wrap it in a function that passes them") \
