@@ -508,18 +508,17 @@ class _Blocks:
         chans = [s[-1] for s in inputs]
         if values == chans:
             return ir.Name(id="in.c")
-        if all(c and v % c == 0 for v, c in zip(values, chans, strict=True)) and len({v // c for v, c in
-                                                                                      zip(values, chans)}) == 1:
+        pairs = list(zip(values, chans, strict=True))
+        if all(c and v % c == 0 for v, c in pairs) and len({v // c for v, c in pairs}) == 1:
             k = values[0] // chans[0]
             return ir.BinOp(op="*", left=k, right=ir.Name(id="in.c"))
-        if all(v and c % v == 0 for v, c in zip(values, chans, strict=True)) and len({c // v for v, c in
-                                                                                      zip(values, chans)}) == 1:
+        if all(v and c % v == 0 for v, c in pairs) and len({c // v for v, c in pairs}) == 1:
             k = chans[0] // values[0]
             return ir.BinOp(op="//", left=ir.Name(id="in.c"), right=k)
         for name, other, default in params:
             if default is None and all(isinstance(o, int) and not isinstance(o, bool) and o and v % o == 0
                                        for v, o in zip(values, other, strict=True)):
-                ratios = {v // o for v, o in zip(values, other)}
+                ratios = {v // o for v, o in zip(values, other, strict=True)}
                 if len(ratios) == 1 and len(set(values)) > 1:
                     return ir.BinOp(op="*", left=ratios.pop(), right=ir.Name(id=name))
         return None

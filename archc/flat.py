@@ -119,7 +119,7 @@ def network_digests(net: FlatNetwork) -> list[str]:
 
     out: list[str] = []
     source = hashlib.sha256(repr(("input", tuple(net.input_shape))).encode()).hexdigest()
-    for layer, (args, _, shape) in zip(net.layers, net.resolved()):
+    for layer, (args, _, shape) in zip(net.layers, net.resolved(), strict=True):
         ins = tuple(source if i == INPUT else out[i] for i in layer.inputs)
         text = repr((layer.op, sorted(args.model_dump().items()), tuple(shape), ins))
         out.append(hashlib.sha256(text.encode()).hexdigest())
