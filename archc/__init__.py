@@ -125,7 +125,7 @@ def import_model(obj: Any, input_shape: Any = None, *, partial: bool = False) ->
     from .decompile import import_model as _import
 
     if isinstance(input_shape, str):
-        from .load import parse_value
+        from .loader import parse_value
 
         input_shape = parse_value(input_shape, "input")
     if input_shape is not None:

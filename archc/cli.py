@@ -488,7 +488,7 @@ def import_command(source, output, input_size, partial) -> None:
 def _input_size(text: str | None) -> tuple[int, ...] | None:
     if text is None:
         return None
-    from .load import parse_value
+    from .loader import parse_value
 
     try:
         value = parse_value(text, "input")
