@@ -31,7 +31,7 @@ from typing import Any
 
 from . import ir
 from .diagnostics import ArchcError, Diagnostic
-from .flat import INPUT, FlatNetwork
+from .flat import INPUT, FlatLayer, FlatNetwork
 from .ops import ALIASES, OPS, POST_OPS, SHORTCUTS, Op, Shape, lookup
 
 _KEYWORDS = {"network", "input", "param", "import", "block", "residual", "shortcut", "x", "true", "false", "if",
@@ -160,13 +160,17 @@ class _Structure:
         where = layer.path or layer.op
         if len(branches) == 2:
             s, b = (0, 1) if op.shortcut_first else (1, 0)
-            short, body = branches[s], branches[b]
-            if body and not short:
-                return _Res(index, fork, body)
-            if body and short:
-                auto = self._automatic(op, fork, body, short)
+            # a merge that commutes may take its inputs the other way round: `x + f(x)` is `residual:` too
+            roles = [(branches[s], branches[b])] + ([(branches[b], branches[s])] if op.commutes else [])
+            for short, body in roles:
+                if body and not short:
+                    return _Res(index, fork, body)
+            for short, body in roles:
+                auto = self._automatic(op, fork, body, short) if body and short else None
                 if auto is not None:
                     return _Res(index, fork, body, auto=auto)
+            short, body = branches[s], branches[b]
+            if body and short:
                 body_first = min(_layers_of(body)) < min(_layers_of(short))
                 if body_first or not op.shortcut_first:
                     return _Res(index, fork, body, shortcut=short)
@@ -639,9 +643,33 @@ def _size(shape: Shape) -> Any:
 # ---------------------------------------------------------------- entry point
 
 
+def nest_joins(net: FlatNetwork) -> FlatNetwork:
+    """Concatenations of many inputs re-nested by associativity: `concat(x, a, b, c)` where `concat(x, a, b)`
+    is computed too becomes `concat(that, c)`, the same values in the same channel order. torchvision's DenseNet
+    concatenates every earlier output anew for each layer; nested, a dense block is a chain of `residual concat:`.
+    Only for merges that join channels of inputs of one size (so a cropping merge crops nothing)."""
+    resolved = net.resolved()
+    layers = list(net.layers)
+    seen: dict[tuple, int] = {}
+    for i, layer in enumerate(net.layers):
+        ins = layer.inputs
+        in_shapes = resolved[i][1]
+        if OPS[layer.op].joins and len(ins) > 2 and all(len(s) == 3 and s[:2] == in_shapes[0][:2]
+                                                         for s in in_shapes):
+            for j in range(len(ins) - 1, 1, -1):  # the longest prefix computed before
+                earlier = seen.get((layer.op, ins[:j]))
+                if earlier is not None:
+                    layers[i] = FlatLayer(layer.op, layer.args, (earlier, *ins[j:]), layer.path, layer.tensors)
+                    break
+        seen.setdefault((layer.op, ins), i)
+    if layers == net.layers:
+        return net
+    return FlatNetwork(net.input_shape, layers, net.output, net.name, net.source)
+
+
 def decompile_ir(net: FlatNetwork) -> ir.Spec:
     """The flat network as spec IR (blocks, stages, calls). Raises DecompileError where the structure cannot
-    be written."""
+    be written. `net` is taken as it is: `decompile` re-nests concatenations first (nest_joins)."""
     resolved = net.resolved()
     structure = _Structure(net, resolved)
     items = structure.seq(INPUT, net.output)
@@ -718,10 +746,11 @@ def _split(stages: list[_Stage], blocks: dict, structure: _Structure) -> list[_S
 
 def decompile(net: FlatNetwork, verify: bool = True) -> str:
     """The spec text of a flat network: canonical (`archc fmt` leaves it as it is), with a header comment
-    naming the source. With `verify` (the default), the text is checked back and must be the same network;
-    ArchcError (A504, A505) otherwise."""
+    naming the source. With `verify` (the default), the text is checked back and must be the same network
+    (after nest_joins, which changes no value); ArchcError (A504, A505) otherwise."""
     from .fmt import format_spec
 
+    net = nest_joins(net)
     try:
         spec = decompile_ir(net)
     except DecompileError as e:

@@ -113,7 +113,7 @@ def graph_of_flat(net: FlatNetwork, what: str = "the source"):
 
 def network_digests(net: FlatNetwork) -> list[str]:
     """Each layer's structural digest: its kind, resolved arguments and output shape, and the digests of its
-    producers in order (a Merkle hash of everything upstream). Two networks whose outputs share a digest are
+    producers in order (in any order for a merge that `commutes`): a Merkle hash of everything upstream. Two networks whose outputs share a digest are
     the same computation whatever order their layers are listed in."""
     import hashlib
 
@@ -121,6 +121,8 @@ def network_digests(net: FlatNetwork) -> list[str]:
     source = hashlib.sha256(repr(("input", tuple(net.input_shape))).encode()).hexdigest()
     for layer, (args, _, shape) in zip(net.layers, net.resolved(), strict=True):
         ins = tuple(source if i == INPUT else out[i] for i in layer.inputs)
+        if OPS[layer.op].commutes:  # a sum or a product: the inputs' order is no part of the computation
+            ins = tuple(sorted(ins))
         text = repr((layer.op, sorted(args.model_dump().items()), tuple(shape), ins))
         out.append(hashlib.sha256(text.encode()).hexdigest())
     return out

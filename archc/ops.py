@@ -300,6 +300,8 @@ class Op:
     probabilities: ClassVar[bool] = False  # turns scores into probabilities: left out when logits are asked for
     same_shapes: ClassVar[bool] = False  # a merge whose inputs must agree in shape: `residual` projects to it
     shortcut_first: ClassVar[bool] = False  # `residual` passes (shortcut, body), not (body, shortcut)
+    commutes: ClassVar[bool] = False  # a merge whose result does not depend on its inputs' order (a sum, a product):
+    # `archc import` may write `x + f(x)` as `residual:`, which passes (f(x), x)
     joins: ClassVar[bool] = False  # a merge that lays its inputs' channels side by side
     flattens: ClassVar[bool] = False  # HxWxC to a vector, row-major: frameworks differ in the features' order
 
@@ -762,7 +764,7 @@ class _Merge(Op):
 class Add(_Merge):
     name = prefix = "add"
     summary = "element-wise sum of its inputs (residual connections, `add:` branches)"
-    same_shapes = keeps_order = True
+    same_shapes = keeps_order = commutes = True
     shape_rule = "every input has the same shape, which is the output's"
 
     def shape(self, args, in_shapes):
@@ -1139,7 +1141,7 @@ class Multiply(_Merge):
     name = prefix = "multiply"
     summary = ("element-wise product of its inputs, broadcasting a 1x1xC (or flat C) gate over HxWxC: "
                "`residual multiply:` over a body that computes the gate is squeeze-excitation")
-    keeps_order = True
+    keeps_order = commutes = True
     shape_rule = ("the inputs broadcast: each size of an input is 1 or the output's (a flat C vector counts as 1x1xC "
                   "beside a map); the output has the largest size of each axis. `residual multiply:` scales its "
                   "input by the body's output, which the shortcut never projects")

@@ -261,3 +261,38 @@ def test_the_ir_is_a_spec_with_blocks_stages_and_calls():
     spec = decompile_ir(flat_of_plan(archc.check(SPECS[0].parent / "resnet18.arch")))
     assert [b.name for b in spec.blocks] == ["basic"]
     assert [it.name for it in spec.body if it.kind == "scope"][:2] == ["conv1", "conv2_x"]
+
+
+# ---------------------------------------------------------------- how frameworks write the same structures
+
+
+def test_a_sum_written_the_other_way_round_is_still_a_residual():
+    """torchvision's MobileNet v2 returns `x + self.conv(x)`: the input first. A sum commutes (archc.ops), so
+    that is `residual:` all the same, and the same network."""
+    flat = flat_of_plan(archc.check(SPECS[0].parent / "mobilenet_v2.arch"))
+    for layer in flat.layers:
+        if layer.op == "add":
+            layer.inputs = tuple(reversed(layer.inputs))
+    text = decompile(flat)
+    assert "residual:" in text and "add:" not in text and "shortcut:" not in text
+    back = flat_of_plan(archc.check(text=text))
+    assert same_network(flat, back) is None and same_layers(flat, back) is not None
+
+
+def test_concatenations_of_every_earlier_output_nest_into_dense_layers():
+    """torchvision's DenseNet concatenates every earlier output anew in each layer (`torch.cat(features, 1)`);
+    concatenation is associative, so each is the one before it plus the newest output: a `residual concat:`."""
+    from archc.decompile import nest_joins
+
+    plan = archc.check(SPECS[0].parent / "densenet121.arch")
+    flat = flat_of_plan(plan)
+    for layer in flat.layers:  # concat(concat(x, a), b) -> concat(x, a, b), as torchvision computes it
+        if layer.op == "concat" and flat.layers[layer.inputs[0]].op == "concat":
+            layer.inputs = flat.layers[layer.inputs[0]].inputs + layer.inputs[1:]
+    assert max(len(layer.inputs) for layer in flat.layers) == 25  # dense3's last layer reads 24 outputs + its input
+    text = decompile(flat)
+    assert re.search(r"dense3\s+14x14\s+: \w+\(\) x 24", text)
+    assert len(text.splitlines()) <= TARGETS["densenet121"]
+    back = archc.check(text=text)
+    assert same_network(nest_joins(flat), flat_of_plan(back)) is None
+    assert back.trainable_params == plan.trainable_params
