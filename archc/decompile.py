@@ -339,6 +339,9 @@ class _Paths:
         self.net, self.resolved = net, resolved
 
     def prefix(self, item) -> list[str]:
+        if isinstance(item, _L):  # a line is where its main layer is (`features.0`, not its trailing `features.1`)
+            path = self.net.layers[item.index].path
+            return path.split(".") if path else []
         indexes = _layers_of([item])
         # a merge's own path may be a function's (`add_3`): a residual or branches is named by its weighted layers
         weighted = [] if isinstance(item, _L) else [i for i in indexes
@@ -349,7 +352,7 @@ class _Paths:
     def key_and_unit(self, item) -> tuple[str, str, bool]:
         """(stage key, unit name, numbered) of a top-level item."""
         parts = self.prefix(item)
-        single = isinstance(item, _L) and not item.posts
+        single = isinstance(item, _L)
         numeric = next((n for n, p in enumerate(parts) if p.isdigit()), None)
         if numeric is not None and numeric > 0:
             return ".".join(parts[:numeric]), parts[numeric], True
@@ -615,7 +618,34 @@ class _Writer:
 
 
 def _repeats(items: list) -> list:
-    """Consecutive identical calls and layer lines become one item with `x N`."""
+    """Consecutive identical calls and layer lines become one item with `x N`; a run of a few lines that
+    repeats, a group `(...) x N` (MobileNet v1's depthwise and pointwise convs)."""
+    items = _single_repeats(items)
+    for width in range(2, 5):
+        items = _group_repeats(items, width)
+    return items
+
+
+def _group_repeats(items: list, width: int) -> list:
+    dumps = [it.model_dump() if it.kind in ("call", "layer", "group") else None for it in items]
+    out: list = []
+    i = 0
+    while i < len(items):
+        window = dumps[i:i + width]
+        count = 1
+        while len(window) == width and None not in window \
+                and dumps[i + count * width:i + (count + 1) * width] == window:
+            count += 1
+        if count > 1:
+            out.append(ir.Group(body=list(items[i:i + width]), repeat=count))
+            i += count * width
+        else:
+            out.append(items[i])
+            i += 1
+    return out
+
+
+def _single_repeats(items: list) -> list:
     out: list = []
     for it in items:
         if out and it.kind in ("call", "layer") and _base(out[-1]) == it.model_dump():
@@ -722,9 +752,9 @@ def decompile_ir(net: FlatNetwork) -> ir.Spec:
 
 
 def _split(stages: list[_Stage], blocks: dict, structure: _Structure) -> list[_Stage]:
-    """A stage of numbered units (`features.1`, `features.2`, ...) splits where the output size changes,
-    except between calls of one block with the same arguments (a dense block's layers grow its width):
-    the rows of the paper's table (MobileNet v2's (t, c, n, s))."""
+    """A stage of numbered units (`features.1`, `features.2`, ...) splits where the output's width (channels)
+    changes, except between calls of one block with the same arguments (a dense block's layers grow its width):
+    the rows of the paper's table (MobileNet v2's (t, c, n, s), VGG's convs and their pooling)."""
     out: list[_Stage] = []
     for stage in stages:
         current = _Stage(stage.key, [])
@@ -732,8 +762,9 @@ def _split(stages: list[_Stage], blocks: dict, structure: _Structure) -> list[_S
         previous = None
         for unit in stage.units:
             if previous is not None and previous.numbered and unit.numbered:
-                before = structure.shape(_last(previous.items[-1]))
+                before = structure.shape(_last(previous.items[-1]))[-1]
                 after = structure.shape(_last(unit.items[-1]))
+                after = after[-1] if len(after) == 3 else before  # a classifier's vectors stay one row
                 a, b = blocks.get(id(previous)), blocks.get(id(unit))
                 same_call = a is not None and b is not None and a[0] is b[0] and a[0].calls[a[1]] == b[0].calls[b[1]]
                 if before != after and not same_call:
