@@ -354,6 +354,8 @@ class _Paths:
         parts = self.prefix(item)
         single = isinstance(item, _L)
         numeric = next((n for n, p in enumerate(parts) if p.isdigit()), None)
+        if numeric is not None and numeric + 1 < len(parts) and parts[numeric + 1].isdigit():
+            numeric += 1  # `features.2.1`: stage `features.2` of numbered stages, unit `1` (EfficientNet)
         if numeric is not None and numeric > 0:
             return ".".join(parts[:numeric]), parts[numeric], True
         if numeric == 0:
@@ -468,7 +470,8 @@ class _Blocks:
         columns: list[tuple[int, str, list]] = []
         for s in range(slots):
             for key in sorted(keys[s], key=list(OPS[self.net.layers[per_unit[0][s].index].op].args.model_fields).index):
-                values = [self.explicit[lines[s].index].get(key, self.resolved[lines[s].index][0].model_dump()[key])
+                values = [_square(self.explicit[lines[s].index].get(key,
+                                                                   self.resolved[lines[s].index][0].model_dump()[key]))
                           for lines in per_unit]
                 if any(v != values[0] for v in values):
                     columns.append((s, key, values))
@@ -528,6 +531,10 @@ class _Blocks:
                 ratios = {v // o for v, o in zip(values, other, strict=True)}
                 if len(ratios) == 1 and len(set(values)) > 1:
                     return ir.BinOp(op="*", left=ratios.pop(), right=ir.Name(id=name))
+            if default is None and all(isinstance(o, int) and not isinstance(o, bool) for o in other):
+                for d in (2, 3, 4):  # `padding = k // 2`
+                    if len(set(values)) > 1 and values == [o // d for o in other]:
+                        return ir.BinOp(op="//", left=ir.Name(id=name), right=d)
         return None
 
     def _name(self, members: list[_Unit], taken: set[str]) -> str:
@@ -539,10 +546,9 @@ class _Blocks:
 
     def _what(self, items: list) -> str:
         """A name from what the unit is, by its kinds' traits."""
-        merges = [it for it in items if not isinstance(it, _L)]
-        if not merges:
+        first = items[0]
+        if isinstance(first, _L):
             return "unit"
-        first = merges[0]
         op = OPS[self.net.layers[first.merge].op]
         if isinstance(first, _Br):
             return "mixed" if op.joins else "branches"
@@ -554,6 +560,13 @@ class _Blocks:
         if len(convs) == 3:
             return "bottleneck"
         return "basic" if len(convs) == 2 else "residual_block"
+
+
+def _square(value: Any) -> Any:
+    """A square pair as one number (`3` for 3x3), as calls write it: so `padding` can follow `k`."""
+    if isinstance(value, tuple) and len(value) == 2 and value[0] == value[1] and isinstance(value[0], int):
+        return value[0]
+    return value
 
 
 def _chain_block(items: list, net: FlatNetwork, explicit: dict[int, dict]) -> bool:
