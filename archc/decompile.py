@@ -579,7 +579,7 @@ def _chain_block(items: list, net: FlatNetwork, explicit: dict[int, dict]) -> bo
 def _default(values: list, field_default: Any) -> Any:
     """A parameter's default: the argument's own default (a stride of 1) when most instances take it."""
     value, count = Counter(map(repr, values)).most_common(1)[0]
-    if len(values) >= 3 and count * 2 > len(values) and value == repr(field_default):
+    if len(values) >= 3 and count * 2 > len(values) and value == repr(_square(field_default)):
         return next(v for v in values if repr(v) == value)
     return None
 

@@ -296,3 +296,15 @@ def test_concatenations_of_every_earlier_output_nest_into_dense_layers():
     back = archc.check(text=text)
     assert same_network(nest_joins(flat), flat_of_plan(back)) is None
     assert back.trainable_params == plan.trainable_params
+
+
+def test_a_run_of_lines_that_repeats_is_a_group():
+    text = decompile(flat_of_plan(archc.check(SPECS[0].parent / "mobilenet_v1.arch")))
+    assert "(conv 3x3, same, dw, bn, relu; conv 1x1, 512, bn, relu) x 5" in text
+
+
+def test_a_padding_that_follows_the_kernel_is_written_from_it():
+    text = _spec("block r(k, p):\n  residual:\n    conv k, 8, padding=p, bn, relu\n"
+                 "stage 16x16 : r(3, 1); r(5, 2); r(7, 3)\n")
+    assert "conv k, 8, padding=k // 2, bn, relu" in text
+    assert re.search(r"stage 16x16 : \w+\(3\); \w+\(5\); \w+\(7\)", text)
