@@ -354,7 +354,7 @@ class _Paths:
         parts = self.prefix(item)
         single = isinstance(item, _L)
         numeric = next((n for n, p in enumerate(parts) if p.isdigit()), None)
-        if numeric is not None and numeric + 1 < len(parts) and parts[numeric + 1].isdigit():
+        if numeric is not None and numeric + 2 < len(parts) and parts[numeric + 1].isdigit():
             numeric += 1  # `features.2.1`: stage `features.2` of numbered stages, unit `1` (EfficientNet)
         if numeric is not None and numeric > 0:
             return ".".join(parts[:numeric]), parts[numeric], True
@@ -476,11 +476,12 @@ class _Blocks:
                 if any(v != values[0] for v in values):
                     columns.append((s, key, values))
         inputs = [self.unit_input(u) for u in members]
+        calls_in_order = True  # members are every call of the block, in the order infer counts them
         exprs: dict[tuple[int, str], Any] = {}
         params: list[tuple[str, list, Any]] = []  # (name, values, default)
         names: set[str] = set()
         for s, key, values in columns:
-            expr = self._relation(values, inputs, params)
+            expr = self._relation(values, inputs, params, calls_in_order)
             if expr is None:
                 base = _PARAM_NAMES.get(key, key)
                 name, n = base, 2
@@ -506,11 +507,16 @@ class _Blocks:
         return _Block(self._name(members, taken), members[0].items, exprs, keys, block_params, calls)
 
     @staticmethod
-    def _relation(values: list, inputs: list[Shape], params: list) -> Any:
-        """An expression for a column that follows from the block's input or an earlier parameter."""
+    def _relation(values: list, inputs: list[Shape], params: list, calls_in_order: bool) -> Any:
+        """An expression for a column that follows from the block's input, an earlier parameter, or the
+        call's place among the block's calls (`call_index`: ConvNeXt's drop-path rate grows linearly)."""
         for name, other, _ in params:
             if other == values:
                 return ir.Name(id=name)
+        if calls_in_order:
+            progression = _progression(values)
+            if progression is not None:
+                return progression
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
             return None
         if any(len(s) != 3 for s in inputs):
@@ -560,6 +566,26 @@ class _Blocks:
         if len(convs) == 3:
             return "bottleneck"
         return "basic" if len(convs) == 2 else "residual_block"
+
+
+def _progression(values: list) -> Any:
+    """`a + d * call_index` (or `d * call_index`) where it gives every value exactly, as the spec's own
+    arithmetic computes it; None otherwise."""
+    from .exprs import CALL_INDEX
+
+    if len(values) < 3 or not all(isinstance(v, float) for v in values):
+        return None
+    first, last, count = values[0], values[-1], len(values)
+    if first == 0 and all(last * n / (count - 1) == v for n, v in enumerate(values)):  # 0 at the first, `last`
+        # at the last call: torchvision's `sd_prob * block_id / (blocks - 1.0)`, the spec's convnext block
+        return ir.BinOp(op="/", left=ir.BinOp(op="*", left=last, right=ir.Name(id=CALL_INDEX)), right=count - 1)
+    for step in {values[1] - values[0], (values[-1] - values[0]) / (len(values) - 1)}:
+        if step == 0:
+            continue
+        if all((first + step * n if first else step * n) == v for n, v in enumerate(values)):
+            term = ir.BinOp(op="*", left=step, right=ir.Name(id=CALL_INDEX))
+            return ir.BinOp(op="+", left=first, right=term) if first else term
+    return None
 
 
 def _square(value: Any) -> Any:
@@ -751,7 +777,8 @@ def decompile_ir(net: FlatNetwork) -> ir.Spec:
         last = stage.units[-1].items[-1]
         if stage.key or stage.units[0].uid:
             parts = (stage.key or stage.units[0].uid).split(".")
-            text = f"{parts[-2]}_{parts[-1]}" if parts[-1].isdigit() and len(parts) > 1 else parts[-1]
+            named = max((n for n, p in enumerate(parts) if not p.isdigit()), default=0)
+            text = "_".join(parts[named:])  # `features.2.1` -> `features_2_1`
             name = _identifier(text, taken, "stage")
             body.append(ir.Scope(name=name, expect=_size(structure.shape(_last(last))), body=stage_items))
         else:

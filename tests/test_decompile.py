@@ -308,3 +308,11 @@ def test_a_padding_that_follows_the_kernel_is_written_from_it():
                  "stage 16x16 : r(3, 1); r(5, 2); r(7, 3)\n")
     assert "conv k, 8, padding=k // 2, bn, relu" in text
     assert re.search(r"stage 16x16 : \w+\(3\); \w+\(5\); \w+\(7\)", text)
+
+
+def test_an_argument_that_grows_with_the_call_is_written_from_call_index():
+    """ConvNeXt's drop-path rate grows linearly from 0 at the first block to its last value: one block, and
+    identical calls (`x 9`), with the rate computed exactly as the spec (and torchvision) computes it."""
+    text = decompile(flat_of_plan(archc.check(SPECS[0].parent / "convnext_tiny.arch")))
+    assert "stochastic_depth 0.1*call_index / 17" in text
+    assert re.search(r"res4 14x14 : layernorm epsilon=1e-6; conv 2x2, 384, stride=2; \w+\(\) x 9", text)
