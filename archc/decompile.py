@@ -354,7 +354,8 @@ class _Paths:
         parts = self.prefix(item)
         single = isinstance(item, _L)
         numeric = next((n for n, p in enumerate(parts) if p.isdigit()), None)
-        if numeric is not None and numeric + 2 < len(parts) and parts[numeric + 1].isdigit():
+        nested = numeric is not None and numeric + 1 < len(parts) and parts[numeric + 1].isdigit()
+        if nested and (numeric + 2 < len(parts) or not isinstance(item, _L)):
             numeric += 1  # `features.2.1`: stage `features.2` of numbered stages, unit `1` (EfficientNet)
         if numeric is not None and numeric > 0:
             return ".".join(parts[:numeric]), parts[numeric], True
@@ -451,7 +452,8 @@ class _Blocks:
             groups.setdefault(_signature(unit.items, self.net, self.explicit), []).append(unit)
         out: dict[int, tuple[_Block, int]] = {}
         taken: set[str] = set()
-        for members in groups.values():
+        parts = [part for members in groups.values() for part in self._by_words(members)]
+        for members in parts:
             compound = any(not isinstance(it, _L) for it in members[0].items)
             if len(members) < 2 and not compound:
                 continue
@@ -460,7 +462,8 @@ class _Blocks:
                 out[id(unit)] = (block, n)
         return out
 
-    def block(self, members: list[_Unit], taken: set[str]) -> _Block:
+    def _columns(self, members: list[_Unit]) -> tuple[list[set[str]], list[tuple[int, str, list]]]:
+        """Per slot the arguments any member writes; and the (slot, argument, values) that differ."""
         per_unit = [_lines(u.items) for u in members]
         slots = len(per_unit[0])
         keys: list[set[str]] = [set() for _ in range(slots)]
@@ -475,6 +478,23 @@ class _Blocks:
                           for lines in per_unit]
                 if any(v != values[0] for v in values):
                     columns.append((s, key, values))
+        return keys, columns
+
+    def _by_words(self, members: list[_Unit]) -> list[list[_Unit]]:
+        """Members apart where an argument that differs is a word or nothing (`padding` `valid` or 1): a call
+        passes numbers, sizes and truth values only."""
+        _, columns = self._columns(members)
+        words = [values for _, _, values in columns
+                 if any(v is None or isinstance(v, str) for v in values)]
+        if not words:
+            return [members]
+        parts: dict[tuple, list[_Unit]] = {}
+        for n, unit in enumerate(members):
+            parts.setdefault(tuple(repr(values[n]) for values in words), []).append(unit)
+        return list(parts.values())
+
+    def block(self, members: list[_Unit], taken: set[str]) -> _Block:
+        keys, columns = self._columns(members)
         inputs = [self.unit_input(u) for u in members]
         calls_in_order = True  # members are every call of the block, in the order infer counts them
         exprs: dict[tuple[int, str], Any] = {}
@@ -488,7 +508,7 @@ class _Blocks:
                 while name in names or name in _KEYWORDS:
                     name, n = f"{base}{n}", n + 1
                 names.add(name)
-                field_info = OPS[self.net.layers[per_unit[0][s].index].op].args.model_fields[key]
+                field_info = OPS[self.net.layers[_lines(members[0].items)[s].index].op].args.model_fields[key]
                 params.append((name, values, _default(values, field_info.default)))
                 expr = ir.Name(id=name)
             exprs[(s, key)] = expr

@@ -316,3 +316,12 @@ def test_an_argument_that_grows_with_the_call_is_written_from_call_index():
     text = decompile(flat_of_plan(archc.check(SPECS[0].parent / "convnext_tiny.arch")))
     assert "stochastic_depth 0.1*call_index / 17" in text
     assert re.search(r"res4 14x14 : layernorm epsilon=1e-6; conv 2x2, 384, stride=2; \w+\(\) x 9", text)
+
+
+def test_units_that_differ_by_a_word_are_different_blocks():
+    """A call passes numbers, sizes and truth values: units whose padding is `valid` in one and 1 in another
+    (torchvision's MobileNet v3: 1x1 and 3x3 depthwise convs) are two blocks, not one with a word argument."""
+    text = _spec("block a():\n  residual:\n    conv 3x3, 8, padding=1, bn\n"
+                 "block b():\n  residual:\n    conv 1x1, 8, bn\n"
+                 "stage 16x16 : a(); b(); a()\n")
+    assert text.count("block ") == 2
