@@ -443,7 +443,7 @@ class _Blocks:
 
     def find(self, units: list[_Unit]) -> dict[int, tuple[_Block, int]]:
         """id(unit) -> (its block, its instance number) for units worth a block: those with a residual or
-        branches, or of more than one line, whose shape of code occurs more than once (or holds a merge)."""
+        branches (or a chain of lines, _chain_block) whose shape of code occurs more than once."""
         groups: dict[tuple, list[_Unit]] = {}
         for unit in units:
             compound = any(not isinstance(it, _L) for it in unit.items)
@@ -454,8 +454,7 @@ class _Blocks:
         taken: set[str] = set()
         parts = [part for members in groups.values() for part in self._by_words(members)]
         for members in parts:
-            compound = any(not isinstance(it, _L) for it in members[0].items)
-            if len(members) < 2 and not compound:
+            if len(members) < 2:  # written where it stands: a block called once only adds its header
                 continue
             block = self.block(members, taken)
             for n, unit in enumerate(members):

@@ -323,5 +323,5 @@ def test_units_that_differ_by_a_word_are_different_blocks():
     (torchvision's MobileNet v3: 1x1 and 3x3 depthwise convs) are two blocks, not one with a word argument."""
     text = _spec("block a():\n  residual:\n    conv 3x3, 8, padding=1, bn\n"
                  "block b():\n  residual:\n    conv 1x1, 8, bn\n"
-                 "stage 16x16 : a(); b(); a()\n")
+                 "stage 16x16 : a(); b(); a(); b()\n")
     assert text.count("block ") == 2
