@@ -325,3 +325,19 @@ def test_units_that_differ_by_a_word_are_different_blocks():
                  "block b():\n  residual:\n    conv 1x1, 8, bn\n"
                  "stage 16x16 : a(); b(); a(); b()\n")
     assert text.count("block ") == 2
+
+
+def test_a_spec_that_would_differ_is_refused(monkeypatch):
+    """The written spec is checked back: were the decompiler wrong, the import fails (A505), never a different
+    model. (Simulated: trailing `relu` words written as `sigmoid`.)"""
+    import archc.decompile as decompile_module
+
+    monkeypatch.setitem(decompile_module._POST_WORD, "relu", "sigmoid")
+    with pytest.raises(ArchcError) as err:
+        decompile(flat_of_plan(archc.check(text="input 8x8x3\nconv 3x3, 4, same, relu\n")))
+    assert err.value.diagnostics[0].code == "A505" and "the same network" in err.value.diagnostics[0].message
+
+
+def test_a_network_of_vectors():
+    text = _spec("dense 128, relu\ndropout 0.2\ndense 10, softmax", input="784")
+    assert "input 784" in text and "dense 128, relu" in text

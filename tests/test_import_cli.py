@@ -172,3 +172,12 @@ def test_importing_a_spec_loads_no_framework():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_the_output_never_replaces_the_source(tmp_path):
+    source = tmp_path / "net.arch"
+    source.write_text("input 8x8x3\nconv 3x3, 4, same, relu\n")
+    before = source.read_text()
+    result = _run(str(source), "-o", str(source))
+    assert result.exit_code == 1 and "error[A401]" in result.stderr
+    assert source.read_text() == before
