@@ -291,8 +291,7 @@ def _layer_ir(op: Op, fields: dict, posts: list[str]) -> ir.Layer:
 # ---------------------------------------------------------------- names from the source's paths
 
 
-def _prefix(paths: list[str]) -> list[str]:
-    parts = [p.split(".") for p in paths if p]
+def _prefix(parts: list[list[str]]) -> list[str]:
     if not parts:
         return []
     common = parts[0]
@@ -326,6 +325,8 @@ class _Unit:
     items: list
     uid: str  # the unit's own name in the source (`0`, `denselayer1`), "" if none
     numbered: bool = False  # the unit is a numbered child of its stage (`features.3`)
+    prefix: list[str] = field(default_factory=list)  # the path of a residual's or branches' unit: what a layer
+    # after it must start with to belong to it
 
 
 @dataclass(eq=False)
@@ -337,17 +338,23 @@ class _Stage:
 class _Paths:
     def __init__(self, net: FlatNetwork, resolved: list):
         self.net, self.resolved = net, resolved
+        # module paths are dotted (`layer3.0.conv1`); a framework of flat names (Keras's `conv2_block1_1_conv`)
+        # nests with underscores
+        paths = [layer.path for layer in net.layers if layer.path]
+        self.sep = "_" if paths and not any("." in p for p in paths) and any("_" in p for p in paths) else "."
+
+    def split(self, path: str) -> list[str]:
+        return [part for part in path.split(self.sep) if part] if path else []
 
     def prefix(self, item) -> list[str]:
         if isinstance(item, _L):  # a line is where its main layer is (`features.0`, not its trailing `features.1`)
-            path = self.net.layers[item.index].path
-            return path.split(".") if path else []
+            return self.split(self.net.layers[item.index].path)
         indexes = _layers_of([item])
         # a merge's own path may be a function's (`add_3`): a residual or branches is named by its weighted layers
         weighted = [] if isinstance(item, _L) else [i for i in indexes
                                                     if OPS[self.net.layers[i].op].weights(*self.resolved[i][:2])]
         paths = [self.net.layers[i].path for i in (weighted or indexes)]
-        return _prefix(paths)
+        return _prefix([self.split(p) for p in paths if p])
 
     def key_and_unit(self, item) -> tuple[str, str, bool]:
         """(stage key, unit name, numbered) of a top-level item."""
@@ -372,7 +379,12 @@ def _stages(items: list, paths: _Paths) -> list[_Stage]:
         key, uid, numbered = paths.key_and_unit(item)
         if not key and not uid:  # `conv1`, `bn1`, `relu` of a stem outside every container: the row's first name
             first = next((paths.net.layers[i].path for i in _layers_of([item]) if paths.net.layers[i].path), "")
-            uid = first.split(".")[0]
+            uid = (paths.split(first) or [""])[0]
+        last_unit = stages[-1].units[-1] if stages and stages[-1].units else None
+        if last_unit is not None and last_unit.prefix and isinstance(item, _L) \
+                and paths.prefix(item)[:len(last_unit.prefix)] == last_unit.prefix:
+            last_unit.items.append(item)  # a layer inside the unit before it (Keras's `conv2_block1_out` after
+            continue  # the sum of `conv2_block1`)
         if stages and stages[-1].key == key:
             stage = stages[-1]
         else:
@@ -384,7 +396,8 @@ def _stages(items: list, paths: _Paths) -> list[_Stage]:
         elif last is not None and not uid and isinstance(item, _L) and _trailing(last, item):
             last.items.append(item)
         else:
-            stage.units.append(_Unit([item], uid, numbered))
+            prefix = [*key.split("."), uid] if key and uid and not isinstance(item, _L) else []
+            stage.units.append(_Unit([item], uid, numbered, prefix))
     return stages
 
 
@@ -565,7 +578,7 @@ class _Blocks:
     def _name(self, members: list[_Unit], taken: set[str]) -> str:
         stems = {re.sub(r"_?\d+$", "", u.uid) for u in members}
         stem = stems.pop() if len(stems) == 1 else ""
-        if not stem or stem.isdigit():
+        if not stem or stem.isdigit() or stem in _KEYWORDS or lookup(stem) is not None:  # Keras's `block1`
             stem = self._what(members[0].items)
         return _identifier(stem, taken, "block")
 

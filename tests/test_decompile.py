@@ -341,3 +341,28 @@ def test_a_spec_that_would_differ_is_refused(monkeypatch):
 def test_a_network_of_vectors():
     text = _spec("dense 128, relu\ndropout 0.2\ndense 10, softmax", input="784")
     assert "input 784" in text and "dense 128, relu" in text
+
+
+def _keras_resnet(path: str) -> str:
+    """keras.applications' ResNet50 names: flat, nested with underscores."""
+    m = re.fullmatch(r"conv(\d)_x\.(\d+)\.(.*)", path)
+    if m:
+        stage, block, rest = m[1], int(m[2]) + 1, m[3]
+        rest = {"add": "add", "relu3": "out", "shortcut.conv": "0_conv", "shortcut.bn": "0_bn"}.get(
+            rest, re.sub(r"(conv|bn|relu)(\d)", r"\2_\1", rest))
+        return f"conv{stage}_block{block}_{rest}"
+    return {"conv1.conv": "conv1_conv", "conv1.bn": "conv1_bn", "conv1.relu": "conv1_relu",
+            "conv2_x.maxpool": "pool1_pool", "head.gap": "avg_pool", "head.fc": "predictions",
+            "head.softmax": "predictions_softmax"}[path]
+
+
+def test_flat_names_nest_with_underscores():
+    """Keras names its layers flat (`conv2_block1_1_conv`, `conv2_block1_out`): underscores nest them, and the
+    activation after a block's sum belongs to the block."""
+    _, flat, text, back = _round_trip(SPECS[0].parent / "resnet50.arch", _keras_resnet)
+    assert "conv2_block1_out" in [layer.path for layer in flat.layers]
+    rows = dict(re.findall(r"^(\w+)\s+(\S+)\s+:", text, re.M))
+    assert rows["conv3"] == "28x28" and rows["conv5"] == "7x7", text
+    assert re.search(r"^conv3 +28x28 +: bottleneck\(128, stride=2\); bottleneck\(128\) x 3$", text, re.M), text
+    assert len(text.splitlines()) <= TARGETS["resnet50"]
+    assert same_layers(flat, flat_of_plan(back)) is None
