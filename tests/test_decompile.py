@@ -366,3 +366,16 @@ def test_flat_names_nest_with_underscores():
     assert re.search(r"^conv3 +28x28 +: bottleneck\(128, stride=2\); bottleneck\(128\) x 3$", text, re.M), text
     assert len(text.splitlines()) <= TARGETS["resnet50"]
     assert same_layers(flat, flat_of_plan(back)) is None
+
+
+def test_a_kind_spells_its_arguments_from_its_own_entry():
+    from archc.ops import OPS
+
+    conv = OPS["conv"]
+    assert conv.spell(conv.args(kernel=3, filters=64, stride=2, padding="same")) == "conv 3x3, 64, stride=2, same"
+    assert conv.spell(conv.args(kernel=(1, 7), filters=8, padding=(0, 3), bias=False)) == \
+        "conv 1x7, 8, padding=(0, 3), nobias"
+    pool = OPS["maxpool"]
+    assert pool.spell(pool.args(kernel=3, stride=2, ceil=True)) == "maxpool 3x3, stride=2, ceil"
+    assert OPS["dropout"].spell(OPS["dropout"].args(rate=0.5)) == "dropout 0.5"
+    assert OPS["relu"].spell(OPS["relu"].args()) == "relu"
