@@ -254,7 +254,12 @@ def _explicit(net: FlatNetwork, resolved: list, line: _L) -> dict:
     if any(OPS[net.layers[p].op].normalizes for p in line.posts) and "bias" in target:
         implied["bias"] = False
     fields = dict(target)
-    for key in list(target):
+    # most arguments sit at their defaults: leave those out at once, then try the others one by one
+    defaults = {k: f.default for k, f in op.args.model_fields.items() if not f.is_required()}
+    trial = {k: v for k, v in target.items() if k not in defaults or v != defaults[k]}
+    if _resolves(op, {**implied, **trial}, in_shapes) == target:
+        fields = trial
+    for key in list(fields):
         trial = {k: v for k, v in fields.items() if k != key}
         if _resolves(op, {**implied, **trial}, in_shapes) == target:
             fields = trial
