@@ -367,7 +367,9 @@ class _Paths:
         single = isinstance(item, _L)
         numeric = next((n for n, p in enumerate(parts) if p.isdigit()), None)
         nested = numeric is not None and numeric + 1 < len(parts) and parts[numeric + 1].isdigit()
-        if nested and (numeric + 2 < len(parts) or not isinstance(item, _L)):
+        # a line is in a numbered block of a numbered stage when a module nests below the block (EfficientNet's
+        # `features.2.0.block.0.0`), not when the number is a layer's own (ConvNeXt's `features.0.1.norm`)
+        if nested and (numeric + 3 < len(parts) or not isinstance(item, _L)):
             numeric += 1  # `features.2.1`: stage `features.2` of numbered stages, unit `1` (EfficientNet)
         if numeric is not None and numeric > 0:
             return ".".join(parts[:numeric]), parts[numeric], True
