@@ -379,3 +379,26 @@ def test_a_kind_spells_its_arguments_from_its_own_entry():
     assert pool.spell(pool.args(kernel=3, stride=2, ceil=True)) == "maxpool 3x3, stride=2, ceil"
     assert OPS["dropout"].spell(OPS["dropout"].args(rate=0.5)) == "dropout 0.5"
     assert OPS["relu"].spell(OPS["relu"].args()) == "relu"
+
+
+def _torchvision_convnext(path: str) -> str:
+    """torchvision's ConvNeXt: `features.N` alternates downsampling layers and stages of numbered blocks."""
+    stage, _, rest = path.partition(".")
+    if stage in ("stem", "head"):
+        return {"stem.conv": "features.0.0", "stem.ln": "features.0.1.norm"}.get(path, path.replace("head.", ""))
+    level = int(stage[3:]) - 2  # res2 .. res5
+    m = re.fullmatch(r"(\d+)\.(.*)", rest)
+    if m:
+        return f"features.{2 * level + 1}.{m[1]}.block.{m[2]}"
+    return {"ln": f"features.{2 * level}.0.norm", "conv": f"features.{2 * level}.1"}[rest]
+
+
+def test_numbered_blocks_of_numbered_stages():
+    """`features.3.1.block.0`: stage `features.3`, block `1`; a downsampling layer's own number
+    (`features.2.0.norm`) is no stage of its own."""
+    _, flat, text, back = _round_trip(SPECS[0].parent / "convnext_tiny.arch", _torchvision_convnext)
+    rows = re.findall(r"^(\w+)\s+(\S+)\s+: (.*)$", text, re.M)
+    assert [(name, size) for name, size, _ in rows][:4] == [("features", "56x56"), ("features_1", "56x56"),
+                                                            ("features_2", "28x28"), ("features_3", "28x28")]
+    assert rows[2][2] == "layernorm epsilon=1e-6; conv 2x2, 192, stride=2" and rows[3][2].endswith("() x 3")
+    assert same_layers(flat, flat_of_plan(back)) is None
