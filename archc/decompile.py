@@ -903,12 +903,13 @@ def import_model(source: Any, input_shape: tuple[int, ...] | None = None, partia
             help = e.help or "the language cannot write this operation yet"
             if not partial:
                 help += "; `--partial` (`partial=True`) writes the layers before it"
-            raise ArchcError([Diagnostic("A501", f"`{e.what}` at `{e.where}` cannot be written as a spec", None,
+            what = e.what if "`" in e.what else f"`{e.what}`"  # a reader may quote its own words
+            raise ArchcError([Diagnostic("A501", f"{what} at `{e.where}` cannot be written as a spec", None,
                                          help=help)]) from None
         kept = upstream(e.partial)
         text = decompile(kept)
         dropped = len(e.partial.layers) - len(kept.layers)
         note = f" ({dropped} layer{'s' * (dropped != 1)} on other branches left out)" if dropped else ""
-        return text + (f"# archc import stopped here: `{e.what}` at `{e.where}` cannot be written as a spec "
-                       f"yet{note}\n")
+        what = e.what if "`" in e.what else f"`{e.what}`"
+        return text + f"# archc import stopped here: {what} at `{e.where}` cannot be written as a spec yet{note}\n"
     return decompile(net)
