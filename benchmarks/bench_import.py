@@ -60,8 +60,11 @@ def main() -> None:
             flat = flat_of_plan(archc.check(ROOT / "specs" / f"{stem}.arch"))
         write, _ = _time(lambda f=flat: format_spec(decompile_ir(f)), args.runs)
         verified, text = _time(lambda f=flat: decompile(f), args.runs)
-        print(f"{stem:12} {len(flat.layers):6} {read * 1e3:7.0f}ms {build * 1e3:7.0f}ms {write * 1e3:7.0f}ms "
-              f"{verified * 1e3:7.0f}ms {len(text.splitlines()):5}")
+        def ms(seconds: float) -> str:
+            return f"{seconds * 1e3:7.0f}ms" if seconds == seconds else f"{'-':>9}"
+
+        print(f"{stem:12} {len(flat.layers):6} {ms(read)} {ms(build)} {ms(write)} {ms(verified)} "
+              f"{len(text.splitlines()):5}")
 
 
 if __name__ == "__main__":
