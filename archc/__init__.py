@@ -11,7 +11,8 @@ from typing import Any
 from ._version import __version__  # noqa: F401 - the package's version, re-exported
 from .diagnostics import ArchcError, Diagnostic
 
-__all__ = ["ArchcError", "Diagnostic", "load", "check", "compile", "load_weights", "transfer_weights"]
+__all__ = ["ArchcError", "Diagnostic", "load", "check", "compile", "load_weights", "transfer_weights",
+           "import_model"]
 
 
 def load(spec: Any = None, allow: list | None = None, *, text: str | None = None):
@@ -113,3 +114,20 @@ def transfer_weights(src: Any, dst: Any):
     if transfer.is_torch_keras_pair(src, dst):  # the layouts of both frameworks are known in one place
         return transfer.transfer_weights(src, dst)
     return backend_of(dst).transfer_weights(src, dst)
+
+
+def import_model(obj: Any, input_shape: Any = None, *, partial: bool = False) -> str:
+    """A model back into the spec a person would have written (docs/importing.md): -> `.arch` text, checked to
+    be the same network. `obj` is a PyTorch module, a Keras model, an ONNX model, a path (`.onnx`, `.keras`,
+    `.h5`, `.arch`, `.json`) or `"module:callable"`; `input_shape` the input's size in archc's layout, HxWxC
+    (`(224, 224, 3)` or `"224x224x3"`), where the model does not say it. What the language cannot express raises
+    ArchcError A501 naming the operation and where it sits; `partial=True` writes what comes before it."""
+    from .decompile import import_model as _import
+
+    if isinstance(input_shape, str):
+        from .loader import parse_value
+
+        input_shape = parse_value(input_shape, "input")
+    if input_shape is not None:
+        input_shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
+    return _import(obj, input_shape, partial=partial)

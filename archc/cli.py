@@ -452,6 +452,57 @@ def _progress(what: str, slow: bool):
         click.echo("\r\x1b[2K", err=True, nl=False)  # erase the line
 
 
+@main.command("import", short_help="Read a model (PyTorch, ONNX, Keras) and write it as a spec.")
+@click.argument("source")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the spec here (default: standard output).")
+@click.option("--input", "input_size", metavar="HxWxC", default=None,
+              help="The input's size, where the model does not say it (default for PyTorch modules: 224x224x3).")
+@click.option("--partial", is_flag=True,
+              help="At an operation the language cannot express, write the layers before it, with a comment at "
+                   "the gap.")
+def import_command(source, output, input_size, partial) -> None:
+    """Read a model and write the spec a person would have written: repeated structures as blocks called
+    with `x N`, stage rows with their checked sizes, names from the model's own module paths. The spec is
+    checked to be the same network before it is written (docs/importing.md).
+
+    SOURCE is `module:callable` (imported, then called with no arguments: a PyTorch module or a Keras model),
+    an `.onnx`, `.keras` or `.h5` file, or a spec (`.arch`, `.json`: how archc would write it back).
+
+    \b
+    Examples:
+      archc import torchvision.models:resnet50 -o resnet50.arch
+      archc import model.onnx
+      archc import specs/densenet121.arch --input 112x112x3
+    """
+    gc.enable()  # frameworks build and drop much of their own: let the collector run (see `run`)
+    shape = _input_size(input_size)
+    from .decompile import import_model
+
+    with _progress(f"importing {source}", slow=True):
+        text = import_model(source, shape, partial=partial)
+    protect = [Path(source)] if Path(source).is_file() else []
+    _write_or_echo(text, output, protect)
+    if output is not None:
+        click.echo(f"wrote {output} ({len(text.splitlines())} lines)", err=True)
+
+
+def _input_size(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    from .loader import parse_value
+
+    try:
+        value = parse_value(text, "input")
+    except ArchcError as e:
+        raise click.BadParameter(f"`{text}` is not a size ({e.diagnostics[0].message}); write HxWxC, such as "
+                                 "224x224x3", param_hint="--input") from None
+    value = (value,) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not (isinstance(value, tuple) and len(value) in (1, 3)
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in value)):
+        raise click.BadParameter(f"`{text}` is not a size; write HxWxC, such as 224x224x3", param_hint="--input")
+    return value
+
+
 @main.command(short_help="List the layer kinds, or show one in detail.")
 @click.argument("kind", required=False)
 def ops(kind) -> None:
@@ -905,8 +956,7 @@ def diff(ctx, a, b, sets, sets_a, sets_b, fmt, level, max_layers, allow) -> None
 
 
 def _diff_side(source: str, which: str, sets: dict[str, Any], max_layers, allow, loaded: dict):
-    """One side of `archc diff`: a spec checked with its overrides, or (through archc.readers, once a reader
-    for it is installed) a model read into a FlatNetwork."""
+    """One side of `archc diff`: a spec checked with its overrides, or a model read into a FlatNetwork."""
     from .diff import side_of_flat, side_of_plan
     from .loader import load_path
 
@@ -932,24 +982,16 @@ def _is_foreign(source: str) -> bool:
 
 
 def _read_foreign(source: str, which: str, sets: dict[str, Any]):
-    """A model as a FlatNetwork, by `archc.readers.read(source)` (the readers' entry, once they land)."""
+    """A model as a FlatNetwork, read by `archc import`'s readers."""
     if sets:
         raise ArchcError([Diagnostic("A551", f"{which} (`{source}`) is a model, not a spec: it has no parameters "
                                      f"to set ({', '.join(sets)})", None,
                                      help=f"give --set-{which.lower()} only to a spec side")])
-    try:
-        from . import readers
-
-        read = readers.read
-    except (ImportError, AttributeError):
-        raise ArchcError([Diagnostic("A550", f"cannot read {which}, `{source}`: this archc has no reader for "
-                                     "models yet", None,
-                                     help="compare two specs (.arch, .json); models are compared once "
-                                          "`archc.readers` can read them (docs/diff.md)")]) from None
+    from . import readers
     from .flat import Unsupported
 
     try:
-        return read(source)
+        return readers.read_source(source)  # a source it cannot read at all is its own diagnostic (A502-A504)
     except Unsupported as e:
         raise ArchcError([Diagnostic("A552", f"{which}, `{source}`, holds {e.what} at `{e.where}`, which the "
                                      "language cannot express", None, help=e.help or None)]) from None

@@ -114,3 +114,58 @@ def graph_of_flat(net: FlatNetwork, what: str = "the source", every_layer: bool 
         else:
             builder.op(i, layer.inputs, channels_first(shape))
     return builder.graph
+
+
+def network_digests(net: FlatNetwork) -> list[str]:
+    """Each layer's structural digest: its kind, resolved arguments and output shape, and the digests of its
+    producers in order (in any order for a merge that `commutes`): a Merkle hash of everything upstream. Two
+    networks whose outputs share a digest are the same computation whatever order their layers are listed in."""
+    import hashlib
+
+    out: list[str] = []
+    source = hashlib.sha256(repr(("input", tuple(net.input_shape))).encode()).hexdigest()
+    for layer, (args, _, shape) in zip(net.layers, net.resolved(), strict=True):
+        ins = tuple(source if i == INPUT else out[i] for i in layer.inputs)
+        if OPS[layer.op].commutes:  # a sum or a product: the inputs' order is no part of the computation
+            ins = tuple(sorted(ins))
+        text = repr((layer.op, sorted(args.model_dump().items()), tuple(shape), ins))
+        out.append(hashlib.sha256(text.encode()).hexdigest())
+    return out
+
+
+def same_network(a: FlatNetwork, b: FlatNetwork) -> str | None:
+    """None when a and b compute the same thing: the same layers (kind, resolved arguments, shapes) with the
+    same producers, in any order; else what differs. Layer for layer in the same order is `same_layers`."""
+    if a.input_shape != b.input_shape:
+        return f"inputs differ: {a.input_shape} and {b.input_shape}"
+    da, db = network_digests(a), network_digests(b)
+    if len(da) != len(db):
+        return f"{len(da)} layers and {len(db)} layers"
+    if sorted(da) != sorted(db):
+        extra = [i for i, d in enumerate(da) if d not in set(db)]
+        first = a.layers[extra[0]] if extra else None
+        return f"the layers differ, first at {first.path if first else '?'} ({first.op if first else '?'})"
+    out_a = "input" if a.output == INPUT else da[a.output]
+    out_b = "input" if b.output == INPUT else db[b.output]
+    if out_a != out_b:
+        return "the outputs differ"
+    return None
+
+
+def upstream(net: FlatNetwork, output: int | None = None) -> FlatNetwork:
+    """The network up to `output` (default: its last layer): that layer and every layer it reads from,
+    renumbered; what `archc import --partial` writes of a network read up to a gap."""
+    out = len(net.layers) - 1 if output is None else output
+    keep: set[int] = set()
+    stack = [out] if out != INPUT else []
+    while stack:
+        i = stack.pop()
+        if i in keep:
+            continue
+        keep.add(i)
+        stack.extend(p for p in net.layers[i].inputs if p != INPUT)
+    index = {old: new for new, old in enumerate(sorted(keep))}
+    index[INPUT] = INPUT
+    layers = [FlatLayer(net.layers[i].op, net.layers[i].args, tuple(index[p] for p in net.layers[i].inputs),
+                        net.layers[i].path, net.layers[i].tensors) for i in sorted(keep)]
+    return FlatNetwork(net.input_shape, layers, index[out], net.name, net.source)

@@ -300,6 +300,8 @@ class Op:
     probabilities: ClassVar[bool] = False  # turns scores into probabilities: left out when logits are asked for
     same_shapes: ClassVar[bool] = False  # a merge whose inputs must agree in shape: `residual` projects to it
     shortcut_first: ClassVar[bool] = False  # `residual` passes (shortcut, body), not (body, shortcut)
+    commutes: ClassVar[bool] = False  # a merge whose result does not depend on its inputs' order (a sum, a product):
+    # `archc import` may write `x + f(x)` as `residual:`, which passes (f(x), x)
     joins: ClassVar[bool] = False  # a merge that lays its inputs' channels side by side
     flattens: ClassVar[bool] = False  # HxWxC to a vector, row-major: frameworks differ in the features' order
 
@@ -340,6 +342,62 @@ class Op:
 
     def macs(self, args: OpArgs, in_shapes: list[Shape], out: Shape) -> int:
         return 0
+
+    # ---- how a spec writes a layer of this kind (`archc import` writes specs back from layers)
+    def spelling(self, fields: dict[str, Any]) -> list[tuple[str | None, Any]]:
+        """The arguments a layer line gives for these field values, in the language's order: positional
+        values first (`positional`, while none is missing), then keywords, then bare-word flags (`same`,
+        `nobias`). -> (keyword or None, value); a flag is (None, its word), the only bare string."""
+        order = list(type(self).args.model_fields)
+        words = {(key, _hashable(value)): word for word, (key, value) in self.flags.items()}
+        out: list[tuple[str | None, Any]] = []
+        flags: list[tuple[str | None, Any]] = []
+        positional = True
+        for key in self.positional:
+            if key in fields and positional:
+                out.append((None, fields[key]))
+            else:
+                positional = False
+        done = {key for key, _ in zip(self.positional, out, strict=False)}
+        for key in sorted(fields, key=order.index):
+            if key in done:
+                continue
+            word = words.get((key, _hashable(fields[key])))
+            if word is not None:
+                flags.append((None, word))
+            else:
+                out.append((key, fields[key]))
+        return out + flags
+
+    def spell(self, args: OpArgs) -> str:
+        """The canonical layer line for resolved arguments, arguments at their default left out:
+        `conv 3x3, 64, stride=2, same`. (Arguments the kind derives from its input, such as a depthwise conv's
+        filters, are written out; archc.decompile leaves out what the input implies.)"""
+        defaults = {key: f.default for key, f in type(args).model_fields.items() if not f.is_required()}
+        fields = {key: value for key, value in args.model_dump().items()
+                  if key not in defaults or _hashable(value) != _hashable(defaults[key])}
+        parts = []
+        for key, value in self.spelling(fields):
+            text = value if key is None and isinstance(value, str) else _spelled(value, key is None)
+            parts.append(text if key is None else f"{key}={text}")
+        return " ".join([self.name, ", ".join(parts)]).strip()
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _spelled(value: Any, positional: bool) -> str:
+    """A value as the language writes it: `3x3` (a positional size; a keyword's square pair is one number)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        if not positional and len(value) == 2 and value[0] == value[1]:
+            return str(value[0])
+        if all(isinstance(v, int) and v >= 1 for v in value) and len(value) in (2, 3):
+            return "x".join(str(v) for v in value)
+        return "(" + ", ".join(str(v) for v in value) + ")"
+    return str(value)
 
 
 def _feature_map(shape: Shape, op: str) -> tuple[int, int, int]:
@@ -706,7 +764,7 @@ class _Merge(Op):
 class Add(_Merge):
     name = prefix = "add"
     summary = "element-wise sum of its inputs (residual connections, `add:` branches)"
-    same_shapes = keeps_order = True
+    same_shapes = keeps_order = commutes = True
     shape_rule = "every input has the same shape, which is the output's"
 
     def shape(self, args, in_shapes):
@@ -1083,7 +1141,7 @@ class Multiply(_Merge):
     name = prefix = "multiply"
     summary = ("element-wise product of its inputs, broadcasting a 1x1xC (or flat C) gate over HxWxC: "
                "`residual multiply:` over a body that computes the gate is squeeze-excitation")
-    keeps_order = True
+    keeps_order = commutes = True
     shape_rule = ("the inputs broadcast: each size of an input is 1 or the output's (a flat C vector counts as 1x1xC "
                   "beside a map); the output has the largest size of each axis. `residual multiply:` scales its "
                   "input by the body's output, which the shortcut never projects")

@@ -301,22 +301,21 @@ def test_bad_sets_are_usage_errors_that_name_the_side():
     assert result.exit_code == 2 and "B (" in result.output
 
 
-def test_a_model_without_a_reader_is_a550():
-    result = run(str(SPECS / "resnet50.arch"), "torchvision.models:resnet50")
-    assert result.exit_code == 2
-    assert "error[A550]: cannot read B, `torchvision.models:resnet50`" in result.stderr
+def test_a_model_that_cannot_be_read_is_a_diagnostic():
+    result = run(str(SPECS / "resnet50.arch"), "no_such_module_here:resnet50")
+    assert result.exit_code == 2 and "error[A503]" in result.stderr
     result = run("model.onnx", str(SPECS / "resnet50.arch"))
-    assert result.exit_code == 2 and "error[A550]: cannot read A, `model.onnx`" in result.stderr
+    assert result.exit_code == 2 and "error[A004]" in result.stderr and "model.onnx" in result.stderr
 
 
 def test_a_model_side_through_a_reader(monkeypatch):
-    """The hook for models: `archc.readers.read(source)` gives a FlatNetwork; its stages are its paths' heads."""
+    """A model side: `archc.readers.read_source(source)` gives a FlatNetwork; its stages are its paths' heads."""
     import archc.readers
 
     plan = archc.check(SPECS / "resnet18.arch")
     net = flat_of_plan(plan)
     net.source = "stand.in:resnet18"
-    monkeypatch.setattr(archc.readers, "read", lambda source: net, raising=False)
+    monkeypatch.setattr(archc.readers, "read_source", lambda source: net)
     result = run(str(SPECS / "resnet18.arch"), "stand.in:resnet18")
     assert result.exit_code == 0, result.output
     result = run(str(SPECS / "resnet18.arch"), "stand.in:resnet18", "--set-b", "classes=10")
@@ -325,7 +324,7 @@ def test_a_model_side_through_a_reader(monkeypatch):
     def unsupported(source):
         raise Unsupported("`torch.nn.functional.interpolate(mode='area')`", "decoder.up1")
 
-    monkeypatch.setattr(archc.readers, "read", unsupported)
+    monkeypatch.setattr(archc.readers, "read_source", unsupported)
     result = run(str(SPECS / "resnet18.arch"), "stand.in:resnet18")
     assert result.exit_code == 2 and "error[A552]" in result.stderr and "`decoder.up1`" in result.stderr
 
