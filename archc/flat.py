@@ -60,8 +60,9 @@ def flat_of_plan(plan: Plan) -> FlatNetwork:
 
 def layer_signature(net: FlatNetwork) -> list[tuple[str, dict[str, Any], tuple[int, ...], Shape]]:
     """What two flat networks must agree on to be the same model: per layer its kind, resolved arguments,
-    producers and output shape (paths and tensors left out)."""
-    return [(layer.op, args.model_dump(), layer.inputs, shape)
+    producers and output shape (paths and tensors left out); arguments in one spelling for each meaning
+    (`same` padding as its amounts: archc.ops.OpArgs.canonical)."""
+    return [(layer.op, args.canonical(), layer.inputs, shape)
             for layer, (args, _, shape) in zip(net.layers, net.resolved(), strict=True)]
 
 

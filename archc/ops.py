@@ -96,6 +96,11 @@ def _window(args: WindowArgs) -> str:
 class OpArgs(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
+    def canonical(self) -> dict[str, Any]:
+        """The resolved arguments with one spelling for each meaning (padding `same` or `(1, 1)` as the amounts
+        it pads): what two networks compare (archc.flat.same_layers)."""
+        return self.model_dump()
+
 
 @dataclass(frozen=True, slots=True)
 class Weight:
@@ -150,6 +155,9 @@ class WindowArgs(OpArgs):
             raise ValueError(f"padding cannot be negative, not {v}")
         return _sizes(pair, "padding", 0)
 
+    def canonical(self) -> dict[str, Any]:
+        return {**self.model_dump(), "padding": self.pads()}
+
     def pads(self) -> Pads:
         """The padding as explicit (top, bottom, left, right) amounts."""
         if self.padding == "valid":
@@ -186,6 +194,11 @@ class ConvArgs(WindowArgs):
     depthwise: bool = False
     multiplier: Count = 1
     bias: bool = True
+
+    def canonical(self) -> dict[str, Any]:
+        out = super().canonical()  # resolved, `dw` is groups = channels and filters = channels * multiplier
+        del out["depthwise"], out["multiplier"]
+        return out
 
 
 class PoolArgs(WindowArgs):
@@ -774,6 +787,9 @@ class ConvTransposeArgs(OpArgs):
 
     def crop(self) -> tuple[int, int]:
         return (0, 0) if self.padding == "valid" else self.padding  # type: ignore[return-value]
+
+    def canonical(self) -> dict[str, Any]:
+        return {**self.model_dump(), "padding": self.crop()}
 
 
 class ConvTranspose(Op):

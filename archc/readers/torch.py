@@ -1134,7 +1134,10 @@ def _uniform_value(t: torch.Tensor) -> float:
     if t.is_meta or t.numel() == 0:
         return 1e-6
     flat = t.detach().reshape(-1)
-    return float(flat[0]) if bool((flat == flat[0]).all()) else 1e-6
+    if not bool((flat == flat[0]).all()):
+        return 1e-6
+    return float(str(flat[0].numpy())) if flat.dtype in (torch.float16, torch.float32) else float(flat[0])  # 1e-6
+    # as written, not float32's 9.99999997e-07
 
 
 def _read_stochastic_depth_helper(r, m, args, kwargs, result):
@@ -1502,7 +1505,7 @@ def _simplify(net: FlatNetwork) -> FlatNetwork:
         alias[i] = layer.inputs[0]
     concats: dict[tuple[int, ...], int] = {}
     for i, layer in enumerate(layers):
-        if OPS[layer.op].joins and OPS[layer.op].shape_rule == OPS["concat"].shape_rule:
+        if layer.op == "concat":  # what torch.cat reads as
             key = layer.inputs
             earlier = concats.get(key[:-1]) if len(key) > 2 else None
             concats[key] = i
