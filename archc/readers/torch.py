@@ -1456,8 +1456,8 @@ _register((F.conv2d,), _fn_conv2d)
 _register((F.linear,), _fn_linear)
 _register((F.layer_norm,), _fn_layer_norm)
 _register((F.batch_norm,), _fn_batch_norm)
-_register((operator.add, operator.iadd, torch.add, ".add", ".add_", ".__add__", ".__iadd__"), _fn_add)
-_register((operator.mul, operator.imul, torch.mul, ".mul", ".mul_", ".__mul__"), _fn_mul)
+_register((operator.add, operator.iadd, torch.add, ".add", ".add_", ".__add__", ".__iadd__", ".__radd__"), _fn_add)
+_register((operator.mul, operator.imul, torch.mul, ".mul", ".mul_", ".__mul__", ".__imul__", ".__rmul__"), _fn_mul)
 _register((torch.cat, torch.concat, getattr(torch, "concatenate", None)), _fn_cat)
 _register((torch.flatten, ".flatten"), _fn_flatten)
 _register((".view", ".reshape", torch.reshape), _fn_reshape)
@@ -1537,5 +1537,145 @@ def _same_weights(layer: FlatLayer, in_shape: tuple[int, ...]) -> bool:
 
 
 def _record(root: nn.Module, torch_shape: tuple[int, ...], failure: Exception):
-    raise Unsupported(f"a forward torch.fx cannot trace ({_reason(failure)})", type(root.inner).__name__,
-                      help="archc reads modules whose forward torch.fx can trace")
+    """Where fx cannot trace the forward (control flow on sizes or values, calls it cannot follow): run it, on the
+    meta device or else on the module's own, and write down what fx would have, as an fx graph: each call of a
+    module read whole, each torch function and tensor method called outside those, with its arguments."""
+    failures = [f"torch.fx: {_reason(failure)}"]
+    for device in ("meta", _device(root.inner)):
+        try:
+            return _Recorder(root).run(torch_shape, device)
+        except Unsupported:
+            raise
+        except Exception as e:  # noqa: BLE001 - try the next device, then say what each met
+            failures.append(f"running it on {device}: {_reason(e)}")
+    raise Unsupported("a forward that neither torch.fx nor a run could follow", type(root.inner).__name__,
+                      help="; ".join(failures))
+
+
+class _Recorder:
+    def __init__(self, root: nn.Module):
+        self.root = root
+        self.graph = fx.Graph()
+        self.results: dict[fx.Node, Any] = {}
+        self.nodes: dict[int, fx.Node] = {}  # id(tensor) -> the node that gave it
+        self.alive: list[Any] = []  # every tensor seen stays alive for the run, so no id is reused
+        self.names: dict[int, str] = {}  # id(weight used in the run) -> its name in the root (`inner.` on)
+        self.stack: list[tuple[str, type]] = []  # the modules being called, outermost first
+        self.leaf_depth = 0
+
+    def run(self, torch_shape: tuple[int, ...], device: Any):
+        paths = {m: path for path, m in self.root.named_modules(remove_duplicate=False)}
+        handles = []
+        for module in self.root.modules():
+            if module is self.root:
+                continue
+            handles.append(module.register_forward_pre_hook(lambda m, args, p=paths[module]: self._enter(m, p, args)))
+            handles.append(module.register_forward_hook(lambda m, args, out, p=paths[module]: self._leave(m, p, args,
+                                                                                                          out)))
+        recorder = self
+
+        class _Mode(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                if func in _BATCH_NORMS and isinstance(args[0], torch.Tensor) and args[0].is_meta:
+                    out = torch.empty_like(args[0])
+                else:
+                    out = func(*args, **kwargs)
+                if not recorder.leaf_depth:
+                    recorder._function(func, args, kwargs, out)
+                return out
+
+        def forward(x: torch.Tensor) -> Any:
+            self.alive.append(x)
+            node = self.graph.placeholder("x")
+            self.nodes[id(x)] = node
+            self.results[node] = _summary(x)
+            with _Mode():
+                return self.root.inner(x)
+
+        holder = _Holder(self.root, forward)
+        try:
+            example_holder = holder
+            dtype = next((p.dtype for p in self.root.parameters() if p.is_floating_point()), torch.float32)
+            example = torch.zeros((_BATCH, *torch_shape), dtype=dtype, device=device)
+            tensors = dict(self.root.named_parameters(remove_duplicate=False))
+            tensors.update(self.root.named_buffers(remove_duplicate=False))
+            with torch.no_grad():
+                if device == "meta":
+                    copies = {k: torch.empty_like(t, device="meta") for k, t in tensors.items()}
+                    self.names = {id(t): k for k, t in copies.items()}
+                    with _FastMeta():
+                        out = torch.func.functional_call(example_holder, {f"inner.{k}": v for k, v in copies.items()},
+                                                         (example,), tie_weights=False)  # holder.inner is root
+                else:
+                    self.names = {id(t): k for k, t in tensors.items()}
+                    out = example_holder(example)
+        finally:
+            for h in handles:
+                h.remove()
+        self.graph.output(self._arg(out))
+        return self.graph, self.results
+
+    def _meta(self) -> dict[str, Any]:
+        return {"nn_module_stack": {path: (path, cls) for path, cls in self.stack}}
+
+    def _enter(self, module: nn.Module, path: str, args: Any) -> None:
+        if self.leaf_depth:
+            self.leaf_depth += 1
+            return
+        self.stack.append((path, type(module)))
+        if _known_module(module) is not None:
+            self.leaf_depth = 1
+
+    def _leave(self, module: nn.Module, path: str, args: Any, out: Any) -> None:
+        if self.leaf_depth > 1:
+            self.leaf_depth -= 1
+            return
+        if self.leaf_depth == 1:
+            self.leaf_depth = 0
+            node = self.graph.call_module(path, self._arg(tuple(args)))
+            node.meta.update(self._meta())
+            self._result(node, out)
+        self.stack.pop()
+
+    def _function(self, func: Callable, args: Any, kwargs: dict, out: Any) -> None:
+        if not _tensors_in(out):
+            return  # sizes and other plain values are constants of the run
+        name = getattr(func, "__name__", "")
+        owner = getattr(func, "__objclass__", None) or getattr(getattr(func, "__self__", None), "__class__", None)
+        if owner is torch._C.TensorBase or owner is torch.Tensor or (name.startswith("__") and not
+                                                                        getattr(func, "__module__", None)):
+            node = self.graph.call_method(name, self._arg(tuple(args)), self._arg(kwargs))
+        else:
+            node = self.graph.call_function(func, self._arg(tuple(args)), self._arg(kwargs))
+        node.meta.update(self._meta())
+        self._result(node, out)
+
+    def _result(self, node: fx.Node, out: Any) -> None:
+        self.alive.append(out)
+        self.results[node] = _summary(out)
+        if isinstance(out, torch.Tensor):
+            self.nodes[id(out)] = node
+        elif isinstance(out, (tuple, list)):
+            for i, item in enumerate(out):
+                if isinstance(item, torch.Tensor):
+                    part = self.graph.call_function(operator.getitem, (node, i))
+                    part.meta.update(node.meta)
+                    self.results[part] = _summary(item)
+                    self.nodes[id(item)] = part
+
+    def _arg(self, value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            if id(value) in self.nodes:
+                return self.nodes[id(value)]
+            if id(value) in self.names:
+                node = self.graph.get_attr(self.names[id(value)])
+                self.nodes[id(value)] = node
+                return node
+            return value  # a tensor the forward made: a constant
+        if isinstance(value, (tuple, list)):
+            return type(value)(self._arg(v) for v in value) if not hasattr(value, "_fields") else tuple(
+                self._arg(v) for v in value)
+        if isinstance(value, dict):
+            return {k: self._arg(v) for k, v in value.items()}
+        return value
