@@ -96,9 +96,9 @@ def _window(args: WindowArgs) -> str:
 class OpArgs(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
-    def canonical(self) -> dict[str, Any]:
+    def canonical(self, in_shapes: list[Shape] | None = None) -> dict[str, Any]:
         """The resolved arguments with one spelling for each meaning (padding `same` or `(1, 1)` as the amounts
-        it pads): what two networks compare (archc.flat.same_layers)."""
+        it pads, for inputs of `in_shapes`): what two networks compare (archc.flat.same_layers)."""
         return self.model_dump()
 
 
@@ -155,7 +155,7 @@ class WindowArgs(OpArgs):
             raise ValueError(f"padding cannot be negative, not {v}")
         return _sizes(pair, "padding", 0)
 
-    def canonical(self) -> dict[str, Any]:
+    def canonical(self, in_shapes: list[Shape] | None = None) -> dict[str, Any]:
         return {**self.model_dump(), "padding": self.pads()}
 
     def pads(self) -> Pads:
@@ -195,8 +195,8 @@ class ConvArgs(WindowArgs):
     multiplier: Count = 1
     bias: bool = True
 
-    def canonical(self) -> dict[str, Any]:
-        out = super().canonical()  # resolved, `dw` is groups = channels and filters = channels * multiplier
+    def canonical(self, in_shapes: list[Shape] | None = None) -> dict[str, Any]:
+        out = super().canonical(in_shapes)  # resolved, `dw` is groups = channels and filters = channels * multiplier
         del out["depthwise"], out["multiplier"]
         return out
 
@@ -221,6 +221,18 @@ class PoolArgs(WindowArgs):
                 n -= 1
             sizes.append(n)
         return (sizes[0], sizes[1])
+
+    def canonical(self, in_shapes: list[Shape] | None = None) -> dict[str, Any]:
+        """Ceil mode as the padding it adds after (`ceil_pads`): a max never takes the overhang, an average never
+        counts it, as it does not count padding; counting padding, `ceil` is kept where it adds some."""
+        out = super().canonical(in_shapes)
+        if in_shapes and len(in_shapes[0]) == 3:
+            pads = self.ceil_pads(*in_shapes[0][:2])
+            if getattr(self, "count_pad", False):
+                out["ceil"] = pads != self.pads()
+            else:
+                out.update(padding=pads, ceil=False)
+        return out
 
     def ceil_pads(self, h: int, w: int) -> Pads:
         """The padding with ceil mode's overhang added after it: (top, bottom, left, right) such that floor-mode
@@ -788,7 +800,7 @@ class ConvTransposeArgs(OpArgs):
     def crop(self) -> tuple[int, int]:
         return (0, 0) if self.padding == "valid" else self.padding  # type: ignore[return-value]
 
-    def canonical(self) -> dict[str, Any]:
+    def canonical(self, in_shapes: list[Shape] | None = None) -> dict[str, Any]:
         return {**self.model_dump(), "padding": self.crop()}
 
 
