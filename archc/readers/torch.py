@@ -583,6 +583,8 @@ class _FlatReader:
             return result  # arithmetic on sizes and constants: its value, as the run gave it
         key = node.target if node.op == "call_function" else f".{node.target}"
         reader = _FUNCTION_READERS.get(key)
+        if reader is None and not node.users:
+            return None  # computed for Python alone (`if x.sum() > 0`), never part of the output
         if reader is None:
             self.unsupported(f"`{self._callee()}`")
         name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
@@ -616,6 +618,7 @@ class _FlatReader:
         module = _own_path(next(reversed(stack.values()))[0]) if stack else ""
         func = node.target if node.op == "call_method" else getattr(node.target, "__name__", str(node.target))
         func = func.strip("_") or func
+        func = _OPERATOR_NAMES.get(func, func)
         return f"{module}.{func}" if module else func
 
     def _callee(self) -> str:
@@ -653,10 +656,15 @@ class _FlatReader:
         if expected != shape:
             self.unsupported(f"`{self._callee()}`", help=f"read as `{op}` it would give {_fmt(shape)}, but the "
                              f"module gives {_fmt(expected)}")
+        path = self.path()
+        used = [t.name for t in (tensors or {}).values() if isinstance(t, _Param)]
+        if used and self.node.op != "call_module":  # a function holding weights: named by them (`layer_scale`)
+            lone = len(used) == 1 and used[0].rpartition(".")[2] not in _TENSOR_NAMES
+            path = used[0] if lone else _common_path(used)
         if tensors:
             wanted = kind.weights(resolved, in_shapes)
             tensors = {k: _numpy(t, wanted[k].shape) for k, t in tensors.items() if t is not None and k in wanted}
-        self.layers.append(FlatLayer(op, args, tuple(inputs), self.path(), tensors or {}))
+        self.layers.append(FlatLayer(op, args, tuple(inputs), path, tensors or {}))
         self.shapes.append(shape)
         index = len(self.layers) - 1
         return _ChannelsLast(index) if channels_last else _Map(index)
@@ -674,6 +682,10 @@ class _FlatReader:
         return {_ChannelsLast: "a channels-last permutation", _Grouped: "a channel-grouped view",
                 _Parts: "a chunk of channels", _Padded: "a padded tensor", _Param: "a weight",
                 _Map: "a tensor"}.get(type(value), f"`{type(value).__name__}`")
+
+
+_OPERATOR_NAMES = {"iadd": "add", "radd": "add", "imul": "mul", "rmul": "mul"}  # `out += x` is an add
+_TENSOR_NAMES = {"weight", "bias", "running_mean", "running_var"}
 
 
 def _has_data(value: Any) -> bool:
@@ -1558,6 +1570,7 @@ class _Recorder:
         self.graph = fx.Graph()
         self.results: dict[fx.Node, Any] = {}
         self.nodes: dict[int, fx.Node] = {}  # id(tensor) -> the node that gave it
+        self.parts: dict[int, tuple[fx.Node, int, Any]] = {}  # id(tensor) -> the call whose i-th result it is
         self.alive: list[Any] = []  # every tensor seen stays alive for the run, so no id is reused
         self.names: dict[int, str] = {}  # id(weight used in the run) -> its name in the root (`inner.` on)
         self.stack: list[tuple[str, type]] = []  # the modules being called, outermost first
@@ -1656,18 +1669,22 @@ class _Recorder:
         self.results[node] = _summary(out)
         if isinstance(out, torch.Tensor):
             self.nodes[id(out)] = node
-        elif isinstance(out, (tuple, list)):
+        elif isinstance(out, (tuple, list)):  # its parts become getitem nodes where read, as fx writes them
             for i, item in enumerate(out):
                 if isinstance(item, torch.Tensor):
-                    part = self.graph.call_function(operator.getitem, (node, i))
-                    part.meta.update(node.meta)
-                    self.results[part] = _summary(item)
-                    self.nodes[id(item)] = part
+                    self.parts[id(item)] = (node, i, item)
 
     def _arg(self, value: Any) -> Any:
         if isinstance(value, torch.Tensor):
             if id(value) in self.nodes:
                 return self.nodes[id(value)]
+            if id(value) in self.parts:
+                whole, i, _ = self.parts[id(value)]
+                part = self.graph.call_function(operator.getitem, (whole, i))
+                part.meta.update(whole.meta)
+                self.results[part] = _summary(value)
+                self.nodes[id(value)] = part
+                return part
             if id(value) in self.names:
                 node = self.graph.get_attr(self.names[id(value)])
                 self.nodes[id(value)] = node
