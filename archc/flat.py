@@ -66,7 +66,7 @@ def layer_signature(net: FlatNetwork) -> list[tuple[str, dict[str, Any], tuple[i
     return [(layer.op, args.canonical(in_shapes),
              layer.inputs if OPS[layer.op].inputs == "one" or OPS[layer.op].joins else tuple(sorted(layer.inputs)),
              shape)
-            for layer, (args, in_shapes, shape) in zip(net.layers, net.resolved())]
+            for layer, (args, in_shapes, shape) in zip(net.layers, net.resolved(), strict=True)]
 
 
 def same_layers(a: FlatNetwork, b: FlatNetwork) -> str | None:

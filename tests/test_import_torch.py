@@ -24,9 +24,10 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 F = torch.nn.functional
 
-from archc.readers.torch import read_flat, read_module  # noqa: E402
 from backends.conformance import OP_CASES  # noqa: E402
 from tvision import torchvision_or_skip  # noqa: E402
+
+from archc.readers.torch import read_flat, read_module  # noqa: E402
 
 THOROUGH = bool(os.environ.get("ARCHC_THOROUGH"))
 SPECS = Path(__file__).resolve().parent.parent / "specs"
@@ -373,3 +374,41 @@ def test_pads_fold_into_the_window_they_feed():
     assert [(layer.op, layer.args["padding"]) for layer in net.layers] == [("conv", (0, 1, 0, 1)),
                                                                            ("maxpool", (1, 1))]
     assert _signature(net)[0][1]["kernel"] == (2, 2)
+
+
+# ---------------------------------------------------------------- what "the same network" means
+
+
+@pytest.mark.parametrize("a, b", [
+    ("conv 3x3, 4, same", "conv 3x3, 4, padding=1"),
+    ("conv 1x1, 4, same", "conv 1x1, 4"),
+    ("conv 3x3, dw, multiplier=2", "conv 3x3, 6, groups=3"),
+    ("maxpool 3x3, stride=2, padding=(0, 1, 1, 0), ceil", "maxpool 3x3, stride=2, padding=(0, 2, 1, 0)"),
+    ("avgpool 3x3, stride=2, padding=2, ceil, count_pad", "avgpool 3x3, stride=2, padding=2, count_pad"),
+    ("upconv 2x2, 4, stride=2", "upconv 2x2, 4, stride=2, padding=0"),
+])
+def test_same_layers_compares_meanings_not_spellings(a, b):
+    """A reader sees what a module computes, not how the spec spelled it: `same` is the padding it adds, `dw` is
+    groups equal to the channels, ceil mode is the padding it adds after (for max and uncounted averages)."""
+    flat = [flat_of_plan(archc.check(f"input 13x14x3\n{line}\n")) for line in (a, b)]
+    assert same_layers(*flat) is None
+
+
+@pytest.mark.parametrize("a, b", [
+    ("conv 3x3, 4, padding=1", "conv 3x3, 4, padding=(1, 2, 1, 1)"),
+    ("avgpool 3x3, stride=1, padding=1", "avgpool 3x3, stride=1, padding=1, count_pad"),
+    ("maxpool 3x3, stride=2, padding=1, ceil", "maxpool 3x3, stride=2, padding=1"),
+])
+def test_same_layers_still_tells_different_layers_apart(a, b):
+    flat = [flat_of_plan(archc.check(f"input 13x14x3\n{line}\n")) for line in (a, b)]
+    assert same_layers(*flat) is not None
+
+
+def test_sums_compare_unordered_and_concatenations_ordered():
+    a = flat_of_plan(archc.check("input 4x4x3\nconv 1x1, 3\nadd:\n  identity\n  relu\n"))
+    b = flat_of_plan(archc.check("input 4x4x3\nconv 1x1, 3\nadd:\n  identity\n  relu\n"))
+    b.layers[-1].inputs = b.layers[-1].inputs[::-1]
+    assert same_layers(a, b) is None
+    for layer in (a.layers[-1], b.layers[-1]):
+        layer.op = "concat"
+    assert same_layers(a, b) is not None

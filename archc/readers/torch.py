@@ -13,19 +13,28 @@ Both run on the meta device (shapes without arithmetic, so ResNet-152 costs mill
 own weights untouched: torch.func.functional_call puts meta copies in their place for the run. An operation
 with no meta kernel makes the run happen on the CPU instead, with a batch of one. The module is in eval mode for
 the run, and every submodule's mode is restored afterwards.
+
+`read_flat` reads the same trace for `archc import`: every call in archc's vocabulary, a FlatLayer of a
+registered kind with that kind's arguments and the module's tensors (see the section below).
 """
 
 from __future__ import annotations
 
+import math
+import operator
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import fx, nn
 from torch.overrides import TorchFunctionMode
 
+from ..flat import INPUT, FlatLayer, FlatNetwork, Unsupported
 from ..match import Graph, GraphBuilder, Shape
+from ..ops import OPS
 
 
 class ReadError(Exception):
@@ -361,13 +370,6 @@ def _read_by_running(model: nn.Module, input_shape: tuple[int, ...], what: str, 
 # work). Every layer's shape by archc's own rules is checked against the one the run gave, so a call that is
 # misread stops as Unsupported rather than becoming a different network.
 
-import math  # noqa: E402 - the flat reader's own imports
-import operator  # noqa: E402
-import sys  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-from ..flat import INPUT, FlatLayer, FlatNetwork, Unsupported  # noqa: E402
-from ..ops import OPS  # noqa: E402
 
 
 def read_flat(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> FlatNetwork:
@@ -423,7 +425,7 @@ def _interpret(root: nn.Module, graph: fx.Graph, torch_shape: tuple[int, ...]) -
     failures = []
     for device in ("meta", _device(root.inner)):
         results.clear()
-        holder = _Holder(root, lambda x: _Run(holder.inner, graph=graph).run(x))
+        holder = _Holder(root, lambda x: _Run(root, graph=graph).run(x))  # holder.inner is root
         try:
             _run_batch(holder, root, "inner.", torch_shape, device)
             return results
@@ -726,8 +728,9 @@ def _numpy(t: Any, shape: tuple[int, ...]) -> Any:
     if isinstance(t, _Param):
         t = t.tensor
     if t.is_meta:
-        return None
-    return t.detach().cpu().reshape(shape).numpy()
+        return None  # a module built on the meta device has no values to give
+    t = t.detach().cpu()
+    return (t.float() if t.dtype == torch.bfloat16 else t).reshape(shape).numpy()
 
 
 def _arg(args, kwargs, i: int, name: str, default: Any = None) -> Any:
@@ -1142,14 +1145,14 @@ def _read_layer_scale_helper(r, m, args, kwargs, result):
 
 
 def _uniform_value(t: torch.Tensor) -> float:
-    """A layer scale's `init`: the value all its elements share (as constructed); 1e-6 (ConvNeXt's) otherwise."""
+    """A layer scale's `init`: the value all its elements share (as constructed); 1e-6 (ConvNeXt's) otherwise.
+    A float32 value is read as written (1e-6, not 9.99999997e-07)."""
     if t.is_meta or t.numel() == 0:
         return 1e-6
-    flat = t.detach().reshape(-1)
+    flat = t.detach().reshape(-1).cpu()
     if not bool((flat == flat[0]).all()):
         return 1e-6
-    return float(str(flat[0].numpy())) if flat.dtype in (torch.float16, torch.float32) else float(flat[0])  # 1e-6
-    # as written, not float32's 9.99999997e-07
+    return float(str(flat[0].numpy())) if flat.dtype in (torch.float16, torch.float32) else float(flat[0])
 
 
 def _read_stochastic_depth_helper(r, m, args, kwargs, result):
@@ -1433,10 +1436,6 @@ def _fn_reduce(op: str):
     return read
 
 
-def _fn_dropout_fn(r, args, kwargs, result):
-    return _fn_dropout(r, args, kwargs, result)
-
-
 _FUNCTION_READERS: dict[Any, Callable] = {}
 
 
@@ -1458,7 +1457,7 @@ _register((torch.tanh, F.tanh, torch.tanh_, ".tanh", ".tanh_"), _fn_activation("
 _register((F.softmax, torch.softmax, ".softmax"), _fn_softmax)
 _register((F.leaky_relu, getattr(F, "leaky_relu_", None)), _fn_leaky)
 _register((F.elu, getattr(F, "elu_", None)), _fn_elu)
-_register((F.dropout,), _fn_dropout_fn)
+_register((F.dropout,), _fn_dropout)
 _register((F.max_pool2d,), _fn_maxpool)
 _register((F.avg_pool2d,), _fn_avgpool)
 _register((F.adaptive_avg_pool2d,), _fn_adaptive("avgpool"))
@@ -1608,7 +1607,6 @@ class _Recorder:
 
         holder = _Holder(self.root, forward)
         try:
-            example_holder = holder
             dtype = next((p.dtype for p in self.root.parameters() if p.is_floating_point()), torch.float32)
             example = torch.zeros((_BATCH, *torch_shape), dtype=dtype, device=device)
             tensors = dict(self.root.named_parameters(remove_duplicate=False))
@@ -1618,11 +1616,11 @@ class _Recorder:
                     copies = {k: torch.empty_like(t, device="meta") for k, t in tensors.items()}
                     self.names = {id(t): k for k, t in copies.items()}
                     with _FastMeta():
-                        out = torch.func.functional_call(example_holder, {f"inner.{k}": v for k, v in copies.items()},
+                        out = torch.func.functional_call(holder, {f"inner.{k}": v for k, v in copies.items()},
                                                          (example,), tie_weights=False)  # holder.inner is root
                 else:
                     self.names = {id(t): k for k, t in tensors.items()}
-                    out = example_holder(example)
+                    out = holder(example)
         finally:
             for h in handles:
                 h.remove()
