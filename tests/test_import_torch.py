@@ -412,3 +412,40 @@ def test_sums_compare_unordered_and_concatenations_ordered():
     for layer in (a.layers[-1], b.layers[-1]):
         layer.op = "concat"
     assert same_layers(a, b) is not None
+
+
+class _ResampleModules(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1)
+        self.act = nn.Sequential(nn.LeakyReLU(0.2), nn.ELU(0.5), nn.GELU("tanh"), nn.Hardsigmoid(), nn.ReLU6())
+        self.near = nn.Upsample(scale_factor=2)
+        self.bilinear = nn.Upsample(size=(5, 7), mode="bilinear", align_corners=True)
+        self.avg = nn.AvgPool2d(3, stride=1, padding=1)  # count_include_pad=True, torch's default
+        self.flat = nn.Flatten()
+        self.bn = nn.BatchNorm1d(140)
+        self.softmax = nn.Softmax(dim=-1)
+
+    def forward(self, x):
+        x = self.bilinear(self.near(self.act(self.up(x))))
+        return self.softmax(self.bn(self.flat(self.avg(x))))
+
+
+class _ResampleFunctions(_ResampleModules):
+    def forward(self, x):
+        x = F.relu6(F.hardsigmoid(F.gelu(F.elu(F.leaky_relu(self.up(x), 0.2), 0.5), approximate="tanh")))
+        x = F.interpolate(F.interpolate(x, scale_factor=2.0), size=(5, 7), mode="bilinear", align_corners=True)
+        x = F.avg_pool2d(x, 3, 1, 1)
+        return torch.softmax(self.bn(torch.flatten(x, 1)), -1)
+
+
+def test_resampling_and_activations_in_modules_and_functions():
+    a, b = read_flat(_ResampleModules(), (3, 4, 3)), read_flat(_ResampleFunctions(), (3, 4, 3))
+    assert same_layers(a, b) is None
+    assert [layer.op for layer in a.layers] == ["convtranspose", "leaky_relu", "elu", "gelu", "hardsigmoid", "relu6",
+                                                "upsample", "upsample", "avgpool", "flatten", "batchnorm", "softmax"]
+    assert a.layers[0].args == {"kernel": (3, 3), "filters": 4, "stride": (2, 2), "padding": (1, 1),
+                                "output_padding": (1, 1), "bias": True}
+    assert a.layers[7].args == {"mode": "bilinear", "align_corners": True, "size": (5, 7)}
+    assert a.layers[6].args == {"mode": "nearest", "scale": (2, 2)}
+    assert a.layers[8].args["count_pad"] is True and a.layers[3].args == {"approximate": "tanh"}
