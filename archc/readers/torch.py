@@ -683,7 +683,8 @@ class _FlatReader:
     def _what(self, value: Any) -> str:
         return {_ChannelsLast: "a channels-last permutation", _Grouped: "a channel-grouped view",
                 _Parts: "a chunk of channels", _Padded: "a padded tensor", _Param: "a weight",
-                _Map: "a tensor"}.get(type(value), f"`{type(value).__name__}`")
+                _Map: "a tensor", _Shaped: "a tensor the forward makes"}.get(
+            type(value), "a number" if isinstance(value, (int, float)) else f"`{type(value).__name__}`")
 
 
 _OPERATOR_NAMES = {"iadd": "add", "radd": "add", "imul": "mul", "rmul": "mul"}  # `out += x` is an add
