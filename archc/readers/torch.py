@@ -871,9 +871,9 @@ def _elementwise(r, op: str, x, result, **a) -> Any:
 
 
 def _activation(op: str):
-    def read_module(r, m, args, kwargs, result):
+    def read(r, m, args, kwargs, result):
         return _elementwise(r, op, args[0], result)
-    return read_module
+    return read
 
 
 def _read_hardtanh(r, m: nn.Hardtanh, args, kwargs, result):
@@ -958,9 +958,9 @@ def _adaptive(r, op: str, x, output_size, result):
 
 
 def _read_adaptive(op: str):
-    def read_module(r, m, args, kwargs, result):
+    def read(r, m, args, kwargs, result):
         return _adaptive(r, op, args[0], m.output_size, result)
-    return read_module
+    return read
 
 
 def _read_flatten_module(r, m: nn.Flatten, args, kwargs, result):
@@ -1070,10 +1070,10 @@ _NAMED_MODULE_READERS: dict[str, Callable] = {
 
 
 def _merge(op: str):
-    def read_module(r, m, args, kwargs, result):
+    def read(r, m, args, kwargs, result):
         inputs = [r.data(a).index for a in args]
         return r.emit(op, {}, inputs, result)
-    return read_module
+    return read
 
 
 def _read_padded_conv(r, m, args, kwargs, result):
@@ -1124,9 +1124,9 @@ def _read_zeropad_helper(r, m, args, kwargs, result):
 
 
 def _read_global(op: str):
-    def read_module(r, m, args, kwargs, result):
+    def read(r, m, args, kwargs, result):
         return r.emit(op, {}, [r.data(args[0]).index], result)
-    return read_module
+    return read
 
 
 def _read_layernorm2d_helper(r, m, args, kwargs, result):
