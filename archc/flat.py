@@ -60,9 +60,13 @@ def flat_of_plan(plan: Plan) -> FlatNetwork:
 
 def layer_signature(net: FlatNetwork) -> list[tuple[str, dict[str, Any], tuple[int, ...], Shape]]:
     """What two flat networks must agree on to be the same model: per layer its kind, resolved arguments,
-    producers and output shape (paths and tensors left out)."""
-    return [(layer.op, args.model_dump(), layer.inputs, shape)
-            for layer, (args, _, shape) in zip(net.layers, net.resolved(), strict=True)]
+    producers and output shape (paths and tensors left out); arguments in one spelling for each meaning
+    (`same` padding as its amounts: archc.ops.OpArgs.canonical), producers in order only for a merge that lays
+    them side by side (a sum or a product is the same whichever input comes first)."""
+    return [(layer.op, args.canonical(in_shapes),
+             layer.inputs if OPS[layer.op].inputs == "one" or OPS[layer.op].joins else tuple(sorted(layer.inputs)),
+             shape)
+            for layer, (args, in_shapes, shape) in zip(net.layers, net.resolved(), strict=True)]
 
 
 def same_layers(a: FlatNetwork, b: FlatNetwork) -> str | None:

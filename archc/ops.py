@@ -96,6 +96,11 @@ def _window(args: WindowArgs) -> str:
 class OpArgs(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
+    def canonical(self, in_shapes: list[Shape] | None = None) -> dict[str, Any]:
+        """The resolved arguments with one spelling for each meaning (padding `same` or `(1, 1)` as the amounts
+        it pads, for inputs of `in_shapes`): what two networks compare (archc.flat.same_layers)."""
+        return self.model_dump()
+
 
 @dataclass(frozen=True, slots=True)
 class Weight:
@@ -150,6 +155,9 @@ class WindowArgs(OpArgs):
             raise ValueError(f"padding cannot be negative, not {v}")
         return _sizes(pair, "padding", 0)
 
+    def canonical(self, in_shapes: list[Shape] | None = None) -> dict[str, Any]:
+        return {**self.model_dump(), "padding": self.pads()}
+
     def pads(self) -> Pads:
         """The padding as explicit (top, bottom, left, right) amounts."""
         if self.padding == "valid":
@@ -187,6 +195,11 @@ class ConvArgs(WindowArgs):
     multiplier: Count = 1
     bias: bool = True
 
+    def canonical(self, in_shapes: list[Shape] | None = None) -> dict[str, Any]:
+        out = super().canonical(in_shapes)  # resolved, `dw` is groups = channels and filters = channels * multiplier
+        del out["depthwise"], out["multiplier"]
+        return out
+
 
 class PoolArgs(WindowArgs):
     stride: tuple[int, int] | None = None  # None: the kernel size, as every framework does
@@ -208,6 +221,18 @@ class PoolArgs(WindowArgs):
                 n -= 1
             sizes.append(n)
         return (sizes[0], sizes[1])
+
+    def canonical(self, in_shapes: list[Shape] | None = None) -> dict[str, Any]:
+        """Ceil mode as the padding it adds after (`ceil_pads`): a max never takes the overhang, an average never
+        counts it, as it does not count padding; counting padding, `ceil` is kept where it adds some."""
+        out = super().canonical(in_shapes)
+        if in_shapes and len(in_shapes[0]) == 3:
+            pads = self.ceil_pads(*in_shapes[0][:2])
+            if getattr(self, "count_pad", False):
+                out["ceil"] = pads != self.pads()
+            else:
+                out.update(padding=pads, ceil=False)
+        return out
 
     def ceil_pads(self, h: int, w: int) -> Pads:
         """The padding with ceil mode's overhang added after it: (top, bottom, left, right) such that floor-mode
@@ -832,6 +857,9 @@ class ConvTransposeArgs(OpArgs):
 
     def crop(self) -> tuple[int, int]:
         return (0, 0) if self.padding == "valid" else self.padding  # type: ignore[return-value]
+
+    def canonical(self, in_shapes: list[Shape] | None = None) -> dict[str, Any]:
+        return {**self.model_dump(), "padding": self.crop()}
 
 
 class ConvTranspose(Op):
