@@ -25,7 +25,7 @@ and every layer of the second graph is used, or the answer is the first point wh
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,22 +131,38 @@ def combine(ins: list[tuple[frozenset[Source], Shape | None]], out: Shape | None
     a global pooling: k = 1) scales offsets by k; anything else (a sum, an activation, pooling) keeps them."""
     if not ins:
         return frozenset()
-    shapes = [shape for _, shape in ins]
-    if len(ins) > 1 and out and all(s and len(s) == len(out) for s in shapes) \
-            and sum(s[0] for s in shapes) == out[0]:  # type: ignore[index]
-        result: set[Source] = set()
-        offset = 0
-        for sources, shape in ins:
-            result.update((src, off + offset) for src, off in sources)
-            offset += shape[0]  # type: ignore[index]
-        return frozenset(result)
-    if len(ins) == 1 and out and shapes[0] and len(shapes[0]) == 3 and len(out) == 1 \
-            and out[0] % shapes[0][0] == 0 and out[0] != shapes[0][0]:
-        per_channel = out[0] // shapes[0][0]
-        return frozenset((src, off * per_channel) for src, off in ins[0][0])
+    if _concatenates(ins, out):
+        return _side_by_side(ins)
     if len(ins) == 1:
+        per_channel = _features_per_channel(ins[0][1], out)
+        if per_channel is not None:
+            return frozenset((src, off * per_channel) for src, off in ins[0][0])
         return ins[0][0]
     return frozenset().union(*(sources for sources, _ in ins))
+
+
+def _concatenates(ins: list[tuple[frozenset[Source], Shape | None]], out: Shape | None) -> bool:
+    """Several inputs of the output's rank whose channels add up to the output's."""
+    shapes = [shape for _, shape in ins]
+    return len(ins) > 1 and bool(out) and all(s and len(s) == len(out) for s in shapes) \
+        and sum(s[0] for s in shapes) == out[0]  # type: ignore[index,arg-type]
+
+
+def _side_by_side(ins: list[tuple[frozenset[Source], Shape | None]]) -> frozenset[Source]:
+    """The sources of a concatenation: each input's offsets shifted by the channels of the inputs before it."""
+    result: set[Source] = set()
+    offset = 0
+    for sources, shape in ins:
+        result.update((src, off + offset) for src, off in sources)
+        offset += shape[0]  # type: ignore[index]
+    return frozenset(result)
+
+
+def _features_per_channel(shape: Shape | None, out: Shape | None) -> int | None:
+    """k where a CxHxW feature map became a vector of C*k features (a flatten or a global pooling), else None."""
+    if out and shape and len(shape) == 3 and len(out) == 1 and out[0] % shape[0] == 0 and out[0] != shape[0]:
+        return out[0] // shape[0]
+    return None
 
 
 def channels_first(shape: Shape) -> Shape:
@@ -279,49 +295,77 @@ def match(a: Graph, b: Graph, max_steps: int | None = None, rounds: int = 3, tol
     same place even where arguments or sizes differ, and leave the rest unpaired (see `match_tolerant`)."""
     if tolerant:
         return match_tolerant(a, b, rounds=rounds)
-    n = len(a.layers)
-    max_steps = max_steps if max_steps is not None else 20 * (n + len(b.layers)) + 1000
-    index: dict[Hashable, list[int]] = {}
-    for j, layer in enumerate(b.layers):
-        index.setdefault((signature(layer), layer.sources), []).append(j)
-    colours_a, colours_b = _refine(a, rounds), _refine(b, rounds)
+    max_steps = max_steps if max_steps is not None else 20 * (len(a.layers) + len(b.layers)) + 1000
+    return _Search(a, b, max_steps, rounds).run()
 
-    pairs: list[int] = [-1] * n
-    used = [False] * len(b.layers)
-    choices: list[list[int]] = []  # per layer of a reached: the candidates still to try
-    failed = (-1, [])  # the furthest layer that ran out of candidates, and the pairs before it then
-    steps = 0
-    i = 0
-    while i < n:
-        if len(choices) == i:  # arriving at layer i: its candidates
-            layer = a.layers[i]
-            key = (signature(layer), tuple(frozenset((pairs[s] if s != INPUT else INPUT, off) for s, off in operand)
-                                           for operand in layer.sources))
-            found = [j for j in index.get(key, ()) if not used[j] and _tensors_fit(layer, b.layers[j])]
-            found.sort(key=lambda j: (colours_b[j] != colours_a[i], j))
-            choices.append(found)
-        if choices[i] and steps < max_steps:
-            j = choices[i].pop(0)
-            pairs[i], used[j] = j, True
-            steps += 1
-            i += 1
-            continue
-        if i > failed[0]:
-            failed = (i, pairs[:i])  # copied only at a new furthest point: rare
-        # no (further) candidate: undo the previous choice and try its next candidate
-        choices.pop()
-        if i == 0 or steps >= max_steps:
-            mismatch = _explain(a, b, *failed)
-            if steps >= max_steps:
-                mismatch.notes.append(f"the search gave up after {steps} pairings")
-            return Matching(a, b, None, mismatch, steps)
-        i -= 1
-        used[pairs[i]] = False
-        pairs[i] = -1
-    left = [j for j in range(len(b.layers)) if not used[j]]
-    if left:
-        return Matching(a, b, None, _explain_left(a, b, left[0], pairs), steps)
-    return Matching(a, b, pairs, None, steps)
+
+class _Search:
+    """`match`'s depth-first walk over a's layers in data-flow order: the pairs so far and, for each layer
+    reached, the candidates of b not yet tried, so that a choice that fails further down can be undone."""
+
+    def __init__(self, a: Graph, b: Graph, max_steps: int, rounds: int):
+        self.a, self.b, self.max_steps = a, b, max_steps
+        # b's layers by what a partner must have: the same signature, and sources at the same places
+        self.by_place: dict[Hashable, list[int]] = {}
+        for j, layer in enumerate(b.layers):
+            self.by_place.setdefault((signature(layer), layer.sources), []).append(j)
+        self.colours_a, self.colours_b = _refine(a, rounds), _refine(b, rounds)
+        self.pairs: list[int] = [-1] * len(a.layers)
+        self.used = [False] * len(b.layers)
+        self.choices: list[list[int]] = []  # per layer of a reached: the candidates still to try
+        self.failed: tuple[int, list[int]] = (-1, [])  # the furthest layer that ran out, and the pairs before it
+        self.steps = 0
+
+    def run(self) -> Matching:
+        i = 0
+        while i < len(self.pairs):
+            if self.advance(i):
+                i += 1
+                continue
+            # no (further) candidate: undo the previous choice and try its next candidate
+            self.retreat(i)
+            if i == 0 or self.steps >= self.max_steps:
+                return self.gave_up()
+            i -= 1
+            self.used[self.pairs[i]] = False
+            self.pairs[i] = -1
+        left = [j for j in range(len(self.b.layers)) if not self.used[j]]
+        if left:
+            return Matching(self.a, self.b, None, _explain_left(self.a, self.b, left[0], self.pairs), self.steps)
+        return Matching(self.a, self.b, self.pairs, None, self.steps)
+
+    def advance(self, i: int) -> bool:
+        """Pair layer i with its next candidate, if it has one and the search has steps left."""
+        if len(self.choices) == i:  # arriving at layer i: its candidates
+            self.choices.append(self.candidates(i))
+        if not self.choices[i] or self.steps >= self.max_steps:
+            return False
+        j = self.choices[i].pop(0)
+        self.pairs[i], self.used[j] = j, True
+        self.steps += 1
+        return True
+
+    def candidates(self, i: int) -> list[int]:
+        """The unused layers of b that fit layer i where its sources' partners are, likeliest first (equal
+        colours, then b's order)."""
+        layer = self.a.layers[i]
+        key = (signature(layer), tuple(frozenset((self.pairs[s] if s != INPUT else INPUT, off) for s, off in operand)
+                                       for operand in layer.sources))
+        found = [j for j in self.by_place.get(key, ()) if not self.used[j] and _tensors_fit(layer, self.b.layers[j])]
+        found.sort(key=lambda j: (self.colours_b[j] != self.colours_a[i], j))
+        return found
+
+    def retreat(self, i: int) -> None:
+        """Leave layer i, out of candidates, remembering it if no layer before it got this far."""
+        if i > self.failed[0]:
+            self.failed = (i, self.pairs[:i])  # copied only at a new furthest point: rare
+        self.choices.pop()
+
+    def gave_up(self) -> Matching:
+        mismatch = _explain(self.a, self.b, *self.failed)
+        if self.steps >= self.max_steps:
+            mismatch.notes.append(f"the search gave up after {self.steps} pairings")
+        return Matching(self.a, self.b, None, mismatch, self.steps)
 
 
 WINDOW = 256  # how many layers a tolerant search looks ahead for the same layer after an insertion
@@ -381,133 +425,182 @@ def match_tolerant(a: Graph, b: Graph, rounds: int = 3, window: int = WINDOW) ->
     downstream and a far look-alike would be a coincidence), where the layers after the look-alike are identical
     too, and where pairing the nearest instead would not meet an identical pair again soon after (then the
     layer changed). Greedy, no backtracking: O(layers x window)."""
-    n, m = len(a.layers), len(b.layers)
-    key_a, key_b = [_exact(x) for x in a.layers], [_exact(y) for y in b.layers]
-    fam_a, fam_b = [family(x.kind) for x in a.layers], [family(y.kind) for y in b.layers]
-    colours_a, colours_b = _refine_kinds(a, rounds), _refine_kinds(b, rounds)
-    succ_a, succ_b = a.successors(), b.successors()
-    readers_of_input = [j for j, y in enumerate(b.layers) if any(src == INPUT for op in y.sources for src, _ in op)]
-    pairs = [-1] * n
-    partner_of_b = [-1] * m
-    image: list[frozenset[int]] = []  # per layer of a: the layers of b (or INPUT) that stand for its output
-    steps = 0
+    return _TolerantWalk(a, b, rounds, window).run()
 
-    def same_kept(roots: frozenset[int]) -> bool:  # every root is the input, or paired with an identical layer
-        return all(r == INPUT or (partner_of_b[r] >= 0 and key_a[partner_of_b[r]] == key_b[r]) for r in roots)
 
-    def from_roots(roots: frozenset[int]):  # layers of b reading a root, through layers not yet paired, nearest first
+class _TolerantWalk:
+    """`match_tolerant`'s greedy walk over a's layers: what is paired so far, and for each layer of a the layers
+    of b that stand for its output (its partner, or, when it has none, its own sources' stand-ins)."""
+
+    def __init__(self, a: Graph, b: Graph, rounds: int, window: int):
+        self.a, self.b, self.window = a, b, window
+        self.key_a, self.key_b = [_exact(x) for x in a.layers], [_exact(y) for y in b.layers]
+        self.fam_a, self.fam_b = [family(x.kind) for x in a.layers], [family(y.kind) for y in b.layers]
+        self.colours_a, self.colours_b = _refine_kinds(a, rounds), _refine_kinds(b, rounds)
+        self.succ_a, self.succ_b = a.successors(), b.successors()
+        self.readers_of_input = [j for j, y in enumerate(b.layers)
+                                 if any(src == INPUT for op in y.sources for src, _ in op)]
+        self.pairs = [-1] * len(a.layers)
+        self.partner_of_b = [-1] * len(b.layers)
+        self.image: list[frozenset[int]] = []  # per layer of a: the layers of b (or INPUT) that stand for its output
+        self.steps = 0
+
+    def run(self) -> Matching:
+        for i in range(len(self.a.layers)):
+            self.place(i)
+        only_b = [j for j in range(len(self.b.layers)) if self.partner_of_b[j] < 0]
+        return Matching(self.a, self.b, self.pairs, None, self.steps, only_b=only_b)
+
+    def place(self, i: int) -> None:
+        """Pair layer i of a with its partner in b, or leave it unpaired standing for its sources' stand-ins."""
+        operands = [frozenset().union(*(self.image[s] if s != INPUT else frozenset({INPUT}) for s, _ in operand))
+                    for operand in self.a.layers[i].sources] or [frozenset()]
+        roots = frozenset().union(*operands)
+        kept = self.same_kept(roots)
+        chosen = self.choose(i, *self.nearest(i, operands, kept), kept)
+        if chosen >= 0:
+            self.pairs[i], self.partner_of_b[chosen] = chosen, i
+            self.image.append(frozenset({chosen}))
+        else:
+            self.image.append(roots)
+
+    def nearest(self, i: int, operands: list[frozenset[int]], kept: bool) -> tuple[tuple | None, tuple | None]:
+        """The nearest identical candidate, (distance, colour differs, j), and the nearest other one of i's family,
+        (distance, kind differs, colour differs, unlikeness, j); None where there is none."""
+        layer = self.a.layers[i]
+        exact: tuple | None = None
+        near: tuple | None = None
+        for j, distance in self.reached_b(i, operands):
+            if (exact is not None and distance > exact[0]) or (not kept and near is not None and distance > near[0]):
+                break  # nothing further away can be preferred
+            self.steps += 1
+            other = self.b.layers[j]
+            colour_differs = self.colours_b[j] != self.colours_a[i]
+            if self.identical_here(i, j, distance, kept):
+                exact = min(exact or (distance, True, j), (distance, colour_differs, j))
+            else:
+                rank = (distance, other.kind != layer.kind, colour_differs, -_likeness(layer, other), j)
+                near = min(near or rank, rank)
+        return exact, near
+
+    def identical_here(self, i: int, j: int, distance: int, kept: bool) -> bool:
+        """Is b's layer j the same as a's layer i? Further away than i's own place, only where that place is
+        unchanged and what follows j is identical too: only then is stepping over the layers between believable."""
+        if self.key_b[j] != self.key_a[i]:
+            return False
+        return distance == 0 or (kept and self.alike_for(i, j, min(distance + 1, RUN)))
+
+    def choose(self, i: int, exact: tuple | None, near: tuple | None, kept: bool) -> int:
+        """Layer i's partner among the nearest candidates, or -1."""
+        if exact is not None and exact[0] > 0 and near is not None and near[0] == 0 \
+                and self.meets_again(i, near[-1], 2 * RUN):
+            exact = None  # the layer here changed and the two meet again just after: a change, not an insertion
+        chosen = exact[-1] if exact is not None else near[-1] if near is not None else -1
+        if exact is None and near is not None and kept and self.ahead_in_a(i, chosen):
+            chosen = -1  # b's nearest is a layer further down a, and so is what follows: this one was removed
+        return chosen
+
+    def same_kept(self, roots: frozenset[int]) -> bool:
+        """Is every root the input, or paired with an identical layer?"""
+        return all(r == INPUT or (self.partner_of_b[r] >= 0 and self.key_a[self.partner_of_b[r]] == self.key_b[r])
+                   for r in roots)
+
+    def from_roots(self, roots: frozenset[int]) -> Iterator[tuple[int, int]]:
+        """(layer, distance) of b's layers reading a root, through layers not yet paired, nearest first."""
         seen: set[int] = set()
-        frontier = [j for r in sorted(roots) for j in (readers_of_input if r == INPUT else [x for x, _ in succ_b[r]])]
+        frontier = [j for r in sorted(roots)
+                    for j in (self.readers_of_input if r == INPUT else [x for x, _ in self.succ_b[r]])]
         distance = 0
-        while frontier and len(seen) < window:
+        while frontier and len(seen) < self.window:
             nxt = []
             for j in frontier:
-                if j in seen or partner_of_b[j] >= 0:
+                if j in seen or self.partner_of_b[j] >= 0:
                     continue
                 seen.add(j)
                 yield j, distance
-                nxt.extend(x for x, _ in succ_b[j])
+                nxt.extend(x for x, _ in self.succ_b[j])
             frontier, distance = nxt, distance + 1
 
-    def reads(j: int, roots: frozenset[int]) -> bool:  # does b's layer j read a root, through unpaired layers?
+    def reads(self, j: int, roots: frozenset[int]) -> bool:
+        """Does b's layer j read a root, through unpaired layers?"""
         frontier, seen = [j], {j}
-        while frontier and len(seen) < window:
+        while frontier and len(seen) < self.window:
             nxt = []
             for x in frontier:
-                for operand in b.layers[x].sources:
+                for operand in self.b.layers[x].sources:
                     for src, _ in operand:
                         if src in roots:
                             return True
-                        if src != INPUT and partner_of_b[src] < 0 and src not in seen:
+                        if src != INPUT and self.partner_of_b[src] < 0 and src not in seen:
                             seen.add(src)
                             nxt.append(src)
             frontier = nxt
         return False
 
-    def reached_b(i: int, operands: list[frozenset[int]]):  # b's layers of i's family that each operand's roots
-        first, *others = operands  # reach (a merge reads all its inputs)
-        for j, distance in from_roots(first):
-            if fam_b[j] == fam_a[i] and len(b.layers[j].sources) == len(a.layers[i].sources) \
-                    and all(reads(j, roots) for roots in others):
+    def reached_b(self, i: int, operands: list[frozenset[int]]) -> Iterator[tuple[int, int]]:
+        """b's layers of i's family that each operand's roots reach (a merge reads all its inputs)."""
+        first, *others = operands
+        for j, distance in self.from_roots(first):
+            if self.fam_b[j] == self.fam_a[i] and len(self.b.layers[j].sources) == len(self.a.layers[i].sources) \
+                    and all(self.reads(j, roots) for roots in others):
                 yield j, distance
 
-    def ahead_in_a(i: int, j: int) -> bool:  # is b's layer j one further down a from layer i, with what follows?
-        key = key_b[j]
+    def ahead_in_a(self, i: int, j: int) -> bool:
+        """Is b's layer j one further down a from layer i, with what follows?"""
+        key = self.key_b[j]
         seen: set[int] = set()
-        frontier = [x for x, _ in succ_a[i]]
-        while frontier and len(seen) < window:
+        frontier = [x for x, _ in self.succ_a[i]]
+        while frontier and len(seen) < self.window:
             nxt = []
             for k in frontier:
                 if k in seen or k <= i:
                     continue
                 seen.add(k)
-                if key_a[k] == key and alike_for(k, j, min(k - i, RUN)):
+                if self.key_a[k] == key and self.alike_for(k, j, min(k - i, RUN)):
                     return True
-                nxt.extend(x for x, _ in succ_a[k])
+                nxt.extend(x for x, _ in self.succ_a[k])
             frontier = nxt
         return False
 
-    def alike_for(k: int, j: int, length: int) -> bool:  # a's layers from k and b's from j: `length` identical
+    def alike_for(self, k: int, j: int, length: int) -> bool:
+        """Are a's layers from k and b's from j, walked side by side, identical for `length` layers (or to the end)?"""
         frontier, seen, count = [(k, j)], set(), 0
         while frontier and count < length:
             x, y = frontier.pop(0)
             if (x, y) in seen:
                 continue
             seen.add((x, y))
-            if key_a[x] != key_b[y]:
+            if self.key_a[x] != self.key_b[y]:
                 return False
             count += 1
-            after_a, after_b = sorted(r for r, _ in succ_a[x]), sorted(r for r, _ in succ_b[y])
-            if len(after_a) != len(after_b):
+            after = self._readers_side_by_side(x, y)
+            if after is None:
                 return False
-            frontier.extend(zip(after_a, after_b, strict=True))
+            frontier.extend(after)
         return count >= length or not frontier
 
-    def meets_again(k: int, j: int, length: int) -> bool:  # walked side by side from (k, j), an identical pair soon?
+    def meets_again(self, k: int, j: int, length: int) -> bool:
+        """Walked side by side from (k, j), do a and b meet an identical pair soon?"""
         frontier, seen = [(k, j)], set()
         while frontier and len(seen) < length:
             x, y = frontier.pop(0)
             if (x, y) in seen:
                 continue
             seen.add((x, y))
-            if key_a[x] == key_b[y] and (x, y) != (k, j):
+            if self.key_a[x] == self.key_b[y] and (x, y) != (k, j):
                 return True
-            after_a, after_b = sorted(r for r, _ in succ_a[x]), sorted(r for r, _ in succ_b[y])
-            if len(after_a) != len(after_b) or any(b.layers[r].kind != a.layers[q].kind
-                                                   for q, r in zip(after_a, after_b, strict=True)):
+            after = self._readers_side_by_side(x, y)
+            if after is None or any(self.b.layers[r].kind != self.a.layers[q].kind for q, r in after):
                 return False  # the structures part: no substitution explains it
-            frontier.extend(zip(after_a, after_b, strict=True))
+            frontier.extend(after)
         return False
 
-    for i, layer in enumerate(a.layers):
-        operands = [frozenset().union(*(image[s] if s != INPUT else frozenset({INPUT}) for s, _ in operand))
-                    for operand in layer.sources] or [frozenset()]
-        roots = frozenset().union(*operands)
-        kept = same_kept(roots)
-        exact: tuple | None = None  # (distance, colour differs, j) of the nearest identical candidate
-        near: tuple | None = None  # (distance, colour differs, unlikeness, j) of the nearest of the same kind
-        for j, distance in reached_b(i, operands):
-            if (exact is not None and distance > exact[0]) or (not kept and near is not None and distance > near[0]):
-                break
-            steps += 1
-            other = b.layers[j]
-            if key_b[j] == key_a[i] and (distance == 0 or (kept and alike_for(i, j, min(distance + 1, RUN)))):
-                exact = min(exact or (distance, True, j), (distance, colours_b[j] != colours_a[i], j))
-            else:
-                rank = (distance, other.kind != layer.kind, colours_b[j] != colours_a[i], -_likeness(layer, other), j)
-                near = min(near or rank, rank)
-        if exact is not None and exact[0] > 0 and near is not None and near[0] == 0 \
-                and meets_again(i, near[-1], 2 * RUN):
-            exact = None  # the layer here changed and the two meet again just after: a change, not an insertion
-        chosen = exact[-1] if exact is not None else near[-1] if near is not None else -1
-        if exact is None and near is not None and kept and ahead_in_a(i, chosen):
-            chosen = -1  # b's nearest is a layer further down a, and so is what follows: this one was removed
-        if chosen >= 0:
-            pairs[i], partner_of_b[chosen] = chosen, i
-            image.append(frozenset({chosen}))
-        else:
-            image.append(roots)
-    return Matching(a, b, pairs, None, steps, only_b=[j for j in range(m) if partner_of_b[j] < 0])
+    def _readers_side_by_side(self, x: int, y: int) -> list[tuple[int, int]] | None:
+        """The readers of a's layer x and of b's layer y, paired in order; None where their numbers differ."""
+        after_a, after_b = sorted(r for r, _ in self.succ_a[x]), sorted(r for r, _ in self.succ_b[y])
+        if len(after_a) != len(after_b):
+            return None
+        return list(zip(after_a, after_b, strict=True))
 
 
 def _explain(a: Graph, b: Graph, i: int, pairs: list[int]) -> Mismatch:

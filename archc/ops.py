@@ -747,10 +747,11 @@ class _Activation(Op):
     category = "activation"
 
 
-def _activation(name: str, summary: str, *examples: tuple[str, str]) -> type[_Activation]:
-    """An activation without arguments: a name, what it computes, worked rows (they differ in nothing else)."""
+def _activation(name: str, summary: str, *examples: tuple[str, str], **traits: Any) -> type[_Activation]:
+    """An activation: a name, what it computes, worked rows, and what else sets it apart (its `args`, a trait):
+    activations differ in nothing else."""
     return type(name, (_Activation,), {"name": name, "prefix": name, "summary": summary,
-                                       "examples": examples or ((name, "8x8x3"),)})
+                                       "examples": examples or ((name, "8x8x3"),), **traits})
 
 
 ReLU = _activation("relu", "max(x, 0)")
@@ -759,25 +760,10 @@ Sigmoid = _activation("sigmoid", "1 / (1 + exp(-x))", ("sigmoid", "10"))
 Tanh = _activation("tanh", "tanh(x)", ("tanh", "10"))
 
 
-class LeakyReLU(_Activation):
-    name = prefix = "leaky_relu"
-    summary = "x if x > 0 else negative_slope * x (default 0.01)"
-    args = LeakyReluArgs
-    examples = (("leaky_relu negative_slope=0.2", "8x8x3"),)
-
-
-class ELU(_Activation):
-    name = prefix = "elu"
-    summary = "x if x > 0 else alpha * (exp(x) - 1)"
-    args = EluArgs
-    examples = (("elu", "8x8x3"),)
-
-
-class Softmax(_Activation):
-    name = prefix = "softmax"
-    summary = "softmax over the channels"
-    probabilities = True
-    examples = (("softmax", "1000"),)
+LeakyReLU = _activation("leaky_relu", "x if x > 0 else negative_slope * x (default 0.01)",
+                        ("leaky_relu negative_slope=0.2", "8x8x3"), args=LeakyReluArgs)
+ELU = _activation("elu", "x if x > 0 else alpha * (exp(x) - 1)", args=EluArgs)
+Softmax = _activation("softmax", "softmax over the channels", ("softmax", "1000"), probabilities=True)
 
 
 class _Merge(Op):
@@ -1211,13 +1197,10 @@ class StochasticDepthArgs(OpArgs):
     rate: float
 
 
-class GELU(_Activation):
-    name = prefix = "gelu"
-    summary = ("Gaussian error linear unit, x * Phi(x) with Phi the standard normal CDF (exact, with erf); "
-               "`approximate=tanh`: 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))")
-    args = GeluArgs
-    fresh_output = True  # its backward reads its input, not its output
-    examples = (("gelu", "8x8x3"), ("gelu approximate=tanh", "10"))
+GELU = _activation("gelu", "Gaussian error linear unit, x * Phi(x) with Phi the standard normal CDF (exact, with "
+                   "erf); `approximate=tanh`: 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))",
+                   ("gelu", "8x8x3"), ("gelu approximate=tanh", "10"), args=GeluArgs,
+                   fresh_output=True)  # its backward reads its input, not its output
 
 
 class LayerNorm(Op):
