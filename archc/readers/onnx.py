@@ -26,9 +26,10 @@ names nodes by the module scopes (`/layer1/layer1.0/conv1/Conv` -> `layer1.0.con
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,7 @@ from ..flat import INPUT, FlatLayer, FlatNetwork, Unsupported
 from ..ops import OPS
 
 NEG_INF = float("-inf")
+FLOAT = 1  # onnx.TensorProto.FLOAT
 
 
 # ---------------------------------------------------------------- values
@@ -59,32 +61,53 @@ def _path(name: str) -> str:
     if not name.startswith("/"):
         return name
     parts = [p for p in name.split("/") if p][:-1]  # the last part is the operator (`Conv`, `Add_1`)
-    path = ""
-    for part in parts:  # each scope is written qualified from its parent (`layer1`, `layer1.0`) or alone
-        path = part if not path or part.startswith(path + ".") else f"{path}.{part}"
-    return path
+    # Each scope is named from the nearest enclosing module that is not a container: a Sequential's children
+    # repeat its name (`/features/features.1/conv/conv.0/conv.0.0/Conv` is features.1.conv.0.0).
+    stack: list[tuple[str, str]] = []  # (scope as written, path of what it is written relative to)
+    for part in parts:
+        if stack and part.startswith(stack[-1][0] + "."):
+            stack[-1] = (part, stack[-1][1])
+        else:
+            stack.append((part, _join(*stack[-1]) if stack else ""))
+    return _join(*stack[-1]) if stack else ""
+
+
+def _join(part: str, base: str) -> str:
+    return f"{base}.{part}" if base else part
+
+
+# AttributeProto's types: the common ones read directly (onnx.helper.get_attribute_value's dispatch costs more
+# than the rest of reading a node), the rest through it
+_ATTR = {1: lambda a: a.f, 2: lambda a: a.i, 3: lambda a: a.s, 6: lambda a: list(a.floats), 7: lambda a: list(a.ints)}
 
 
 def _attrs(node) -> dict[str, Any]:
-    from onnx import helper
+    out = {}
+    for a in node.attribute:
+        read = _ATTR.get(a.type)
+        if read is None:
+            from onnx import helper
 
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            out[a.name] = helper.get_attribute_value(a)
+        else:
+            out[a.name] = read(a)
+    return out
 
 
 def _pads4(onnx_pads) -> tuple[int, int, int, int]:
     """ONNX's [top, left, bottom, right] as archc's (top, bottom, left, right)."""
-    t, l, b, r = (int(p) for p in onnx_pads)
-    return (t, b, l, r)
+    top, left, bottom, right = (int(p) for p in onnx_pads)
+    return (top, bottom, left, right)
 
 
 def canonical_padding(pads: tuple[int, int, int, int]):
     """The one form of explicit padding the reader writes: `valid`, a symmetric pair, or four amounts. A file
     keeps only the amounts: whether a spec wrote `same` or `padding=1` is not in it."""
-    t, b, l, r = pads
+    t, b, left, right = pads
     if pads == (0, 0, 0, 0):
         return "valid"
-    if t == b and l == r:
-        return (t, l)
+    if t == b and left == right:
+        return (t, left)
     return pads
 
 
@@ -166,6 +189,9 @@ _UNARY: dict[str, Callable[[np.ndarray, dict], np.ndarray]] = {
                           else 0.5 * x * (1 + _erf(x / math.sqrt(2)))),
     "Identity": lambda x, a: x,
 }
+# operators that are exactly one kind whatever their attributes: read without probing
+_DIRECT = {"Relu": ("relu", {}), "Sigmoid": ("sigmoid", {}), "Tanh": ("tanh", {}), "HardSwish": ("hardswish", {}),
+           "Identity": ("identity", {})}
 _BINARY: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "Add": np.add, "Sub": np.subtract, "Mul": np.multiply,
     "Div": lambda a, b: np.divide(a, b, out=np.full_like(np.broadcast_arrays(a, b)[0], np.inf, dtype=float),
@@ -187,7 +213,11 @@ def read_flat(source: Any, input_shape: tuple[int, ...] | None = None) -> FlatNe
         model, where = source, ""
     else:
         where = str(source)
-        model = onnx.load(str(source), load_external_data=Path(str(source)).parent.is_dir())
+        model = onnx.load(str(source), load_external_data=False)
+        if any(init.data_location == onnx.TensorProto.EXTERNAL for init in model.graph.initializer):
+            from onnx.external_data_helper import load_external_data_for_model
+
+            load_external_data_for_model(model, str(Path(str(source)).parent))
     return _Reader(model, where).read(input_shape)
 
 
@@ -208,6 +238,7 @@ class _Reader:
         # protobuf hands out a new wrapper per access: nodes are known by their first output (SSA: unique)
         self.index = {node.output[0]: i for i, node in enumerate(self.graph.node) if node.output}
         self.position: list[int] = []  # per layer: the file's node it ends at
+        self.resolved: dict[tuple, tuple[int, ...]] = {}
 
     # ------------------------------------------------------------ driving
 
@@ -215,7 +246,11 @@ class _Reader:
         from onnx import numpy_helper
 
         for init in self.graph.initializer:
-            self.consts[init.name] = numpy_helper.to_array(init)
+            if init.data_type == FLOAT and init.raw_data:  # the usual case, without numpy_helper's copy
+                array = np.frombuffer(init.raw_data, dtype="<f4").reshape(tuple(init.dims))
+            else:
+                array = numpy_helper.to_array(init)
+            self.consts[init.name] = array
             self.params.add(init.name)
         inputs = [i for i in self.graph.input if i.name not in self.consts]
         if len(inputs) != 1:
@@ -345,11 +380,15 @@ class _Reader:
         kind = OPS[op]
         in_shapes = [self.input_shape if i == INPUT else self.shapes[i] for i in inputs]
         name = node.name or node.output[0]
-        try:
-            resolved = kind.resolve(kind.args(**args), in_shapes)
-            shape = kind.shape(resolved, in_shapes)
-        except Exception as e:  # noqa: BLE001 - archc's rules refuse it: say so at the node
-            raise self._unsupported(f"`{node.op_type}` as `{op}`", name, f"archc's rules refuse it: {e}") from None
+        key = (op, tuple(sorted(args.items())), tuple(in_shapes))  # networks repeat layers: resolve each once
+        shape = self.resolved.get(key)
+        if shape is None:
+            try:
+                shape = kind.shape(kind.resolve(kind.args(**args), in_shapes), in_shapes)
+            except Exception as e:  # noqa: BLE001 - archc's rules refuse it: say so at the node
+                raise self._unsupported(f"`{node.op_type}` as `{op}`", name,
+                                        f"archc's rules refuse it: {e}") from None
+            self.resolved[key] = shape
         self.layers.append(FlatLayer(op, args, tuple(inputs), _path(name), dict(tensors or {})))
         self.position.append(self.index.get(node.output[0], len(self.index)))
         self.shapes.append(shape)
@@ -453,6 +492,8 @@ class _Reader:
     def _activation(self, val: _Val) -> _Val:
         node = val.node
         base = self._layer_of(val.src, node)
+        if val.data.get("prev") == val.src and node.op_type in _DIRECT:  # one operator that is one kind
+            return self._add_activation(_DIRECT[node.op_type], base, node)
         with np.errstate(all="ignore"):
             found = _identify(np.asarray(val.data["f"](_PROBE.copy()), dtype=np.float64))
         if found is None:
@@ -585,12 +626,12 @@ class _Reader:
         auto = a.get("auto_pad", b"NOTSET")
         if (auto.decode() if isinstance(auto, bytes) else auto) not in ("NOTSET", "", "VALID"):
             raise self._unsupported("`ConvTranspose` with auto_pad SAME", where)
-        t, b, l, r = _pads4(a.get("pads", (0, 0, 0, 0)))
-        if (t, l) != (b, r):
+        t, b, left, right = _pads4(a.get("pads", (0, 0, 0, 0)))
+        if (t, left) != (b, right):
             raise self._unsupported("`ConvTranspose` with asymmetric padding", where,
                                     "archc's convtranspose crops both sides alike (output_padding adds after)")
         args = {"kernel": tuple(int(k) for k in weight.shape[2:]), "filters": int(weight.shape[1]),
-                "stride": tuple(a.get("strides", (1, 1))), "padding": (t, l) if (t, l) != (0, 0) else "valid",
+                "stride": tuple(a.get("strides", (1, 1))), "padding": (t, left) if (t, left) != (0, 0) else "valid",
                 "output_padding": tuple(a.get("output_padding", (0, 0)))}
         tensors = {"weight": weight}
         if len(node.input) > 2 and node.input[2]:
