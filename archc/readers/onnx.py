@@ -424,6 +424,8 @@ class _Reader:
             return self._dense(val, None)
         if val.kind == "product":
             return self._product(val)
+        if val.kind in ("gather", "interp") and val.data["axis"] == 3:
+            return self._upsample(val)
         if val.kind == "split":
             base = self._layer_of(val.src, node)
             return self._add("split", {"parts": val.data["parts"], "part": val.data["part"]}, [base.layer], node)
@@ -439,7 +441,7 @@ class _Reader:
             raise self._unsupported("`Slice` with steps", where, "archc reads it as the start of a zeropad shortcut")
         what = {"pad": "`Pad`", "grouped": "`Reshape` to 5 dimensions", "swapped": "`Transpose` of 5 dimensions",
                 "crop": "`Slice` of rows and columns", "mask": "`Pad` of ones", "counts": "`AveragePool` of a mask",
-                "rows": "`Gather`"}.get(val.kind, val.kind)
+                "gather": "`Gather`", "interp": "`Gather`", "gdiff": "`Sub`", "gstep": "`Mul`"}.get(val.kind, val.kind)
         raise self._unsupported(what, where, "archc reads it only as part of a pattern that makes one layer")
 
     # ------------------------------------------------------------ element-wise chains
@@ -825,6 +827,8 @@ class _Reader:
 
     def op_Add(self, node):
         a, b = node.input[0], node.input[1]
+        if self._gather_step(node):
+            return
         for x, y in ((a, b), (b, a)):
             val = self.vals.get(x)
             if val is not None and val.kind == "matmul" and x not in self.cache and y in self.params:
@@ -847,7 +851,7 @@ class _Reader:
         self._set(node, self._add(op, {}, [v.layer for v in vals], node, layout=vals[0].layout))
 
     def op_Sub(self, node):
-        if not self._binary_ew(node):
+        if not self._gather_step(node) and not self._binary_ew(node):
             raise self._unsupported("`Sub` of two layers", node.name)
 
     op_Pow = op_Max = op_Min = op_Sub
@@ -868,7 +872,7 @@ class _Reader:
 
     def op_Mul(self, node):
         a, b = node.input[0], node.input[1]
-        if self._binary_ew(node):
+        if self._gather_step(node) or self._binary_ew(node):
             return
         for x, y in ((a, b), (b, a)):
             if y in self.params:  # a learned scale per channel: layer_scale
@@ -1174,33 +1178,74 @@ class _Reader:
     op_Upsample = op_Resize
 
     def op_Gather(self, node):
-        """archc's nearest upsampling: rows, then columns, by a table of source indexes."""
-        a = _attrs(node)
-        axis = int(a.get("axis", 0))
+        """archc's own upsampling: rows, then columns, gathered by tables of source indexes, and for bilinear
+        interpolated between two gathers (low + (high - low) * t); the tables say which upsampling it is."""
+        axis = int(_attrs(node).get("axis", 0))
         x = node.input[0]
         if node.input[1] not in self.consts:
             raise self._unsupported("`Gather` of computed indexes", node.name)
         idx = [int(v) for v in self.consts[node.input[1]].reshape(-1)]
         val = self.vals.get(x)
-        if axis == 3 and val is not None and val.kind == "rows":
-            base = self._layer_of(val.src, node)
-            h, w, _ = self._shape(base)
-            rows = val.data["idx"]
-            from ..ops import UpsampleArgs
+        if axis == 3 and val is not None and val.kind in ("gather", "interp") and val.data["axis"] == 2:
+            self._set(node, _Val("gather", src=x, node=node, data={"axis": 3, "idx": idx}))
+            return
+        if axis == 2 and self._layer_of(x, node).layout == "nchw":
+            self._set(node, _Val("gather", src=x, node=node, data={"axis": 2, "idx": idx}))
+            return
+        raise self._unsupported("`Gather`", node.name, "archc reads Gather only as its own upsampling")
 
-            for args in ({"scale": (len(rows) // h, len(idx) // w)} if len(rows) % h == 0 and len(idx) % w == 0
-                         else {"size": (len(rows), len(idx))},):
-                trial = UpsampleArgs(**args)
-                if [r[0] for r in trial.source_index(len(rows), h)] == rows and \
-                        [r[0] for r in trial.source_index(len(idx), w)] == idx:
-                    self._set(node, self._add("upsample", args, [base.layer], node))
-                    return
-        elif axis == 2:
-            base = self._layer_of(x, node)
-            if base.layout == "nchw":
-                self._set(node, _Val("rows", src=x, node=node, data={"idx": idx}))
-                return
-        raise self._unsupported("`Gather`", node.name, "archc reads Gather only as its own nearest upsampling")
+    def _gather_step(self, node) -> bool:
+        """A step of archc's bilinear interpolation between two gathers of one value along one axis."""
+        a, b = (self.vals.get(x) for x in node.input[:2])
+        if a is None or a.kind not in ("gather", "gdiff", "gstep"):
+            return False
+        d = a.data
+        if node.op_type == "Sub" and b is not None and a.kind == b.kind == "gather" and a.src == b.src \
+                and d["axis"] == b.data["axis"]:
+            self._set(node, _Val("gdiff", src=a.src, node=node, data={"axis": d["axis"], "lo": b.data["idx"],
+                                                                       "hi": d["idx"]}))
+            return True
+        if node.op_type == "Mul" and a.kind == "gdiff" and node.input[1] in self.consts:
+            t = [float(v) for v in self.consts[node.input[1]].reshape(-1)]
+            if len(t) == len(d["lo"]):
+                self._set(node, _Val("gstep", src=a.src, node=node, data={**d, "t": t}))
+                return True
+        if node.op_type == "Add" and b is not None and a.kind == "gather" and b.kind == "gstep" \
+                and a.src == b.src and d["axis"] == b.data["axis"] and d["idx"] == b.data["lo"]:
+            table = list(zip(b.data["lo"], b.data["hi"], b.data["t"], strict=True))
+            self._set(node, _Val("interp", src=a.src, node=node, data={"axis": d["axis"], "table": table}))
+            return True
+        return False
+
+    def _upsample(self, val: _Val) -> _Val:
+        from ..ops import UpsampleArgs
+
+        rows_val = self.vals[val.src]
+        base = self._layer_of(rows_val.src, val.node)
+        h, w, _ = self._shape(base)
+        tables = [_table(rows_val), _table(val)]
+        oh, ow = len(tables[0]), len(tables[1])
+        sizes = [{"scale": (oh // h, ow // w)}] if oh % h == 0 and ow % w == 0 else []
+        sizes.append({"size": (oh, ow)})
+        for how in ({"mode": "nearest"}, {"mode": "bilinear"}, {"mode": "bilinear", "align_corners": True}):
+            for size in sizes:
+                args = UpsampleArgs(**how, **size)
+                if _same_table(tables[0], args.source_index(oh, h)) and \
+                        _same_table(tables[1], args.source_index(ow, w)):
+                    return self._add("upsample", {**how, **size}, [base.layer], val.node)
+        raise self._unsupported("`Gather` by tables that are no upsampling of archc's", val.node.name)
+
+
+def _table(val: _Val) -> list[tuple[int, int | None, float]]:
+    if val.kind == "interp":
+        return val.data["table"]
+    return [(i, None, 0.0) for i in val.data["idx"]]
+
+
+def _same_table(ours, reference) -> bool:
+    """Gathered (low, high, t) per output position against archc's own table (high matters only where t != 0)."""
+    return len(ours) == len(reference) and all(
+        lo == r[0] and abs(t - r[2]) < 1e-6 and (t == 0 or hi == r[1]) for (lo, hi, t), r in zip(ours, reference, strict=True))
 
 
 def _name(name: str) -> str:
