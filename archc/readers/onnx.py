@@ -1244,8 +1244,8 @@ def _table(val: _Val) -> list[tuple[int, int | None, float]]:
 
 def _same_table(ours, reference) -> bool:
     """Gathered (low, high, t) per output position against archc's own table (high matters only where t != 0)."""
-    return len(ours) == len(reference) and all(
-        lo == r[0] and abs(t - r[2]) < 1e-6 and (t == 0 or hi == r[1]) for (lo, hi, t), r in zip(ours, reference, strict=True))
+    return len(ours) == len(reference) and all(lo == r[0] and abs(t - r[2]) < 1e-6 and (t == 0 or hi == r[1])
+                                               for (lo, hi, t), r in zip(ours, reference, strict=True))
 
 
 def _name(name: str) -> str:
