@@ -129,6 +129,11 @@ CODES: dict[str, tuple[str, str]] = {
     "A431": ("weights do not fit (ONNX)",
              "Weights that do not fit an ONNX model: a name the source lacks, a tensor of another shape, or a "
              "source the backend cannot read."),
+    "A530": ("cannot read an ONNX model",
+             "An ONNX model that archc cannot read as layers of its own: an operator, or a pattern of operators, "
+             "that no layer kind expresses (named with its node), an input whose sizes the file leaves open and "
+             "nothing gives, or a file that is not an ONNX model. `archc.load_weights` from an ONNX source "
+             "raises it; nothing is copied."),
 }
 
 PHASES = {"0": "reading and parsing", "1": "names, arguments and definitions", "2": "shapes", "3": "limits",

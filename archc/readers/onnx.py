@@ -57,9 +57,10 @@ class _Val:
 
 
 def _path(name: str) -> str:
-    """torch.onnx.export's `/layer1/layer1.0/conv1/Conv` -> `layer1.0.conv1`; archc's own names as they are."""
+    """torch.onnx.export's `/layer1/layer1.0/conv1/Conv` -> `layer1.0.conv1`; archc's own names as they are, less
+    what follows a `/` (its helper nodes: `ln1/norm` is a step of `ln1`)."""
     if not name.startswith("/"):
-        return name
+        return name.rpartition("/")[0] or name
     parts = [p for p in name.split("/") if p][:-1]  # the last part is the operator (`Conv`, `Add_1`)
     # Each scope is named from the nearest enclosing module that is not a container: a Sequential's children
     # repeat its name (`/features/features.1/conv/conv.0/conv.0.0/Conv` is features.1.conv.0.0).
@@ -212,8 +213,13 @@ def read_flat(source: Any, input_shape: tuple[int, ...] | None = None) -> FlatNe
     if isinstance(source, onnx.ModelProto):
         model, where = source, ""
     else:
+        from google.protobuf.message import DecodeError
+
         where = str(source)
-        model = onnx.load(str(source), load_external_data=False)
+        try:
+            model = onnx.load(str(source), load_external_data=False)
+        except DecodeError as e:
+            raise ValueError(f"not an ONNX model ({e})") from None
         if any(init.data_location == onnx.TensorProto.EXTERNAL for init in model.graph.initializer):
             from onnx.external_data_helper import load_external_data_for_model
 
