@@ -37,7 +37,7 @@ from archc.readers.onnx import canonical, read_flat  # noqa: E402
 
 THOROUGH = bool(os.environ.get("ARCHC_THOROUGH"))
 ROOT = Path(__file__).resolve().parent.parent
-QUICK_PARAMS = 30_000_000  # by default, specs up to this size (writing the file draws every weight); all thoroughly
+QUICK_PARAMS = 8_000_000  # by default, specs up to this size (writing the file draws every weight); all thoroughly
 
 
 def _params(net) -> tuple[int, int]:
@@ -110,7 +110,7 @@ EXPORTS = {
     "googlenet": ({"aux_logits": False, "init_weights": False}, None, {}),
     "convnext_tiny": ({}, "convnext_tiny", {}),
 }
-QUICK = ("shufflenet_v2_x1_0",)  # ~10 s an export: the rest with ARCHC_THOROUGH=1
+QUICK = ()  # ~10 s an export, after ~10 s importing torchvision: ARCHC_THOROUGH=1 (a small export runs by default)
 SIDE = 64
 
 
@@ -175,6 +175,53 @@ def test_an_exports_weights_load_into_the_spec_and_compute_the_same(exported, na
         got = compiled(torch.from_numpy(x)).numpy()
     # the perturbed weights make large activations (ResNet-50's logits reach ~1e4): relative to the output's scale
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))
+
+
+TINY_SPEC = """input 16x16x3
+conv1: conv 3x3, 8, stride=2, padding=1, nobias, bn, relu
+residual:
+  conv 3x3, dw, same, nobias, bn, hardswish
+  conv 1x1, 8
+globalavgpool
+dense 5
+"""
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+def test_a_small_exports_weights_load_into_its_spec_and_compute_the_same():
+    """(b) in small, by default: a torch module and the spec of the same network, matched through the structure."""
+    torch = pytest.importorskip("torch")
+    from torch import nn
+    from tvision import perturb
+
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False)
+            self.bn1 = nn.BatchNorm2d(8)
+            self.body = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False), nn.BatchNorm2d(8),
+                                      nn.Hardswish(), nn.Conv2d(8, 8, 1))
+            self.fc = nn.Linear(8, 5)
+
+        def forward(self, x):
+            x = torch.relu(self.bn1(self.conv1(x)))
+            x = x + self.body(x)
+            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+    tiny = Tiny().eval()
+    perturb(tiny)
+    source = _export(tiny, (1, 3, 16, 16))
+    net = read_flat(source)
+    assert [layer.path for layer in net.layers if layer.tensors] == ["conv1", "bn1", "body.0", "body.1", "body.3",
+                                                                     "fc"]
+    compiled = archc.compile(TINY_SPEC, logits=True).eval()
+    archc.load_weights(compiled, source)
+    x = np.random.default_rng(1).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    want = ort.InferenceSession(source.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {
+        source.graph.input[0].name: x})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(compiled(torch.from_numpy(x)).numpy(), want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(tiny(torch.from_numpy(x)).numpy(), want, rtol=1e-5, atol=1e-5)
 
 
 def test_an_onnx_source_that_does_not_fit_the_spec_is_a406(tmp_path):
