@@ -586,6 +586,8 @@ class _Reader:
         pads = tuple(p + e for p, e in zip(pads, extra, strict=True))
         groups = int(a.get("group", 1))
         filters = int(weight.shape[0])
+        if weight.ndim != 4 or weight.shape[1] * groups != c:
+            raise self._unsupported(f"`Conv` with a {list(weight.shape)} weight on {c} channels", node.name)
         args = {"kernel": kernel, "filters": filters, "stride": stride, "dilation": dilation,
                 "padding": canonical_padding(pads), "groups": groups}
         tensors = {"weight": weight}
@@ -638,6 +640,8 @@ class _Reader:
         if (t, left) != (b, right):
             raise self._unsupported("`ConvTranspose` with asymmetric padding", where,
                                     "archc's convtranspose crops both sides alike (output_padding adds after)")
+        if weight.ndim != 4 or weight.shape[0] != self._shape(base)[2]:
+            raise self._unsupported(f"`ConvTranspose` with a {list(weight.shape)} weight", where)
         args = {"kernel": tuple(int(k) for k in weight.shape[2:]), "filters": int(weight.shape[1]),
                 "stride": tuple(a.get("strides", (1, 1))), "padding": (t, left) if (t, left) != (0, 0) else "valid",
                 "output_padding": tuple(a.get("output_padding", (0, 0)))}
@@ -885,12 +889,13 @@ class _Reader:
                 base = self._layer_of(x, node)
                 scale = np.asarray(self.consts[y], np.float32)
                 c = self._shape(base)[-1]
-                if scale.size == c:
+                # one scale per channel only where it broadcasts over the channels' axis: C x 1 x 1 beside NCHW,
+                # C beside channels last (a C-vector beside NCHW would scale the columns)
+                along = scale.shape[-3:] == (c, 1, 1) if base.layout == "nchw" else scale.shape[-1:] == (c,)
+                if scale.size == c and along:
                     first = _round(scale.reshape(-1)[0])
                     init = first if np.all(scale == first) else 1e-6
                     shape = (c, 1, 1) if base.layout == "nchw" else (c,)
-                    if base.layout == "nhwc" and scale.squeeze().ndim != 1:
-                        break
                     self._set(node, self._add("layer_scale", {"init": init}, [base.layer], node,
                                               {"weight": scale.reshape(shape)}, layout=base.layout))
                     return
