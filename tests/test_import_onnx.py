@@ -382,3 +382,24 @@ def test_a_dynamic_input_needs_its_sizes():
     assert [layer.op for layer in net.layers] == ["conv", "relu"] and net.input_shape == (8, 8, 3)
     with pytest.raises(Unsupported):
         read_flat(_model([conv, helper.make_node("Relu", ["c"], ["y"])], [weight]), input_shape=(9, 9, 3))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+def test_torch_interpolation_reads_as_upsample():
+    torch = pytest.importorskip("torch")
+    from torch import nn
+    from torch.nn import functional as F
+
+    class Resize(nn.Module):
+        def forward(self, x):
+            a = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+            b = F.interpolate(x, size=(9, 9), mode="bilinear", align_corners=True)
+            c = F.interpolate(x, scale_factor=3, mode="nearest")
+            return torch.cat([F.max_pool2d(a, 2), F.max_pool2d(F.interpolate(b, size=(8, 8)), 2),
+                              F.max_pool2d(c, 3)], 1)
+
+    net = read_flat(_export(Resize(), (1, 2, 4, 4)))
+    assert [layer.args for layer in net.layers if layer.op == "upsample"] == [
+        {"mode": "bilinear", "align_corners": False, "scale": (2, 2)},
+        {"mode": "bilinear", "align_corners": True, "size": (9, 9)},
+        {"mode": "nearest", "scale": (3, 3)}, {"mode": "nearest", "size": (8, 8)}]
