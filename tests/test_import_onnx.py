@@ -403,3 +403,50 @@ def test_torch_interpolation_reads_as_upsample():
         {"mode": "bilinear", "align_corners": False, "scale": (2, 2)},
         {"mode": "bilinear", "align_corners": True, "size": (9, 9)},
         {"mode": "nearest", "scale": (3, 3)}, {"mode": "nearest", "size": (8, 8)}]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+@pytest.mark.parametrize("opset", [14, 17])  # before 17 torch writes LayerNorm out: ReduceMean, Sub, Pow, Sqrt...
+def test_layer_normalisation_written_out_or_not_loads_and_computes_the_same(opset):
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    class LayerNorm2d(nn.LayerNorm):  # torchvision's ConvNeXt
+        def forward(self, x):
+            return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    class ChannelsFirst(nn.Module):  # ConvNeXt's own repository: the means written by hand
+        def __init__(self, c):
+            super().__init__()
+            self.weight, self.bias = nn.Parameter(torch.rand(c) + 0.5), nn.Parameter(torch.rand(c))
+
+        def forward(self, x):
+            u = x.mean(1, keepdim=True)
+            s = (x - u).pow(2).mean(1, keepdim=True)
+            return self.weight[:, None, None] * ((x - u) / torch.sqrt(s + 1e-6)) + self.bias[:, None, None]
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.ln, self.ln2 = nn.Conv2d(3, 8, 3), LayerNorm2d(8, eps=1e-6), ChannelsFirst(8)
+            self.fc, self.ln3 = nn.Linear(8, 4), nn.LayerNorm(4)
+
+        def forward(self, x):
+            return self.ln3(self.fc(self.ln2(self.ln(self.conv(x))).mean((2, 3))))
+
+    module = Net().eval()
+    buf = io.BytesIO()
+    torch.onnx.export(module, torch.randn(1, 3, 8, 8), buf, dynamo=False, do_constant_folding=False,
+                      opset_version=opset)
+    source = onnx.load_from_string(buf.getvalue())
+    net = read_flat(source)
+    assert [(layer.op, layer.path) for layer in net.layers] == [
+        ("conv", "conv"), ("layernorm", "ln"), ("layernorm", "ln2"), ("globalavgpool", ""), ("dense", "fc"),
+        ("layernorm", "ln3")]
+    assert [layer.args["epsilon"] for layer in net.layers if layer.op == "layernorm"] == [1e-6, 1e-6, 1e-5]
+    compiled = archc.compile("input 8x8x3\nconv 3x3, 8\nlayernorm epsilon=1e-6\nlayernorm epsilon=1e-6\n"
+                             "globalavgpool\ndense 4\nlayernorm\n").eval()
+    archc.load_weights(compiled, source)
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        np.testing.assert_allclose(compiled(x).numpy(), module(x).numpy(), rtol=1e-5, atol=1e-5)

@@ -38,6 +38,7 @@ from ..ops import OPS
 
 NEG_INF = float("-inf")
 FLOAT = 1  # onnx.TensorProto.FLOAT
+_RESHAPING = {"Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten", "Transpose", "Cast"}  # a weight stays one
 
 
 # ---------------------------------------------------------------- values
@@ -360,8 +361,8 @@ class _Reader:
                                         f"computing it failed: {type(e).__name__}") from None
         for name, value in zip(node.output, folded, strict=False):
             self.consts[name] = np.asarray(value)
-            if node.op_type == "Identity" and node.input[0] in self.params:
-                self.params.add(name)  # an alias of a weight (torch.onnx.export shares equal initializers)
+            if node.op_type in _RESHAPING and node.input[0] in self.params:
+                self.params.add(name)  # a weight aliased (torch.onnx.export shares equal initializers) or reshaped
 
     # ------------------------------------------------------------ values and layers
 
@@ -432,6 +433,8 @@ class _Reader:
             return self._product(val)
         if val.kind in ("gather", "interp") and val.data["axis"] == 3:
             return self._upsample(val)
+        if val.kind in ("lnnorm", "lnscaled"):  # normalised without a learned shift (or scale)
+            return self._layernorm(val)
         if val.kind == "split":
             base = self._layer_of(val.src, node)
             return self._add("split", {"parts": val.data["parts"], "part": val.data["part"]}, [base.layer], node)
@@ -447,7 +450,9 @@ class _Reader:
             raise self._unsupported("`Slice` with steps", where, "archc reads it as the start of a zeropad shortcut")
         what = {"pad": "`Pad`", "grouped": "`Reshape` to 5 dimensions", "swapped": "`Transpose` of 5 dimensions",
                 "crop": "`Slice` of rows and columns", "mask": "`Pad` of ones", "counts": "`AveragePool` of a mask",
-                "gather": "`Gather`", "interp": "`Gather`", "gdiff": "`Sub`", "gstep": "`Mul`"}.get(val.kind, val.kind)
+                "gather": "`Gather`", "interp": "`Gather`", "gdiff": "`Sub`", "gstep": "`Mul`",
+                "lnmean": "`ReduceMean` over the channels", "lncent": "`Sub` of a mean", "lnsq": "a square",
+                "lnvar": "`ReduceMean` over the channels", "lnvare": "`Add`", "lnstd": "`Sqrt`"}.get(val.kind, val.kind)
         raise self._unsupported(what, where, "archc reads it only as part of a pattern that makes one layer")
 
     # ------------------------------------------------------------ element-wise chains
@@ -728,6 +733,15 @@ class _Reader:
         axes = a.get("axes")
         if axes is None and len(node.input) > 1 and node.input[1] in self.consts:
             axes = self.consts[node.input[1]].tolist()
+        val = self.vals.get(node.input[0])
+        if node.op_type == "ReduceMean" and axes is not None and a.get("keepdims", 1) and val is not None \
+                and (val.kind == "lnsq" or val.kind == "out" or node.input[0] in self.cache):
+            src = val.src if val.kind == "lnsq" else node.input[0]
+            layout = self._layer_of(src, node).layout
+            rank = 4 if layout != "flat" else 2
+            if [int(x) % rank for x in axes] == [1 if layout == "nchw" else rank - 1]:  # over the channels
+                self._set(node, _Val("lnvar" if val.kind == "lnsq" else "lnmean", src=src, node=node))
+                return
         base = self._layer_of(node.input[0], node)
         if base.layout != "nchw" or axes is None or sorted(int(x) % 4 for x in axes) != [2, 3]:
             raise self._unsupported("`ReduceMean` other than over height and width", node.name,
@@ -837,7 +851,7 @@ class _Reader:
 
     def op_Add(self, node):
         a, b = node.input[0], node.input[1]
-        if self._gather_step(node):
+        if self._gather_step(node) or self._layernorm_step(node):
             return
         for x, y in ((a, b), (b, a)):
             val = self.vals.get(x)
@@ -861,10 +875,14 @@ class _Reader:
         self._set(node, self._add(op, {}, [v.layer for v in vals], node, layout=vals[0].layout))
 
     def op_Sub(self, node):
-        if not self._gather_step(node) and not self._binary_ew(node):
+        if not self._gather_step(node) and not self._layernorm_step(node) and not self._binary_ew(node):
             raise self._unsupported("`Sub` of two layers", node.name)
 
-    op_Pow = op_Max = op_Min = op_Sub
+    op_Max = op_Min = op_Sub
+
+    def op_Pow(self, node):
+        if not self._layernorm_step(node) and not self._binary_ew(node):
+            raise self._unsupported("`Pow` of two layers", node.name)
 
     def op_Div(self, node):
         a, b = node.input[0], node.input[1]
@@ -877,12 +895,12 @@ class _Reader:
                 self._set(node, self._add("avgpool", self._window(node, base, va.data["attrs"], va.data["pads"]),
                                           [base.layer], node))
                 return
-        if not self._binary_ew(node):
+        if not self._layernorm_step(node) and not self._binary_ew(node):
             raise self._unsupported("`Div` of two layers", node.name)
 
     def op_Mul(self, node):
         a, b = node.input[0], node.input[1]
-        if self._gather_step(node) or self._binary_ew(node):
+        if self._gather_step(node) or self._layernorm_step(node) or self._binary_ew(node):
             return
         for x, y in ((a, b), (b, a)):
             if y in self.params:  # a learned scale per channel: layer_scale
@@ -1204,6 +1222,59 @@ class _Reader:
             self._set(node, _Val("gather", src=x, node=node, data={"axis": 2, "idx": idx}))
             return
         raise self._unsupported("`Gather`", node.name, "archc reads Gather only as its own upsampling")
+
+    def _layernorm_step(self, node) -> bool:
+        """A step of layer normalisation written out (torch.onnx.export before opset 17, ConvNeXt's own
+        LayerNorm): (x - mean(x)) / sqrt(mean((x - mean(x))^2) + eps) * weight + bias, means over the channels."""
+        a, b = (self.vals.get(x) for x in node.input[:2]) if len(node.input) > 1 else (self.vals.get(node.input[0]),
+                                                                                       None)
+        op = node.op_type
+        scalar = len(node.input) > 1 and node.input[1] in self.consts and self.consts[node.input[1]].size == 1
+        if op == "Sub" and b is not None and b.kind == "lnmean" and b.src == node.input[0]:
+            step = _Val("lncent", src=b.src, node=node)
+        elif op == "Pow" and a is not None and a.kind == "lncent" and scalar and self._scalar(node, 1) == 2:
+            step = _Val("lnsq", src=a.src, node=node)
+        elif op == "Mul" and a is not None and a.kind == "lncent" and node.input[0] == node.input[1]:
+            step = _Val("lnsq", src=a.src, node=node)
+        elif op == "Add" and a is not None and a.kind == "lnvar" and scalar:
+            step = _Val("lnvare", src=a.src, node=node, data={"eps": self._scalar(node, 1)})
+        elif op == "Sqrt" and a is not None and a.kind == "lnvare":
+            step = _Val("lnstd", src=a.src, node=node, data=a.data)
+        elif op == "Div" and a is not None and b is not None and a.kind == "lncent" and b.kind == "lnstd" \
+                and a.src == b.src:
+            step = _Val("lnnorm", src=a.src, node=node, data=b.data)
+        elif op in ("Mul", "Add") and {a and a.kind, b and b.kind} & {"lnnorm", "lnscaled"}:
+            x, y = (node.input[0], node.input[1]) if a is not None and a.kind in ("lnnorm", "lnscaled") \
+                else (node.input[1], node.input[0])
+            val = self.vals[x]
+            if y not in self.params or (op == "Mul") != (val.kind == "lnnorm"):
+                return False
+            c = self._shape(self._layer_of(val.src, node))[-1]
+            tensor = np.asarray(self.consts[y], np.float32)
+            if tensor.size != c:
+                return False
+            data = {**val.data, "weight" if op == "Mul" else "bias": tensor.reshape(c)}
+            if op == "Mul":
+                step = _Val("lnscaled", src=val.src, node=node, data=data)
+            else:
+                self._set(node, self._layernorm(_Val("lnscaled", src=val.src, node=node, data=data)))
+                return True
+        else:
+            return False
+        self._set(node, step)
+        return True
+
+    def _layernorm(self, val: _Val) -> _Val:
+        base = self._layer_of(val.src, val.node)
+        c = self._shape(base)[-1]
+        tensors = {"weight": val.data.get("weight", np.ones(c, np.float32)),
+                   "bias": val.data.get("bias", np.zeros(c, np.float32))}
+        return self._add("layernorm", {"epsilon": _round(val.data["eps"])}, [base.layer], val.node, tensors,
+                         layout=base.layout)
+
+    def op_Sqrt(self, node):
+        if not self._layernorm_step(node):
+            self._unary(node, lambda x, a: np.sqrt(x))
 
     def _gather_step(self, node) -> bool:
         """A step of archc's bilinear interpolation between two gathers of one value along one axis."""
