@@ -10,6 +10,8 @@ The nodes are read in the file's (topological) order. Each value is either
     a Conv or a pool, Sigmoid before Mul (silu), GlobalAveragePool before Flatten, MatMul before Add of a bias,
     Reshape-Transpose-Reshape (a channel shuffle), Slice-Pad (a zero-padding shortcut), archc's own average
     pooling over a ones-mask). A pending value met by anything else becomes its own layer then, or raises.
+Layer normalisation written out (torch.onnx.export before opset 17, ConvNeXt's own LayerNorm: means over the
+channels, Sub, Pow, Sqrt, Div, a scale and a shift) is one `layernorm`.
 Element-wise chains of one value and scalar constants (Erf's GELU, x * sigmoid(x), Clip(0, 6), HardSigmoid's
 alpha and beta) are not matched node by node: their function is evaluated on probe points and compared with
 every activation kind (`_ACTIVATIONS`), so any spelling of the same function reads as the same kind, and a
