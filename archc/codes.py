@@ -146,6 +146,11 @@ CODES: dict[str, tuple[str, str]] = {
     "A505": ("imported spec differs from the source",
              "The spec `archc import` wrote does not check back to the same network as the source. This is a bug "
              "in archc; the spec is not written, so no different model is ever handed back."),
+    "A530": ("cannot read an ONNX model",
+             "An ONNX model that archc cannot read as layers of its own: an operator, or a pattern of operators, "
+             "that no layer kind expresses (named with its node), an input whose sizes the file leaves open and "
+             "nothing gives, or a file that is not an ONNX model. `archc.load_weights` from an ONNX source "
+             "raises it; nothing is copied."),
     "A551": ("parameters set on a model",
              "`archc diff --set`, `--set-a` or `--set-b` gives network parameters to a side that is a model, not a "
              "spec: a model has no parameters to set."),

@@ -28,6 +28,7 @@ import hashlib
 import io
 import keyword
 import linecache
+import os
 import re
 import sys
 import types
@@ -408,6 +409,8 @@ class TorchBackend(Backend):
         plan = getattr(model, "archc_plan", None)
         if plan is not None and isinstance(source, nn.Module):
             return _load_by_structure(model, plan, source)
+        if plan is not None and _is_onnx(source):
+            return _load_from_onnx(model, plan, source)
         ours = _weights(model.state_dict())
         theirs = _weights(_state_dict_of(source))
         for i, ((name, mine), (their_name, tensor)) in enumerate(zip(ours, theirs, strict=False)):
@@ -970,7 +973,7 @@ def _node_of(plan: Plan | None, key: str) -> PlanNode | None:
 
 
 def _load_by_structure(model: nn.Module, plan: Plan, source: nn.Module) -> nn.Module:
-    from ..match import graph_of_plan, match
+    from ..match import graph_of_plan
     from ..readers.torch import ReadError, read_module, tensor_of
 
     try:
@@ -982,13 +985,7 @@ def _load_by_structure(model: nn.Module, plan: Plan, source: nn.Module) -> nn.Mo
         raise backend_error("A405", f"cannot read the structure of the source `{type(source).__name__}` by running "
                             f"it on a {'x'.join(map(str, _input_shape(plan)))} input: {e}",
                             help="pass its `state_dict()` to copy the tensors by position instead") from None
-    result = match(graph_of_plan(plan, "the spec"), theirs)
-    if result.pairs is None:
-        miss = result.mismatch
-        node = miss.a.ref if miss.a is not None else None
-        span = node.span if node is not None else None
-        raise ArchcError([Diagnostic("A406", miss.message, span, notes=miss.notes, help=_STRUCTURE_HELP)],
-                         _source_text(span))
+    result = _match(plan, theirs)
     ours = model.state_dict(keep_vars=True)
     copies = []
     for layer, name, their_layer, their_name in result.tensor_pairs():
@@ -999,6 +996,51 @@ def _load_by_structure(model: nn.Module, plan: Plan, source: nn.Module) -> nn.Mo
     with torch.no_grad():
         for mine, tensor in copies:
             mine.copy_(tensor.reshape(mine.shape))
+    return model
+
+
+def _match(plan: Plan, theirs: Any):
+    """The spec's plan matched against a source's graph; A406 where they part."""
+    from ..match import graph_of_plan, match
+
+    result = match(graph_of_plan(plan, "the spec"), theirs)
+    if result.pairs is None:
+        miss = result.mismatch
+        node = miss.a.ref if miss.a is not None else None
+        span = node.span if node is not None else None
+        raise ArchcError([Diagnostic("A406", miss.message, span, notes=miss.notes, help=_STRUCTURE_HELP)],
+                         _source_text(span))
+    return result
+
+
+def _is_onnx(source: Any) -> bool:
+    """An onnx.ModelProto (without importing onnx here) or the path of an `.onnx` file."""
+    if type(source).__name__ == "ModelProto" and type(source).__module__.startswith("onnx"):
+        return True
+    return isinstance(source, (str, os.PathLike)) and str(source).lower().endswith(".onnx")
+
+
+def _load_from_onnx(model: nn.Module, plan: Plan, source: Any) -> nn.Module:
+    """An ONNX model read as a flat network (archc.readers.onnx), matched through its structure like a module."""
+    import numpy as np
+
+    from ..flat import Unsupported, graph_of_flat
+    from ..readers.onnx import read_flat
+
+    try:
+        net = read_flat(source, input_shape=plan.input_shape)
+    except Unsupported as e:
+        raise backend_error("A530", f"cannot read the ONNX source: {e.what} at `{e.where}`",
+                            help=e.help or None) from None
+    except (OSError, ValueError) as e:  # not a file, or not an ONNX model (protobuf's DecodeError is a ValueError)
+        raise backend_error("A530", f"cannot read the ONNX source `{source}`: {e}") from None
+    result = _match(plan, graph_of_flat(net, "the source"))
+    ours = model.state_dict(keep_vars=True)
+    copies = [(ours[f"{layer.label}.{name}"], their_layer.ref.tensors[their_name])
+              for layer, name, their_layer, their_name in result.tensor_pairs()]
+    with torch.no_grad():
+        for mine, array in copies:
+            mine.copy_(torch.as_tensor(np.asarray(array)).reshape(mine.shape))
     return model
 
 

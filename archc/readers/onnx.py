@@ -1,0 +1,1442 @@
+"""An ONNX model as a flat network in archc's vocabulary (archc.flat.FlatNetwork): what `archc import` decompiles
+and what `archc.load_weights` matches a compiled spec against when the source is an ONNX file.
+
+The nodes are read in the file's (topological) order. Each value is either
+  * a layer's output (or the network's input), held in one of three layouts: NCHW (ONNX's own), NHWC (after a
+    Transpose to channels last, as torchvision's ConvNeXt runs its LayerNorm and Linear layers) or flat (N x L);
+  * a constant: an initializer, a Constant node, or anything computed from constants and from the static shapes
+    of values (`Shape` of a feature map is known: its shape is archc's), folded here with numpy;
+  * a *pending* value: a step of a pattern that becomes one archc layer only with the nodes after it (a Pad before
+    a Conv or a pool, Sigmoid before Mul (silu), GlobalAveragePool before Flatten, MatMul before Add of a bias,
+    Reshape-Transpose-Reshape (a channel shuffle), Slice-Pad (a zero-padding shortcut), archc's own average
+    pooling over a ones-mask). A pending value met by anything else becomes its own layer then, or raises.
+Layer normalisation written out (torch.onnx.export before opset 17, ConvNeXt's own LayerNorm: means over the
+channels, Sub, Pow, Sqrt, Div, a scale and a shift) is one `layernorm`.
+Element-wise chains of one value and scalar constants (Erf's GELU, x * sigmoid(x), Clip(0, 6), HardSigmoid's
+alpha and beta) are not matched node by node: their function is evaluated on probe points and compared with
+every activation kind (`_ACTIVATIONS`), so any spelling of the same function reads as the same kind, and a
+function archc lacks is never mistaken for one.
+
+Anything else raises archc.flat.Unsupported naming the ONNX operator and its node, with the layers read so far.
+Initializers (weights) fill each layer's `tensors` under the names and layout its kind's `weights()` gives
+(PyTorch's): Gemm's weight as [out, in] whatever transB, MatMul's transposed, a Linear on NHWC as a 1x1 conv.
+
+Paths: archc's ONNX backend names a layer's last node by the layer's path (`conv3_x.0.conv2`); torch.onnx.export
+names nodes by the module scopes (`/layer1/layer1.0/conv1/Conv` -> `layer1.0.conv1`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..flat import INPUT, FlatLayer, FlatNetwork, Unsupported
+from ..ops import OPS
+
+NEG_INF = float("-inf")
+FLOAT = 1  # onnx.TensorProto.FLOAT
+_RESHAPING = {"Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten", "Transpose", "Cast"}  # a weight stays one
+
+
+# ---------------------------------------------------------------- values
+
+
+@dataclass(slots=True)
+class _Val:
+    """A layer's output (`layer` is its index or INPUT) in a layout, or a pending pattern step (`kind` != "out")."""
+
+    kind: str  # "out", or a pending kind: "ew", "pad", "gpool", "matmul", "grouped", "swapped", "subsample",
+    # "crop", "split", "unsq", "mask", "counts", "avgsum", "rows"
+    layer: int = INPUT
+    layout: str = "nchw"  # "nchw", "nhwc", "flat"
+    src: str = ""  # the value a pending step reads
+    node: Any = None  # the node that made it (its name is the layer's path)
+    data: dict = field(default_factory=dict)
+
+
+def _path(name: str) -> str:
+    """torch.onnx.export's `/layer1/layer1.0/conv1/Conv` -> `layer1.0.conv1`; archc's own names as they are, less
+    what follows a `/` (its helper nodes: `ln1/norm` is a step of `ln1`)."""
+    if not name.startswith("/"):
+        return name.rpartition("/")[0] or name
+    parts = [p for p in name.split("/") if p][:-1]  # the last part is the operator (`Conv`, `Add_1`)
+    # Each scope is named from the nearest enclosing module that is not a container: a Sequential's children
+    # repeat its name (`/features/features.1/conv/conv.0/conv.0.0/Conv` is features.1.conv.0.0).
+    stack: list[tuple[str, str]] = []  # (scope as written, path of what it is written relative to)
+    for part in parts:
+        if stack and part.startswith(stack[-1][0] + "."):
+            stack[-1] = (part, stack[-1][1])
+        else:
+            stack.append((part, _join(*stack[-1]) if stack else ""))
+    return _join(*stack[-1]) if stack else ""
+
+
+def _join(part: str, base: str) -> str:
+    return f"{base}.{part}" if base else part
+
+
+# AttributeProto's types: the common ones read directly (onnx.helper.get_attribute_value's dispatch costs more
+# than the rest of reading a node), the rest through it
+_ATTR = {1: lambda a: a.f, 2: lambda a: a.i, 3: lambda a: a.s, 6: lambda a: list(a.floats), 7: lambda a: list(a.ints)}
+
+
+def _attrs(node) -> dict[str, Any]:
+    out = {}
+    for a in node.attribute:
+        read = _ATTR.get(a.type)
+        if read is None:
+            from onnx import helper
+
+            out[a.name] = helper.get_attribute_value(a)
+        else:
+            out[a.name] = read(a)
+    return out
+
+
+def _pads4(onnx_pads) -> tuple[int, int, int, int]:
+    """ONNX's [top, left, bottom, right] as archc's (top, bottom, left, right)."""
+    top, left, bottom, right = (int(p) for p in onnx_pads)
+    return (top, bottom, left, right)
+
+
+def canonical_padding(pads: tuple[int, int, int, int]):
+    """The one form of explicit padding the reader writes: `valid`, a symmetric pair, or four amounts. A file
+    keeps only the amounts: whether a spec wrote `same` or `padding=1` is not in it."""
+    t, b, left, right = pads
+    if pads == (0, 0, 0, 0):
+        return "valid"
+    if t == b and left == right:
+        return (t, left)
+    return pads
+
+
+# ---------------------------------------------------------------- element-wise functions
+
+_PROBE = np.concatenate([np.linspace(-8.0, 8.0, 161), [-2.7, -0.3, 0.7, 2.5, 3.3, 5.9, 6.1]])
+_erf = np.vectorize(math.erf)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _gelu_tanh(x):
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+
+
+# every activation kind whose function the probe compares against, with its arguments (a slope or alpha is read
+# off f(-1) first). Keyed by kind name: a kind missing here is never read from an element-wise chain.
+_ACTIVATIONS: list[tuple[str, Callable[[np.ndarray], dict | None]]] = [
+    ("relu", lambda f: {} if np.allclose(f, np.maximum(_PROBE, 0), atol=1e-6) else None),
+    ("relu6", lambda f: {} if np.allclose(f, np.clip(_PROBE, 0, 6), atol=1e-6) else None),
+    ("sigmoid", lambda f: {} if np.allclose(f, _sigmoid(_PROBE), atol=1e-6) else None),
+    ("tanh", lambda f: {} if np.allclose(f, np.tanh(_PROBE), atol=1e-6) else None),
+    ("silu", lambda f: {} if np.allclose(f, _PROBE * _sigmoid(_PROBE), atol=1e-6) else None),
+    ("hardsigmoid", lambda f: {} if np.allclose(f, np.clip(_PROBE + 3, 0, 6) / 6, atol=1e-6) else None),
+    ("hardswish", lambda f: {} if np.allclose(f, _PROBE * np.clip(_PROBE + 3, 0, 6) / 6, atol=1e-6) else None),
+    ("gelu", lambda f: {} if np.allclose(f, 0.5 * _PROBE * (1 + _erf(_PROBE / math.sqrt(2))), atol=1e-6)
+     else ({"approximate": "tanh"} if np.allclose(f, _gelu_tanh(_PROBE), atol=1e-6) else None)),
+    ("leaky_relu", lambda f: _leaky(f)),
+    ("elu", lambda f: _elu(f)),
+]
+
+
+def _leaky(f):
+    slope = float(-np.interp(-1.0, _PROBE[:161], f[:161]))
+    slope = round(slope, 7)
+    if slope >= 0 and np.allclose(f, np.where(_PROBE > 0, _PROBE, slope * _PROBE), atol=1e-6):
+        return {"negative_slope": slope}
+    return None
+
+
+def _elu(f):
+    alpha = round(float(np.interp(-1.0, _PROBE[:161], f[:161]) / (math.exp(-1.0) - 1.0)), 7)
+    if np.allclose(f, np.where(_PROBE > 0, _PROBE, alpha * (np.exp(np.minimum(_PROBE, 0)) - 1)), atol=1e-6):
+        return {"alpha": alpha}
+    return None
+
+
+def _identify(f: np.ndarray) -> tuple[str, dict] | None:
+    """The activation kind (and arguments) whose function is f on the probe points; ("identity", {}) for x."""
+    if not np.all(np.isfinite(f)):
+        return None
+    if np.allclose(f, _PROBE, atol=1e-7):
+        return ("identity", {})
+    for kind, test in _ACTIVATIONS:
+        args = test(f)
+        if args is not None and kind in OPS:
+            return (kind, args)
+    return None
+
+
+_UNARY: dict[str, Callable[[np.ndarray, dict], np.ndarray]] = {
+    "Relu": lambda x, a: np.maximum(x, 0),
+    "Sigmoid": lambda x, a: _sigmoid(x),
+    "Tanh": lambda x, a: np.tanh(x),
+    "Erf": lambda x, a: _erf(x),
+    "Exp": lambda x, a: np.exp(np.minimum(x, 80)),
+    "Neg": lambda x, a: -x,
+    "Abs": lambda x, a: np.abs(x),
+    "Softplus": lambda x, a: np.log1p(np.exp(np.minimum(x, 80))),
+    "Softsign": lambda x, a: x / (1 + np.abs(x)),
+    "Reciprocal": lambda x, a: np.divide(1.0, x, out=np.full_like(x, np.inf), where=x != 0),
+    "HardSigmoid": lambda x, a: np.clip(a.get("alpha", 0.2) * x + a.get("beta", 0.5), 0, 1),
+    "HardSwish": lambda x, a: x * np.clip(x / 6 + 0.5, 0, 1),
+    "LeakyRelu": lambda x, a: np.where(x > 0, x, a.get("alpha", 0.01) * x),
+    "Elu": lambda x, a: np.where(x > 0, x, a.get("alpha", 1.0) * (np.exp(np.minimum(x, 0)) - 1)),
+    "Gelu": lambda x, a: (_gelu_tanh(x) if a.get("approximate", "none") == "tanh"
+                          else 0.5 * x * (1 + _erf(x / math.sqrt(2)))),
+    "Identity": lambda x, a: x,
+}
+# operators that are exactly one kind whatever their attributes: read without probing
+_DIRECT = {"Relu": ("relu", {}), "Sigmoid": ("sigmoid", {}), "Tanh": ("tanh", {}), "HardSwish": ("hardswish", {}),
+           "Identity": ("identity", {})}
+_BINARY: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "Add": np.add, "Sub": np.subtract, "Mul": np.multiply,
+    "Div": lambda a, b: np.divide(a, b, out=np.full_like(np.broadcast_arrays(a, b)[0], np.inf, dtype=float),
+                                  where=np.broadcast_to(b, np.broadcast_shapes(np.shape(a), np.shape(b))) != 0),
+    "Pow": lambda a, b: np.power(a, b),
+    "Max": np.maximum, "Min": np.minimum,
+}
+
+
+# ---------------------------------------------------------------- the reader
+
+
+def read_flat(source: Any, input_shape: tuple[int, ...] | None = None) -> FlatNetwork:
+    """An ONNX model (a path or an onnx.ModelProto) as a FlatNetwork. `input_shape` (archc's layout: H x W x C,
+    or a vector's length) gives the sizes the graph's input leaves dynamic (the batch may always be)."""
+    import onnx
+
+    if isinstance(source, onnx.ModelProto):
+        model, where = source, ""
+    else:
+        from google.protobuf.message import DecodeError
+
+        where = str(source)
+        try:
+            model = onnx.load(str(source), load_external_data=False)
+        except DecodeError as e:
+            raise ValueError(f"not an ONNX model ({e})") from None
+        if any(init.data_location == onnx.TensorProto.EXTERNAL for init in model.graph.initializer):
+            from onnx.external_data_helper import load_external_data_for_model
+
+            load_external_data_for_model(model, str(Path(str(source)).parent))
+    return _Reader(model, where).read(input_shape)
+
+
+class _Reader:
+    def __init__(self, model, source: str):
+        self.model = model
+        self.graph = model.graph
+        self.source = source
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+        self.layers: list[FlatLayer] = []
+        self.shapes: list[tuple[int, ...]] = []
+        self.vals: dict[str, _Val] = {}
+        self.consts: dict[str, np.ndarray] = {}
+        self.params: set[str] = set()  # constants that are initializers (weights), not Constant nodes
+        self.cache: dict[str, _Val] = {}  # pending value name -> the layer it became
+        self.alias: dict[str, str] = {}  # the graph's output named by an Identity -> the value it names
+        self.input_shape: tuple[int, ...] = ()
+        # protobuf hands out a new wrapper per access: nodes are known by their first output (SSA: unique)
+        self.index = {node.output[0]: i for i, node in enumerate(self.graph.node) if node.output}
+        self.position: list[int] = []  # per layer: the file's node it ends at
+        self.resolved: dict[tuple, tuple[int, ...]] = {}
+
+    # ------------------------------------------------------------ driving
+
+    def read(self, input_shape) -> FlatNetwork:
+        from onnx import numpy_helper
+
+        for init in self.graph.initializer:
+            if init.data_type == FLOAT and init.raw_data:  # the usual case, without numpy_helper's copy
+                array = np.frombuffer(init.raw_data, dtype="<f4").reshape(tuple(init.dims))
+            else:
+                array = numpy_helper.to_array(init)
+            self.consts[init.name] = array
+            self.params.add(init.name)
+        inputs = [i for i in self.graph.input if i.name not in self.consts]
+        if len(inputs) != 1:
+            raise Unsupported(f"a graph with {len(inputs)} inputs", self.graph.name or "the graph",
+                              "archc networks have one input")
+        self.input_shape = self._input_shape(inputs[0], input_shape)
+        self.vals[inputs[0].name] = _Val("out", INPUT, "nchw" if len(self.input_shape) == 3 else "flat")
+        self.name = self.graph.name or "imported"
+        for node in self.graph.node:
+            self._node(node)
+        outputs = list(self.graph.output)
+        if len(outputs) != 1:
+            raise self._unsupported(f"a graph with {len(outputs)} outputs", self.graph.name or "the graph",
+                                    "archc networks have one output")
+        out = self._layer_of(outputs[0].name, None)
+        if out.layout == "nhwc":
+            raise self._unsupported("an output in channels-last layout", outputs[0].name)
+        return self._in_file_order(FlatNetwork(self.input_shape, self.layers, out.layer, _name(self.name),
+                                               self.source))
+
+    def _in_file_order(self, net: FlatNetwork) -> FlatNetwork:
+        """Layers in the order of the nodes they end at: a pending step becomes its layer when a later node
+        reads it, but belongs where the file computes it (so a spec's layer order comes back)."""
+        order = sorted(range(len(net.layers)), key=lambda i: (self.position[i], i))
+        new = {old: i for i, old in enumerate(order)}
+        new[INPUT] = INPUT
+        layers = []
+        for old in order:
+            layer = net.layers[old]
+            layer.inputs = tuple(new[i] for i in layer.inputs)
+            layers.append(layer)
+        return FlatNetwork(net.input_shape, layers, new[net.output], net.name, net.source)
+
+    def _input_shape(self, info, given) -> tuple[int, ...]:
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                for d in info.type.tensor_type.shape.dim]
+        if len(dims) == 4:
+            ours = [dims[2], dims[3], dims[1]]
+        elif len(dims) == 2:
+            ours = [dims[1]]
+        else:
+            raise Unsupported(f"an input of rank {len(dims)}", info.name,
+                              "archc reads N x C x H x W images or N x L vectors")
+        if given is not None:
+            given = tuple(int(v) for v in given)
+            if len(given) != len(ours):
+                raise Unsupported(f"an input of {len(dims)} dimensions given as {given}", info.name,
+                                  "give H x W x C for an image input, (L,) for a vector")
+            ours = [g if d is None else d for d, g in zip(ours, given, strict=True)]
+            if tuple(ours) != given:
+                raise Unsupported(f"an input of fixed size {tuple(ours)} given as {given}", info.name,
+                                  "`input_shape` sets the sizes the file leaves dynamic")
+        if any(d is None for d in ours):
+            raise Unsupported("an input with dynamic sizes", info.name,
+                              "pass input_shape=(H, W, C) for the sizes the file leaves open")
+        return tuple(ours)
+
+    def _unsupported(self, what: str, where: str, help: str = "") -> Unsupported:
+        last = len(self.layers) - 1 if self.layers else INPUT
+        partial = FlatNetwork(self.input_shape, list(self.layers), last, _name(getattr(self, "name", "imported")),
+                              self.source)
+        return Unsupported(what, where, help or "archc's layer kinds cannot express it (`archc ops` lists them)",
+                           partial)
+
+    def _node(self, node) -> None:
+        ins = list(node.input)
+        # constants in, a constant out: folded (shapes of feature maps are constants too)
+        if node.op_type == "Constant":
+            self.consts[node.output[0]] = _constant(node)
+            return
+        if node.op_type == "Shape" and ins[0] in self.vals:
+            self.consts[node.output[0]] = self._shape_of(ins[0], _attrs(node))
+            return
+        if node.op_type == "Pad" and ins[0] in self.consts and _all_ones(self.consts[ins[0]]):
+            self.vals[node.output[0]] = _Val("mask", node=node, data={"pads": self._pad_amounts(node)})
+            return
+        if all(i in self.consts or not i for i in ins):
+            self._fold(node)
+            return
+        handler = getattr(self, f"op_{node.op_type}", None)
+        if handler is None or node.domain not in ("", "ai.onnx"):
+            raise self._unsupported(f"`{node.op_type}`", node.name or node.output[0])
+        handler(node)
+
+    def _fold(self, node) -> None:
+        """A node of constants, computed here (so later nodes see a constant)."""
+        import onnx
+        from onnx.reference import ReferenceEvaluator
+
+        args = [self.consts[i] if i else None for i in node.input]
+        folded = _fold_numpy(node, args)
+        if folded is None:
+            try:
+                feeds = {i: self.consts[i] for i in node.input if i}
+                graph = onnx.helper.make_graph([node], "fold", [], [onnx.helper.make_tensor_value_info(
+                    o, onnx.TensorProto.UNDEFINED, None) for o in node.output])
+                folded = ReferenceEvaluator(onnx.helper.make_model(graph, opset_imports=self.model.opset_import)
+                                            ).run(None, feeds)
+            except Exception as e:  # noqa: BLE001 - a constant the reference runtime cannot compute
+                raise self._unsupported(f"`{node.op_type}` on constants", node.name or node.output[0],
+                                        f"computing it failed: {type(e).__name__}") from None
+        for name, value in zip(node.output, folded, strict=False):
+            self.consts[name] = np.asarray(value)
+            if node.op_type in _RESHAPING and node.input[0] in self.params:
+                self.params.add(name)  # a weight aliased (torch.onnx.export shares equal initializers) or reshaped
+
+    # ------------------------------------------------------------ values and layers
+
+    def _shape_of(self, name: str, attrs) -> np.ndarray:
+        val = self._layer_of(name, None)
+        shape = self._shape(val)
+        if val.layout == "nchw":
+            dims = [1, shape[2], shape[0], shape[1]]
+        elif val.layout == "nhwc":
+            dims = [1, *shape]
+        else:
+            dims = [1, *shape]
+        start, end = attrs.get("start", 0), attrs.get("end", len(dims))
+        return np.array(dims[start:end], np.int64)
+
+    def _shape(self, val: _Val) -> tuple[int, ...]:
+        return self.input_shape if val.layer == INPUT else self.shapes[val.layer]
+
+    def _add(self, op: str, args: dict, inputs: list[int], node, tensors: dict | None = None,
+             layout: str | None = None) -> _Val:
+        """Append a layer, resolved by archc's own rules (a layer that does not fit raises)."""
+        kind = OPS[op]
+        in_shapes = [self.input_shape if i == INPUT else self.shapes[i] for i in inputs]
+        name = node.name or node.output[0]
+        key = (op, tuple(sorted(args.items())), tuple(in_shapes))  # networks repeat layers: resolve each once
+        shape = self.resolved.get(key)
+        if shape is None:
+            try:
+                shape = kind.shape(kind.resolve(kind.args(**args), in_shapes), in_shapes)
+            except Exception as e:  # noqa: BLE001 - archc's rules refuse it: say so at the node
+                raise self._unsupported(f"`{node.op_type}` as `{op}`", name,
+                                        f"archc's rules refuse it: {e}") from None
+            self.resolved[key] = shape
+        self.layers.append(FlatLayer(op, args, tuple(inputs), _path(name), dict(tensors or {})))
+        self.position.append(self.index.get(node.output[0], len(self.index)))
+        self.shapes.append(shape)
+        if layout is None:
+            layout = "flat" if len(shape) == 1 else "nchw"
+        return _Val("out", len(self.layers) - 1, layout, node=node)
+
+    def _set(self, node, val: _Val, index: int = 0) -> None:
+        self.vals[node.output[index]] = val
+
+    def _layer_of(self, name: str, node) -> _Val:
+        """The value as a layer's output: a pending step becomes its own layer here (or raises)."""
+        name = self.alias.get(name, name)
+        if name in self.consts:
+            raise self._unsupported("a constant where a layer's input is expected", node.name if node else name,
+                                    "archc layers read the network's input or other layers")
+        val = self.vals[name]
+        if val.kind == "out":
+            return val
+        if name not in self.cache:
+            self.cache[name] = self._materialize(name, val, node)
+        return self.cache[name]
+
+    def _materialize(self, name: str, val: _Val, user) -> _Val:
+        node = val.node
+        where = (node.name or node.output[0]) if node is not None else name
+        if val.kind == "ew":
+            return self._activation(val)
+        if val.kind == "gpool":
+            base = self._layer_of(val.src, node)
+            return self._add(val.data["op"], {"keepdims": True}, [base.layer], node)
+        if val.kind == "matmul":
+            return self._dense(val, None)
+        if val.kind == "product":
+            return self._product(val)
+        if val.kind in ("gather", "interp") and val.data["axis"] == 3:
+            return self._upsample(val)
+        if val.kind in ("lnnorm", "lnscaled"):  # normalised without a learned shift (or scale)
+            return self._layernorm(val)
+        if val.kind == "split":
+            base = self._layer_of(val.src, node)
+            return self._add("split", {"parts": val.data["parts"], "part": val.data["part"]}, [base.layer], node)
+        if val.kind == "avgsum":  # zero padding averaged in: counted
+            return self._avgpool_counted(val)
+        if val.kind == "unsq":
+            raise self._unsupported("`Unsqueeze` of a vector to a map", where,
+                                    "archc reads it only as the operand of a product or an LRN")
+        if val.kind == "pad" and val.data["spatial"] == (0, 0, 0, 0) and val.data["value"] == 0:
+            base = self._layer_of(val.src, node)
+            return self._zeropad(val, base, (1, 1))
+        if val.kind == "subsample":
+            raise self._unsupported("`Slice` with steps", where, "archc reads it as the start of a zeropad shortcut")
+        what = {"pad": "`Pad`", "grouped": "`Reshape` to 5 dimensions", "swapped": "`Transpose` of 5 dimensions",
+                "crop": "`Slice` of rows and columns", "mask": "`Pad` of ones", "counts": "`AveragePool` of a mask",
+                "gather": "`Gather`", "interp": "`Gather`", "gdiff": "`Sub`", "gstep": "`Mul`",
+                "lnmean": "`ReduceMean` over the channels", "lncent": "`Sub` of a mean", "lnsq": "a square",
+                "lnvar": "`ReduceMean` over the channels", "lnvare": "`Add`", "lnstd": "`Sqrt`"}.get(val.kind, val.kind)
+        raise self._unsupported(what, where, "archc reads it only as part of a pattern that makes one layer")
+
+    # ------------------------------------------------------------ element-wise chains
+
+    def _ew(self, name: str) -> tuple[str, Callable[[np.ndarray], np.ndarray]] | None:
+        """(base, f): the value as a function of one layer output, or None when it is neither."""
+        if name in self.consts:
+            return None
+        val = self.vals[name]
+        if val.kind == "ew":
+            return val.src, val.data["f"]
+        if val.kind == "out" or name in self.cache:
+            return name, lambda x: x
+        return None
+
+    def _unary(self, node, f: Callable[[np.ndarray, dict], np.ndarray]) -> None:
+        x = node.input[0]
+        ew = self._ew(x)
+        if ew is None:
+            self._layer_of(x, node)
+            ew = self._ew(x)
+        base, g = ew
+        attrs = _attrs(node)
+        self._set(node, _Val("ew", src=base, node=node, data={"f": lambda p, g=g: f(g(p), attrs), "prev": x}))
+
+    def _binary_ew(self, node) -> bool:
+        """An element-wise node of one base value and scalar constants, or of two chains over the same base."""
+        a, b = node.input[0], node.input[1]
+        op = _BINARY[node.op_type]
+
+        def scalar(n):
+            return n in self.consts and self.consts[n].size == 1
+
+        ea, eb = self._ew(a), self._ew(b)
+        if ea is not None and scalar(b):
+            c = float(self.consts[b].reshape(()))
+            self._set(node, _Val("ew", src=ea[0], node=node, data={"f": lambda p, g=ea[1]: op(g(p), c), "prev": a}))
+            return True
+        if eb is not None and scalar(a):
+            c = float(self.consts[a].reshape(()))
+            self._set(node, _Val("ew", src=eb[0], node=node, data={"f": lambda p, g=eb[1]: op(c, g(p)), "prev": b}))
+            return True
+        if ea is not None and eb is not None and ea[0] == eb[0] and (
+                self.vals[a].kind == "ew" or self.vals[b].kind == "ew" or a == b):
+            self._set(node, _Val("ew", src=ea[0], node=node,
+                                 data={"f": lambda p, f=ea[1], g=eb[1]: op(f(p), g(p)), "prev": None}))
+            return True
+        return False
+
+    def _activation(self, val: _Val) -> _Val:
+        node = val.node
+        base = self._layer_of(val.src, node)
+        if val.data.get("prev") == val.src and node.op_type in _DIRECT:  # one operator that is one kind
+            return self._add_activation(_DIRECT[node.op_type], base, node)
+        with np.errstate(all="ignore"):
+            found = _identify(np.asarray(val.data["f"](_PROBE.copy()), dtype=np.float64))
+        if found is None:
+            # a chain of several activations: the one before this node first, then this node alone
+            prev = val.data.get("prev")
+            if prev is not None and prev in self.vals and self.vals[prev].kind == "ew" and node.op_type in _UNARY:
+                inner = self._layer_of(prev, node)
+                attrs = _attrs(node)
+                with np.errstate(all="ignore"):
+                    found = _identify(np.asarray(_UNARY[node.op_type](_PROBE.copy(), attrs), dtype=np.float64))
+                if found is not None:
+                    return self._add_activation(found, inner, node)
+            raise self._unsupported(f"`{node.op_type}` (an element-wise function archc has no kind for)",
+                                    node.name or node.output[0],
+                                    "archc's activations: " + ", ".join(k for k, _ in _ACTIVATIONS))
+        return self._add_activation(found, base, node)
+
+    def _add_activation(self, found, base: _Val, node) -> _Val:
+        kind, args = found
+        if kind == "identity":
+            return base
+        return self._add(kind, args, [base.layer], node, layout=base.layout)
+
+    # ------------------------------------------------------------ operators
+
+    def op_Relu(self, node):  # and every other element-wise operator of one input (_UNARY)
+        self._unary(node, _UNARY[node.op_type])
+
+    op_Sigmoid = op_Tanh = op_Erf = op_Exp = op_Neg = op_Abs = op_Softplus = op_Softsign = op_Relu
+    op_Reciprocal = op_HardSigmoid = op_HardSwish = op_LeakyRelu = op_Elu = op_Gelu = op_Relu
+
+    def op_Clip(self, node):
+        attrs = _attrs(node)
+        low = attrs.get("min", NEG_INF)
+        high = attrs.get("max", float("inf"))
+        if len(node.input) > 1 and node.input[1]:
+            low = self._scalar(node, 1)
+        if len(node.input) > 2 and node.input[2]:
+            high = self._scalar(node, 2)
+        self._unary(node, lambda x, a: np.clip(x, low, high))
+
+    def _scalar(self, node, i: int) -> float:
+        name = node.input[i]
+        if name not in self.consts or self.consts[name].size != 1:
+            raise self._unsupported(f"`{node.op_type}` with a computed input {i + 1}", node.name)
+        return float(self.consts[name].reshape(()))
+
+    def op_Identity(self, node):
+        x = node.input[0]
+        if node.output[0] in {o.name for o in self.graph.output}:
+            self.alias[node.output[0]] = self.alias.get(x, x)  # names the graph's output: not a layer
+            return
+        base = self._layer_of(x, node)
+        self._set(node, self._add("identity", {}, [base.layer], node, layout=base.layout))
+
+    def op_Dropout(self, node):
+        x = node.input[0]
+        base = self._layer_of(x, node)
+        rate = _attrs(node).get("ratio", 0.5)
+        if len(node.input) > 1 and node.input[1]:
+            rate = self._scalar(node, 1)
+        self._set(node, self._add("dropout", {"rate": _round(rate)}, [base.layer], node,
+                                  layout=base.layout))
+
+    def op_Conv(self, node):
+        a = _attrs(node)
+        x = node.input[0]
+        val = self.vals.get(x)
+        extra = (0, 0, 0, 0)
+        if val is not None and val.kind == "pad" and val.data["value"] == 0 and val.data["channels"] == (0, 0):
+            extra, x = val.data["spatial"], val.src  # a zero Pad before the conv is its padding
+        base = self._layer_of(x, node)
+        self._map(base, node)
+        weight = self._param(node, 1)
+        h, w, c = self._shape(base)
+        kernel = tuple(int(k) for k in weight.shape[2:])
+        if len(kernel) != 2:
+            raise self._unsupported(f"a {len(kernel)}-d `Conv`", node.name)
+        stride = tuple(a.get("strides", (1, 1)))
+        dilation = tuple(a.get("dilations", (1, 1)))
+        pads = self._auto_pads(node, a, (h, w), kernel, stride, dilation)
+        pads = tuple(p + e for p, e in zip(pads, extra, strict=True))
+        groups = int(a.get("group", 1))
+        filters = int(weight.shape[0])
+        if weight.ndim != 4 or weight.shape[1] * groups != c:
+            raise self._unsupported(f"`Conv` with a {list(weight.shape)} weight on {c} channels", node.name)
+        args = {"kernel": kernel, "filters": filters, "stride": stride, "dilation": dilation,
+                "padding": canonical_padding(pads), "groups": groups}
+        tensors = {"weight": weight}
+        if len(node.input) > 2 and node.input[2]:
+            tensors["bias"] = self._param(node, 2)
+        else:
+            args["bias"] = False
+        args.update(_depthwise(groups, c, filters))
+        self._set(node, self._add("conv", args, [base.layer], node, tensors))
+
+    def _auto_pads(self, node, a, size, kernel, stride, dilation) -> tuple[int, int, int, int]:
+        auto = a.get("auto_pad", b"NOTSET")
+        auto = auto.decode() if isinstance(auto, bytes) else auto
+        if auto in ("NOTSET", ""):
+            return _pads4(a.get("pads", (0, 0, 0, 0)))
+        if auto == "VALID":
+            return (0, 0, 0, 0)
+        out = []
+        for n, k, s, d in zip(size, kernel, stride, dilation, strict=True):
+            total = max(0, (-(-n // s) - 1) * s + d * (k - 1) + 1 - n)
+            small, big = total // 2, total - total // 2
+            out.append((small, big) if auto == "SAME_UPPER" else (big, small))
+        return (out[0][0], out[0][1], out[1][0], out[1][1])
+
+    def _map(self, val: _Val, node) -> None:
+        if val.layout != "nchw":
+            raise self._unsupported(f"`{node.op_type}` on a {'vector' if val.layout == 'flat' else 'NHWC map'}",
+                                    node.name or node.output[0])
+
+    def _param(self, node, i: int) -> np.ndarray:
+        name = node.input[i]
+        if name not in self.consts:
+            raise self._unsupported(f"`{node.op_type}` with a computed weight (input {i + 1})", node.name,
+                                    "archc layers hold their weights")
+        return np.asarray(self.consts[name], dtype=np.float32)
+
+    def op_ConvTranspose(self, node):
+        a = _attrs(node)
+        base = self._layer_of(node.input[0], node)
+        self._map(base, node)
+        weight = self._param(node, 1)
+        where = node.name or node.output[0]
+        if int(a.get("group", 1)) != 1 or tuple(a.get("dilations", (1, 1))) != (1, 1) or "output_shape" in a:
+            raise self._unsupported("`ConvTranspose` with groups, dilation or output_shape", where,
+                                    "archc's convtranspose is PyTorch's ConvTranspose2d without them")
+        auto = a.get("auto_pad", b"NOTSET")
+        if (auto.decode() if isinstance(auto, bytes) else auto) not in ("NOTSET", "", "VALID"):
+            raise self._unsupported("`ConvTranspose` with auto_pad SAME", where)
+        t, b, left, right = _pads4(a.get("pads", (0, 0, 0, 0)))
+        if (t, left) != (b, right):
+            raise self._unsupported("`ConvTranspose` with asymmetric padding", where,
+                                    "archc's convtranspose crops both sides alike (output_padding adds after)")
+        if weight.ndim != 4 or weight.shape[0] != self._shape(base)[2]:
+            raise self._unsupported(f"`ConvTranspose` with a {list(weight.shape)} weight", where)
+        args = {"kernel": tuple(int(k) for k in weight.shape[2:]), "filters": int(weight.shape[1]),
+                "stride": tuple(a.get("strides", (1, 1))), "padding": (t, left) if (t, left) != (0, 0) else "valid",
+                "output_padding": tuple(a.get("output_padding", (0, 0)))}
+        tensors = {"weight": weight}
+        if len(node.input) > 2 and node.input[2]:
+            tensors["bias"] = self._param(node, 2)
+        else:
+            args["bias"] = False
+        self._set(node, self._add("convtranspose", args, [base.layer], node, tensors))
+
+    # ---- pooling
+
+    def _window(self, node, base, a, extra=(0, 0, 0, 0)) -> dict:
+        h, w, _ = self._shape(base)
+        kernel = tuple(int(k) for k in a["kernel_shape"])
+        stride = tuple(a.get("strides", (1, 1)))
+        dilation = tuple(a.get("dilations", (1, 1)))
+        pads = self._auto_pads(node, a, (h, w), kernel, stride, dilation)
+        pads = tuple(p + e for p, e in zip(pads, extra, strict=True))
+        return {"kernel": kernel, "stride": stride, "dilation": dilation, "padding": canonical_padding(pads),
+                "ceil": bool(a.get("ceil_mode", 0))}
+
+    def op_MaxPool(self, node):
+        if len(node.output) > 1 and node.output[1]:
+            raise self._unsupported("`MaxPool` with indices", node.name)
+        a = _attrs(node)
+        x = node.input[0]
+        val = self.vals.get(x)
+        extra = (0, 0, 0, 0)
+        if val is not None and val.kind == "pad" and val.data["value"] == NEG_INF and val.data["channels"] == (0, 0):
+            extra, x = val.data["spatial"], val.src  # archc writes padding beyond the window as a -inf Pad
+        base = self._layer_of(x, node)
+        self._map(base, node)
+        self._set(node, self._add("maxpool", self._window(node, base, a, extra), [base.layer], node))
+
+    def op_AveragePool(self, node):
+        a = _attrs(node)
+        x = node.input[0]
+        val = self.vals.get(x)
+        if val is not None and val.kind == "mask":  # archc's count of real inputs per window
+            self._set(node, _Val("counts", node=node, data={"pads": val.data["pads"], "attrs": a}))
+            return
+        if val is not None and val.kind == "pad" and val.data["value"] == 0 and val.data["channels"] == (0, 0):
+            # zero padding averaged in: counted (archc's count_pad), or divided by a count of real inputs next
+            self._set(node, _Val("avgsum", src=val.src, node=node, data={"pads": val.data["spatial"], "attrs": a}))
+            return
+        base = self._layer_of(x, node)
+        self._map(base, node)
+        args = self._window(node, base, a)
+        if a.get("count_include_pad", 0) and args["padding"] != "valid":
+            args["count_pad"] = True
+        self._set(node, self._add("avgpool", args, [base.layer], node))
+
+    def _avgpool_counted(self, val: _Val) -> _Val:
+        node, a = val.node, val.data["attrs"]
+        base = self._layer_of(val.src, node)
+        self._map(base, node)
+        counted = val.data["pads"]
+        over = _pads4(a.get("pads", (0, 0, 0, 0)))
+        args = self._window(node, base, {**a, "pads": (0, 0, 0, 0), "ceil_mode": 0})
+        args.update(padding=canonical_padding(counted), count_pad=counted != (0, 0, 0, 0))
+        if over != (0, 0, 0, 0):  # uncounted overhang after counted padding: ceil mode
+            from ..ops import AvgPoolArgs
+
+            h, w, _ = self._shape(base)
+            trial = AvgPoolArgs(**{**args, "ceil": True})
+            want = tuple(c + o for c, o in zip(counted, over, strict=True))
+            if over[0] or over[2] or trial.ceil_pads(h, w) != want:
+                raise self._unsupported("`AveragePool` counting some padding and not the rest",
+                                        node.name or node.output[0])
+            args["ceil"] = True
+        return self._add("avgpool", args, [base.layer], node)
+
+    def op_GlobalAveragePool(self, node):
+        base = self._layer_of(node.input[0], node)
+        self._map(base, node)
+        op = "globalavgpool" if node.op_type == "GlobalAveragePool" else "globalmaxpool"
+        self._set(node, _Val("gpool", src=node.input[0], node=node, data={"op": op}))
+
+    op_GlobalMaxPool = op_GlobalAveragePool
+
+    def op_ReduceMean(self, node):
+        a = _attrs(node)
+        axes = a.get("axes")
+        if axes is None and len(node.input) > 1 and node.input[1] in self.consts:
+            axes = self.consts[node.input[1]].tolist()
+        val = self.vals.get(node.input[0])
+        if node.op_type == "ReduceMean" and axes is not None and a.get("keepdims", 1) and val is not None \
+                and (val.kind == "lnsq" or val.kind == "out" or node.input[0] in self.cache):
+            src = val.src if val.kind == "lnsq" else node.input[0]
+            layout = self._layer_of(src, node).layout
+            rank = 4 if layout != "flat" else 2
+            if [int(x) % rank for x in axes] == [1 if layout == "nchw" else rank - 1]:  # over the channels
+                self._set(node, _Val("lnvar" if val.kind == "lnsq" else "lnmean", src=src, node=node))
+                return
+        base = self._layer_of(node.input[0], node)
+        if base.layout != "nchw" or axes is None or sorted(int(x) % 4 for x in axes) != [2, 3]:
+            raise self._unsupported("`ReduceMean` other than over height and width", node.name,
+                                    "archc reads a mean over H and W as global average pooling")
+        op = "globalavgpool" if node.op_type == "ReduceMean" else "globalmaxpool"
+        if a.get("keepdims", 1):
+            self._set(node, _Val("gpool", src=node.input[0], node=node, data={"op": op}))
+        else:
+            self._set(node, self._add(op, {}, [base.layer], node))
+
+    op_ReduceMax = op_ReduceMean
+
+    # ---- vectors
+
+    def op_Flatten(self, node):
+        x = node.input[0]
+        val = self.vals.get(x)
+        if int(_attrs(node).get("axis", 1)) != 1:
+            raise self._unsupported("`Flatten` other than after the batch axis", node.name)
+        self._flatten(node, x, val)
+
+    def _flatten(self, node, x, val):
+        if val is not None and val.kind == "gpool" and x not in self.cache:
+            base = self._layer_of(val.src, node)
+            self._set(node, self._add(val.data["op"], {}, [base.layer], node))
+            return
+        base = self._layer_of(x, node)
+        if base.layout == "flat":
+            self._set(node, base)
+            return
+        if base.layout == "nhwc":
+            raise self._unsupported("a flatten of a channels-last map", node.name,
+                                    "archc flattens in PyTorch's C, H, W order")
+        self._set(node, self._add("flatten", {}, [base.layer], node))
+
+    def op_Squeeze(self, node):
+        x = node.input[0]
+        val = self.vals.get(x)
+        axes = _attrs(node).get("axes")
+        if axes is None and len(node.input) > 1 and node.input[1] in self.consts:
+            axes = self.consts[node.input[1]].tolist()
+        if val is not None and val.kind == "lrnvec":  # archc's LRN of a vector, back to the vector
+            self._set(node, _Val("out", val.layer, "flat", node=node))
+            return
+        base_val = val if val is not None and val.kind == "gpool" else None
+        shape = self._shape(self._layer_of(base_val.src if base_val else x, node))
+        if axes is not None and sorted(int(a) % 4 for a in axes) == [2, 3] and (base_val or shape[:2] == (1, 1)):
+            self._flatten(node, x, val)
+            return
+        raise self._unsupported("`Squeeze` other than of a 1x1 map's height and width", node.name)
+
+    def op_Unsqueeze(self, node):
+        axes = _attrs(node).get("axes")
+        if axes is None and len(node.input) > 1 and node.input[1] in self.consts:
+            axes = self.consts[node.input[1]].tolist()
+        base = self._layer_of(node.input[0], node)
+        if base.layout != "flat" or axes is None or sorted(int(a) for a in axes) != [2, 3]:
+            raise self._unsupported("`Unsqueeze` other than of a vector to N x C x 1 x 1", node.name)
+        self._set(node, _Val("unsq", src=node.input[0], node=node))
+
+    def op_Gemm(self, node):
+        a = _attrs(node)
+        base = self._layer_of(node.input[0], node)
+        if base.layout != "flat" or a.get("transA", 0):
+            raise self._unsupported("`Gemm` of anything but a batch of vectors", node.name)
+        weight = self._param(node, 1) * float(a.get("alpha", 1.0))
+        if not a.get("transB", 0):
+            weight = weight.T
+        tensors = {"weight": np.ascontiguousarray(weight)}
+        args = {"units": int(weight.shape[0])}
+        if len(node.input) > 2 and node.input[2]:
+            bias = self._param(node, 2) * float(a.get("beta", 1.0))
+            tensors["bias"] = np.broadcast_to(bias.reshape(-1), (weight.shape[0],)).astype(np.float32)
+        else:
+            args["bias"] = False
+        self._set(node, self._add("dense", args, [base.layer], node, tensors))
+
+    def op_MatMul(self, node):
+        if node.input[1] not in self.consts or self.consts[node.input[1]].ndim != 2:
+            raise self._unsupported("`MatMul` of two computed values", node.name)
+        base = self._layer_of(node.input[0], node)
+        if base.layout == "nchw":
+            raise self._unsupported("`MatMul` over the width of a map", node.name,
+                                    "archc reads MatMul on vectors (dense) or channels-last maps (a 1x1 conv)")
+        self._set(node, _Val("matmul", src=node.input[0], node=node, data={"w": self._param(node, 1)}))
+
+    def _dense(self, val: _Val, bias: np.ndarray | None, node=None) -> _Val:
+        base = self._layer_of(val.src, val.node)
+        weight = np.ascontiguousarray(val.data["w"].T)  # [out, in]: PyTorch's
+        units = int(weight.shape[0])
+        node = node or val.node
+        if base.layout == "flat":
+            tensors = {"weight": weight}
+            args = {"units": units}
+            op = "dense"
+        else:  # a Linear over the channels of a channels-last map: a 1x1 conv
+            tensors = {"weight": weight.reshape(units, -1, 1, 1)}
+            args = {"kernel": (1, 1), "filters": units}
+            op = "conv"
+        if bias is None:
+            args["bias"] = False
+        else:
+            tensors["bias"] = bias
+        return self._add(op, args, [base.layer], node, tensors, layout=base.layout)
+
+    # ---- merges and products
+
+    def op_Add(self, node):
+        a, b = node.input[0], node.input[1]
+        if self._gather_step(node) or self._layernorm_step(node):
+            return
+        for x, y in ((a, b), (b, a)):
+            val = self.vals.get(x)
+            if val is not None and val.kind == "matmul" and x not in self.cache and y in self.params:
+                bias = np.asarray(self.consts[y], np.float32).reshape(-1)
+                if bias.size == val.data["w"].shape[1]:
+                    self._set(node, self._dense(val, bias, node))
+                    return
+        if self._binary_ew(node):
+            return
+        self._merge(node, "add")
+
+    def op_Sum(self, node):
+        self._merge(node, "add")
+
+    def _merge(self, node, op: str):
+        vals = [self._layer_of(x, node) for x in node.input]
+        layouts = {v.layout for v in vals}
+        if len(layouts) > 1 and op != "multiply":
+            raise self._unsupported(f"`{node.op_type}` of values in different layouts", node.name)
+        self._set(node, self._add(op, {}, [v.layer for v in vals], node, layout=vals[0].layout))
+
+    def op_Sub(self, node):
+        if not self._gather_step(node) and not self._layernorm_step(node) and not self._binary_ew(node):
+            raise self._unsupported("`Sub` of two layers", node.name)
+
+    op_Max = op_Min = op_Sub
+
+    def op_Pow(self, node):
+        if not self._layernorm_step(node) and not self._binary_ew(node):
+            raise self._unsupported("`Pow` of two layers", node.name)
+
+    def op_Div(self, node):
+        a, b = node.input[0], node.input[1]
+        va, vb = self.vals.get(a), self.vals.get(b)
+        if va is not None and vb is not None and va.kind == "avgsum" and vb.kind == "counts":
+            # archc's average over real inputs only: window sums of the zero-padded input over counts
+            if va.data["pads"] == vb.data["pads"] and va.data["attrs"] == vb.data["attrs"]:
+                base = self._layer_of(va.src, node)
+                self._map(base, node)
+                self._set(node, self._add("avgpool", self._window(node, base, va.data["attrs"], va.data["pads"]),
+                                          [base.layer], node))
+                return
+        if not self._layernorm_step(node) and not self._binary_ew(node):
+            raise self._unsupported("`Div` of two layers", node.name)
+
+    def op_Mul(self, node):
+        a, b = node.input[0], node.input[1]
+        if self._gather_step(node) or self._layernorm_step(node) or self._binary_ew(node):
+            return
+        for x, y in ((a, b), (b, a)):
+            if y in self.params:  # a learned scale per channel: layer_scale
+                base = self._layer_of(x, node)
+                scale = np.asarray(self.consts[y], np.float32)
+                c = self._shape(base)[-1]
+                # one scale per channel only where it broadcasts over the channels' axis: C x 1 x 1 beside NCHW,
+                # C beside channels last (a C-vector beside NCHW would scale the columns)
+                along = scale.shape[-3:] == (c, 1, 1) if base.layout == "nchw" else scale.shape[-1:] == (c,)
+                if scale.size == c and along:
+                    first = _round(scale.reshape(-1)[0])
+                    init = first if np.all(scale == first) else 1e-6
+                    shape = (c, 1, 1) if base.layout == "nchw" else (c,)
+                    self._set(node, self._add("layer_scale", {"init": init}, [base.layer], node,
+                                              {"weight": scale.reshape(shape)}, layout=base.layout))
+                    return
+                break
+        ins: list[str] = []
+        for x in (a, b):
+            val = self.vals.get(x)
+            if val is not None and val.kind == "product" and x not in self.cache:
+                ins.extend(val.data["ins"])  # a chain of products is one multiply of all its inputs
+            elif val is not None and val.kind == "unsq":  # a vector beside a map: multiply broadcasts it
+                ins.append(val.src)
+            else:
+                self._layer_of(x, node)
+                ins.append(x)
+        self._set(node, _Val("product", node=node, data={"ins": ins}))
+
+    def _product(self, val: _Val) -> _Val:
+        ins = [self._layer_of(x, val.node) for x in val.data["ins"]]
+        if any(v.layout == "nhwc" for v in ins):
+            raise self._unsupported("`Mul` of channels-last maps", val.node.name)
+        return self._add("multiply", {}, [v.layer for v in ins], val.node)
+
+    def op_Concat(self, node):
+        axis = int(_attrs(node).get("axis", 1))
+        crops = [self.vals.get(x) is not None and self.vals[x].kind == "crop" for x in node.input]
+        ins = [self._layer_of(self.vals[x].src if crop else x, node) for x, crop in zip(node.input, crops, strict=True)]
+        rank = 4 if ins[0].layout == "nchw" else 2
+        if ins[0].layout == "nhwc" or axis % rank != 1:
+            raise self._unsupported("`Concat` other than along the channels", node.name)
+        if any(crops):
+            from ..ops import CropConcat
+
+            shapes = [self._shape(v) for v in ins]
+            out = (min(s[0] for s in shapes), min(s[1] for s in shapes))
+            starts = CropConcat.crops(shapes, (*out, 0))
+            for x, crop, start, shape in zip(node.input, crops, starts, shapes, strict=True):
+                want = (start, (start[0] + out[0], start[1] + out[1])) if shape[:2] != out else None
+                if (self.vals[x].data["window"] if crop else None) != want:
+                    raise self._unsupported("`Concat` of crops other than centred ones", node.name)
+            self._set(node, self._add("cropconcat", {}, [v.layer for v in ins], node))
+            return
+        self._set(node, self._add("concat", {}, [v.layer for v in ins], node, layout=ins[0].layout))
+
+    # ---- normalisation
+
+    def op_BatchNormalization(self, node):
+        a = _attrs(node)
+        if a.get("training_mode", 0) or (len(node.output) > 1 and any(node.output[1:])):
+            raise self._unsupported("`BatchNormalization` in training mode", node.name)
+        base = self._layer_of(node.input[0], node)
+        args = {"epsilon": _round(a.get("epsilon", 1e-5)), "momentum": _round(a.get("momentum", 0.9))}
+        tensors = {}
+        for i, name, flag in ((1, "weight", "scale"), (2, "bias", "center")):
+            if node.input[i] in self.params:
+                tensors[name] = self._param(node, i)
+            elif node.input[i] in self.consts and np.all(self.consts[node.input[i]] == (1 if i == 1 else 0)):
+                args[flag] = False  # a constant unit scale or zero shift: archc's `scale=false` / `center=false`
+            else:
+                raise self._unsupported("`BatchNormalization` with a computed scale or shift", node.name)
+        tensors["running_mean"] = self._param(node, 3)
+        tensors["running_var"] = self._param(node, 4)
+        self._set(node, self._add("batchnorm", args, [base.layer], node, tensors, layout=base.layout))
+
+    def op_LayerNormalization(self, node):
+        a = _attrs(node)
+        base = self._layer_of(node.input[0], node)
+        if base.layout == "nchw" or int(a.get("axis", -1)) not in (-1, 3 if base.layout == "nhwc" else 1):
+            raise self._unsupported("`LayerNormalization` other than over the channels", node.name,
+                                    "archc's layernorm normalises each position's channels")
+        tensors = {"weight": self._param(node, 1)}
+        if len(node.input) > 2 and node.input[2]:
+            tensors["bias"] = self._param(node, 2)
+        else:
+            tensors["bias"] = np.zeros_like(tensors["weight"])
+        self._set(node, self._add("layernorm", {"epsilon": _round(a.get("epsilon", 1e-5))},
+                                  [base.layer], node, tensors, layout=base.layout))
+
+    def op_LRN(self, node):
+        a = _attrs(node)
+        x = node.input[0]
+        val = self.vals.get(x)
+        vector = val is not None and val.kind == "unsq"
+        base = self._layer_of(val.src if vector else x, node)
+        size = int(a["size"])
+        args = {"size": size, "alpha": _round(float(a.get("alpha", 1e-4)) / size), "beta": _round(a.get("beta", 0.75)),
+                "k": _round(a.get("bias", 1.0))}
+        out = self._add("lrn", args, [base.layer], node, layout=base.layout)
+        if vector:  # archc's LRN of a vector: Unsqueeze, LRN, Squeeze
+            out = _Val("lrnvec", out.layer, node=node)
+        self._set(node, out)
+
+    def op_Softmax(self, node):
+        base = self._layer_of(node.input[0], node)
+        rank = 2 if base.layout == "flat" else 4
+        axis = int(_attrs(node).get("axis", 1 if self.opset < 13 else -1)) % rank
+        if base.layout == "nhwc" or axis != 1 or (self.opset < 13 and rank == 4):
+            raise self._unsupported("`Softmax` other than over the channels", node.name)
+        self._set(node, self._add("softmax", {}, [base.layer], node, layout=base.layout))
+
+    # ---- layout and reshaping
+
+    def op_Transpose(self, node):
+        perm = list(_attrs(node).get("perm", []))
+        x = node.input[0]
+        val = self.vals.get(x)
+        if val is not None and val.kind == "grouped" and perm == [0, 2, 1, 3, 4]:
+            self._set(node, _Val("swapped", src=val.src, node=node, data=dict(val.data)))
+            return
+        base = self._layer_of(x, node)
+        if base.layout == "nchw" and perm == [0, 2, 3, 1]:
+            self._set(node, _Val("out", base.layer, "nhwc", node=node))
+        elif base.layout == "nhwc" and perm == [0, 3, 1, 2]:
+            self._set(node, _Val("out", base.layer, "nchw", node=node))
+        else:
+            raise self._unsupported(f"`Transpose` with perm {perm}", node.name,
+                                    "archc reads transposes to channels last and back")
+
+    def op_Reshape(self, node):
+        x = node.input[0]
+        if node.input[1] not in self.consts:
+            raise self._unsupported("`Reshape` to a computed shape", node.name)
+        target = [int(v) for v in self.consts[node.input[1]].reshape(-1)]
+        val = self.vals.get(x)
+        if val is not None and val.kind == "swapped":
+            base = self._layer_of(val.src, node)
+            h, w, c = self._shape(base)
+            if _reshaped(target, [1, c, h, w]) == [1, c, h, w]:
+                self._set(node, self._add("shuffle", {"groups": val.data["groups"]}, [base.layer], node))
+                return
+        if val is not None and val.kind == "gpool" and x not in self.cache:
+            base = self._layer_of(val.src, node)
+            c = self._shape(base)[2]
+            if _reshaped(target, [1, c, 1, 1]) == [1, c]:
+                self._flatten(node, x, val)
+                return
+        base = self._layer_of(x, node)
+        shape = self._shape(base)
+        dims = [1, shape[2], shape[0], shape[1]] if base.layout == "nchw" else (
+            [1, *shape] if base.layout == "nhwc" else [1, *shape])
+        new = _reshaped(target, dims)
+        if new == dims:
+            self._set(node, base)
+        elif new is not None and len(new) == 2 and base.layout != "nhwc":
+            self._set(node, self._add("flatten", {}, [base.layer], node) if base.layout == "nchw" else base)
+        elif (new is not None and len(new) == 5 and base.layout == "nchw" and new[3:] == dims[2:]
+              and new[1] * new[2] == dims[1]):
+            self._set(node, _Val("grouped", src=x, node=node, data={"groups": new[1]}))
+        else:
+            raise self._unsupported(f"`Reshape` of {dims} to {target}", node.name,
+                                    "archc reads reshapes to a vector (flatten) and channel shuffles")
+
+    def op_Split(self, node):
+        a = _attrs(node)
+        base = self._layer_of(node.input[0], node)
+        c = self._shape(base)[-1]
+        axis = int(a.get("axis", 0)) % (4 if base.layout == "nchw" else 2)
+        sizes = a.get("split")
+        if sizes is None and len(node.input) > 1 and node.input[1]:
+            sizes = self.consts[node.input[1]].tolist() if node.input[1] in self.consts else None
+        n = len(node.output)
+        if sizes is None:
+            sizes = [c // n] * n if c % n == 0 else None
+        if base.layout == "nhwc" or axis != 1 or sizes is None or len(set(sizes)) != 1 or sum(sizes) != c:
+            raise self._unsupported("`Split` other than into equal parts of the channels", node.name)
+        for i, out in enumerate(node.output):
+            if out:
+                self.vals[out] = _Val("split", src=node.input[0], node=node, data={"parts": n, "part": i})
+
+    def op_Slice(self, node):
+        x = node.input[0]
+        base = self._layer_of(x, node)
+        ins = [self.consts.get(i) if i else None for i in node.input]
+        if any(i and i not in self.consts for i in node.input[1:]):
+            raise self._unsupported("`Slice` with computed bounds", node.name)
+        starts, ends = [int(v) for v in ins[1]], [int(v) for v in ins[2]]
+        rank = 4 if base.layout == "nchw" else 2
+        axes = [int(v) % rank for v in ins[3]] if len(ins) > 3 and ins[3] is not None else list(range(len(starts)))
+        steps = [int(v) for v in ins[4]] if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
+        shape = self._shape(base)
+        dims = [1, shape[2], shape[0], shape[1]] if base.layout == "nchw" else [1, *shape]
+        bounds = {}
+        for ax, s, e, st in zip(axes, starts, ends, steps, strict=True):
+            n = dims[ax]
+            s = max(0, min(n, s + n if s < 0 else s))
+            e = max(0, min(n, e + n if e < 0 else e))
+            bounds[ax] = (s, e, st)
+        if base.layout == "nhwc":
+            raise self._unsupported("`Slice` of a channels-last map", node.name)
+        if set(bounds) == {1} and bounds[1][2] == 1:  # a part of the channels: a split
+            s, e, _ = bounds[1]
+            size, c = e - s, dims[1]
+            if size > 0 and c % size == 0 and s % size == 0:
+                self._set(node, self._add("split", {"parts": c // size, "part": s // size}, [base.layer], node,
+                                          layout=base.layout))
+                return
+        if base.layout == "nchw" and set(bounds) <= {2, 3}:
+            (s2, e2, st2), (s3, e3, st3) = bounds.get(2, (0, dims[2], 1)), bounds.get(3, (0, dims[3], 1))
+            if (s2, s3) == (0, 0) and (e2, e3) == (dims[2], dims[3]) and (st2, st3) != (1, 1):
+                self._set(node, _Val("subsample", src=x, node=node, data={"stride": (st2, st3)}))
+                return
+            if (st2, st3) == (1, 1):
+                self._set(node, _Val("crop", src=x, node=node, data={"window": ((s2, s3), (e2, e3))}))
+                return
+        raise self._unsupported("`Slice` other than of channels, a centred crop or a subsampling", node.name)
+
+    def _pad_amounts(self, node):
+        a = _attrs(node)
+        pads = a.get("pads")
+        if pads is None:
+            pads = self.consts[node.input[1]].tolist()
+        return [int(p) for p in pads]
+
+    def op_Pad(self, node):
+        a = _attrs(node)
+        mode = a.get("mode", b"constant")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        if len(node.input) > 1 and node.input[1] and node.input[1] not in self.consts:
+            raise self._unsupported("`Pad` by computed amounts", node.name)
+        value = float(a.get("value", 0.0))
+        if len(node.input) > 2 and node.input[2]:
+            value = self._scalar(node, 2)
+        pads = self._pad_amounts(node)
+        if len(node.input) > 3 and node.input[3]:
+            raise self._unsupported("`Pad` with axes", node.name)
+        x = node.input[0]
+        val = self.vals.get(x)
+        if mode != "constant" or len(pads) != 8 or pads[0] or pads[4] or min(pads) < 0:
+            raise self._unsupported(f"`Pad` ({mode}) other than constant padding of a map", node.name)
+        spatial = (pads[2], pads[6], pads[3], pads[7])
+        channels = (pads[1], pads[5])
+        if val is not None and val.kind == "subsample" and spatial == (0, 0, 0, 0) and value == 0:
+            base = self._layer_of(val.src, node)
+            self._set(node, self._zeropad(_Val("pad", node=node, data={"channels": channels}), base,
+                                          val.data["stride"]))
+            return
+        self._layer_of(x, node)
+        self._set(node, _Val("pad", src=x, node=node, data={"spatial": spatial, "channels": channels,
+                                                            "value": value}))
+
+    def _zeropad(self, val: _Val, base: _Val, stride) -> _Val:
+        before, after = val.data["channels"]
+        c = self._shape(base)[2]
+        if before != (before + after) // 2:
+            raise self._unsupported("`Pad` of channels other than half before and half after", val.node.name,
+                                    "archc's zeropad puts floor(extra / 2) zero channels before the input's")
+        return self._add("zeropad", {"filters": c + before + after, "stride": tuple(stride)}, [base.layer],
+                         val.node)
+
+    def op_Resize(self, node):
+        a = _attrs(node)
+        base = self._layer_of(node.input[0], node)
+        self._map(base, node)
+        mode = a.get("mode", b"nearest")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        ctm = a.get("coordinate_transformation_mode", b"half_pixel")
+        ctm = ctm.decode() if isinstance(ctm, bytes) else ctm
+        nearest = a.get("nearest_mode", b"round_prefer_floor")
+        nearest = nearest.decode() if isinstance(nearest, bytes) else nearest
+        h, w, c = self._shape(base)
+        names = list(node.input) + [""] * 4
+        scales_name, sizes_name = (names[2], names[3]) if node.op_type == "Resize" else (names[1], "")
+        if node.op_type == "Resize" and self.opset < 11:
+            scales_name = names[1]
+        out = None
+        if sizes_name and sizes_name in self.consts and self.consts[sizes_name].size:
+            out = [int(v) for v in self.consts[sizes_name].reshape(-1)][-2:]
+        elif scales_name and scales_name in self.consts and self.consts[scales_name].size:
+            s = [float(v) for v in self.consts[scales_name].reshape(-1)][-2:]
+            out = [int(math.floor(h * s[0])), int(math.floor(w * s[1]))]
+            if any(abs(v - round(v)) > 1e-6 for v in s):
+                raise self._unsupported("`Resize` by a fractional scale", node.name)
+        if out is None:
+            raise self._unsupported("`Resize` to a computed size", node.name)
+        args: dict[str, Any] = {}
+        if mode == "nearest" and (ctm == "asymmetric" and nearest == "floor" or node.op_type == "Upsample"):
+            args["mode"] = "nearest"
+        elif mode in ("linear", "bilinear") and ctm in ("half_pixel", "pytorch_half_pixel", "align_corners"):
+            args["mode"] = "bilinear"
+            args["align_corners"] = ctm == "align_corners"
+            if ctm == "half_pixel" and min(out) == 1:
+                raise self._unsupported("`Resize` (half_pixel) to a size of 1", node.name)
+        else:
+            raise self._unsupported(f"`{node.op_type}` ({mode}, {ctm}, {nearest})", node.name,
+                                    "archc's upsample is nearest (floor) or bilinear (half-pixel or align_corners)")
+        if out[0] % h == 0 and out[1] % w == 0:
+            args["scale"] = (out[0] // h, out[1] // w)
+        else:
+            args["size"] = tuple(out)
+        self._set(node, self._add("upsample", args, [base.layer], node))
+
+    op_Upsample = op_Resize
+
+    def op_Gather(self, node):
+        """archc's own upsampling: rows, then columns, gathered by tables of source indexes, and for bilinear
+        interpolated between two gathers (low + (high - low) * t); the tables say which upsampling it is."""
+        axis = int(_attrs(node).get("axis", 0))
+        x = node.input[0]
+        if node.input[1] not in self.consts:
+            raise self._unsupported("`Gather` of computed indexes", node.name)
+        idx = [int(v) for v in self.consts[node.input[1]].reshape(-1)]
+        val = self.vals.get(x)
+        if axis == 3 and val is not None and val.kind in ("gather", "interp") and val.data["axis"] == 2:
+            self._set(node, _Val("gather", src=x, node=node, data={"axis": 3, "idx": idx}))
+            return
+        if axis == 2 and self._layer_of(x, node).layout == "nchw":
+            self._set(node, _Val("gather", src=x, node=node, data={"axis": 2, "idx": idx}))
+            return
+        raise self._unsupported("`Gather`", node.name, "archc reads Gather only as its own upsampling")
+
+    def _layernorm_step(self, node) -> bool:
+        """A step of layer normalisation written out (torch.onnx.export before opset 17, ConvNeXt's own
+        LayerNorm): (x - mean(x)) / sqrt(mean((x - mean(x))^2) + eps) * weight + bias, means over the channels."""
+        a, b = (self.vals.get(x) for x in node.input[:2]) if len(node.input) > 1 else (self.vals.get(node.input[0]),
+                                                                                       None)
+        op = node.op_type
+        scalar = len(node.input) > 1 and node.input[1] in self.consts and self.consts[node.input[1]].size == 1
+        if op == "Sub" and b is not None and b.kind == "lnmean" and b.src == node.input[0]:
+            step = _Val("lncent", src=b.src, node=node)
+        elif op == "Pow" and a is not None and a.kind == "lncent" and scalar and self._scalar(node, 1) == 2:
+            step = _Val("lnsq", src=a.src, node=node)
+        elif op == "Mul" and a is not None and a.kind == "lncent" and node.input[0] == node.input[1]:
+            step = _Val("lnsq", src=a.src, node=node)
+        elif op == "Add" and a is not None and a.kind == "lnvar" and scalar:
+            step = _Val("lnvare", src=a.src, node=node, data={"eps": self._scalar(node, 1)})
+        elif op == "Sqrt" and a is not None and a.kind == "lnvare":
+            step = _Val("lnstd", src=a.src, node=node, data=a.data)
+        elif op == "Div" and a is not None and b is not None and a.kind == "lncent" and b.kind == "lnstd" \
+                and a.src == b.src:
+            step = _Val("lnnorm", src=a.src, node=node, data=b.data)
+        elif op in ("Mul", "Add") and {a and a.kind, b and b.kind} & {"lnnorm", "lnscaled"}:
+            x, y = (node.input[0], node.input[1]) if a is not None and a.kind in ("lnnorm", "lnscaled") \
+                else (node.input[1], node.input[0])
+            val = self.vals[x]
+            if y not in self.params or (op == "Mul") != (val.kind == "lnnorm"):
+                return False
+            c = self._shape(self._layer_of(val.src, node))[-1]
+            tensor = np.asarray(self.consts[y], np.float32)
+            if tensor.size != c:
+                return False
+            data = {**val.data, "weight" if op == "Mul" else "bias": tensor.reshape(c)}
+            if op == "Mul":
+                step = _Val("lnscaled", src=val.src, node=node, data=data)
+            else:
+                self._set(node, self._layernorm(_Val("lnscaled", src=val.src, node=node, data=data)))
+                return True
+        else:
+            return False
+        self._set(node, step)
+        return True
+
+    def _layernorm(self, val: _Val) -> _Val:
+        base = self._layer_of(val.src, val.node)
+        c = self._shape(base)[-1]
+        tensors = {"weight": val.data.get("weight", np.ones(c, np.float32)),
+                   "bias": val.data.get("bias", np.zeros(c, np.float32))}
+        return self._add("layernorm", {"epsilon": _round(val.data["eps"])}, [base.layer], val.node, tensors,
+                         layout=base.layout)
+
+    def op_Sqrt(self, node):
+        if not self._layernorm_step(node):
+            self._unary(node, lambda x, a: np.sqrt(x))
+
+    def _gather_step(self, node) -> bool:
+        """A step of archc's bilinear interpolation between two gathers of one value along one axis."""
+        a, b = (self.vals.get(x) for x in node.input[:2])
+        if a is None or a.kind not in ("gather", "gdiff", "gstep"):
+            return False
+        d = a.data
+        if node.op_type == "Sub" and b is not None and a.kind == b.kind == "gather" and a.src == b.src \
+                and d["axis"] == b.data["axis"]:
+            self._set(node, _Val("gdiff", src=a.src, node=node, data={"axis": d["axis"], "lo": b.data["idx"],
+                                                                       "hi": d["idx"]}))
+            return True
+        if node.op_type == "Mul" and a.kind == "gdiff" and node.input[1] in self.consts:
+            t = [float(v) for v in self.consts[node.input[1]].reshape(-1)]
+            if len(t) == len(d["lo"]):
+                self._set(node, _Val("gstep", src=a.src, node=node, data={**d, "t": t}))
+                return True
+        if node.op_type == "Add" and b is not None and a.kind == "gather" and b.kind == "gstep" \
+                and a.src == b.src and d["axis"] == b.data["axis"] and d["idx"] == b.data["lo"]:
+            table = list(zip(b.data["lo"], b.data["hi"], b.data["t"], strict=True))
+            self._set(node, _Val("interp", src=a.src, node=node, data={"axis": d["axis"], "table": table}))
+            return True
+        return False
+
+    def _upsample(self, val: _Val) -> _Val:
+        from ..ops import UpsampleArgs
+
+        rows_val = self.vals[val.src]
+        base = self._layer_of(rows_val.src, val.node)
+        h, w, _ = self._shape(base)
+        tables = [_table(rows_val), _table(val)]
+        oh, ow = len(tables[0]), len(tables[1])
+        sizes = [{"scale": (oh // h, ow // w)}] if oh % h == 0 and ow % w == 0 else []
+        sizes.append({"size": (oh, ow)})
+        for how in ({"mode": "nearest"}, {"mode": "bilinear"}, {"mode": "bilinear", "align_corners": True}):
+            for size in sizes:
+                args = UpsampleArgs(**how, **size)
+                if _same_table(tables[0], args.source_index(oh, h)) and \
+                        _same_table(tables[1], args.source_index(ow, w)):
+                    return self._add("upsample", {**how, **size}, [base.layer], val.node)
+        raise self._unsupported("`Gather` by tables that are no upsampling of archc's", val.node.name)
+
+
+def _table(val: _Val) -> list[tuple[int, int | None, float]]:
+    if val.kind == "interp":
+        return val.data["table"]
+    return [(i, None, 0.0) for i in val.data["idx"]]
+
+
+def _same_table(ours, reference) -> bool:
+    """Gathered (low, high, t) per output position against archc's own table (high matters only where t != 0)."""
+    return len(ours) == len(reference) and all(lo == r[0] and abs(t - r[2]) < 1e-6 and (t == 0 or hi == r[1])
+                                               for (lo, hi, t), r in zip(ours, reference, strict=True))
+
+
+def _name(name: str) -> str:
+    cleaned = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name).strip("_")
+    return cleaned if cleaned and not cleaned[0].isdigit() else "imported"
+
+
+def _round(v: float) -> float:
+    return float(f"{float(v):.7g}")
+
+
+def _depthwise(groups: int, channels: int, filters: int) -> dict:
+    """A conv with one group per input channel is archc's depthwise conv (`dw`, `multiplier`)."""
+    if groups == channels > 1 and filters % channels == 0:
+        return {"depthwise": True, "multiplier": filters // channels}
+    return {}
+
+
+def _all_ones(value: np.ndarray) -> bool:
+    return value.ndim == 4 and value.shape[:2] == (1, 1) and value.size > 0 and bool(np.all(value == 1))
+
+
+def _reshaped(target: list[int], dims: list[int]) -> list[int] | None:
+    """ONNX Reshape's target with 0 (copy) and -1 (infer) filled in for a tensor of `dims` (batch 1)."""
+    out = [dims[i] if t == 0 and i < len(dims) else t for i, t in enumerate(target)]
+    total = math.prod(dims)
+    if out.count(-1) > 1:
+        return None
+    if -1 in out:
+        known = math.prod(v for v in out if v != -1)
+        if known == 0 or total % known:
+            return None
+        out[out.index(-1)] = total // known
+    out[0] = 1  # the batch: exporters write the example's
+    return out if math.prod(out) == total else None
+
+
+def _constant(node) -> np.ndarray:
+    from onnx import numpy_helper
+
+    a = {attr.name: attr for attr in node.attribute}
+    if "value" in a:
+        return numpy_helper.to_array(a["value"].t)
+    attrs = _attrs(node)
+    for key, dtype in (("value_float", np.float32), ("value_int", np.int64), ("value_floats", np.float32),
+                       ("value_ints", np.int64)):
+        if key in attrs:
+            return np.array(attrs[key], dtype)
+    raise Unsupported("`Constant` of a sparse or string value", node.name)
+
+
+def _fold_numpy(node, args: list) -> list | None:
+    """The common constant computations of exporters' shape arithmetic; None: let onnx.reference do it."""
+    op, a = node.op_type, _attrs(node)
+    x = args[0] if args else None
+    if op == "Identity":
+        return [x]
+    if op == "Cast":
+        from onnx import helper
+
+        return [x.astype(helper.tensor_dtype_to_np_dtype(a["to"]))]
+    if op == "Gather":
+        return [np.take(x, args[1], axis=a.get("axis", 0))]
+    if op == "Unsqueeze":
+        axes = a.get("axes") if "axes" in a else args[1].tolist()
+        out = x
+        for ax in sorted(int(v) % (x.ndim + len(axes)) for v in axes):
+            out = np.expand_dims(out, ax)
+        return [out]
+    if op == "Concat":
+        return [np.concatenate([v.reshape(-1) if v.ndim == 0 else v for v in args], axis=a.get("axis", 0))]
+    if op in ("Add", "Sub", "Mul") and len(args) == 2:
+        return [{"Add": np.add, "Sub": np.subtract, "Mul": np.multiply}[op](x, args[1])]
+    return None
+
+
+def canonical(net: FlatNetwork) -> FlatNetwork:
+    """The network in the one form an ONNX file can tell: each layer's resolved arguments with padding as amounts
+    (`same` and `padding=1` are the same Conv), ceil mode's overhang as padding after (archc's ONNX backend writes
+    it so; it never counts in an average or wins a max), a conv with a group per input channel as depthwise, an
+    upsampling by whole factors as a scale, and drop path as the identity it is at inference (its rate is not in
+    the file). Two networks that compute the same are equal here, layer for layer (archc.flat.same_layers)."""
+    layers = []
+    for layer, (args, in_shapes, _) in zip(net.layers, net.resolved(), strict=True):
+        op, values = layer.op, args.model_dump()
+        if op == "conv":
+            values["padding"] = canonical_padding(args.pads())
+            c = in_shapes[0][2]
+            values.update({"depthwise": False, "multiplier": 1, **_depthwise(args.groups, c, args.filters)})
+        elif op in ("maxpool", "avgpool"):
+            h, w = in_shapes[0][:2]
+            if args.ceil and args.ceil_pads(h, w) == args.pads():  # no overhang: ceil changes nothing
+                values["ceil"] = False
+            elif args.ceil and not values.get("count_pad"):
+                values.update(padding=canonical_padding(args.ceil_pads(h, w)), ceil=False)
+            else:
+                values["padding"] = canonical_padding(args.pads())
+            if values.get("count_pad") and values["padding"] == "valid" and not args.ceil:
+                values["count_pad"] = False
+        elif op == "stochastic_depth":
+            op, values = "identity", {}
+        elif op == "upsample" and args.size is not None:
+            h, w = in_shapes[0][:2]
+            if args.size[0] % h == 0 and args.size[1] % w == 0:
+                values.update(scale=(args.size[0] // h, args.size[1] // w), size=None)
+        for key in ("epsilon", "momentum", "rate", "alpha", "beta", "k", "init", "negative_slope"):
+            if isinstance(values.get(key), float):
+                values[key] = _round(values[key])
+        layers.append(FlatLayer(op, values, layer.inputs, layer.path, layer.tensors))
+    return FlatNetwork(net.input_shape, layers, net.output, net.name, net.source)
