@@ -128,11 +128,11 @@ def network_digests(net: FlatNetwork) -> list[str]:
 
     out: list[str] = []
     source = hashlib.sha256(repr(("input", tuple(net.input_shape))).encode()).hexdigest()
-    for layer, (args, _, shape) in zip(net.layers, net.resolved(), strict=True):
+    for layer, (args, in_shapes, shape) in zip(net.layers, net.resolved(), strict=True):
         ins = tuple(source if i == INPUT else out[i] for i in layer.inputs)
         if OPS[layer.op].commutes:  # a sum or a product: the inputs' order is no part of the computation
             ins = tuple(sorted(ins))
-        text = repr((layer.op, sorted(args.model_dump().items()), tuple(shape), ins))
+        text = repr((layer.op, sorted(args.canonical(in_shapes).items()), tuple(shape), ins))  # one spelling a meaning
         out.append(hashlib.sha256(text.encode()).hexdigest())
     return out
 

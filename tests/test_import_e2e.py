@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 from tvision import perturb, torchvision_or_skip
 
@@ -22,6 +25,8 @@ import archc
 torch = pytest.importorskip("torch")
 
 THOROUGH = bool(os.environ.get("ARCHC_THOROUGH"))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "backends"))  # conformance.numeric_plan: the backend tests' sizes
 
 # model -> (constructor arguments, input size for counts, smaller input for the outputs, at most this many lines)
 DEFAULT = {
@@ -79,3 +84,53 @@ def test_a_torchvision_model_imports_as_the_same_model(name):
     assert (got - want).abs().max().item() <= 1e-5 * max(1.0, scale), name
     del source, compiled
     gc.collect()
+
+
+# ---------------------------------------------------------------- ONNX sources
+
+
+def _export(model, shape, path) -> None:
+    # batchnorm kept apart from the conv (constant folding would fuse them): the file is the source
+    torch.onnx.export(model.eval(), torch.randn(*shape), str(path), dynamo=False, do_constant_folding=False)
+
+
+def test_a_torch_onnx_export_imports_as_the_same_model(tmp_path):
+    """An ONNX file written by torch.onnx.export: the imported spec holds the file's initializers exactly and,
+    loaded with them (archc.load_weights from the file), computes what onnxruntime computes on the file."""
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    torchvision = torchvision_or_skip()
+    source = torchvision.models.resnet18(weights=None).eval()
+    perturb(source)
+    path = tmp_path / "resnet18.onnx"
+    _export(source, (1, 3, 64, 64), path)
+    text = archc.import_model(str(path))
+    plan = archc.check(text=text)
+    sizes = sum(int(np.prod(t.dims)) for t in onnx.load(str(path)).graph.initializer)
+    assert plan.total_params == sizes == sum(_source_counts(source))
+    compiled = archc.compile(text=text, backend="torch").eval()
+    archc.load_weights(compiled, str(path))
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    want = np.concatenate([session.run(None, {session.get_inputs()[0].name: x[i:i + 1]})[0] for i in range(2)])
+    with torch.no_grad():
+        got = compiled(torch.from_numpy(x)).numpy()
+    assert np.abs(got - want).max() <= 1e-5 * max(1.0, np.abs(want).max())
+
+
+@pytest.mark.parametrize("spec", ["resnet18", "densenet121", "googlenet", "shufflenet_v2_x1_0", "unet"])
+def test_an_onnx_file_archc_wrote_imports_as_its_spec(spec, tmp_path):
+    """The round trip through a file: spec -> archc's ONNX backend -> archc import -> the same network."""
+    pytest.importorskip("onnx")
+    from conformance import numeric_plan
+
+    from archc.backends import get_backend
+    from archc.flat import flat_of_plan, same_network
+
+    spec_path = ROOT / "specs" / f"{spec}.arch"
+    plan = numeric_plan(spec_path, archc.check(spec_path))
+    path = tmp_path / f"{spec}.onnx"
+    path.write_bytes(get_backend("onnx").write(plan, "onnx"))
+    again = archc.check(text=archc.import_model(str(path)))
+    assert same_network(flat_of_plan(again), flat_of_plan(plan)) is None
+    assert (again.trainable_params, again.non_trainable_params) == (plan.trainable_params, plan.non_trainable_params)
