@@ -302,6 +302,7 @@ class Op:
     shortcut_first: ClassVar[bool] = False  # `residual` passes (shortcut, body), not (body, shortcut)
     joins: ClassVar[bool] = False  # a merge that lays its inputs' channels side by side
     flattens: ClassVar[bool] = False  # HxWxC to a vector, row-major: frameworks differ in the features' order
+    nonnegative: ClassVar[bool] = False  # its output is never negative: zero padding after it cannot win a max
 
     # ---- documentation (docs/language.md is generated from these)
     shape_rule: ClassVar[str] = "unchanged"
@@ -666,12 +667,14 @@ class _Activation(Op):
 
 class ReLU(_Activation):
     name = prefix = "relu"
+    nonnegative = True
     summary = "max(x, 0)"
     examples = (("relu", "8x8x3"),)
 
 
 class ReLU6(_Activation):
     name = prefix = "relu6"
+    nonnegative = True
     summary = "min(max(x, 0), 6)"
     examples = (("relu6", "8x8x3"),)
 
@@ -692,6 +695,7 @@ class ELU(_Activation):
 
 class Sigmoid(_Activation):
     name = prefix = "sigmoid"
+    nonnegative = True
     summary = "1 / (1 + exp(-x))"
     examples = (("sigmoid", "10"),)
 
@@ -704,6 +708,7 @@ class Tanh(_Activation):
 
 class Softmax(_Activation):
     name = prefix = "softmax"
+    nonnegative = True
     summary = "softmax over the channels"
     probabilities = True
     examples = (("softmax", "1000"),)
@@ -1098,6 +1103,7 @@ class Hardswish(_Activation):
 
 class Hardsigmoid(_Activation):
     name = prefix = "hardsigmoid"
+    nonnegative = True
     summary = "relu6(x + 3) / 6, PyTorch's definition (MobileNet v3's gate)"
     examples = (("hardsigmoid", "8x8x3"),)
 

@@ -408,6 +408,8 @@ class TorchBackend(Backend):
         plan = getattr(model, "archc_plan", None)
         if plan is not None and isinstance(source, nn.Module):
             return _load_by_structure(model, plan, source)
+        if plan is not None and _is_keras_source(source):  # read into a flat network (archc.readers.keras)
+            return _load_by_structure(model, plan, source, _keras_graph(source, plan))
         ours = _weights(model.state_dict())
         theirs = _weights(_state_dict_of(source))
         for i, ((name, mine), (their_name, tensor)) in enumerate(zip(ours, theirs, strict=False)):
@@ -969,15 +971,37 @@ def _node_of(plan: Plan | None, key: str) -> PlanNode | None:
         return None
 
 
-def _load_by_structure(model: nn.Module, plan: Plan, source: nn.Module) -> nn.Module:
+def _is_keras_source(source: Any) -> bool:
+    """A Keras model, or the path of a `.keras` file."""
+    if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
+        return str(source if not isinstance(source, bytes) else source.decode()).endswith(".keras")
+    return (type(source).__module__ or "").startswith("keras") and hasattr(source, "get_layer")
+
+
+def _keras_graph(source: Any, plan: Plan):
+    """A Keras source's graph, its layers' `ref` each a FlatLayer holding its tensors (PyTorch layout)."""
+    from ..flat import Unsupported, graph_of_flat
+    from ..readers.keras import ReadError, read_flat
+
+    try:
+        return graph_of_flat(read_flat(source, plan.input_shape), "the source")
+    except ReadError as e:
+        raise backend_error("A540", str(e), help=e.help or None) from None
+    except Unsupported as e:
+        raise backend_error("A541", f"the Keras source holds {e.what} at `{e.where}`, which archc cannot express",
+                            help=e.help or None) from None
+
+
+def _load_by_structure(model: nn.Module, plan: Plan, source: Any, graph: Any = None) -> nn.Module:
+    from ..flat import FlatLayer
     from ..match import graph_of_plan, match
     from ..readers.torch import ReadError, read_module, tensor_of
 
     try:
         # A compiled spec (or anything carrying its plan) needs no tracing: its plan is its structure.
         source_plan = getattr(source, "archc_plan", None)
-        theirs = graph_of_plan(source_plan, "the source") if isinstance(source_plan, Plan) \
-            else read_module(source, _input_shape(plan), what="the source")
+        theirs = graph if graph is not None else graph_of_plan(source_plan, "the source") \
+            if isinstance(source_plan, Plan) else read_module(source, _input_shape(plan), what="the source")
     except ReadError as e:
         raise backend_error("A405", f"cannot read the structure of the source `{type(source).__name__}` by running "
                             f"it on a {'x'.join(map(str, _input_shape(plan)))} input: {e}",
@@ -993,7 +1017,10 @@ def _load_by_structure(model: nn.Module, plan: Plan, source: nn.Module) -> nn.Mo
     copies = []
     for layer, name, their_layer, their_name in result.tensor_pairs():
         mine = ours[f"{layer.label}.{name}"]
-        ref = their_layer.ref  # a reader's {name: qualified name}, or a plan node, named like its module
+        ref = their_layer.ref  # a reader's {name: qualified name}, a plan node named like its module, or a
+        if isinstance(ref, FlatLayer):  # flat network's layer holding its tensors (numpy, PyTorch layout)
+            copies.append((mine, torch.as_tensor(ref.tensors[their_name])))
+            continue
         qualified = ref[their_name] if isinstance(ref, dict) else f"{their_layer.label}.{their_name}"
         copies.append((mine, tensor_of(source, qualified)))
     with torch.no_grad():
