@@ -129,6 +129,12 @@ CODES: dict[str, tuple[str, str]] = {
     "A431": ("weights do not fit (ONNX)",
              "Weights that do not fit an ONNX model: a name the source lacks, a tensor of another shape, or a "
              "source the backend cannot read."),
+    "A540": ("cannot read the Keras model",
+             "A Keras source that archc cannot walk: a `.keras` file that does not load, a subclassed model (it has "
+             "no functional graph), or a Sequential model without an input shape."),
+    "A541": ("Keras layer archc cannot express",
+             "A Keras source holds a layer (or a layer's setting) that the language has no equivalent for; the "
+             "message names the Keras class and the layer's name, and nothing is copied."),
 }
 
 PHASES = {"0": "reading and parsing", "1": "names, arguments and definitions", "2": "shapes", "3": "limits",

@@ -975,7 +975,7 @@ def _is_keras_source(source: Any) -> bool:
     """A Keras model, or the path of a `.keras` file."""
     if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
         return str(source if not isinstance(source, bytes) else source.decode()).endswith(".keras")
-    return (type(source).__module__ or "").startswith("keras") and hasattr(source, "get_layer")
+    return hasattr(source, "get_layer") and any((c.__module__ or "").startswith("keras") for c in type(source).__mro__)
 
 
 def _keras_graph(source: Any, plan: Plan):

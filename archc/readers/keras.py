@@ -23,6 +23,7 @@ never a different model.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,7 +166,7 @@ class _Reader:
         given = tuple(tensor.shape[1:])
         if self.input_shape is not None:
             wanted = tuple(self.input_shape)
-            if len(wanted) != len(given) or any(g is not None and g != w for g, w in zip(given, wanted)):
+            if len(wanted) != len(given) or any(g is not None and g != w for g, w in zip(given, wanted, strict=False)):
                 raise Unsupported(f"an input of {_fmt(given)}", tensor._keras_history.operation.name,
                                   help=f"the model's input does not fit {_fmt(wanted)}")
             return wanted
@@ -263,7 +264,7 @@ class _Reader:
             if padded.value != 0.0:
                 raise Unsupported(f"padding with {padded.value}", padded.layer.name, partial=self._partial(),
                                   help="a conv pads with zeros")
-            pads = tuple(a + b for a, b in zip(pads, padded.pads))
+            pads = tuple(a + b for a, b in zip(pads, padded.pads, strict=False))
         return pads
 
     def _read_Conv2D(self, op, node, inputs):
@@ -403,6 +404,14 @@ class _Reader:
         src, padded = self._unpadded(inputs[0])
         kernel = tuple(op.pool_size)
         strides = tuple(op.strides) if op.strides is not None else kernel
+        producer = self.layers[src.index] if src.index != INPUT and padded is None else None
+        if (kernel == (1, 1) and producer is not None and producer.op == "conv" and producer.args["stride"] == (1, 1)
+                and self.uses.get(_key(node.input_tensors[0])) == 1 and producer.path == self._last_path()):
+            # every s-th output of a dense conv is the conv at stride s (archc's Keras build of a strided
+            # dilated conv, which Keras refuses)
+            producer.args["stride"] = strides
+            self.keras_shapes[src.index] = _shape_of(node)
+            return _Ref(src.index, _shape_of(node))
         pads = _tf_pads(op.padding, kernel, strides, (1, 1), src.shape)
         args: dict[str, Any] = {"kernel": kernel, "stride": strides}
         if padded is not None:
@@ -472,7 +481,7 @@ class _Reader:
             srcs = [v.src if isinstance(v, _Cropped) else self._settled(v, f"`{op.name}`") for v in inputs]
             out = _shape_of(node)
             wanted = CropConcat.crops([s.shape for s in srcs], out)
-            for v, s, (top, left) in zip(inputs, srcs, wanted):
+            for v, s, (top, left) in zip(inputs, srcs, wanted, strict=False):
                 crops = v.crops if isinstance(v, _Cropped) else (0, 0, 0, 0)
                 if crops != (top, s.shape[0] - out[0] - top, left, s.shape[1] - out[1] - left):
                     raise Unsupported("Keras's `Cropping2D`", v.layer.name if isinstance(v, _Cropped) else op.name,
@@ -549,7 +558,7 @@ class _Reader:
                 return found
         if len(sub.inputs) != len(inputs) or len(sub.outputs) != 1:
             raise self._unsupported(sub, f"a sub-model with {len(sub.inputs)} inputs and {len(sub.outputs)} outputs")
-        values = {_key(t): v for t, v in zip(sub.inputs, inputs)}
+        values = {_key(t): v for t, v in zip(sub.inputs, inputs, strict=False)}
         return self._walk(sub, values, sub.outputs[0])
 
     # ------------------------------------------------------------ after the walk
@@ -579,18 +588,17 @@ class _Reader:
         return FlatNetwork(self.net.input_shape, self.layers[:i], i - 1 if i else INPUT, self.net.name, self.what)
 
     def _fill_tensors(self) -> None:
-        """Each weighted layer's tensors by PyTorch name and layout: archc.backends.keras knows where each kind
-        keeps them in Keras and how the layouts differ (`variables_<kind>`); a dense after a flatten gets its
-        inputs in channels-first order (Plan.flat_orders), as transfer_weights does."""
+        """Each weighted layer's tensors by PyTorch name and layout (converted when asked for: `_Tensors`):
+        archc.backends.keras knows where each kind keeps them in Keras and how the layouts differ
+        (`variables_<kind>`); a dense after a flatten gets its inputs in channels-first order (Plan.flat_orders),
+        as transfer_weights does."""
         from ..backends import get_backend
-        from ..backends.transfer import _permuted
-        from ..plan import Plan, PlanNode
-
         from ..diagnostics import ArchcError
+        from ..plan import Plan, PlanNode
 
         nodes = [PlanNode(str(i), layer.op, args, tuple("input" if j == INPUT else str(j) for j in layer.inputs),
                           tuple(in_shapes), shape, 0, 0, 0)
-                 for i, (layer, (args, in_shapes, shape)) in enumerate(zip(self.layers, self.resolved))]
+                 for i, (layer, (args, in_shapes, shape)) in enumerate(zip(self.layers, self.resolved, strict=False))]
         try:
             orders = Plan(self.net.name, self.net.input_shape, nodes, "input").flat_orders()
         except ArchcError as e:
@@ -598,7 +606,7 @@ class _Reader:
             raise Unsupported("features flattened and then mixed", where, partial=self.net,
                               help=e.diagnostics[0].message) from None
         backend = get_backend("keras")
-        for layer, node, keras_layer in zip(self.layers, nodes, self.keras_layers):
+        for layer, node, keras_layer in zip(self.layers, nodes, self.keras_layers, strict=False):
             weights = node.weights()
             if not weights:
                 continue
@@ -610,11 +618,34 @@ class _Reader:
                 continue
             variables = backend.variables(node, keras_layer)
             order = orders.get(node.inputs[0])
-            for name, weight in weights.items():
-                variable, _, to_torch = variables[name]
-                array = to_torch(np.asarray(variable.numpy()))
-                axis = weight.in_axis if order is not None else None
-                layer.tensors[name] = np.ascontiguousarray(_permuted(array, order, axis, inverse=True))
+            layer.tensors = _Tensors({name: (variables[name], weight.in_axis if order is not None else None, order)
+                                      for name, weight in weights.items()})
+
+
+class _Tensors(Mapping):
+    """A layer's tensors by PyTorch name, converted when first asked for: reading a model for its structure
+    (`archc import`) copies no weights; `load_weights` converts each once."""
+
+    def __init__(self, sources: dict[str, tuple]):
+        self._sources = sources  # name -> ((Keras variable, to Keras, to torch), permuted axis, feature order)
+        self._done: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._done:
+            from ..backends.transfer import _permuted
+
+            (variable, _, to_torch), axis, order = self._sources[name]
+            array = to_torch(np.asarray(variable.numpy()))
+            if axis is not None:  # gather from contiguous memory: over a transposed view it costs seconds
+                array = _permuted(np.ascontiguousarray(array), order, axis, inverse=True)
+            self._done[name] = array
+        return self._done[name]
+
+    def __iter__(self):
+        return iter(self._sources)
+
+    def __len__(self) -> int:
+        return len(self._sources)
 
 
 _FIXED_EPSILON = 1e-12  # the least archc accepts: the statistics absorb it
@@ -624,7 +655,9 @@ _FIXED_EPSILON = 1e-12  # the least archc accepts: the statistics absorb it
 
 
 def _args_of(node: Any) -> tuple[list, dict]:
-    return list(node.arguments.args), dict(node.arguments.kwargs)
+    """A node's call arguments; an index as a tuple (a model loaded from a file gives lists)."""
+    args = [tuple(a) if isinstance(a, list) else a for a in node.arguments.args]
+    return args, dict(node.arguments.kwargs)
 
 
 def _read_pad(reader: _Reader, sub, ops, nodes, value):
@@ -745,7 +778,7 @@ def _tf_pads(padding: str, kernel, strides, dilation, in_shape: Shape) -> tuple[
     if padding == "valid":
         return (0, 0, 0, 0)
     pads = []
-    for n, k, s, d in zip(in_shape[:2], kernel, strides, dilation):
+    for n, k, s, d in zip(in_shape[:2], kernel, strides, dilation, strict=False):
         out = -(-n // s)
         total = max((out - 1) * s + (k - 1) * d + 1 - n, 0)
         pads += [total // 2, total - total // 2]
@@ -772,7 +805,7 @@ def canonical(net: FlatNetwork) -> FlatNetwork:
     explicit padding it amounts to; a conv with one group per channel `depthwise`; a merge of one input an
     identity. Several specs compile to one Keras model; this is the one they read back as."""
     layers = []
-    for layer, (args, in_shapes, shape) in zip(net.layers, net.resolved()):
+    for layer, (args, in_shapes, _shape) in zip(net.layers, net.resolved(), strict=False):
         kind, values = layer.op, args.model_dump()
         if "padding" in values and "kernel" in values and kind != "convtranspose":
             counted = values.get("count_pad", False)
