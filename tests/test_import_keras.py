@@ -251,6 +251,8 @@ def test_convolutions_activations_and_normalisations():
         x = layers.Activation("tanh")(x)
         x = layers.Conv2DTranspose(6, 3, strides=2)(x)
         x = layers.Cropping2D(1)(x)
+        x = layers.Conv2DTranspose(6, 2, strides=3, padding="same")(x)  # kernel < stride: the rest is zeros + bias
+        x = layers.Conv2DTranspose(6, 4, strides=2, padding="same")(x)
         x = layers.UpSampling2D(2, interpolation="bilinear")(x)
         x = layers.AveragePooling2D(3, strides=2, padding="same")(x)
         return layers.Activation("hard_sigmoid")(x)
@@ -260,10 +262,12 @@ def test_convolutions_activations_and_normalisations():
     net = read_flat(model)
     kinds = [layer.op for layer in net.layers]
     assert kinds == ["conv", "relu", "batchnorm", "conv", "conv", "silu", "relu6", "hardswish", "gelu",
-                     "leaky_relu", "elu", "layernorm", "tanh", "convtranspose", "upsample", "avgpool", "hardsigmoid"]
+                     "leaky_relu", "elu", "layernorm", "tanh", "convtranspose", "convtranspose", "convtranspose", "upsample",
+                     "avgpool", "hardsigmoid"]
     assert net.layers[2].args["momentum"] == pytest.approx(0.99) and net.layers[2].args["epsilon"] == 1e-3
     assert net.layers[3].args["depthwise"] and net.layers[3].args["filters"] == 16
-    assert net.layers[13].args["padding"] == (1, 1)
+    assert net.layers[13].args["padding"] == (1, 1)  # the Cropping2D after it
+    assert net.layers[14].args["output_padding"] == (1, 1) and net.layers[15].args["padding"] == (1, 1)
     assert_same_function(model, net)
 
 
@@ -322,6 +326,8 @@ def test_preprocessing_is_a_batchnorm_with_fixed_statistics():
     (lambda x: layers.Dense(3, name="d")(layers.Conv2D(4, 1, name="ok")(x)), "Dense", "d"),
     (lambda x: layers.Reshape((16, 4, 4), name="r")(layers.Conv2D(4, 1, name="ok")(x)), "Reshape", "r"),
     (lambda x: layers.Activation("softplus", name="sp")(layers.Conv2D(4, 1, name="ok")(x)), "softplus", "sp"),
+    (lambda x: layers.Conv2DTranspose(4, 3, strides=2, padding="same", name="up")(layers.Conv2D(4, 1, name="ok")(
+        x)), "Conv2DTranspose", "up"),  # TensorFlow crops 0 before, 1 after: PyTorch's padding crops alike
     (lambda x: layers.ReLU(negative_slope=0.1, max_value=3.0, name="clip")(layers.Conv2D(4, 1, name="ok")(x)),
      "ReLU", "clip"),
 ])

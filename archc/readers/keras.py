@@ -296,12 +296,19 @@ class _Reader:
         h, w = src.shape[:2]
         oh, ow = _shape_of(node)[:2]
         # PyTorch's arithmetic: out = (n - 1) * s - 2 * p + k + output_padding; Keras's output is uncropped
-        if op.padding != "valid":
-            raise self._unsupported(op, "a Conv2DTranspose with `same` padding",
-                                    help="build it with padding=\"valid\" (and a Cropping2D after it if needed)")
-        extra = (oh - ((h - 1) * strides[0] + kernel[0]), ow - ((w - 1) * strides[1] + kernel[1]))
-        args = {"kernel": kernel, "filters": op.filters, "stride": strides, "output_padding": extra,
-                "bias": op.use_bias}
+        args = {"kernel": kernel, "filters": op.filters, "stride": strides, "bias": op.use_bias}
+        if op.padding == "same":  # TensorFlow crops (k - s) // 2 before and the rest after: PyTorch's `padding`
+            if any(k > s and (k - s) % 2 for k, s in zip(kernel, strides, strict=True)):
+                raise self._unsupported(op, "a Conv2DTranspose with `same` padding that crops one row more after "
+                                        "than before", help="PyTorch's `padding` crops both sides alike: use a "
+                                        "kernel that exceeds the stride by an even number, or padding=\"valid\"")
+            crop = tuple((k - s) // 2 if k > s else 0 for k, s in zip(kernel, strides, strict=True))
+            args["padding"] = crop if any(crop) else "valid"
+        else:
+            crop = (0, 0)
+        # what is left (Keras's output_padding, or a kernel smaller than the stride) is PyTorch's output_padding
+        args["output_padding"] = tuple(o - ((n - 1) * s + k - 2 * c) for o, n, s, k, c in
+                                       zip((oh, ow), (h, w), strides, kernel, crop, strict=True))
         out = self._add("convtranspose", args, [src], op.name, _shape_of(node), op)
         return self._activation(op, node, op.activation, out)
 
