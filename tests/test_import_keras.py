@@ -262,8 +262,8 @@ def test_convolutions_activations_and_normalisations():
     net = read_flat(model)
     kinds = [layer.op for layer in net.layers]
     assert kinds == ["conv", "relu", "batchnorm", "conv", "conv", "silu", "relu6", "hardswish", "gelu",
-                     "leaky_relu", "elu", "layernorm", "tanh", "convtranspose", "convtranspose", "convtranspose", "upsample",
-                     "avgpool", "hardsigmoid"]
+                     "leaky_relu", "elu", "layernorm", "tanh", "convtranspose", "convtranspose", "convtranspose",
+                     "upsample", "avgpool", "hardsigmoid"]
     assert net.layers[2].args["momentum"] == pytest.approx(0.99) and net.layers[2].args["epsilon"] == 1e-3
     assert net.layers[3].args["depthwise"] and net.layers[3].args["filters"] == 16
     assert net.layers[13].args["padding"] == (1, 1)  # the Cropping2D after it
