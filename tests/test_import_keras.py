@@ -340,6 +340,15 @@ def test_what_cannot_be_expressed_names_the_class_and_the_layer(make, what, wher
     assert partial is not None and [layer.path for layer in partial.layers] == (["ok"] if where != "perm" else [])
 
 
+def test_a_layer_called_twice_shares_its_weights_and_is_unsupported():
+    shared = layers.Conv2D(3, 3, padding="same", name="shared")
+    model = _model((8, 8, 3), lambda x: shared(shared(x)))
+    with pytest.raises(Unsupported) as caught:
+        read_flat(model)
+    assert caught.value.where == "shared" and "called twice" in caught.value.what
+    assert [layer.path for layer in caught.value.partial.layers] == ["shared"]
+
+
 def test_load_weights_from_an_unsupported_keras_model_is_a_diagnostic():
     model = _model((8, 8, 3), lambda x: layers.Permute((2, 1, 3), name="perm")(layers.Conv2D(4, 1)(x)))
     compiled = archc.compile(text="input 8x8x3\nconv 1x1, 4\n", backend="torch")

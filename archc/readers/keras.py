@@ -143,6 +143,7 @@ class _Reader:
         self.keras_shapes: list[Shape] = []  # each flat layer's output size as Keras computes it
         self.keras_layers: list[Any] = []  # the Keras layer holding each flat layer's weights (or None)
         self.uses: dict[tuple, int] = {}  # how many nodes read each tensor
+        self.called: set[int] = set()  # layers read so far (a layer with weights called twice shares them)
         self.affine: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # batchnorms that are fixed x * scale + offset
 
     # ------------------------------------------------------------ the walk
@@ -187,6 +188,10 @@ class _Reader:
                 continue  # an input layer
             if len(node.output_tensors) != 1:
                 raise self._unsupported(op, "a layer with several outputs")
+            if op.weights and id(op) in self.called:
+                raise self._unsupported(op, f"Keras's `{type(op).__name__}` called twice",
+                                        help="archc's layers do not share weights: give each call its own layer")
+            self.called.add(id(op))
             inputs = [values[_key(t)] for t in node.input_tensors]
             values[_key(node.output_tensors[0])] = self._read_node(op, node, inputs)
         return values[_key(output)]
