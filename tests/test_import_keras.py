@@ -384,3 +384,20 @@ def test_a_source_that_cannot_be_walked_is_a_diagnostic(tmp_path):
             archc.load_weights(compiled, source)
         (diagnostic,) = caught.value.diagnostics
         assert diagnostic.code == "A540", diagnostic.message
+
+
+def test_a_model_of_open_input_size_reads_at_the_size_given():
+    def build(x):
+        x = layers.Conv2D(4, 3, strides=2, padding="same", activation="relu")(x)  # TensorFlow's pads depend on it
+        x = layers.MaxPooling2D(3, strides=2)(layers.ZeroPadding2D(1)(x))
+        x = layers.Conv2DTranspose(4, 3, strides=2)(x)
+        return layers.Dense(2)(layers.GlobalAveragePooling2D()(x))
+
+    model = _model((None, None, 3), build)
+    with pytest.raises(Unsupported) as caught:
+        read_flat(model)
+    assert "open size" in caught.value.what and "input_shape" in caught.value.help
+    for size in (9, 10):
+        net = read_flat(model, input_shape=(size, size, 3))
+        assert net.layers[0].args["padding"] == ("same" if size % 2 else (0, 1, 0, 1))
+        assert_same_function(model, net)

@@ -140,7 +140,8 @@ class _Reader:
         self.what = what
         self.input_shape = input_shape
         self.layers: list[FlatLayer] = []
-        self.keras_shapes: list[Shape] = []  # each flat layer's output size as Keras computes it
+        self.keras_shapes: list[Shape] = []  # each flat layer's output size as Keras gives it (None: open)
+        self.resolved: list[tuple] = []  # as FlatNetwork.resolved: each layer's (args, input shapes, shape)
         self.keras_layers: list[Any] = []  # the Keras layer holding each flat layer's weights (or None)
         self.uses: dict[tuple, int] = {}  # how many nodes read each tensor
         self.called: set[int] = set()  # layers read so far (a layer with weights called twice shares them)
@@ -159,7 +160,6 @@ class _Reader:
         out = self._walk(model, values, model.outputs[0])
         out = self._settled(out, "the output")
         self.net.output = out.index
-        self._check_sizes()
         self._fill_tensors()
         return self.net
 
@@ -237,7 +237,33 @@ class _Reader:
         self.layers.append(FlatLayer(op, args, tuple(r.index for r in inputs), path))
         self.keras_shapes.append(tuple(keras_shape))
         self.keras_layers.append(layer)
-        return _Ref(len(self.layers) - 1, tuple(keras_shape))
+        self.resolved.append(None)
+        return self._resolve(len(self.layers) - 1)
+
+    def _resolve(self, i: int, keras_shape: Shape | None = None) -> _Ref:
+        """Layer i's arguments and size by archc's rules (again, after a fold changed them), checked against
+        Keras's size where Keras knows it: a layer archc would size differently is not the same layer."""
+        from pydantic import ValidationError
+
+        from ..diagnostics import RuleError
+
+        layer = self.layers[i]
+        if keras_shape is not None:
+            self.keras_shapes[i] = tuple(keras_shape)
+        op = OPS[layer.op]
+        in_shapes = [self.net.input_shape if j == INPUT else self.resolved[j][2] for j in layer.inputs]
+        try:
+            args = op.resolve(op.args(**layer.args), in_shapes)
+            shape = tuple(op.shape(args, in_shapes))
+        except (RuleError, ValidationError) as e:
+            raise Unsupported(f"`{layer.op}` with {layer.args}", layer.path, partial=self._prefix(i),
+                              help=f"archc cannot build it: {str(e).splitlines()[0]}") from None
+        given = self.keras_shapes[i]
+        if len(given) != len(shape) or any(g is not None and g != d for g, d in zip(given, shape, strict=False)):
+            raise Unsupported(f"`{layer.op}` giving {_fmt(given)}", layer.path, partial=self._prefix(i),
+                              help=f"archc's rules give {_fmt(shape)} for it: not the same layer")
+        self.resolved[i] = (args, in_shapes, shape)
+        return _Ref(i, shape)
 
     def _one(self, op: Any, node: Any, inputs: list[Any], kind: str, args: dict[str, Any] | None = None,
              layer: Any = None) -> _Ref:
@@ -300,6 +326,8 @@ class _Reader:
             raise self._unsupported(op, "a dilated Conv2DTranspose")
         h, w = src.shape[:2]
         oh, ow = _shape_of(node)[:2]
+        if oh is None or ow is None:  # an open input size: Keras's size for this one
+            oh, ow = op.compute_output_shape((None, *src.shape))[1:3]
         # PyTorch's arithmetic: out = (n - 1) * s - 2 * p + k + output_padding; Keras's output is uncropped
         args = {"kernel": kernel, "filters": op.filters, "stride": strides, "bias": op.use_bias}
         if op.padding == "same":  # TensorFlow crops (k - s) // 2 before and the rest after: PyTorch's `padding`
@@ -325,8 +353,7 @@ class _Reader:
                 and top == bottom and left == right and self.uses.get(_key(node.input_tensors[0])) == 1
                 and producer.args.get("padding", "valid") == "valid"):
             producer.args["padding"] = (top, left)  # PyTorch's `padding` crops both sides alike
-            self.keras_shapes[src.index] = _shape_of(node)
-            return _Ref(src.index, _shape_of(node))
+            return self._resolve(src.index, _shape_of(node))
         return _Cropped(src, (top, bottom, left, right), op)
 
     def _last_path(self) -> str:
@@ -398,15 +425,14 @@ class _Reader:
     def _read_Reshape(self, op, node, inputs):
         value = inputs[0]
         target = _shape_of(node)
-        if isinstance(value, _Ref) and len(target) == 1 and math.prod(value.shape) == target[0]:
+        if isinstance(value, _Ref) and len(target) == 1 and target[0] in (None, math.prod(value.shape)):
             return self._add("flatten", {}, [value], op.name, target)  # row-major: what Flatten does
         if isinstance(value, _Ref) and len(value.shape) == 1 and target == (1, 1, value.shape[0]):
             producer = self.layers[value.index] if value.index != INPUT else None
             if (producer is not None and OPS[producer.op].args.model_fields.get("keepdims") is not None
                     and not producer.args.get("keepdims") and self.uses.get(_key(node.input_tensors[0])) == 1):
                 producer.args["keepdims"] = True  # a global pooling to C, then to 1x1xC: `keepdims`
-                self.keras_shapes[value.index] = target
-                return _Ref(value.index, target)
+                return self._resolve(value.index, target)
             return _Lifted(value, op)
         raise self._unsupported(op, f"a Reshape from {_fmt(getattr(value, 'src', value).shape)} to {_fmt(target)}",
                                 help="archc reshapes only by flattening, or a vector of C to 1x1xC after a "
@@ -422,8 +448,7 @@ class _Reader:
             # every s-th output of a dense conv is the conv at stride s (archc's Keras build of a strided
             # dilated conv, which Keras refuses)
             producer.args["stride"] = strides
-            self.keras_shapes[src.index] = _shape_of(node)
-            return _Ref(src.index, _shape_of(node))
+            return self._resolve(src.index, _shape_of(node))
         pads = _tf_pads(op.padding, kernel, strides, (1, 1), src.shape)
         args: dict[str, Any] = {"kernel": kernel, "stride": strides}
         if padded is not None:
@@ -491,7 +516,7 @@ class _Reader:
             from ..ops import CropConcat
 
             srcs = [v.src if isinstance(v, _Cropped) else self._settled(v, f"`{op.name}`") for v in inputs]
-            out = _shape_of(node)
+            out = (min(s.shape[0] for s in srcs), min(s.shape[1] for s in srcs), sum(s.shape[2] for s in srcs))
             wanted = CropConcat.crops([s.shape for s in srcs], out)
             for v, s, (top, left) in zip(inputs, srcs, wanted, strict=False):
                 crops = v.crops if isinstance(v, _Cropped) else (0, 0, 0, 0)
@@ -545,8 +570,9 @@ class _Reader:
             self.layers.pop()
             self.keras_shapes.pop()
             self.keras_layers.pop()
+            self.resolved.pop()
             src = _Ref(prev.inputs[0], self.net.input_shape if prev.inputs[0] == INPUT
-                       else self.keras_shapes[prev.inputs[0]])
+                       else self.resolved[prev.inputs[0]][2])
             path = f"{prev.path}+{op.name}"
         else:
             path = op.name
@@ -574,27 +600,6 @@ class _Reader:
         return self._walk(sub, values, sub.outputs[0])
 
     # ------------------------------------------------------------ after the walk
-
-    def _check_sizes(self) -> None:
-        from pydantic import ValidationError
-
-        from ..diagnostics import RuleError
-
-        self.resolved = []  # as FlatNetwork.resolved, layer by layer, to name the first that does not fit
-        for i, layer in enumerate(self.layers):
-            op = OPS[layer.op]
-            in_shapes = [self.net.input_shape if j == INPUT else self.resolved[j][2] for j in layer.inputs]
-            try:
-                args = op.resolve(op.args(**layer.args), in_shapes)
-                shape = op.shape(args, in_shapes)
-            except (RuleError, ValidationError) as e:
-                raise Unsupported(f"`{layer.op}` with {layer.args}", layer.path, partial=self._prefix(i),
-                                  help=f"archc cannot build it: {str(e).splitlines()[0]}") from None
-            if tuple(shape) != tuple(self.keras_shapes[i]):
-                raise Unsupported(f"`{layer.op}` giving {_fmt(self.keras_shapes[i])}", layer.path,
-                                  partial=self._prefix(i),
-                                  help=f"archc's rules give {_fmt(shape)} for it: not the same layer")
-            self.resolved.append((args, in_shapes, shape))
 
     def _prefix(self, i: int) -> FlatNetwork:
         return FlatNetwork(self.net.input_shape, self.layers[:i], i - 1 if i else INPUT, self.net.name, self.what)
