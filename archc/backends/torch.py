@@ -981,12 +981,10 @@ def _is_keras_source(source: Any) -> bool:
 def _keras_graph(source: Any, plan: Plan):
     """A Keras source's graph, its layers' `ref` each a FlatLayer holding its tensors (PyTorch layout)."""
     from ..flat import Unsupported, graph_of_flat
-    from ..readers.keras import ReadError, read_flat
+    from ..readers.keras import read_flat
 
-    try:
+    try:  # a source it cannot walk is A540 (archc.readers.keras raises it)
         return graph_of_flat(read_flat(source, plan.input_shape), "the source")
-    except ReadError as e:
-        raise backend_error("A540", str(e), help=e.help or None) from None
     except Unsupported as e:
         raise backend_error("A541", f"the Keras source holds {e.what} at `{e.where}`, which archc cannot express",
                             help=e.help or None) from None

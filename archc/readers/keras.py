@@ -102,25 +102,24 @@ def _model_of(source: Any) -> tuple[Any, str]:
         try:
             model = keras.saving.load_model(path, compile=False)
         except Exception as e:  # noqa: BLE001 - any failure to load is the file's problem, said as such
-            raise ReadError(f"cannot load the Keras model `{path}`: {str(e).strip().splitlines()[0][:300]}") from None
+            raise _cannot_read(f"cannot load the Keras model `{path}`: {str(e).strip().splitlines()[0][:300]}") from None
         return model, str(path)
     if isinstance(source, keras.Sequential):
         if getattr(source, "_functional", None) is None:
-            raise ReadError(f"the Sequential model `{source.name}` has no input shape yet",
+            raise _cannot_read(f"the Sequential model `{source.name}` has no input shape yet",
                             help="give it a `keras.Input(shape=...)` first, or call it once on an example")
         return source._functional, source.name
     if isinstance(source, keras.Model) and hasattr(source, "_nodes_by_depth"):
         return source, source.name
-    raise ReadError(f"a `{type(source).__name__}` is not a functional Keras model",
+    raise _cannot_read(f"a `{type(source).__name__}` is not a functional Keras model",
                     help="pass a model built with keras.Input (functional or Sequential), or a `.keras` file")
 
 
-class ReadError(Exception):
-    """The source is not a Keras model archc can walk (an unreadable file, a subclassed model)."""
+def _cannot_read(message: str, help: str = ""):
+    """The source is not a Keras model archc can walk (an unreadable file, a subclassed model): A540."""
+    from ..diagnostics import ArchcError, Diagnostic
 
-    def __init__(self, message: str, help: str = ""):
-        super().__init__(message)
-        self.help = help
+    return ArchcError([Diagnostic("A540", message, None, help=help or None)])
 
 
 def _own_nodes(model: Any, op: Any) -> list[Any]:
