@@ -102,7 +102,8 @@ def _model_of(source: Any) -> tuple[Any, str]:
         try:
             model = keras.saving.load_model(path, compile=False)
         except Exception as e:  # noqa: BLE001 - any failure to load is the file's problem, said as such
-            raise _cannot_read(f"cannot load the Keras model `{path}`: {str(e).strip().splitlines()[0][:300]}") from None
+            reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            raise _cannot_read(f"cannot load the Keras model `{path}`: {reason}") from None
         return model, str(path)
     if isinstance(source, keras.Sequential):
         if getattr(source, "_functional", None) is None:
