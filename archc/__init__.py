@@ -99,7 +99,8 @@ def load_weights(model: Any, source: Any):
     spec), layers are matched through the structure: each layer with weights pairs with the source's layer at
     the same place in the data flow with the same shapes, whatever order either creates its modules in
     (docs/matching.md); so from an ONNX model or the path of an `.onnx` file, read into archc's layer kinds
-    (archc.readers.onnx). From a state dict or the path of a saved one, tensors are copied by position. Nothing is
+    (archc.readers.onnx), and from a Keras model or `.keras` file (archc.readers.keras). From a state dict or
+    the path of a saved one, tensors are copied by position. Nothing is
     copied unless everything fits; otherwise ArchcError A406 names the spec's layer, its line and the source's
     module. ONNX models take weights by name, Keras models from another Keras model by position or from a
     compiled PyTorch model of the same spec."""

@@ -151,6 +151,12 @@ CODES: dict[str, tuple[str, str]] = {
              "that no layer kind expresses (named with its node), an input whose sizes the file leaves open and "
              "nothing gives, or a file that is not an ONNX model. `archc.load_weights` from an ONNX source "
              "raises it; nothing is copied."),
+    "A540": ("cannot read the Keras model",
+             "A Keras source that archc cannot walk: a `.keras` file that does not load, a subclassed model (it has "
+             "no functional graph), or a Sequential model without an input shape."),
+    "A541": ("Keras layer archc cannot express",
+             "A Keras source holds a layer (or a layer's setting) that the language has no equivalent for; the "
+             "message names the Keras class and the layer's name, and nothing is copied."),
     "A551": ("parameters set on a model",
              "`archc diff --set`, `--set-a` or `--set-b` gives network parameters to a side that is a model, not a "
              "spec: a model has no parameters to set."),

@@ -329,6 +329,7 @@ class Op:
     # `archc import` may write `x + f(x)` as `residual:`, which passes (f(x), x)
     joins: ClassVar[bool] = False  # a merge that lays its inputs' channels side by side
     flattens: ClassVar[bool] = False  # HxWxC to a vector, row-major: frameworks differ in the features' order
+    nonnegative: ClassVar[bool] = False  # its output is never negative: zero padding after it cannot win a max
 
     # ---- documentation (docs/language.md is generated from these)
     shape_rule: ClassVar[str] = "unchanged"
@@ -754,16 +755,17 @@ def _activation(name: str, summary: str, *examples: tuple[str, str], **traits: A
                                        "examples": examples or ((name, "8x8x3"),), **traits})
 
 
-ReLU = _activation("relu", "max(x, 0)")
-ReLU6 = _activation("relu6", "min(max(x, 0), 6)")
-Sigmoid = _activation("sigmoid", "1 / (1 + exp(-x))", ("sigmoid", "10"))
+ReLU = _activation("relu", "max(x, 0)", nonnegative=True)
+ReLU6 = _activation("relu6", "min(max(x, 0), 6)", nonnegative=True)
+Sigmoid = _activation("sigmoid", "1 / (1 + exp(-x))", ("sigmoid", "10"), nonnegative=True)
 Tanh = _activation("tanh", "tanh(x)", ("tanh", "10"))
 
 
 LeakyReLU = _activation("leaky_relu", "x if x > 0 else negative_slope * x (default 0.01)",
                         ("leaky_relu negative_slope=0.2", "8x8x3"), args=LeakyReluArgs)
 ELU = _activation("elu", "x if x > 0 else alpha * (exp(x) - 1)", args=EluArgs)
-Softmax = _activation("softmax", "softmax over the channels", ("softmax", "1000"), probabilities=True)
+Softmax = _activation("softmax", "softmax over the channels", ("softmax", "1000"), probabilities=True,
+                       nonnegative=True)
 
 
 class _Merge(Op):
@@ -1148,7 +1150,8 @@ SiLU = _activation("silu", "x * sigmoid(x), also called swish (EfficientNet)",
                    ("silu", "8x8x3"), ("conv 3x3, 16, same, bn, swish", "8x8x3"))
 Hardswish = _activation("hardswish", "x * relu6(x + 3) / 6 (MobileNet v3)",
                         ("hardswish", "8x8x3"), ("conv 1x1, 16, hardswish", "8x8x3"))
-Hardsigmoid = _activation("hardsigmoid", "relu6(x + 3) / 6, PyTorch's definition (MobileNet v3's gate)")
+Hardsigmoid = _activation("hardsigmoid", "relu6(x + 3) / 6, PyTorch's definition (MobileNet v3's gate)",
+                          nonnegative=True)
 
 
 class Multiply(_Merge):

@@ -409,8 +409,10 @@ class TorchBackend(Backend):
         plan = getattr(model, "archc_plan", None)
         if plan is not None and isinstance(source, nn.Module):
             return _load_by_structure(model, plan, source)
-        if plan is not None and _is_onnx(source):
-            return _load_from_onnx(model, plan, source)
+        if plan is not None and _is_onnx(source):  # read into a flat network (archc.readers.onnx)
+            return _load_by_structure(model, plan, source, _onnx_graph(source, plan))
+        if plan is not None and _is_keras_source(source):  # read into a flat network (archc.readers.keras)
+            return _load_by_structure(model, plan, source, _keras_graph(source, plan))
         ours = _weights(model.state_dict())
         theirs = _weights(_state_dict_of(source))
         for i, ((name, mine), (their_name, tensor)) in enumerate(zip(ours, theirs, strict=False)):
@@ -972,15 +974,37 @@ def _node_of(plan: Plan | None, key: str) -> PlanNode | None:
         return None
 
 
-def _load_by_structure(model: nn.Module, plan: Plan, source: nn.Module) -> nn.Module:
+def _is_keras_source(source: Any) -> bool:
+    """A Keras model, or the path of a `.keras` file."""
+    if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
+        return str(source if not isinstance(source, bytes) else source.decode()).endswith(".keras")
+    return hasattr(source, "get_layer") and any((c.__module__ or "").startswith("keras") for c in type(source).__mro__)
+
+
+def _keras_graph(source: Any, plan: Plan):
+    """A Keras source's graph, its layers' `ref` each a FlatLayer holding its tensors (PyTorch layout)."""
+    from ..flat import Unsupported, graph_of_flat
+    from ..readers.keras import read_flat
+
+    try:  # a source it cannot walk is A540 (archc.readers.keras raises it)
+        return graph_of_flat(read_flat(source, plan.input_shape), "the source")
+    except Unsupported as e:
+        raise backend_error("A541", f"the Keras source holds {e.what} at `{e.where}`, which archc cannot express",
+                            help=e.help or None) from None
+
+
+def _load_by_structure(model: nn.Module, plan: Plan, source: Any, graph: Any = None) -> nn.Module:
+    import numpy
+
+    from ..flat import FlatLayer
     from ..match import graph_of_plan
     from ..readers.torch import ReadError, read_module, tensor_of
 
     try:
         # A compiled spec (or anything carrying its plan) needs no tracing: its plan is its structure.
         source_plan = getattr(source, "archc_plan", None)
-        theirs = graph_of_plan(source_plan, "the source") if isinstance(source_plan, Plan) \
-            else read_module(source, _input_shape(plan), what="the source")
+        theirs = graph if graph is not None else graph_of_plan(source_plan, "the source") \
+            if isinstance(source_plan, Plan) else read_module(source, _input_shape(plan), what="the source")
     except ReadError as e:
         raise backend_error("A405", f"cannot read the structure of the source `{type(source).__name__}` by running "
                             f"it on a {'x'.join(map(str, _input_shape(plan)))} input: {e}",
@@ -990,7 +1014,10 @@ def _load_by_structure(model: nn.Module, plan: Plan, source: nn.Module) -> nn.Mo
     copies = []
     for layer, name, their_layer, their_name in result.tensor_pairs():
         mine = ours[f"{layer.label}.{name}"]
-        ref = their_layer.ref  # a reader's {name: qualified name}, or a plan node, named like its module
+        ref = their_layer.ref  # a reader's {name: qualified name}, a plan node named like its module, or a
+        if isinstance(ref, FlatLayer):  # flat network's layer holding its tensors (numpy, PyTorch layout)
+            copies.append((mine, torch.tensor(numpy.asarray(ref.tensors[their_name]))))  # copied: may be read-only
+            continue
         qualified = ref[their_name] if isinstance(ref, dict) else f"{their_layer.label}.{their_name}"
         copies.append((mine, tensor_of(source, qualified)))
     with torch.no_grad():
@@ -1020,28 +1047,18 @@ def _is_onnx(source: Any) -> bool:
     return isinstance(source, (str, os.PathLike)) and str(source).lower().endswith(".onnx")
 
 
-def _load_from_onnx(model: nn.Module, plan: Plan, source: Any) -> nn.Module:
-    """An ONNX model read as a flat network (archc.readers.onnx), matched through its structure like a module."""
-    import numpy as np
-
+def _onnx_graph(source: Any, plan: Plan):
+    """An ONNX source's graph, its layers' `ref` each a FlatLayer holding its tensors (PyTorch layout)."""
     from ..flat import Unsupported, graph_of_flat
     from ..readers.onnx import read_flat
 
     try:
-        net = read_flat(source, input_shape=plan.input_shape)
+        return graph_of_flat(read_flat(source, input_shape=plan.input_shape), "the source")
     except Unsupported as e:
         raise backend_error("A530", f"cannot read the ONNX source: {e.what} at `{e.where}`",
                             help=e.help or None) from None
     except (OSError, ValueError) as e:  # not a file, or not an ONNX model (protobuf's DecodeError is a ValueError)
         raise backend_error("A530", f"cannot read the ONNX source `{source}`: {e}") from None
-    result = _match(plan, graph_of_flat(net, "the source"))
-    ours = model.state_dict(keep_vars=True)
-    copies = [(ours[f"{layer.label}.{name}"], their_layer.ref.tensors[their_name])
-              for layer, name, their_layer, their_name in result.tensor_pairs()]
-    with torch.no_grad():
-        for mine, array in copies:
-            mine.copy_(torch.as_tensor(np.asarray(array)).reshape(mine.shape))
-    return model
 
 
 def _source_text(span: Any) -> dict[str, str]:

@@ -340,6 +340,15 @@ def test_shipped_spec_matches_reference(shipped):
     assert_close(*outputs(plan, keras_model, torch_model, batch=1))
 
 
+def test_shipped_spec_reads_back(shipped):
+    """archc.readers.keras reads the model back as its plan, node for node (tests/test_import_keras.py)."""
+    from archc.flat import flat_of_plan, same_layers
+    from archc.readers.keras import canonical, read_flat
+
+    plan, keras_model = shipped.numeric()
+    assert same_layers(read_flat(keras_model), canonical(flat_of_plan(plan))) is None
+
+
 def test_shipped_spec_matches_torch_backend(shipped):
     plan, keras_model = shipped.take()  # the spec's last test: its model goes with this test
     torch_model = archc.compile(plan, backend="torch")
