@@ -384,28 +384,38 @@ def _stages(items: list, paths: _Paths) -> list[_Stage]:
     stages: list[_Stage] = []
     for item in items:
         key, uid, numbered = paths.key_and_unit(item)
-        if not key and not uid:  # `conv1`, `bn1`, `relu` of a stem outside every container: the row's first name
-            first = next((paths.net.layers[i].path for i in _layers_of([item]) if paths.net.layers[i].path), "")
-            uid = (paths.split(first) or [""])[0]
-        last_unit = stages[-1].units[-1] if stages and stages[-1].units else None
-        if last_unit is not None and last_unit.prefix and isinstance(item, _L) \
-                and paths.prefix(item)[:len(last_unit.prefix)] == last_unit.prefix:
-            last_unit.items.append(item)  # a layer inside the unit before it (Keras's `conv2_block1_out` after
-            continue  # the sum of `conv2_block1`)
-        if stages and stages[-1].key == key:
-            stage = stages[-1]
-        else:
-            stage = _Stage(key, [])
-            stages.append(stage)
-        last = stage.units[-1] if stage.units else None
-        if last is not None and last.uid == uid and (uid or key):
-            last.items.append(item)  # one unit of the source (`layer3.0`), or a stage's unnamed items
-        elif last is not None and not uid and isinstance(item, _L) and _trailing(last, item):
-            last.items.append(item)
-        else:
-            prefix = [*key.split("."), uid] if key and uid and not isinstance(item, _L) else []
-            stage.units.append(_Unit([item], uid, numbered, prefix))
+        if not key and not uid:
+            uid = _stem_name(item, paths)
+        if stages and stages[-1].units and _inside(stages[-1].units[-1], item, paths):
+            stages[-1].units[-1].items.append(item)  # a layer inside the unit before it (Keras's
+            continue  # `conv2_block1_out` after the sum of `conv2_block1`)
+        if not stages or stages[-1].key != key:
+            stages.append(_Stage(key, []))
+        _place(stages[-1], item, key, uid, numbered)
     return stages
+
+
+def _stem_name(item, paths: _Paths) -> str:
+    """`conv1`, `bn1`, `relu` of a stem outside every container: the row's first name."""
+    first = next((paths.net.layers[i].path for i in _layers_of([item]) if paths.net.layers[i].path), "")
+    return (paths.split(first) or [""])[0]
+
+
+def _inside(unit: _Unit, item, paths: _Paths) -> bool:
+    """A layer whose path lies below the unit's own (a unit with a prefix is a residual or branches)."""
+    return bool(unit.prefix) and isinstance(item, _L) and paths.prefix(item)[:len(unit.prefix)] == unit.prefix
+
+
+def _place(stage: _Stage, item, key: str, uid: str, numbered: bool) -> None:
+    """The item joins the stage's last unit, or starts a unit of its own."""
+    last = stage.units[-1] if stage.units else None
+    if last is not None and last.uid == uid and (uid or key):
+        last.items.append(item)  # one unit of the source (`layer3.0`), or a stage's unnamed items
+    elif last is not None and not uid and isinstance(item, _L) and _trailing(last, item):
+        last.items.append(item)
+    else:
+        prefix = [*key.split("."), uid] if key and uid and not isinstance(item, _L) else []
+        stage.units.append(_Unit([item], uid, numbered, prefix))
 
 
 def _trailing(unit: _Unit, item) -> bool:
@@ -552,35 +562,14 @@ class _Blocks:
         for name, other, _ in params:
             if other == values:
                 return ir.Name(id=name)
-        if calls_in_order:
+        if calls_in_order:  # only then does `call_index` count the members in their order
             progression = _progression(values)
             if progression is not None:
                 return progression
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        if not _all_ints(values) or any(len(s) != 3 for s in inputs):
             return None
-        if any(len(s) != 3 for s in inputs):
-            return None
-        chans = [s[-1] for s in inputs]
-        if values == chans:
-            return ir.Name(id="in.c")
-        pairs = list(zip(values, chans, strict=True))
-        if all(c and v % c == 0 for v, c in pairs) and len({v // c for v, c in pairs}) == 1:
-            k = values[0] // chans[0]
-            return ir.BinOp(op="*", left=k, right=ir.Name(id="in.c"))
-        if all(v and c % v == 0 for v, c in pairs) and len({c // v for v, c in pairs}) == 1:
-            k = chans[0] // values[0]
-            return ir.BinOp(op="//", left=ir.Name(id="in.c"), right=k)
-        for name, other, default in params:
-            if default is None and all(isinstance(o, int) and not isinstance(o, bool) and o and v % o == 0
-                                       for v, o in zip(values, other, strict=True)):
-                ratios = {v // o for v, o in zip(values, other, strict=True)}
-                if len(ratios) == 1 and len(set(values)) > 1:
-                    return ir.BinOp(op="*", left=ratios.pop(), right=ir.Name(id=name))
-            if default is None and all(isinstance(o, int) and not isinstance(o, bool) for o in other):
-                for d in (2, 3, 4):  # `padding = k // 2`
-                    if len(set(values)) > 1 and values == [o // d for o in other]:
-                        return ir.BinOp(op="//", left=ir.Name(id=name), right=d)
-        return None
+        by_channels = _of_channels(values, [s[-1] for s in inputs])
+        return by_channels if by_channels is not None else _of_parameter(values, params)
 
     def _name(self, members: list[_Unit], taken: set[str]) -> str:
         stems = {re.sub(r"_?\d+$", "", u.uid) for u in members}
@@ -605,6 +594,40 @@ class _Blocks:
         if len(convs) == 3:
             return "bottleneck"
         return "basic" if len(convs) == 2 else "residual_block"
+
+
+def _all_ints(values: list) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+
+
+def _of_channels(values: list[int], chans: list[int]) -> Any:
+    """`in.c`, `k * in.c` or `in.c // k` where one of them gives every value (a bottleneck's `4 * in.c`)."""
+    if values == chans:
+        return ir.Name(id="in.c")
+    pairs = list(zip(values, chans, strict=True))
+    if all(c and v % c == 0 for v, c in pairs) and len({v // c for v, c in pairs}) == 1:
+        return ir.BinOp(op="*", left=values[0] // chans[0], right=ir.Name(id="in.c"))
+    if all(v and c % v == 0 for v, c in pairs) and len({c // v for v, c in pairs}) == 1:
+        return ir.BinOp(op="//", left=ir.Name(id="in.c"), right=chans[0] // values[0])
+    return None
+
+
+def _of_parameter(values: list[int], params: list) -> Any:
+    """`k * name` or `name // d` of an earlier parameter every call passes (`padding = k // 2`); a column
+    that does not vary stays a number of its own."""
+    if len(set(values)) == 1:
+        return None
+    for name, other, default in params:
+        if default is not None or not _all_ints(other):  # a defaulted parameter is not in every call
+            continue
+        if all(o and v % o == 0 for v, o in zip(values, other, strict=True)):
+            ratios = {v // o for v, o in zip(values, other, strict=True)}
+            if len(ratios) == 1:
+                return ir.BinOp(op="*", left=ratios.pop(), right=ir.Name(id=name))
+        for d in (2, 3, 4):
+            if values == [o // d for o in other]:
+                return ir.BinOp(op="//", left=ir.Name(id=name), right=d)
+    return None
 
 
 def _progression(values: list) -> Any:

@@ -356,73 +356,113 @@ def to_svg(plan: Plan, level: str = "layer") -> str:
     """A plain SVG of the drawing, laid out here (no Graphviz): the pages of `archc report` always have a
     picture. Layers sit in rows by their depth from the input, side by side in the spec's order (branches
     left to right as written); stages are boxes with their names; skip connections bow out to the right."""
-    from html import escape
-
     d = drawing(plan, level)
-    rank: dict[str, int] = {INPUT: 0}
-    inputs: dict[str, list[str]] = {}
-    for src, dst, _ in d.edges:
-        inputs.setdefault(dst, []).append(src)
-    for node_id, *_ in d.nodes[1:]:
-        rank[node_id] = 1 + max((rank[s] for s in inputs.get(node_id, []) if s in rank), default=0)
-    rows: dict[int, list[str]] = {}
-    for node_id, *_ in d.nodes:
-        rows.setdefault(rank[node_id], []).append(node_id)
-    info = {n[0]: n for n in d.nodes}
-    char_w, line_h, pad, gap_x, gap_y, margin = 6.6, 14, 8, 18, 26, 20
-    size = {i: (max(len(t) for t in lines) * char_w + 2 * pad, len(lines) * line_h + pad) for i, lines, *_ in d.nodes}
-    widths = {r: sum(size[i][0] for i in ids) + gap_x * (len(ids) - 1) for r, ids in rows.items()}
-    width = max(widths.values()) + 2 * margin + 60  # room on the right for the skip curves
-    title = d.title.splitlines()
-    y = margin + line_h * len(title) + 10
-    box: dict[str, tuple[float, float, float, float]] = {}  # x, y, w, h
-    for r in sorted(rows):
-        x = margin + (width - 60 - 2 * margin - widths[r]) / 2
-        height = max(size[i][1] for i in rows[r])
-        for node_id in rows[r]:
-            w, h = size[node_id]
-            box[node_id] = (x, y + (height - h) / 2, w, h)
-            x += w + gap_x
-        y += height + gap_y
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{y + margin:.0f}" '
-           f'viewBox="0 0 {width:.0f} {y + margin:.0f}" font-family="Helvetica, Arial, sans-serif" font-size="11">',
-           '<defs><marker id="arrow" viewBox="0 0 8 8" refX="8" refY="4" markerWidth="6" markerHeight="6" '
-           'orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#555555"/></marker></defs>']
-    out += [f'<text x="{width / 2:.0f}" y="{margin + line_h * k:.0f}" text-anchor="middle" font-size="13">'
-            f"{escape(t)}</text>" for k, t in enumerate(title, 1)]
+    page = _SvgPage(d)
+    out = page.header()
     if level == "layer":  # a box per stage (the first part of the layer names), named at its top left
+        out += page.stage_frames()
+    out += [page.edge(src, dst, skip) for src, dst, skip in d.edges]
+    out += [page.node(node_id) for node_id in page.box]
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+class _SvgPage:
+    """Where each node of a drawing sits on the page (rows by depth from the input), and the SVG of each part."""
+
+    CHAR_W, LINE_H, PAD, GAP_X, GAP_Y, MARGIN = 6.6, 14, 8, 18, 26, 20
+    SKIP_ROOM = 60  # on the right, for the skip curves
+
+    def __init__(self, d: Drawing):
+        self.d = d
+        self.info = {n[0]: n for n in d.nodes}
+        self.rank = self._ranks()
+        self.box: dict[str, tuple[float, float, float, float]] = {}  # x, y, w, h
+        self.width, self.height = self._lay_out()
+
+    def _ranks(self) -> dict[str, int]:
+        """Each node's row: one below the deepest of its inputs."""
+        rank: dict[str, int] = {INPUT: 0}
+        inputs: dict[str, list[str]] = {}
+        for src, dst, _ in self.d.edges:
+            inputs.setdefault(dst, []).append(src)
+        for node_id, *_ in self.d.nodes[1:]:
+            rank[node_id] = 1 + max((rank[s] for s in inputs.get(node_id, []) if s in rank), default=0)
+        return rank
+
+    def _lay_out(self) -> tuple[float, float]:
+        """Fill `box` row by row, each row centred; the page's width and the height its rows take."""
+        rows: dict[int, list[str]] = {}
+        for node_id, *_ in self.d.nodes:
+            rows.setdefault(self.rank[node_id], []).append(node_id)
+        size = {i: (max(len(t) for t in lines) * self.CHAR_W + 2 * self.PAD, len(lines) * self.LINE_H + self.PAD)
+                for i, lines, *_ in self.d.nodes}
+        widths = {r: sum(size[i][0] for i in ids) + self.GAP_X * (len(ids) - 1) for r, ids in rows.items()}
+        width = max(widths.values()) + 2 * self.MARGIN + self.SKIP_ROOM
+        y = self.MARGIN + self.LINE_H * len(self.d.title.splitlines()) + 10
+        for r in sorted(rows):
+            x = self.MARGIN + (width - self.SKIP_ROOM - 2 * self.MARGIN - widths[r]) / 2
+            height = max(size[i][1] for i in rows[r])
+            for node_id in rows[r]:
+                w, h = size[node_id]
+                self.box[node_id] = (x, y + (height - h) / 2, w, h)
+                x += w + self.GAP_X
+            y += height + self.GAP_Y
+        return width, y
+
+    def header(self) -> list[str]:
+        from html import escape
+
+        width, bottom = self.width, self.height + self.MARGIN
+        out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{bottom:.0f}" '
+               f'viewBox="0 0 {width:.0f} {bottom:.0f}" font-family="Helvetica, Arial, sans-serif" font-size="11">',
+               '<defs><marker id="arrow" viewBox="0 0 8 8" refX="8" refY="4" markerWidth="6" markerHeight="6" '
+               'orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#555555"/></marker></defs>']
+        out += [f'<text x="{width / 2:.0f}" y="{self.MARGIN + self.LINE_H * k:.0f}" text-anchor="middle" '
+                f'font-size="13">{escape(t)}</text>' for k, t in enumerate(self.d.title.splitlines(), 1)]
+        return out
+
+    def stage_frames(self) -> list[str]:
+        """A dashed box around each stage's layers (those named `stage.`...), its name at the top left."""
+        from html import escape
+
         stages: dict[str, list[str]] = {}
-        for node_id, *_ in d.nodes[1:]:
+        for node_id, *_ in self.d.nodes[1:]:
             if "." in node_id:
                 stages.setdefault(node_id.split(".")[0], []).append(node_id)
+        out = []
         for name, members in stages.items():
-            x0 = min(box[m][0] for m in members) - 6
-            y0 = min(box[m][1] for m in members) - 16
-            x1 = max(box[m][0] + box[m][2] for m in members) + 6
-            y1 = max(box[m][1] + box[m][3] for m in members) + 6
+            x0 = min(self.box[m][0] for m in members) - 6
+            y0 = min(self.box[m][1] for m in members) - 16
+            x1 = max(self.box[m][0] + self.box[m][2] for m in members) + 6
+            y1 = max(self.box[m][1] + self.box[m][3] for m in members) + 6
             out.append(f'<g><rect x="{x0:.0f}" y="{y0:.0f}" width="{x1 - x0:.0f}" height="{y1 - y0:.0f}" rx="6" '
                        f'fill="none" stroke="#999999" stroke-dasharray="4 3"/><text x="{x0 + 6:.0f}" '
                        f'y="{y0 + 11:.0f}" fill="#555555">{escape(name)}</text></g>')
-    for src, dst, skip in d.edges:
-        sx, sy, sw, sh = box[src]
-        tx, ty, tw, _ = box[dst]
+        return out
+
+    def edge(self, src: str, dst: str, skip: bool) -> str:
+        sx, sy, sw, sh = self.box[src]
+        tx, ty, tw, _ = self.box[dst]
         x1, y1, x2, y2 = sx + sw / 2, sy + sh, tx + tw / 2, ty
-        if rank[dst] - rank[src] > 1:  # around the layers in between, on the right
+        if self.rank[dst] - self.rank[src] > 1:  # around the layers in between, on the right
             bow = max(sx + sw, tx + tw) + 30 - min(x1, x2)
             path = f"M{x1:.0f},{y1:.0f} C{x1 + bow:.0f},{y1 + 20:.0f} {x2 + bow:.0f},{y2 - 20:.0f} {x2:.0f},{y2:.0f}"
         else:
             path = f"M{x1:.0f},{y1:.0f} L{x2:.0f},{y2:.0f}"
         dash = ' stroke-dasharray="5 3"' if skip else ""
-        out.append(f'<path d="{path}" fill="none" stroke="#555555"{dash} marker-end="url(#arrow)"/>')
-    for node_id, (x, top, w, h) in box.items():
-        _, lines, fill, shape = info[node_id]
-        stroke = ' stroke-width="2"' if node_id == d.output else ""
+        return f'<path d="{path}" fill="none" stroke="#555555"{dash} marker-end="url(#arrow)"/>'
+
+    def node(self, node_id: str) -> str:
+        from html import escape
+
+        x, top, w, h = self.box[node_id]
+        _, lines, fill, shape = self.info[node_id]
+        stroke = ' stroke-width="2"' if node_id == self.d.output else ""
         if shape == "ellipse":
             body = f'<ellipse cx="{x + w / 2:.0f}" cy="{top + h / 2:.0f}" rx="{w / 2:.0f}" ry="{h / 2:.0f}" '
         else:
             body = f'<rect x="{x:.0f}" y="{top:.0f}" width="{w:.0f}" height="{h:.0f}" rx="5" '
-        text = "".join(f'<text x="{x + w / 2:.0f}" y="{top + pad / 2 + line_h * (k + 1) - 3:.0f}" '
+        text = "".join(f'<text x="{x + w / 2:.0f}" y="{top + self.PAD / 2 + self.LINE_H * (k + 1) - 3:.0f}" '
                        f'text-anchor="middle">{escape(t)}</text>' for k, t in enumerate(lines))
-        out.append(f"<g><title>{escape(node_id)}</title>{body}fill=\"{fill}\" stroke=\"#555555\"{stroke}/>{text}</g>")
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
+        return f"<g><title>{escape(node_id)}</title>{body}fill=\"{fill}\" stroke=\"#555555\"{stroke}/>{text}</g>"

@@ -1492,29 +1492,54 @@ def _simplify(net: FlatNetwork) -> FlatNetwork:
     """Global pooling kept 1x1xC and flattened later (torchvision's `avgpool` then `torch.flatten`, with per-channel
     layers between, as ConvNeXt's head) is global pooling to a vector; a concatenation of an earlier
     concatenation's inputs and one more (DenseNet's `torch.cat(features)` in every layer) reads that one."""
+    alias = _pools_to_vectors(net)
+    _chain_concats(net.layers)
+    if alias:
+        _drop_aliased(net, alias)
+    return net
+
+
+def _pools_to_vectors(net: FlatNetwork) -> dict[int, int]:
+    """Each global pooling that keeps its 1x1 map only for a flatten after it now gives the vector itself (its
+    `keepdims` off); returns {flatten: what it now stands for} for the flattens this makes idle."""
     layers = net.layers
     consumers = [0] * len(layers)
     for layer in layers:
         for i in layer.inputs:
             if i != INPUT:
                 consumers[i] += 1
-    alias: dict[int, int] = {}
     shapes = [shape for *_, shape in net.resolved()]
+    alias: dict[int, int] = {}
     for i, layer in enumerate(layers):
         if not OPS[layer.op].flattens or layer.inputs[0] == INPUT:
             continue
-        chain, j = [], layer.inputs[0]
-        while j != INPUT and not layers[j].args.get("keepdims") and OPS[layers[j].op].keeps_order \
-                and OPS[layers[j].op].inputs == "one" and shapes[j][:2] == (1, 1):
-            chain.append(j)
-            j = layers[j].inputs[0]
-        if j == INPUT or not layers[j].args.get("keepdims"):
+        pool, chain = _pool_under(layers, shapes, layer.inputs[0])
+        if pool is None:
             continue
-        if any(consumers[k] != 1 or k == net.output for k in [*chain, j]) or not all(
+        # the pool and the layers between feed only the flatten, and hold the same tensors on a vector
+        if any(consumers[k] != 1 or k == net.output for k in [*chain, pool]) or not all(
                 _same_weights(layers[k], shapes[layers[k].inputs[0]]) for k in chain):
             continue
-        layers[j].args = {**layers[j].args, "keepdims": False}
+        layers[pool].args = {**layers[pool].args, "keepdims": False}
         alias[i] = layer.inputs[0]
+    return alias
+
+
+def _pool_under(layers: list[FlatLayer], shapes: list, j: int) -> tuple[int | None, list[int]]:
+    """Down from layer `j` through one-input, order-keeping layers on a 1x1 map: the pooling that kept its
+    dimensions (None if the walk meets anything else first), and the layers passed on the way."""
+    chain = []
+    while j != INPUT and not layers[j].args.get("keepdims") and OPS[layers[j].op].keeps_order \
+            and OPS[layers[j].op].inputs == "one" and shapes[j][:2] == (1, 1):
+        chain.append(j)
+        j = layers[j].inputs[0]
+    if j == INPUT or not layers[j].args.get("keepdims"):
+        return None, chain
+    return j, chain
+
+
+def _chain_concats(layers: list[FlatLayer]) -> None:
+    """A concat of an earlier concat's inputs and one more reads the earlier concat and that one."""
     concats: dict[tuple[int, ...], int] = {}
     for i, layer in enumerate(layers):
         if layer.op == "concat":  # what torch.cat reads as
@@ -1523,11 +1548,13 @@ def _simplify(net: FlatNetwork) -> FlatNetwork:
             concats[key] = i
             if earlier is not None:
                 layer.inputs = (earlier, key[-1])
-    if not alias:
-        return net
+
+
+def _drop_aliased(net: FlatNetwork, alias: dict[int, int]) -> None:
+    """Leave out the layers in `alias`, each read as the layer it names; the rest renumbered."""
     index: dict[int, int] = {INPUT: INPUT}
     kept = []
-    for i, layer in enumerate(layers):
+    for i, layer in enumerate(net.layers):
         if i in alias:
             index[i] = index[alias[i]]
             continue
@@ -1536,7 +1563,6 @@ def _simplify(net: FlatNetwork) -> FlatNetwork:
         kept.append(layer)
     net.layers = kept
     net.output = index[net.output]
-    return net
 
 
 def _same_weights(layer: FlatLayer, in_shape: tuple[int, ...]) -> bool:
