@@ -116,7 +116,7 @@ def test_a_model_saved_whole_loads_in_a_fresh_process(tmp_path):
             "io = torch.load(sys.argv[2])\n"
             "with torch.no_grad():\n"
             "    assert torch.equal(model(io['x']), io['y'])\n"
-            "assert model.archc_plan.name == 'resnet18'\n"
+            "assert model.archc_plan.name == 'resnet20_cifar'\n"
             "print(type(model).__module__, type(model.stage1).__name__)\n")
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "model.pt"), str(tmp_path / "io.pt")],
