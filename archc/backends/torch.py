@@ -169,8 +169,8 @@ class Add(nn.Module):
 
     def forward(self, xs: list[torch.Tensor]):
         x = xs[0]
-        for i in range(1, len(xs)):
-            x = x.add_(xs[i]) if self.inplace else x + xs[i]
+        for other in xs[1:]:
+            x = x.add_(other) if self.inplace else x + other
         return x
 
     def extra_repr(self):
@@ -240,8 +240,9 @@ class Multiply(nn.Module):
 
     def forward(self, xs: list[torch.Tensor]):
         x = xs[0][:, :, None, None] if 0 in self.flat else xs[0]
-        for i in range(1, len(xs)):
-            x = x * (xs[i][:, :, None, None] if i in self.flat else xs[i])
+        for j, other in enumerate(xs):
+            if j > 0:
+                x = x * (other[:, :, None, None] if j in self.flat else other)
         return x
 
     def extra_repr(self):
