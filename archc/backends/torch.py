@@ -9,6 +9,11 @@ What the generated code looks like:
     Weights get PyTorch's default initialisation for each layer kind.
   * `forward` is straight-line code, one statement per node, with no loop or lookup table on the hot path;
     variables are reused once a value is dead so intermediate activations are freed as in hand-written code.
+  * `torch.jit.script` compiles it: a merge's forward takes one list (`self.concat([x1, x2])`), no helper
+    uses `*args` or `super()`, and a scope that is no attribute name (`conv2_x.0`) is fetched once into a local
+    with `getattr`, which TorchScript compiles where it subscripts only its own containers.
+  * `torch.save(model)` loads in a fresh process: the built module's classes pickle with its source
+    (`unpickle_generated` executes it again there; the written `py` file needs no such help).
   * ReLU and the residual `add` work in place where that is safe (their input has no other reader and its
     producer does not need its own output for backward), as torchvision's models do.
 
