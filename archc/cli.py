@@ -527,7 +527,7 @@ def ops(kind) -> None:
 def _op_detail(kind: str) -> str:
     """`archc ops KIND`: everything the ops table says about one kind."""
     from .diagnostics import did_you_mean
-    from .ops import ALIASES, OPS, POST_OPS, lookup
+    from .ops import ALIASES, OPS, POST_OPS, fmt_shape, lookup
 
     op = lookup(kind)
     if op is None:
@@ -573,6 +573,15 @@ def _op_detail(kind: str) -> str:
     rules = [(label, text) for label, text in rules if text]
     if rules:
         lines += [""] + [f"{label}: {text}" for label, text in rules]
+    if op.examples:  # the registry's worked rows, computed by inference as docs/language.md shows them
+        import archc
+
+        lines += ["", "examples (spec line, input -> output, parameters trainable + non-trainable, MACs):"]
+        width = max(len(text) for text, _ in op.examples)
+        for text, size in op.examples:
+            node = archc.check(text=f"input {size}\n{text}\n").nodes[0]
+            lines.append(f"  {text:<{width}}  {size} -> {fmt_shape(node.shape)}, {node.trainable:,} + "
+                         f"{node.non_trainable:,} params, {node.macs:,} MACs")
     lines += ["", f"docs/language.md#{op.name}: the shape and parameter rules with worked examples"]
     return "\n".join(lines)
 

@@ -59,6 +59,12 @@ CODES: dict[str, tuple[str, str]] = {
              "A warning: a stage whose name is a layer kind (`conv:`, `multiply:`) and that holds several items runs "
              "them one after the other, which is seldom what such a name means. The spec checks; merges over "
              "branches are written with a merge kind (`add:`, `concat:`) over one branch a line."),
+    "A120": ("a stage that reads like branches",
+             "A warning: a stage of several lines that read like the branches of a merge whose merge line was left "
+             "out (each line opens with a 1x1 conv or a stride-1 pooling, and no layer changes the height and "
+             "width) runs them one after the other, each reading the one before. The spec checks; a merge is "
+             "written on a line of its own with the branches indented under it, and a sequence that is meant can "
+             "say so by joining its lines with `;`."),
     "A200": ("shape rule failed",
              "A shape rule failed in a way no more specific code covers. Reserved: every rule of the shipped layer "
              "kinds raises one of the codes below, so no spec produces it today."),

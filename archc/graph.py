@@ -6,12 +6,15 @@ label) and its output size, inside nested boxes for the stages and block calls o
 
 Skip connections are dashed, as the papers draw them: an edge into a merge (`add`, `concat`) whose source
 also feeds another input of that merge (an identity shortcut, DenseNet's concatenation), and every edge of
-a `shortcut` path (the 1x1 projection). Parallel branches (Inception) stay solid: none feeds another.
+a `shortcut` path (the 1x1 projection). Parallel branches (Inception) stay solid: none feeds another, and
+they stand left to right in the order the spec writes them (the order of the merge's inputs), in every version
+of Graphviz (see `_order_guides`).
 """
 
 from __future__ import annotations
 
 import json
+from typing import NamedTuple
 
 from .diagnostics import ArchcError, Diagnostic
 from .ops import OPS, fmt_shape
@@ -47,6 +50,17 @@ class Drawing:
         self.edges: list[tuple[str, str, bool]] = []  # (from, to, skip)
         self.clusters: dict[str, list[str]] = {}  # cluster path -> its own node ids (not its sub-clusters')
         self.output: str | None = None
+        self.orders: list[BranchOrder] = []  # the parallel branches of each merge, left to right
+
+
+class BranchOrder(NamedTuple):
+    """The parallel branches of one merge, in the order of its inputs (the spec's order): `heads[i]` are the
+    layers of branch i that read the common input `fork`; `scope` is where the merge is (`inception_3a`)."""
+
+    scope: str
+    merge: str
+    fork: str
+    heads: list[list[str]]
 
 
 def _skip_edges(plan: Plan) -> set[tuple[str, str]]:
@@ -87,6 +101,42 @@ def _feeding_others(plan: Plan, index: dict[str, int], inputs: tuple[str, ...]) 
     return found
 
 
+def _branch_orders(plan: Plan) -> list[BranchOrder]:
+    """Each merge whose inputs end parallel branches: every input in its own part of the merge's scope (the
+    `branch2` of `inception_3a.branch2.relu2`), and the parts read one common input from outside them. A
+    residual's identity input is above its body, not beside it: that merge has none."""
+    members: dict[str, list[PlanNode]] = {}  # a part of a scope -> its layers (the layer of that name, or under it)
+    for n in plan.nodes:
+        parts = n.name.split(".")
+        for depth in range(1, len(parts) + 1):
+            members.setdefault(".".join(parts[:depth]), []).append(n)
+    orders = []
+    for node in plan.nodes:
+        if node.opdef.inputs != "many" or len(node.inputs) < 2:
+            continue
+        scope = node.name.rpartition(".")[0]
+        prefix = scope + "." if scope else ""
+        parts = []
+        for src in node.inputs:
+            if src == INPUT or not src.startswith(prefix):
+                break
+            parts.append(prefix + src[len(prefix):].split(".")[0])
+        else:
+            if len(set(parts)) < len(parts):
+                continue
+            heads: list[list[str]] = []
+            forks: set[str] = set()
+            for part in parts:
+                inside = part + "."
+                own = [n for n in members.get(part, [])
+                       if any(src != part and not src.startswith(inside) for src in n.inputs)]
+                forks.update(src for n in own for src in n.inputs if src != part and not src.startswith(inside))
+                heads.append([n.name for n in own])
+            if len(forks) == 1 and all(heads):
+                orders.append(BranchOrder(scope, node.name, forks.pop(), heads))
+    return orders
+
+
 def _fill(op: str) -> str:
     return _FILL.get(OPS[op].category, _ACTIVATION_FILL)
 
@@ -107,6 +157,7 @@ def layer_drawing(plan: Plan) -> Drawing:
         cluster = ".".join(parts[:-1])
         drawing.clusters.setdefault(cluster, []).append(node.name)
     drawing.output = plan.output
+    drawing.orders = _branch_orders(plan)
     return drawing
 
 
@@ -199,15 +250,19 @@ def cluster_label(path: str) -> str:
     return own
 
 
-def _nodes_in_clusters(d: Drawing, level: str, out: list[str], node_line, open_cluster, close_cluster) -> None:
-    """The node lines, nested in the boxes of their stages and block calls (DOT and Mermaid alike)."""
+def _nodes_in_clusters(d: Drawing, level: str, out: list[str], node_line, open_cluster, close_cluster,
+                       first: dict[str, list[str]] | None = None) -> None:
+    """The node lines, nested in the boxes of their stages and block calls (DOT and Mermaid alike); `first`:
+    lines written first in a scope's box (or where its layers go when it has none)."""
     items = _cluster_items(d)
+    first = first or {}
 
     def emit(path: str, indent: str) -> None:
         boxed = _boxed(items, path)
         inner = indent + "  " if boxed else indent
         if boxed:
             out.extend(open_cluster(path, indent))
+        out.extend(inner + line for line in first.get(path, []))
         for is_cluster, item in items.get(path, []):
             if is_cluster:
                 emit(item, inner)
@@ -235,9 +290,9 @@ def to_dot(plan: Plan, level: str = "layer", direction: str = "TB") -> str:
     d = drawing(plan, level)
     out = [
         f"digraph {_dot_quote(plan.name)} {{",
-        # ordering=out asks for consumers in the spec's order; dot does not honour it inside clusters
+        # newrank: ranks assigned over the whole graph, boxes included (what _order_guides relies on)
         f"  graph [rankdir={direction}, label={_dot_quote(d.title)}, labelloc=t, fontname=Helvetica, "
-        "fontsize=14, nodesep=0.25, ranksep=0.3, ordering=out];",
+        "fontsize=14, nodesep=0.25, ranksep=0.3, newrank=true];",
         '  node [shape=box, style="rounded,filled", fontname=Helvetica, fontsize=10, margin="0.12,0.04"];',
         "  edge [arrowsize=0.6, color=\"#555555\"];",
     ]
@@ -254,12 +309,36 @@ def to_dot(plan: Plan, level: str = "layer", direction: str = "TB") -> str:
                 f"{indent}  label={_dot_quote(cluster_label(path))}; "
                 f"style=\"rounded,dashed\"; color=\"#999999\"; fontsize=11;"]
 
-    _nodes_in_clusters(d, level, out, node_line, open_cluster, lambda indent: f"{indent}}}")
+    guides, guide_edges = _order_guides(d)
+    _nodes_in_clusters(d, level, out, node_line, open_cluster, lambda indent: f"{indent}}}", guides)
     for src, dst, skip in d.edges:
         style = ' [style=dashed, color="#888888"]' if skip else ""
         out.append(f"  {_dot_quote(src)} -> {_dot_quote(dst)}{style};")
+    out.extend(guide_edges)
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+def _order_guides(d: Drawing) -> tuple[dict[str, list[str]], list[str]]:
+    """What keeps parallel branches left to right in the spec's order in dot: per merge, an invisible point in
+    the merge's box, below the common input, with an edge to each branch's first layers in order.
+
+    `ordering=out` cannot do it: dot orders only edges inside one box (the branches are boxes of their own, and
+    their common input is in the box of the stage before), and it may swap whole boxes while it removes
+    crossings, so the branches came out in any order (3, 2, 4, 1 in GoogLeNet). Laid out with `newrank`, each box
+    starts from the nodes no edge in the box enters, in the order of its node list, which dot walked backwards
+    before Graphviz 2.44 (the branches came out reversed) and forwards since: a single such node, this point,
+    makes both follow its edges' order. It costs one thin row above each merge's branches."""
+    guides: dict[str, list[str]] = {}
+    edges: list[str] = []
+    for order in d.orders:
+        own = order.merge.rpartition(".")[2]
+        guide = _dot_quote(f"{order.scope}.(order of {own})" if order.scope else f"(order of {own})")
+        guides.setdefault(order.scope, []).append(f"{guide} [shape=point, style=invis, width=0, height=0, "
+                                                   'label=""];')
+        edges.append(f"  {_dot_quote(order.fork)} -> {guide} [style=invis];")
+        edges.extend(f"  {guide} -> {_dot_quote(head)} [style=invis];" for heads in order.heads for head in heads)
+    return guides, edges
 
 
 # ---------------------------------------------------------------- Mermaid

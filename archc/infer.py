@@ -214,11 +214,40 @@ class _Walker:
                           "branch a line; else give the stage another name")
         self.prepare_calls(child, item.body)
         inner = dict(env, **{"in": x[1]})
+        first = len(self.nodes)
         out = self.seq(item.body, x, inner, child)
+        if child.stage is not None:
+            self.warn_branch_lines(item, x, first)
         if item.expect is not None:
             self.check_expect(item.expect, out, env, getattr(item.expect, "span", None) or item.span,
                               what=f"`{item.name}`")
         return out
+
+    def warn_branch_lines(self, item: ir.Scope, x: Value, first: int) -> None:
+        """A120: a stage of several lines that reads like a merge's branches whose merge line was forgotten: every
+        line a plain chain of layers opening as branches do (a 1x1 conv, or a pooling of stride 1) and no layer
+        changing the height and width, as a merge's branches keep them. Run in sequence, each line reads the one
+        before it. Lines joined with `;` are one line: writing them so says the sequence is meant."""
+        lines: dict[int, list] = {}
+        for sub in item.body:
+            if sub.kind != "layer" or sub.repeat is not None or sub.span is None:
+                return
+            lines.setdefault(sub.span.line, []).append(sub)
+        nodes = self.nodes[first:]
+        if len(lines) < 2 or x[1] is None or len(x[1]) != 3 or (lookup(item.name) is not None) or not nodes:
+            return  # (a stage named like a kind has A119 already)
+        if any(len(n.shape) != 3 or n.shape[:2] != x[1][:2] for n in nodes):
+            return
+        openers = [next((n for n in nodes if n.span is not None and n.span.line == line), None) for line in lines]
+        for n in openers:
+            one_by_one = n is not None and n.op == "conv" and tuple(n.args.kernel) == (1, 1)
+            if not (one_by_one or (n is not None and OPS[n.op].category == "pool" and max(n.args.stride) == 1)):
+                return
+        self.warn("A120", f"the stage `{item.name}` runs its {len(lines)} lines one after the other, but they read "
+                  "like the branches of a merge (each opens with a 1x1 conv or a stride-1 pooling and keeps the "
+                  "size)", item.span,
+                  help=f"to merge them, write a merge (`{'`, `'.join(sorted(MERGES))}`) on a line of its own and "
+                  "indent the branches under it; if the sequence is meant, join its lines with `;`")
 
     @staticmethod
     def prepare_calls(scope: _Scope, body: list) -> None:

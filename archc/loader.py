@@ -347,18 +347,25 @@ def read_stream(stream, display: str = "<stdin>") -> str:
                                      help="save the spec as UTF-8")]) from None
 
 
+def text_bytes(text: str) -> int:
+    """The size of spec text as a file holds it, in UTF-8 bytes: every size limit counts this, whatever way the
+    text came in (a file, standard input, an editor's buffer), so `é` counts 2 wherever it is."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 def load_text(text: str, path: Path | None = None, allow: list[str | Path] | None = None) -> Loaded:
     """Spec text as if it were the file at `path` (None: no file, imports resolve against the working
     directory). An editor's unsaved buffer is checked this way."""
     display = str(path) if path is not None else "<spec>"
     sources = {display: text}
-    if len(text) > MAX_SPEC_BYTES:
-        raise ArchcError([Diagnostic("A301", f"the spec has {len(text):,} characters; a spec may have at most "
+    size = text_bytes(text)
+    if size > MAX_SPEC_BYTES:
+        raise ArchcError([Diagnostic("A301", f"the spec is {size:,} bytes; a spec may have at most "
                                      f"{MAX_SPEC_BYTES:,}")], sources)
     spec = parse_source(text, display)
     root = path.resolve().parent if path is not None else Path.cwd().resolve()
     roots = [root] + [Path(a).resolve() for a in (allow or [])]
-    state = _Imports(sources=sources, total=len(text))
+    state = _Imports(sources=sources, total=size)
     if path is not None and path.exists():  # not `<stdin>`
         state.files.append(path.resolve())
     blocks = _load_imports(spec, root, roots, [display], state)
@@ -460,7 +467,7 @@ def _load_imports(spec: ir.Spec, here: Path, roots: list[Path], stack: list[str]
                                              help="a spec and every file it imports may hold at most "
                                              f"{MAX_TOTAL_BYTES:,} bytes in all")], sources)
             text = _read(target, imp.path, imp.span, sources)
-            state.total += len(text)
+            state.total += text_bytes(text)
             state.files.append(target)
             sources[key] = text
             imported = _parse_block_file(text, key)

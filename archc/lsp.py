@@ -43,7 +43,7 @@ from pygls.lsp.server import LanguageServer
 
 from . import __version__, ir
 from .diagnostics import ArchcError, Diagnostic, Span
-from .loader import MAX_SPEC_BYTES
+from .loader import MAX_SPEC_BYTES, text_bytes
 from .ops import ALIASES, MERGES, OPS, POST_OPS, SHORTCUTS, Op, fmt_shape, lookup
 from .plan import Plan, PlanNode
 from .render import human
@@ -51,8 +51,9 @@ from .render import human
 log = logging.getLogger(__name__)
 
 MAX_HOVER_INSTANCES = 12
-# A JSON-RPC message carries one document at most: MAX_SPEC_BYTES characters, each up to 12 bytes once
-# JSON-escaped (a character outside the BMP as two `\uXXXX`); anything larger is refused unread.
+# A JSON-RPC message carries one document at most: MAX_SPEC_BYTES bytes of UTF-8 (counted as files are,
+# archc.loader.text_bytes), each byte at most 6 once JSON-escaped (a control character as `\u001f`; a character
+# outside the BMP, 4 bytes, as two `\uXXXX`, 12): 12 x leaves room to spare. Anything larger is refused unread.
 MAX_MESSAGE_BYTES = 12 * MAX_SPEC_BYTES + 64 * 1024
 MAX_HEADER_BYTES = 4096
 CHECK_SECONDS = 30.0  # a spec of MAX_SPEC_BYTES dense layers (174,000 `relu`s) checked in 22 s on a busy 2-core machine
@@ -1298,6 +1299,11 @@ def make_server(allow: list[str] | None = None) -> ArchServer:
         if document is None:
             return None  # never opened: nothing is read from its path
         source = document.source
+        if text_bytes(source) > MAX_SPEC_BYTES:  # the limit of a file, in bytes, as checking holds it to
+            ls.window_log_message(types.LogMessageParams(
+                type=types.MessageType.Error, message=f"archc: not formatting a document of "
+                f"{text_bytes(source):,} bytes; a spec may have at most {MAX_SPEC_BYTES:,}"))
+            return None
         status, formatted = await ls.run_job("format", source)
         if status != "ok" or formatted is None:
             return None

@@ -524,6 +524,39 @@ def test_a_document_over_the_size_limit_is_refused_like_a_file(client, tmp_path)
     assert diag["code"] == file_diag.code == "A301" and f"{MAX_SPEC_BYTES:,}" in diag["message"]
 
 
+def _sized(size: int) -> str:
+    """Spec text of exactly `size` UTF-8 bytes, most of them in two-byte characters (fewer characters than bytes)."""
+    head, tail = "input 4\ndense 3\n# ", "\n"
+    room = size - len(head) - len(tail)
+    return head + "é" * (room // 2) + "x" * (room % 2) + tail
+
+
+def test_the_document_limit_counts_bytes_as_the_file_limit_does(client, tmp_path):
+    """Issue 14: the server counted characters, files count bytes: a document of 1 MiB characters of `é` (2 MiB
+    on disk) was checked in the editor and refused as a file. Both count UTF-8 bytes now, at the very edge."""
+    from archc.loader import text_bytes
+
+    at_limit, over = _sized(MAX_SPEC_BYTES), _sized(MAX_SPEC_BYTES + 1)
+    assert text_bytes(at_limit) == MAX_SPEC_BYTES and len(at_limit) < MAX_SPEC_BYTES // 2 + 100
+    assert text_bytes(over) == MAX_SPEC_BYTES + 1
+    for name, text in (("at.arch", at_limit), ("over.arch", over)):
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        assert (tmp_path / name).stat().st_size == text_bytes(text)
+    assert archc.check(tmp_path / "at.arch").nodes and archc.check(text=at_limit).nodes
+    _, diags = client.open(tmp_path / "at.arch", at_limit)
+    assert diags == []
+    for refuse in (lambda: archc.check(tmp_path / "over.arch"), lambda: archc.check(text=over)):
+        with pytest.raises(ArchcError) as e:
+            refuse()
+        (diag,) = e.value.diagnostics
+        assert diag.code == "A301" and f"{MAX_SPEC_BYTES + 1:,} bytes" in diag.message
+    uri, (diag,) = client.open(tmp_path / "over.arch", over)
+    assert diag["code"] == "A301" and f"{MAX_SPEC_BYTES + 1:,} bytes" in diag["message"]
+    result = client.request("textDocument/formatting", {"textDocument": {"uri": uri},
+                                                         "options": {"tabSize": 2, "insertSpaces": True}})
+    assert result is None  # not formatted: over the limit a file has
+
+
 # ---------------------------------------------------------------- the framing, in process
 
 

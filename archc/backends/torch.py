@@ -9,6 +9,11 @@ What the generated code looks like:
     Weights get PyTorch's default initialisation for each layer kind.
   * `forward` is straight-line code, one statement per node, with no loop or lookup table on the hot path;
     variables are reused once a value is dead so intermediate activations are freed as in hand-written code.
+  * `torch.jit.script` compiles it: a merge's forward takes one list (`self.concat([x1, x2])`), no helper
+    uses `*args` or `super()`, and a scope that is no attribute name (`conv2_x.0`) is fetched once into a local
+    with `getattr`, which TorchScript compiles where it subscripts only its own containers.
+  * `torch.save(model)` loads in a fresh process: the built module's classes pickle with its source
+    (`unpickle_generated` executes it again there; the written `py` file needs no such help).
   * ReLU and the residual `add` work in place where that is safe (their input has no other reader and its
     producer does not need its own output for backward), as torchvision's models do.
 
@@ -66,7 +71,7 @@ class PaddedConv2d(nn.Conv2d):
         self.pads = pads  # F.pad order: left, right, top, bottom
 
     def forward(self, x):
-        return super().forward(F.pad(x, self.pads))
+        return self._conv_forward(F.pad(x, self.pads), self.weight, self.bias)
 
     def extra_repr(self):
         return super().extra_repr() + f", pads={self.pads}"
@@ -80,7 +85,8 @@ class PaddedMaxPool2d(nn.MaxPool2d):
         self.pads = pads  # F.pad order: left, right, top, bottom
 
     def forward(self, x):
-        return super().forward(F.pad(x, self.pads, value=float("-inf")))
+        return F.max_pool2d(F.pad(x, self.pads, value=float("-inf")), self.kernel_size, self.stride, self.padding,
+                            self.dilation, ceil_mode=self.ceil_mode, return_indices=self.return_indices)
 
     def extra_repr(self):
         return super().extra_repr() + f", pads={self.pads}"
@@ -95,11 +101,12 @@ class ExactAvgPool2d(nn.Module):
         self.kernel_size, self.stride, self.pads, self.dilation = kernel_size, stride, pads, dilation
 
     def forward(self, x):
-        ones = x.new_ones((1, 1, *x.shape[2:]))
-        window = x.new_ones((1, 1, *self.kernel_size))
+        kh, kw = self.kernel_size
+        ones = x.new_ones((1, 1, x.shape[2], x.shape[3]))
+        window = x.new_ones((1, 1, kh, kw))
         counts = F.conv2d(F.pad(ones, self.pads), window, stride=self.stride, dilation=self.dilation)
         channels = x.shape[1]
-        sums = F.conv2d(F.pad(x, self.pads), window.expand(channels, 1, *self.kernel_size), stride=self.stride,
+        sums = F.conv2d(F.pad(x, self.pads), window.expand(channels, 1, kh, kw), stride=self.stride,
                         dilation=self.dilation, groups=channels)
         return sums / counts
 
@@ -117,7 +124,7 @@ class CountingAvgPool2d(nn.Module):
 
     def forward(self, x):
         x = F.pad(x, self.pads)
-        ones = x.new_ones((1, 1, *x.shape[2:]))
+        ones = x.new_ones((1, 1, x.shape[2], x.shape[3]))
         beyond = (0, self.overhang[1], 0, self.overhang[0])
         counts = F.avg_pool2d(F.pad(ones, beyond), self.kernel_size, self.stride)
         return F.avg_pool2d(F.pad(x, beyond), self.kernel_size, self.stride) / counts
@@ -130,9 +137,9 @@ class CropConcat(nn.Module):
     """Concatenation along the channels of inputs cropped to the smallest height and width, centred: an input
     of height H keeps rows (H - h) // 2 onwards (U-Net's copy and crop)."""
 
-    def forward(self, *xs):
-        h = min(x.shape[2] for x in xs)
-        w = min(x.shape[3] for x in xs)
+    def forward(self, xs: list[torch.Tensor]):
+        h = min([x.shape[2] for x in xs])
+        w = min([x.shape[3] for x in xs])
         return torch.cat([x[:, :, (x.shape[2] - h) // 2:(x.shape[2] - h) // 2 + h,
                             (x.shape[3] - w) // 2:(x.shape[3] - w) // 2 + w] for x in xs], 1)
 ''',
@@ -155,7 +162,7 @@ class FlatLocalResponseNorm(nn.LocalResponseNorm):
     """Local response normalisation of flat N x C vectors (torch's needs a spatial dimension)."""
 
     def forward(self, x):
-        return super().forward(x.unsqueeze(-1)).squeeze(-1)
+        return F.local_response_norm(x.unsqueeze(-1), self.size, self.alpha, self.beta, self.k).squeeze(-1)
 ''',
     "Add": '''
 class Add(nn.Module):
@@ -166,8 +173,9 @@ class Add(nn.Module):
         super().__init__()
         self.inplace = inplace
 
-    def forward(self, x, *others):
-        for other in others:
+    def forward(self, xs: list[torch.Tensor]):
+        x = xs[0]
+        for other in xs[1:]:
             x = x.add_(other) if self.inplace else x + other
         return x
 
@@ -178,7 +186,7 @@ class Add(nn.Module):
 class Concat(nn.Module):
     """Concatenation of its inputs along the channels."""
 
-    def forward(self, *xs):
+    def forward(self, xs: list[torch.Tensor]):
         return torch.cat(xs, 1)
 ''',
     # channel split, channel shuffle, zero-padding shortcuts (ShuffleNet v2; He et al.'s option A)
@@ -222,7 +230,7 @@ class ZeroPadShortcut(nn.Module):
         self.stride, self.pads = stride, pads
 
     def forward(self, x):
-        return F.pad(x[:, :, ::self.stride[0], ::self.stride[1]], (0, 0, 0, 0, *self.pads))
+        return F.pad(x[:, :, ::self.stride[0], ::self.stride[1]], (0, 0, 0, 0, self.pads[0], self.pads[1]))
 
     def extra_repr(self):
         return f"stride={self.stride}, pads={self.pads}"
@@ -236,10 +244,11 @@ class Multiply(nn.Module):
         super().__init__()
         self.flat = tuple(flat)
 
-    def forward(self, x, *others):
-        x = x[:, :, None, None] if 0 in self.flat else x
-        for i, other in enumerate(others, 1):
-            x = x * (other[:, :, None, None] if i in self.flat else other)
+    def forward(self, xs: list[torch.Tensor]):
+        x = xs[0][:, :, None, None] if 0 in self.flat else xs[0]
+        for j, other in enumerate(xs):
+            if j > 0:
+                x = x * (other[:, :, None, None] if j in self.flat else other)
         return x
 
     def extra_repr(self):
@@ -270,7 +279,7 @@ class ChannelsLastGELU(nn.GELU):
     on the N x H x W x C tensor itself: element-wise kernels run measurably slower over the permuted view."""
 
     def forward(self, x):
-        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return F.gelu(x.permute(0, 2, 3, 1), approximate=self.approximate).permute(0, 3, 1, 2)
 ''',
     "LayerScale": '''
 class LayerScale(nn.Module):
@@ -296,7 +305,7 @@ class StochasticDepth(nn.Module):
         if not self.training or self.p == 0.0:
             return x
         keep = 1.0 - self.p
-        noise = torch.empty([x.shape[0]] + [1] * (x.ndim - 1), dtype=x.dtype, device=x.device).bernoulli_(keep)
+        noise = torch.empty([x.shape[0]] + [1] * (x.dim() - 1), dtype=x.dtype, device=x.device).bernoulli_(keep)
         return x * noise.div_(keep)
 
     def extra_repr(self):
@@ -887,13 +896,16 @@ def _forward_lines(nodes: list[PlanNode], output: str, ctx: _Context) -> list[st
     var = {INPUT: "x"}
     free: list[str] = []
     fresh = iter(f"x{i}" for i in range(1, 1 << 30))
-    lines = []
+    lines: list[str] = []
+    blocks = _Blocks(lines)
     for i, node in enumerate(nodes):
         inputs = list(node.inputs)
         target_index = _inplace_add_target(node, ctx) if node.op == "add" else None
         if target_index:  # an in-place add writes into its first argument: put the overwritable one first
             inputs.insert(0, inputs.pop(target_index))
         args = ", ".join(var[name] for name in inputs)
+        if node.opdef.inputs == "many":  # a merge takes one list (TorchScript compiles no `*args`)
+            args = f"[{args}]"
         dying = [var[name] for name in dict.fromkeys(inputs) if last_use.get(name) == i]
         target = dying[0] if dying else (free.pop(0) if free else next(fresh))
         free.extend(v for v in dying[1:])
@@ -901,9 +913,41 @@ def _forward_lines(nodes: list[PlanNode], output: str, ctx: _Context) -> list[st
         if node.name not in last_use:  # nothing reads it: the module still runs, as the spec asks
             free.append(target)
         var[node.name] = target
-        lines.append(f"{target} = {_path(node.name.split('.'))}({args})  # {_nchw(node.shape)}")
+        module = blocks.path(node.name.split("."))
+        lines.append(f"{target} = {module}({args})  # {_nchw(node.shape)}")
     lines.append(f"return {var[output]}")
     return lines
+
+
+class _Blocks:
+    """How `forward` reaches a module. TorchScript subscripts only its own containers (ModuleList...), so a scope
+    that is no attribute name (`conv2_x.0`, `__debug__`) is fetched once with `getattr`, which it compiles, into a
+    local named after its path, before the first statement that uses it: `conv2_x_0 = getattr(self.conv2_x, '0')`,
+    then `conv2_x_0.conv1(x)`. (Python reads a local faster than it indexes a scope, too.)"""
+
+    def __init__(self, lines: list[str]):
+        self.lines = lines
+        self.names: dict[tuple[str, ...], str] = {}
+        self.taken: set[str] = set()
+
+    def path(self, parts: list[str]) -> str:
+        cut = max((k for k in range(1, len(parts) + 1) if not _access(parts[k - 1]).startswith(".")), default=0)
+        head = self.local(tuple(parts[:cut])) if cut else "self"
+        return head + "".join(_access(p) for p in parts[cut:])
+
+    def local(self, parts: tuple[str, ...]) -> str:
+        if parts not in self.names:
+            name = "_".join(parts)
+            if name.startswith("__"):  # `__debug__` cannot be assigned; `__x` would be renamed `_Net__x`
+                name = "scope" + name
+            elif not name.isidentifier() or keyword.iskeyword(name):
+                name = "_" + name if name[0].isdigit() else name + "_"
+            while name in self.taken or name in ("self", "torch", "nn", "F") or re.fullmatch(r"x\d*", name):
+                name += "_"
+            self.taken.add(name)
+            self.lines.append(f"{name} = getattr({self.path(list(parts[:-1]))}, {parts[-1]!r})")
+            self.names[parts] = name
+        return self.names[parts]
 
 
 def _input_shape(plan: Plan) -> tuple[int, ...]:
@@ -915,7 +959,10 @@ def _load_source(source: str, network: str) -> types.ModuleType:
     """Execute generated source as a module. Modules are cached by the source's hash, so building a spec twice
     gives models of one class (pickle and deepcopy need that) and tracebacks show the generated lines."""
     digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
-    name = f"archc_generated_{re.sub(r'[^A-Za-z0-9_]', '_', network)[:64]}_{digest}"
+    return _module_named(f"archc_generated_{re.sub(r'[^A-Za-z0-9_]', '_', network)[:64]}_{digest}", source)
+
+
+def _module_named(name: str, source: str) -> types.ModuleType:
     if name in sys.modules:
         return sys.modules[name]
     filename = f"<archc {name}>"
@@ -923,8 +970,32 @@ def _load_source(source: str, network: str) -> types.ModuleType:
     module.__file__ = filename
     exec(compile(source, filename, "exec"), module.__dict__)  # noqa: S102 - our own generated source
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    for value in list(vars(module).values()):
+        if isinstance(value, type) and value.__module__ == name:
+            value.__reduce_ex__ = _reduce_generated  # what pickle saves: see unpickle_generated
+    module.__archc_source__ = source
     sys.modules[name] = module
     return module
+
+
+def _reduce_generated(obj: Any, protocol: int) -> tuple:
+    """pickle's recipe for an instance of a class of a built module (`torch.save(model)`): the module's name and
+    source with the object, so that a fresh process with archc rebuilds the module before the object's state
+    (whose submodules are of the same module's classes) is read. The source is one string: pickle stores it once
+    however many of the module's objects the file holds."""
+    cls = type(obj)
+    module = sys.modules[cls.__module__]
+    _, _, *rest = object.__reduce_ex__(obj, protocol)  # the default recipe's state, as nn.Module pickles it
+    return (unpickle_generated, (cls.__module__, module.__archc_source__, cls.__qualname__), *rest)
+
+
+def unpickle_generated(module: str, source: str, qualname: str) -> Any:
+    """A bare instance of class `qualname` of the built module `module`, executing its `source` first in a
+    process that has not built it. Saved models name this function: it keeps its name and place."""
+    if not re.fullmatch(r"archc_generated_\w+_[0-9a-f]{16}", module):
+        raise ValueError(f"`{module}` is not the name of a module archc built")
+    cls = getattr(_module_named(module, source), qualname)
+    return cls.__new__(cls)
 
 
 # ---------------------------------------------------------------- load_weights helpers
