@@ -26,7 +26,7 @@ import archc
 HERE = Path(__file__).resolve().parent
 SPECS = HERE.parent / "specs"
 sys.path.insert(0, str(HERE.parent / "tests"))
-from torchvision_zoo import convnext_state_dict, torchvision_models  # noqa: E402
+from torchvision_zoo import convnext_state_dict, import_torchvision  # noqa: E402
 
 # spec -> (torchvision builder name, the torchvision state dict in the spec's order and shapes)
 MODELS = {
@@ -51,7 +51,7 @@ def interleaved(fns: dict, rounds: int, warmup: int) -> dict[str, list[float]]:
 def forward_latency(spec: str, batch: int, rounds: int) -> dict:
     builder, state_dict = MODELS[spec]
     torch.manual_seed(0)
-    reference = getattr(torchvision_models(), builder)(weights=None).eval()
+    reference = getattr(import_torchvision().models, builder)(weights=None).eval()
     with torch.no_grad():
         for p in reference.parameters():
             p.add_(torch.randn_like(p) * 0.02)
