@@ -1,6 +1,6 @@
 """The zoo's compiled models against torchvision's, forward latency (issue 12: within 3%).
 
-    PYTHONPATH=. python benchmarks/bench_zoo.py [--threads 1] [--rounds 15] [--batch 8] [--only convnext_tiny]
+    PYTHONPATH=. python benchmarks/bench_zoo.py [--threads 1] [--rounds 15] [--batch 8] [--only efficientnet_b0]
 
 For each spec that has a torchvision counterpart: eval mode, CPU, batch 8 at 224x224. The compiled model
 (`archc.compile(..., backend="torch", logits=True)`) holds the torchvision model's weights (perturbed from their
@@ -28,9 +28,16 @@ SPECS = HERE.parent / "specs"
 sys.path.insert(0, str(HERE.parent / "tests"))
 from torchvision_zoo import convnext_state_dict, import_torchvision  # noqa: E402
 
-# spec -> (torchvision builder name, the torchvision state dict in the spec's order and shapes)
+
+def module(model):
+    """The torchvision module itself: `archc.load_weights` matches its layers through the structure."""
+    return model
+
+
+# spec -> (torchvision builder name, what `archc.load_weights` takes from the torchvision model)
 MODELS = {
     "convnext_tiny": ("convnext_tiny", convnext_state_dict),
+    "efficientnet_b0": ("efficientnet_b0", module),
 }
 
 
@@ -49,14 +56,14 @@ def interleaved(fns: dict, rounds: int, warmup: int) -> dict[str, list[float]]:
 
 
 def forward_latency(spec: str, batch: int, rounds: int) -> dict:
-    builder, state_dict = MODELS[spec]
+    builder, weights = MODELS[spec]
     torch.manual_seed(0)
     reference = getattr(import_torchvision().models, builder)(weights=None).eval()
     with torch.no_grad():
         for p in reference.parameters():
             p.add_(torch.randn_like(p) * 0.02)
     compiled = archc.compile(SPECS / f"{spec}.arch", backend="torch", logits=True).eval()
-    archc.load_weights(compiled, state_dict(reference))
+    archc.load_weights(compiled, weights(reference))
     x = torch.randn(batch, 3, 224, 224)
     with torch.no_grad():
         want = reference(x)

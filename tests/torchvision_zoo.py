@@ -55,7 +55,8 @@ def torchvision_models() -> Any:
 def perturb(model: Any, seed: int = 0) -> Any:
     """Every tensor of `model` drawn afresh, so that a transfer that swaps or skips one shows in the outputs:
     weights from He et al.'s normal (the activations keep their scale through the depth), biases, batchnorm shifts
-    and running means around 0, batchnorm scales and running variances in [0.5, 1.5). Returns `model`."""
+    and running means around 0, batchnorm scales and running variances in [0.5, 1.5), layer scales in [0.1, 0.5).
+    Returns `model`."""
     import torch
 
     gen = torch.Generator().manual_seed(seed)
@@ -63,7 +64,9 @@ def perturb(model: Any, seed: int = 0) -> Any:
         for name, tensor in model.state_dict().items():
             if not tensor.is_floating_point():  # num_batches_tracked
                 continue
-            if tensor.dim() == 1 and name.endswith(("running_var", "weight")):
+            if "layer_scale" in name:  # a per-channel gain (ConvNeXt's, from 1e-6): every block's branch counts
+                tensor.copy_(torch.rand(tensor.shape, generator=gen) * 0.4 + 0.1)
+            elif tensor.dim() == 1 and name.endswith(("running_var", "weight")):
                 tensor.copy_(torch.rand(tensor.shape, generator=gen) + 0.5)
             elif tensor.dim() == 1:
                 tensor.copy_(torch.randn(tensor.shape, generator=gen) * 0.1)
