@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-# The submodule first: imported later, it would rebind `archc.load` from the function below to the module.
-from . import load as _load_module  # noqa: F401
 from ._version import __version__  # noqa: F401 - the package's version, re-exported
 from .diagnostics import ArchcError, Diagnostic
 
-__all__ = ["ArchcError", "Diagnostic", "load", "check", "compile", "load_weights", "transfer_weights"]
+__all__ = ["ArchcError", "Diagnostic", "load", "check", "compile", "load_weights", "transfer_weights",
+           "import_model"]
 
 
 def load(spec: Any = None, allow: list | None = None, *, text: str | None = None):
@@ -31,7 +30,7 @@ def load(spec: Any = None, allow: list | None = None, *, text: str | None = None
 
 def _overrides(loaded, overrides: dict[str, Any]) -> dict[str, Any]:
     from .diagnostics import did_you_mean
-    from .load import parse_value
+    from .loader import parse_value
 
     known = {p.name for p in loaded.spec.params} | {"input"}
     out: dict[str, Any] = {}
@@ -50,7 +49,7 @@ def _overrides(loaded, overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load_any(spec: Any, allow: list | None, text: str | None):
-    from .load import load as _load
+    from .loader import load as _load
 
     try:
         return _load(spec, allow, text=text)
@@ -115,3 +114,20 @@ def transfer_weights(src: Any, dst: Any):
     if transfer.is_torch_keras_pair(src, dst):  # the layouts of both frameworks are known in one place
         return transfer.transfer_weights(src, dst)
     return backend_of(dst).transfer_weights(src, dst)
+
+
+def import_model(obj: Any, input_shape: Any = None, *, partial: bool = False) -> str:
+    """A model back into the spec a person would have written (docs/importing.md): -> `.arch` text, checked to
+    be the same network. `obj` is a PyTorch module, a Keras model, an ONNX model, a path (`.onnx`, `.keras`,
+    `.h5`, `.arch`, `.json`) or `"module:callable"`; `input_shape` the input's size in archc's layout, HxWxC
+    (`(224, 224, 3)` or `"224x224x3"`), where the model does not say it. What the language cannot express raises
+    ArchcError A501 naming the operation and where it sits; `partial=True` writes what comes before it."""
+    from .decompile import import_model as _import
+
+    if isinstance(input_shape, str):
+        from .loader import parse_value
+
+        input_shape = parse_value(input_shape, "input")
+    if input_shape is not None:
+        input_shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
+    return _import(obj, input_shape, partial=partial)

@@ -52,7 +52,7 @@ def _warnings(plan, sources: dict[str, str] | None = None) -> None:
 def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
     """`--set NAME=VALUE` options: each value is parsed here, so a malformed one is a usage error that names
     the option (not a syntax error in a wrapper line of spec text that the user never wrote)."""
-    from .load import parse_value
+    from .loader import parse_value
 
     out: dict[str, Any] = {}
     for item in values:
@@ -73,7 +73,7 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
 def _check(spec, sets: dict[str, Any], max_layers: int | None, allow: tuple[str, ...], reads: list | None = None):
     """`reads`, when given, receives every file the spec reads (its own and its imports): outputs never go there."""
     from . import check
-    from .load import Loaded, load_path
+    from .loader import Loaded, load_path
 
     try:
         if not isinstance(spec, Loaded):
@@ -191,44 +191,10 @@ def check(ctx, specs, level, fmt, output, sets, max_layers, allow) -> None:
     overrides = _parse_sets(sets)
     if fmt == "html":
         _check_output_paths(specs, output)
-    failed = False
-    documents: list[dict] = []
-    for spec in specs:
-        if spec != "-" and not Path(spec).is_file():
-            raise click.BadParameter(f"no such file: {spec}", param_hint="SPECS")
-        try:
-            from .load import load_path, load_text
-
-            # a command-line argument is a path, whatever its characters
-            loaded = load_text(_stdin_text(), Path("<stdin>"), list(allow)) if spec == "-" \
-                else load_path(spec, list(allow))
-            if loaded.spec.input is None and not loaded.spec.body and loaded.spec.blocks:
-                documents.append(_report_block_file(loaded, fmt))
-                continue
-            plan = _check(loaded, overrides, max_layers, allow)
-        except ArchcError as e:
-            failed = True
-            if fmt in ("json", "jsonl"):  # a tool reads one stream: the diagnostics take the spec's place
-                documents.append({"file": spec, "ok": False,
-                                  "diagnostics": [d.to_dict() for d in e.diagnostics]})
-            else:
-                _report(e, fmt)
-            continue
-        notes = _notes(loaded, overrides)
-        if fmt in ("json", "jsonl"):
-            documents.append(dict(plan.to_json(), ok=True, notes=notes,
-                                  warnings=[d.to_dict() for d in plan.warnings]))
-        elif fmt == "html":
-            _write_report(plan, _report_target(spec, output), loaded.files)
-        else:
-            from .render import check_table
-
-            bold = _color(sys.stdout)
-            click.echo(check_table(plan, level, bold=bold), color=bold)
-        for note in notes if fmt in ("text", "html") else ():
-            click.echo(f"note: {note}", err=True)
-        if fmt in ("text", "html"):
-            _warnings(plan, loaded.sources)
+    documents: list[dict | None] = [_check_one(spec, fmt, level, output, overrides, max_layers, allow)
+                                    for spec in specs]
+    failed = any(doc is None or doc.get("ok") is False for doc in documents)
+    documents = [doc for doc in documents if doc]  # text and html print as they go
     if fmt == "jsonl":
         for doc in documents:
             click.echo(json.dumps(doc))
@@ -238,10 +204,45 @@ def check(ctx, specs, level, fmt, output, sets, max_layers, allow) -> None:
         ctx.exit(EXIT_SPEC)
 
 
+def _check_one(spec: str, fmt: str, level: str, output, overrides: dict, max_layers, allow) -> dict | None:
+    """Check one spec and print or write its result; for json and jsonl, the document to print (`ok` says
+    whether it checked). For text and html: {} when it checked, None when it failed (reported already)."""
+    if spec != "-" and not Path(spec).is_file():
+        raise click.BadParameter(f"no such file: {spec}", param_hint="SPECS")
+    try:
+        from .loader import load_path, load_text
+
+        # a command-line argument is a path, whatever its characters
+        loaded = load_text(_stdin_text(), Path("<stdin>"), list(allow)) if spec == "-" \
+            else load_path(spec, list(allow))
+        if loaded.spec.input is None and not loaded.spec.body and loaded.spec.blocks:
+            return _report_block_file(loaded, fmt)
+        plan = _check(loaded, overrides, max_layers, allow)
+    except ArchcError as e:
+        if fmt in ("json", "jsonl"):  # a tool reads one stream: the diagnostics take the spec's place
+            return {"file": spec, "ok": False, "diagnostics": [d.to_dict() for d in e.diagnostics]}
+        _report(e, fmt)
+        return None
+    notes = _notes(loaded, overrides)
+    if fmt in ("json", "jsonl"):
+        return dict(plan.to_json(), ok=True, notes=notes, warnings=[d.to_dict() for d in plan.warnings])
+    if fmt == "html":
+        _write_report(plan, _report_target(spec, output), loaded.files)
+    else:
+        from .render import check_table
+
+        bold = _color(sys.stdout)
+        click.echo(check_table(plan, level, bold=bold), color=bold)
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    _warnings(plan, loaded.sources)
+    return {}
+
+
 def _stdin_text() -> str:
     """A spec from standard input (`archc check -`, `archc fmt -`), held to the size limit of a spec file: at
     most the limit and one byte are read."""
-    from .load import read_stream
+    from .loader import read_stream
 
     return read_stream(sys.stdin, "<stdin>")
 
@@ -451,6 +452,57 @@ def _progress(what: str, slow: bool):
         click.echo("\r\x1b[2K", err=True, nl=False)  # erase the line
 
 
+@main.command("import", short_help="Read a model (PyTorch, ONNX, Keras) and write it as a spec.")
+@click.argument("source")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the spec here (default: standard output).")
+@click.option("--input", "input_size", metavar="HxWxC", default=None,
+              help="The input's size, where the model does not say it (default for PyTorch modules: 224x224x3).")
+@click.option("--partial", is_flag=True,
+              help="At an operation the language cannot express, write the layers before it, with a comment at "
+                   "the gap.")
+def import_command(source, output, input_size, partial) -> None:
+    """Read a model and write the spec a person would have written: repeated structures as blocks called
+    with `x N`, stage rows with their checked sizes, names from the model's own module paths. The spec is
+    checked to be the same network before it is written (docs/importing.md).
+
+    SOURCE is `module:callable` (imported, then called with no arguments: a PyTorch module or a Keras model),
+    an `.onnx`, `.keras` or `.h5` file, or a spec (`.arch`, `.json`: how archc would write it back).
+
+    \b
+    Examples:
+      archc import torchvision.models:resnet50 -o resnet50.arch
+      archc import model.onnx
+      archc import specs/densenet121.arch --input 112x112x3
+    """
+    gc.enable()  # frameworks build and drop much of their own: let the collector run (see `run`)
+    shape = _input_size(input_size)
+    from .decompile import import_model
+
+    with _progress(f"importing {source}", slow=True):
+        text = import_model(source, shape, partial=partial)
+    protect = [Path(source)] if Path(source).is_file() else []
+    _write_or_echo(text, output, protect)
+    if output is not None:
+        click.echo(f"wrote {output} ({len(text.splitlines())} lines)", err=True)
+
+
+def _input_size(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    from .loader import parse_value
+
+    try:
+        value = parse_value(text, "input")
+    except ArchcError as e:
+        raise click.BadParameter(f"`{text}` is not a size ({e.diagnostics[0].message}); write HxWxC, such as "
+                                 "224x224x3", param_hint="--input") from None
+    value = (value,) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not (isinstance(value, tuple) and len(value) in (1, 3)
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in value)):
+        raise click.BadParameter(f"`{text}` is not a size; write HxWxC, such as 224x224x3", param_hint="--input")
+    return value
+
+
 @main.command(short_help="List the layer kinds, or show one in detail.")
 @click.argument("kind", required=False)
 def ops(kind) -> None:
@@ -560,7 +612,7 @@ def convert(spec, target, output, spans) -> None:
       archc convert specs/resnet50.arch --to json -o resnet50.json
       archc convert resnet50.json --to arch
     """
-    from .load import load_path
+    from .loader import load_path
 
     if target == "arch":
         _write_or_echo(_to_arch(spec), output, [Path(spec)])
@@ -618,7 +670,7 @@ def list_specs(ctx, directory) -> None:
       archc list my_specs/
     """
     from . import check as run_check
-    from .load import load
+    from .loader import load
     from .render import list_table
 
     folder = Path(directory) if directory else shipped_specs_dir()
@@ -649,7 +701,7 @@ def _natural_key(path: Path) -> list:
 
 def shipped_specs_dir() -> Path:
     """The spec library: installed beside the package, or the repository's specs/ folder."""
-    from .load import library_dir
+    from .loader import library_dir
 
     found = library_dir()
     if found is None:
@@ -658,7 +710,7 @@ def shipped_specs_dir() -> Path:
 
 
 def _read_spec_text(path: str) -> str:
-    from .load import _read
+    from .loader import _read
 
     return _read(Path(path), path, None, {})
 
@@ -666,7 +718,7 @@ def _read_spec_text(path: str) -> str:
 def _to_arch(spec: str) -> str:
     """`convert --to arch`: JSON is printed canonically; text is formatted with its comments kept."""
     from .fmt import format_spec, format_text
-    from .load import parse_source
+    from .loader import parse_source
 
     text = _read_spec_text(spec)
     parsed = parse_source(text, spec)
@@ -840,6 +892,109 @@ def _write_index(pages: list, folder: Path) -> None:
               plan) for target_path, plan in pages]
     write_atomic(target, index_page(links).encode("utf-8"))
     click.echo(f"wrote {target}", err=True)
+
+
+EXIT_DIFFERENT, EXIT_DIFF_TROUBLE = 1, 2  # `archc diff`, as Unix diff: 0 the same, 1 different, 2 trouble
+FOREIGN_SUFFIXES = (".onnx", ".keras", ".h5", ".pt", ".pt2")  # models, not specs: read by archc.readers
+
+
+@main.command(short_help="Compare two specs: stage table deltas and the layers that differ.")
+@click.argument("a")
+@click.argument("b")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+              help="Override a network parameter on both sides.")
+@click.option("--set-a", "sets_a", multiple=True, metavar="NAME=VALUE",
+              help="Override a network parameter of A only (wins over --set).")
+@click.option("--set-b", "sets_b", multiple=True, metavar="NAME=VALUE",
+              help="Override a network parameter of B only (wins over --set).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--level", type=click.Choice(["stage", "layer"]), default="stage", show_default=True,
+              help="layer: also list every layer whose only change is its output size.")
+@_max_layers_option
+@_allow_option
+@click.pass_context
+def diff(ctx, a, b, sets, sets_a, sets_b, fmt, level, max_layers, allow) -> None:
+    """Compare two networks: a stage table of output sizes, parameters and MACs (A, B, delta), then the layers
+    that differ, paired through the structure (docs/diff.md): arguments that changed, layers only in A or only
+    in B, sizes that changed. A and B are specs (.arch, .json). Exit status 0 the same, 1 different, 2 trouble
+    (a spec that does not check, a missing file, a usage error).
+
+    \b
+    Examples:
+      archc diff specs/resnet50.arch specs/resnet50.arch --set-b downsample_at=2   # v1 against v1.5
+      archc diff specs/resnet18.arch specs/resnet34.arch --format json
+      archc diff specs/resnet50.arch specs/wide_resnet50_2.arch --set classes=10
+    """
+    from .diff import diff as compare
+    from .diff import diff_json, render_text
+
+    ctx.obj = fmt
+    both = _parse_sets(sets)
+    over_a, over_b = dict(both, **_parse_sets(sets_a)), dict(both, **_parse_sets(sets_b))
+    loaded: dict[str, Any] = {}  # one file named twice is read and parsed once
+    sides, errors = [], []
+    for source, which, over in ((a, "A", over_a), (b, "B", over_b)):
+        try:  # both sides are read, so that what is wrong with either is said at once
+            sides.append(_diff_side(source, which, over, max_layers, allow, loaded))
+        except ArchcError as e:
+            errors.append(e)
+        except RecursionError:  # what the group would report with exit 1, which here means "different"
+            errors.append(ArchcError([Diagnostic("A301", f"{which}, `{source}`, nests too deeply to process", None)]))
+        except OSError as e:
+            errors.append(ArchcError([Diagnostic("A004", f"cannot read `{e.filename or source}`: "
+                                                 f"{e.strerror or e}", None)]))
+    if errors:
+        _report(ArchcError([d for e in errors for d in e.diagnostics],
+                           {k: v for e in errors for k, v in e.sources.items()}), fmt)
+        ctx.exit(EXIT_DIFF_TROUBLE)
+    result = compare(*sides)
+    if fmt == "json":
+        click.echo(json.dumps(diff_json(result)))
+    else:
+        click.echo(render_text(result, level))
+    ctx.exit(0 if result.same else EXIT_DIFFERENT)
+
+
+def _diff_side(source: str, which: str, sets: dict[str, Any], max_layers, allow, loaded: dict):
+    """One side of `archc diff`: a spec checked with its overrides, or a model read into a FlatNetwork."""
+    from .diff import side_of_flat, side_of_plan
+    from .loader import load_path
+
+    if _is_foreign(source):
+        return side_of_flat(_read_foreign(source, which, sets), which)
+    try:
+        if source not in loaded:
+            loaded[source] = load_path(source, list(allow))
+        plan = _check(loaded[source], sets, max_layers, allow)
+    except click.UsageError as e:  # an unknown parameter: say which side's
+        raise click.UsageError(f"{which} ({source}): {e.message}") from None
+    _warnings(plan, loaded[source].sources)
+    for note in _notes(loaded[source], sets):
+        click.echo(f"note: {which}: {note}", err=True)
+    return side_of_plan(plan, sets, which)
+
+
+def _is_foreign(source: str) -> bool:
+    """A model rather than a spec: an ONNX or Keras file, or `module:callable` (a name that is no file)."""
+    if source.lower().endswith(FOREIGN_SUFFIXES):
+        return True
+    return ":" in source and not Path(source).exists() and not source.endswith((".arch", ".json"))
+
+
+def _read_foreign(source: str, which: str, sets: dict[str, Any]):
+    """A model as a FlatNetwork, read by `archc import`'s readers."""
+    if sets:
+        raise ArchcError([Diagnostic("A551", f"{which} (`{source}`) is a model, not a spec: it has no parameters "
+                                     f"to set ({', '.join(sets)})", None,
+                                     help=f"give --set-{which.lower()} only to a spec side")])
+    from . import readers
+    from .flat import Unsupported
+
+    try:
+        return readers.read_source(source)  # a source it cannot read at all is its own diagnostic (A502-A504)
+    except Unsupported as e:
+        raise ArchcError([Diagnostic("A552", f"{which}, `{source}`, holds {e.what} at `{e.where}`, which the "
+                                     "language cannot express", None, help=e.help or None)]) from None
 
 
 @main.command(short_help="Run the language server (for editors).")

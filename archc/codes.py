@@ -129,10 +129,34 @@ CODES: dict[str, tuple[str, str]] = {
     "A431": ("weights do not fit (ONNX)",
              "Weights that do not fit an ONNX model: a name the source lacks, a tensor of another shape, or a "
              "source the backend cannot read."),
+    "A501": ("operation the language cannot express",
+             "`archc import` met an operation of the source model that the language cannot express yet; the "
+             "message names the operation and where it sits in the source (its module path, ONNX node name or "
+             "Keras layer name). `--partial` writes the layers before it, with a comment at the gap."),
+    "A502": ("no reader for the source",
+             "`archc import` cannot read this kind of source: a file extension it does not know, an object of a "
+             "framework it has no reader for, or a reader that is not part of this version of archc."),
+    "A503": ("cannot load the source",
+             "`archc import module:callable` could not import the module, find the callable, or call it with no "
+             "arguments; or SOURCE is neither a file nor `module:callable`."),
+    "A504": ("structure the language cannot write",
+             "The source's data flow has no spec: a layer read by branches that merge at different points (a "
+             "graph that is not series-parallel), an identity input of a merge where no `residual` can put it, "
+             "or layers that never reach the output (several outputs)."),
+    "A505": ("imported spec differs from the source",
+             "The spec `archc import` wrote does not check back to the same network as the source. This is a bug "
+             "in archc; the spec is not written, so no different model is ever handed back."),
+    "A551": ("parameters set on a model",
+             "`archc diff --set`, `--set-a` or `--set-b` gives network parameters to a side that is a model, not a "
+             "spec: a model has no parameters to set."),
+    "A552": ("a model the language cannot express",
+             "`archc diff` read a model that holds an operation the spec language cannot express; the message "
+             "names the operation and where it sits in the model (its module path or node name)."),
 }
 
 PHASES = {"0": "reading and parsing", "1": "names, arguments and definitions", "2": "shapes", "3": "limits",
-          "4": "backends, building and drawing"}
+          "4": "backends, building and drawing",
+          "5": "importing and comparing models"}
 
 
 def explain(code: str) -> str | None:

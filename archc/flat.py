@@ -60,9 +60,13 @@ def flat_of_plan(plan: Plan) -> FlatNetwork:
 
 def layer_signature(net: FlatNetwork) -> list[tuple[str, dict[str, Any], tuple[int, ...], Shape]]:
     """What two flat networks must agree on to be the same model: per layer its kind, resolved arguments,
-    producers and output shape (paths and tensors left out)."""
-    return [(layer.op, args.model_dump(), layer.inputs, shape)
-            for layer, (args, _, shape) in zip(net.layers, net.resolved())]
+    producers and output shape (paths and tensors left out); arguments in one spelling for each meaning
+    (`same` padding as its amounts: archc.ops.OpArgs.canonical), producers in order only for a merge that lays
+    them side by side (a sum or a product is the same whichever input comes first)."""
+    return [(layer.op, args.canonical(in_shapes),
+             layer.inputs if OPS[layer.op].inputs == "one" or OPS[layer.op].joins else tuple(sorted(layer.inputs)),
+             shape)
+            for layer, (args, in_shapes, shape) in zip(net.layers, net.resolved(), strict=True)]
 
 
 def same_layers(a: FlatNetwork, b: FlatNetwork) -> str | None:
@@ -70,7 +74,7 @@ def same_layers(a: FlatNetwork, b: FlatNetwork) -> str | None:
     if a.input_shape != b.input_shape:
         return f"inputs differ: {a.input_shape} and {b.input_shape}"
     sa, sb = layer_signature(a), layer_signature(b)
-    for i, (x, y) in enumerate(zip(sa, sb)):
+    for i, (x, y) in enumerate(zip(sa, sb, strict=False)):
         if x != y:
             return f"layer {i} differs: {a.layers[i].path} {x} and {b.layers[i].path} {y}"
     if len(sa) != len(sb):
@@ -93,15 +97,20 @@ class Unsupported(Exception):
         self.partial = partial
 
 
-def graph_of_flat(net: FlatNetwork, what: str = "the source"):
+def graph_of_flat(net: FlatNetwork, what: str = "the source", every_layer: bool = False):
     """The weighted layers of a flat network as an archc.match.Graph (what structural load_weights matches),
     each with its FlatLayer as `ref`, so its `tensors` can be copied: readers of ONNX and Keras models fill
-    `tensors` by PyTorch name and layout, the names the kind's `weights()` gives."""
-    from .match import GraphBuilder, channels_first
+    `tensors` by PyTorch name and layout, the names the kind's `weights()` gives. With `every_layer`, every layer
+    is one, with its kind and arguments (what `archc diff` matches, as archc.match.graph_of_plan does)."""
+    from .match import GraphBuilder, arg_items, channels_first
 
     builder = GraphBuilder(what)
     builder.input(INPUT, channels_first(net.input_shape))
-    for i, (layer, (args, in_shapes, shape)) in enumerate(zip(net.layers, net.resolved())):
+    for i, (layer, (args, in_shapes, shape)) in enumerate(zip(net.layers, net.resolved(), strict=True)):
+        if every_layer:  # as graph_of_plan's: kinds and arguments, no tensors
+            builder.layer(i, layer.inputs, channels_first(shape), layer.path, (), None, layer, layer.op,
+                          arg_items(args))
+            continue
         weights = OPS[layer.op].weights(args, in_shapes)
         if weights:
             builder.layer(i, layer.inputs, channels_first(shape), layer.path,
@@ -109,3 +118,58 @@ def graph_of_flat(net: FlatNetwork, what: str = "the source"):
         else:
             builder.op(i, layer.inputs, channels_first(shape))
     return builder.graph
+
+
+def network_digests(net: FlatNetwork) -> list[str]:
+    """Each layer's structural digest: its kind, resolved arguments and output shape, and the digests of its
+    producers in order (in any order for a merge that `commutes`): a Merkle hash of everything upstream. Two
+    networks whose outputs share a digest are the same computation whatever order their layers are listed in."""
+    import hashlib
+
+    out: list[str] = []
+    source = hashlib.sha256(repr(("input", tuple(net.input_shape))).encode()).hexdigest()
+    for layer, (args, _, shape) in zip(net.layers, net.resolved(), strict=True):
+        ins = tuple(source if i == INPUT else out[i] for i in layer.inputs)
+        if OPS[layer.op].commutes:  # a sum or a product: the inputs' order is no part of the computation
+            ins = tuple(sorted(ins))
+        text = repr((layer.op, sorted(args.model_dump().items()), tuple(shape), ins))
+        out.append(hashlib.sha256(text.encode()).hexdigest())
+    return out
+
+
+def same_network(a: FlatNetwork, b: FlatNetwork) -> str | None:
+    """None when a and b compute the same thing: the same layers (kind, resolved arguments, shapes) with the
+    same producers, in any order; else what differs. Layer for layer in the same order is `same_layers`."""
+    if a.input_shape != b.input_shape:
+        return f"inputs differ: {a.input_shape} and {b.input_shape}"
+    da, db = network_digests(a), network_digests(b)
+    if len(da) != len(db):
+        return f"{len(da)} layers and {len(db)} layers"
+    if sorted(da) != sorted(db):
+        extra = [i for i, d in enumerate(da) if d not in set(db)]
+        first = a.layers[extra[0]] if extra else None
+        return f"the layers differ, first at {first.path if first else '?'} ({first.op if first else '?'})"
+    out_a = "input" if a.output == INPUT else da[a.output]
+    out_b = "input" if b.output == INPUT else db[b.output]
+    if out_a != out_b:
+        return "the outputs differ"
+    return None
+
+
+def upstream(net: FlatNetwork, output: int | None = None) -> FlatNetwork:
+    """The network up to `output` (default: its last layer): that layer and every layer it reads from,
+    renumbered; what `archc import --partial` writes of a network read up to a gap."""
+    out = len(net.layers) - 1 if output is None else output
+    keep: set[int] = set()
+    stack = [out] if out != INPUT else []
+    while stack:
+        i = stack.pop()
+        if i in keep:
+            continue
+        keep.add(i)
+        stack.extend(p for p in net.layers[i].inputs if p != INPUT)
+    index = {old: new for new, old in enumerate(sorted(keep))}
+    index[INPUT] = INPUT
+    layers = [FlatLayer(net.layers[i].op, net.layers[i].args, tuple(index[p] for p in net.layers[i].inputs),
+                        net.layers[i].path, net.layers[i].tensors) for i in sorted(keep)]
+    return FlatNetwork(net.input_shape, layers, index[out], net.name, net.source)

@@ -67,6 +67,7 @@ def _float(value: float) -> str:
 
 
 def _expr(e: Any) -> tuple[str, int]:
+    """(text, binding level) of an expression: a number, or an IR node written by its kind's writer."""
     if isinstance(e, bool):
         return ("true" if e else "false"), _ATOM
     if isinstance(e, int):
@@ -75,46 +76,68 @@ def _expr(e: Any) -> tuple[str, int]:
         if not math.isfinite(e):
             raise Unwritable(f"the number {e} has no literal")
         return _float(e), (_ATOM if e >= 0 else _UNARY)
-    kind = e.kind
-    if kind == "name":
-        if not _NAME_EXPR.fullmatch(e.id) or e.id in _EXPR_KEYWORDS:
-            raise Unwritable(f"`{e.id}` is not a name the text syntax can write")
-        return e.id, _ATOM
-    if kind == "dims":
-        # `3x3`, `224x224x3` for sizes; a tuple for anything else, such as paddings `(1, 1, 0, 0)`
-        literal = all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in e.dims)
-        if literal and 2 <= len(e.dims) <= 3:
-            return "x".join(str(d) for d in e.dims), _ATOM
-        if len(e.dims) < 2:
-            raise Unwritable("a size needs at least two dimensions")
-        return "(" + ", ".join(expr(d) for d in e.dims) + ")", _ATOM
-    if kind == "str":
-        if '"' in e.value or "\n" in e.value or "\r" in e.value:
-            raise Unwritable("a string cannot hold a double quote or a line break")
-        return f'"{e.value}"', _ATOM
-    if kind == "percent":
-        return _percent(e.value), _ATOM
-    if kind == "binop":
-        level = _BINOP_LEVEL[e.op]
-        if level == _COMPARE:  # comparisons do not chain: both sides are sums
-            left, right = expr(e.left, _SUM), expr(e.right, _SUM)
-        else:  # left-associative
-            left, right = expr(e.left, level), expr(e.right, level + 1)
-        if e.op == "*" and _coefficient(e.left) and _expr(e.right)[1] == _ATOM:
-            return f"{left}*{right}", level  # `4*w`: a coefficient, as the papers write 4w
-        return f"{left} {e.op} {right}", level
-    if kind == "unary":
-        if e.op == "not":
-            return f"not {expr(e.operand, _NOT)}", _NOT
-        operand = expr(e.operand, _UNARY)
-        return ("- " if operand.startswith("-") else "-") + operand, _UNARY
-    if kind == "func":
-        if not _IDENT.fullmatch(e.func):
-            raise Unwritable(f"`{e.func}` is not a function name")
-        return f"{e.func}(" + ", ".join(expr(a) for a in e.args) + ")", _ATOM
-    if kind == "cond":
-        return f"{expr(e.then, _OR)} if {expr(e.test, _OR)} else {expr(e.orelse, _COND)}", _COND
-    raise Unwritable(f"unknown expression kind `{kind}`")  # pragma: no cover - the IR's union is closed
+    writer = _WRITERS.get(e.kind)
+    if writer is None:  # pragma: no cover - the IR's union is closed
+        raise Unwritable(f"unknown expression kind `{e.kind}`")
+    return writer(e)
+
+
+def _name(e: ir.Name) -> tuple[str, int]:
+    if not _NAME_EXPR.fullmatch(e.id) or e.id in _EXPR_KEYWORDS:
+        raise Unwritable(f"`{e.id}` is not a name the text syntax can write")
+    return e.id, _ATOM
+
+
+def _dims(e: ir.Dims) -> tuple[str, int]:
+    # `3x3`, `224x224x3` for sizes; a tuple for anything else, such as paddings `(1, 1, 0, 0)`
+    literal = all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in e.dims)
+    if literal and 2 <= len(e.dims) <= 3:
+        return "x".join(str(d) for d in e.dims), _ATOM
+    if len(e.dims) < 2:
+        raise Unwritable("a size needs at least two dimensions")
+    return "(" + ", ".join(expr(d) for d in e.dims) + ")", _ATOM
+
+
+def _str(e: ir.Str) -> tuple[str, int]:
+    if '"' in e.value or "\n" in e.value or "\r" in e.value:
+        raise Unwritable("a string cannot hold a double quote or a line break")
+    return f'"{e.value}"', _ATOM
+
+
+def _binop(e: ir.BinOp) -> tuple[str, int]:
+    level = _BINOP_LEVEL[e.op]
+    if level == _COMPARE:  # comparisons do not chain: both sides are sums
+        left, right = expr(e.left, _SUM), expr(e.right, _SUM)
+    else:  # left-associative
+        left, right = expr(e.left, level), expr(e.right, level + 1)
+    if e.op == "*" and _coefficient(e.left) and _expr(e.right)[1] == _ATOM:
+        return f"{left}*{right}", level  # `4*w`: a coefficient, as the papers write 4w
+    return f"{left} {e.op} {right}", level
+
+
+def _unary(e: ir.UnaryOp) -> tuple[str, int]:
+    if e.op == "not":
+        return f"not {expr(e.operand, _NOT)}", _NOT
+    operand = expr(e.operand, _UNARY)
+    return ("- " if operand.startswith("-") else "-") + operand, _UNARY
+
+
+def _func(e: ir.Func) -> tuple[str, int]:
+    if not _IDENT.fullmatch(e.func):
+        raise Unwritable(f"`{e.func}` is not a function name")
+    return f"{e.func}(" + ", ".join(expr(a) for a in e.args) + ")", _ATOM
+
+
+_WRITERS = {
+    "name": _name,
+    "dims": _dims,
+    "str": _str,
+    "percent": lambda e: (_percent(e.value), _ATOM),
+    "binop": _binop,
+    "unary": _unary,
+    "func": _func,
+    "cond": lambda e: (f"{expr(e.then, _OR)} if {expr(e.test, _OR)} else {expr(e.orelse, _COND)}", _COND),
+}
 
 
 def _coefficient(value: Any) -> bool:
@@ -208,6 +231,10 @@ def comments_of(source: str) -> list[_Comment]:
                 found.append(_Comment(number, line[col:].rstrip(" \t"), not line[:col].strip()))
                 break
     return found
+
+
+_Statement = tuple[float, int, list]  # (source line, canonical rank, lines or top-level items)
+_BODY = 5  # the rank of the network's own items: after network, imports, input, params and blocks
 
 
 class _Printer:
@@ -332,50 +359,12 @@ class _Printer:
     # ---- the file
     def spec(self, spec: ir.Spec) -> list[_Line]:
         """Top-level statements in source order (canonical order without a source)."""
-        stmts: list[tuple[float, int, list[_Line]]] = []  # (source line, canonical rank, lines)
-
-        def add(line: int | None, rank: int, lines: list[_Line]) -> None:
-            stmts.append((line if line is not None else math.inf, rank, lines))
-
-        if spec.name is not None:
-            text = "network " + _ident(spec.name, "network")
-            if spec.description is not None:
-                text += " " + expr(ir.Str(value=spec.description))
-            line = self.network_line()
-            add(line, 0, [_Line(0, text, (line, line) if line else None)])
-        for imp in spec.imports:
-            line = self.first_line(imp) if self.source is not None else None
-            add(line, 1, [_Line(0, "import " + expr(ir.Str(value=imp.path)), (line, line) if line else None)])
-        if spec.input is not None:
-            line = spec.input_span.line if self.source is not None and spec.input_span is not None else None
-            add(line, 2, [_Line(0, "input " + expr(spec.input), (line, line) if line else None)])
-        for params in self.param_lines(spec.params):
-            line = self.first_line(params[0]) if self.source is not None else None
-            text = "param " + ", ".join(f"{_ident(p.name, 'parameter')}={expr(p.default)}" for p in params)
-            add(line, 3, [_Line(0, text, (line, line) if line else None)])
-        for block in spec.blocks:
-            line = self.first_line(block) if self.source is not None else None
-            params = ", ".join(_ident(p.name, "parameter") + (f"={expr(p.default)}" if p.default is not None else "")
-                               for p in block.params)
-            header = f"block {_ident(block.name, 'block')}({params})"
-            inline = self.same_line(line, block.body) if self.source is not None else False
-            lines = self.suite(header, line, block.body, 0, inline)
-            lines[0].blank = True
-            add(line, 4, lines)
-        if spec.body:
-            if self.source is not None:
-                # each top-level item is its own statement so that it sorts among blocks and params
-                for it in spec.body:
-                    add(self.first_line(it), 5, [it])  # type: ignore[list-item]
-            else:
-                lines = self.body(spec.body, 0)
-                lines[0].blank = True
-                add(None, 5, lines)
+        stmts = self.header_statements(spec) + self.block_statements(spec) + self.body_statements(spec)
         stmts.sort(key=lambda s: (s[0], s[1]))
         out: list[_Line] = []
         run: list = []  # consecutive top-level items: they share lines by the body rule
         for _, rank, payload in stmts:
-            if rank == 5 and self.source is not None:
+            if rank == _BODY and self.source is not None:
                 run.extend(payload)
                 continue
             if run:
@@ -385,6 +374,53 @@ class _Printer:
         if run:
             out.extend(self.body(run, 0))
         return out
+
+    def statement(self, line: int | None, rank: int, lines: list) -> _Statement:
+        return (line if line is not None else math.inf, rank, lines)
+
+    def one_line(self, node: Any, rank: int, text: str, line: int | None = None) -> _Statement:
+        if line is None and node is not None and self.source is not None:
+            line = self.first_line(node)
+        return self.statement(line, rank, [_Line(0, text, (line, line) if line else None)])
+
+    def header_statements(self, spec: ir.Spec) -> list[_Statement]:
+        """`network`, `import`, `input` and `param` lines."""
+        stmts = []
+        if spec.name is not None:
+            text = "network " + _ident(spec.name, "network")
+            if spec.description is not None:
+                text += " " + expr(ir.Str(value=spec.description))
+            stmts.append(self.one_line(None, 0, text, self.network_line()))
+        stmts += [self.one_line(imp, 1, "import " + expr(ir.Str(value=imp.path))) for imp in spec.imports]
+        if spec.input is not None:
+            line = spec.input_span.line if self.source is not None and spec.input_span is not None else None
+            stmts.append(self.one_line(None, 2, "input " + expr(spec.input), line))
+        for params in self.param_lines(spec.params):
+            text = "param " + ", ".join(f"{_ident(p.name, 'parameter')}={expr(p.default)}" for p in params)
+            stmts.append(self.one_line(params[0], 3, text))
+        return stmts
+
+    def block_statements(self, spec: ir.Spec) -> list[_Statement]:
+        stmts = []
+        for block in spec.blocks:
+            line = self.first_line(block) if self.source is not None else None
+            params = ", ".join(_ident(p.name, "parameter") + (f"={expr(p.default)}" if p.default is not None else "")
+                               for p in block.params)
+            header = f"block {_ident(block.name, 'block')}({params})"
+            inline = self.same_line(line, block.body) if self.source is not None else False
+            lines = self.suite(header, line, block.body, 0, inline)
+            lines[0].blank = True
+            stmts.append(self.statement(line, 4, lines))
+        return stmts
+
+    def body_statements(self, spec: ir.Spec) -> list[_Statement]:
+        if not spec.body:
+            return []
+        if self.source is not None:  # each top-level item its own statement, to sort among blocks and params
+            return [self.statement(self.first_line(it), _BODY, [it]) for it in spec.body]
+        lines = self.body(spec.body, 0)
+        lines[0].blank = True
+        return [self.statement(None, _BODY, lines)]
 
     def param_lines(self, params: list[ir.Param]) -> list[list[ir.Param]]:
         if not params:

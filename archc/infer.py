@@ -507,37 +507,41 @@ def resolve_params(spec: ir.Spec, overrides: dict[str, Any]) -> tuple[dict, Shap
         if isinstance(value, Symbol):
             value = str(value)
         env[param.name] = value
-    shape = None
+    return env, _input_shape(spec, env, overrides, diags), diags
+
+
+def _input_shape(spec: ir.Spec, env: dict, overrides: dict[str, Any], diags: list[Diagnostic]) -> Shape | None:
+    """The input size: overridden, or the spec's evaluated; None (and a diagnostic) when it is not one."""
     if "input" in overrides:
         try:
             shape = bounded_value(overrides["input"])
         except RuleError as e:
             diags.append(Diagnostic(e.code, f"`input`: {e.message}", None, help=e.help))
-            return env, None, diags
+            return None
     elif spec.input is not None:
         try:
             shape = evaluate(spec.input, env)
         except (RuleError, Unknown) as e:
             diags.append(Diagnostic(getattr(e, "code", "A103"), getattr(e, "message", "bad input size"),
                                     spec.input_span))
-            return env, None, diags
+            return None
     else:
         diags.append(Diagnostic("A110", "the spec has no `input` size", None,
                                 help="start the spec with the size of its input, e.g. `input 224x224x3`"))
-        return env, None, diags
+        return None
     if isinstance(shape, int) and not isinstance(shape, bool):
         shape = (shape,)
     if not (isinstance(shape, tuple) and len(shape) in (1, 3)
             and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)):
         diags.append(Diagnostic("A118", f"the input size must be HxWxC or a length, not `{shape}`",
                                 spec.input_span, help="for example `input 224x224x3` or `input 784`"))
-        return env, None, diags
+        return None
     try:
         check_shape(shape)
     except RuleError as e:
         diags.append(Diagnostic(e.code, e.message, spec.input_span, help=e.help))
-        return env, None, diags
-    return env, shape, diags
+        return None
+    return shape
 
 
 def infer(spec: ir.Spec, blocks: dict[str, ir.BlockDef] | None = None, overrides: dict[str, Any] | None = None,

@@ -32,7 +32,7 @@ import re
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ from pygls.lsp.server import LanguageServer
 
 from . import __version__, ir
 from .diagnostics import ArchcError, Diagnostic, Span
-from .load import MAX_SPEC_BYTES
+from .loader import MAX_SPEC_BYTES
 from .ops import ALIASES, MERGES, OPS, POST_OPS, SHORTCUTS, Op, fmt_shape, lookup
 from .plan import Plan, PlanNode
 from .render import human
@@ -98,7 +98,7 @@ def analyse(text: str, path: Path | None, allow: list[str] | None = None) -> Ana
     """Check unsaved text as if it were the file at `path`: the pipeline of `archc.check` (`load_text`, then
     `check`), and what remains usable of a document with errors."""
     from . import check
-    from .load import load_text, parse_source
+    from .loader import load_text, parse_source
 
     display = str(path) if path is not None else "<spec>"
     result = Analysis(text=text, display=display)
@@ -138,7 +138,7 @@ def _recover(text: str, display: str, diagnostics: list[Diagnostic]) -> str | No
     """The text with the statements that hold syntax errors blanked out, line numbers kept, so that symbols,
     definitions and completion still see the rest. First only the bad line (and the lines indented under it),
     then the whole top-level statement around each error that remains. None if it still does not parse."""
-    from .load import parse_source
+    from .loader import parse_source
 
     if display.endswith(".json") or text.lstrip().startswith("{"):
         return None
@@ -556,33 +556,40 @@ def _block_sig(block: ir.BlockDef) -> str:
 
 
 def _plan_hover(plan: Plan, spec: ir.Spec | None, display: str, line: int, character: int) -> str | None:
+    """What inference says at a position: the layers a line makes, a stage's row, the whole network."""
     hits = [n for n in plan.nodes if _in_file(n.span, display) and _contains(n.span, line, character)]
     if hits:
-        def size(n: PlanNode) -> tuple[int, int]:
-            return (n.span.end_line - n.span.line, n.span.end_column - n.span.column)
-
-        smallest = min(size(n) for n in hits)
-        nodes = [n for n in hits if size(n) == smallest]
-        if len(nodes) == 1:
-            return _describe(nodes[0])
-        lines = [f"{len(nodes)} layers come from this line:", ""]
-        lines += [f"- `{n.name}` → {fmt_shape(n.shape)}, {n.params:,} params" for n in nodes[:MAX_HOVER_INSTANCES]]
-        if len(nodes) > MAX_HOVER_INSTANCES:
-            lines.append(f"- ... and {len(nodes) - MAX_HOVER_INSTANCES} more")
-        return "\n".join(lines)
-    if spec is not None:  # a stage's header line (or a nested scope's): its row of the table
-        for item, path in _scopes(spec.body, ""):
-            if _in_file(item.span, display) and item.span.line - 1 == line:
-                nodes = [n for n in plan.nodes if n.name.startswith(path + ".")]
-                if nodes:
-                    return (f"**`{path}`** — {len(nodes)} layers\n\n"
-                            f"output **{fmt_shape(nodes[-1].shape)}** · params {sum(n.params for n in nodes):,} · "
-                            f"MACs {human(sum(n.macs for n in nodes))}")
-        if spec.input_span is not None and _contains(spec.input_span, line, character):
-            return (f"**input** {fmt_shape(plan.input_shape)} → output **{fmt_shape(plan.output_shape)}**\n\n"
-                    f"{len(plan.nodes):,} layers · params {plan.total_params:,} · MACs {plan.macs:,} "
-                    f"({human(plan.macs)})")
+        return _layers_hover(hits)
+    if spec is None:
+        return None
+    for item, path in _scopes(spec.body, ""):  # a stage's header line (or a nested scope's): its row
+        if _in_file(item.span, display) and item.span.line - 1 == line:
+            nodes = [n for n in plan.nodes if n.name.startswith(path + ".")]
+            if nodes:
+                return (f"**`{path}`** — {len(nodes)} layers\n\n"
+                        f"output **{fmt_shape(nodes[-1].shape)}** · params {sum(n.params for n in nodes):,} · "
+                        f"MACs {human(sum(n.macs for n in nodes))}")
+    if spec.input_span is not None and _contains(spec.input_span, line, character):
+        return (f"**input** {fmt_shape(plan.input_shape)} → output **{fmt_shape(plan.output_shape)}**\n\n"
+                f"{len(plan.nodes):,} layers · params {plan.total_params:,} · MACs {plan.macs:,} "
+                f"({human(plan.macs)})")
     return None
+
+
+def _layers_hover(hits: list[PlanNode]) -> str:
+    """The innermost layers under the cursor: one described, or several (a block's call) listed."""
+    def size(n: PlanNode) -> tuple[int, int]:
+        return (n.span.end_line - n.span.line, n.span.end_column - n.span.column)
+
+    smallest = min(size(n) for n in hits)
+    nodes = [n for n in hits if size(n) == smallest]
+    if len(nodes) == 1:
+        return _describe(nodes[0])
+    lines = [f"{len(nodes)} layers come from this line:", ""]
+    lines += [f"- `{n.name}` → {fmt_shape(n.shape)}, {n.params:,} params" for n in nodes[:MAX_HOVER_INSTANCES]]
+    if len(nodes) > MAX_HOVER_INSTANCES:
+        lines.append(f"- ... and {len(nodes) - MAX_HOVER_INSTANCES} more")
+    return "\n".join(lines)
 
 
 def _scopes(items: list, prefix: str):
@@ -607,8 +614,6 @@ def _spec_hover(analysis: Analysis, plan: Plan | None, lines: list[str], line: i
         return None
     from .fmt import expr
 
-    text = lines[line] if line < len(lines) else ""
-    hit = _word_at(_code_part(text), character)
     for param in spec.params:
         if _in_file(param.span, display) and _contains(param.span, line, character):
             value = plan.params.get(param.name) if plan is not None else None
@@ -618,31 +623,43 @@ def _spec_hover(analysis: Analysis, plan: Plan | None, lines: list[str], line: i
     if spec.input_span is not None and _contains(spec.input_span, line, character) and spec.input is not None:
         return f"**input** `{expr(spec.input)}`: the size of one example (HxWxC, or a length)"
     for block in spec.blocks:
-        if not _in_file(block.span, display) or block.span.line - 1 != line:
-            continue
-        for param in block.params:
-            if param.span is not None and _contains(param.span, line, character):
-                default = f", default `{expr(param.default)}`" if param.default is not None else " (required)"
-                return f"**parameter `{param.name}`** of block `{block.name}`{default}"
-        text = f"**block** `{_block_sig(block)}`"
-        if plan is not None:
-            nodes = [n for n in plan.nodes if _in_file(n.span, display) and block.span.line <= n.span.line
-                     and n.span.line < block.span.end_line + (block.span.end_column > 1)]
-            text += (f"\n\n{len(nodes):,} layers of the network come from it · params "
-                     f"{sum(n.params for n in nodes):,} · MACs {human(sum(n.macs for n in nodes))}")
-        return text
+        if _in_file(block.span, display) and block.span.line - 1 == line:
+            return _block_header_hover(block, plan, display, line, character)
+    text = lines[line] if line < len(lines) else ""
+    return _word_hover(analysis, text, character)
+
+
+def _block_header_hover(block: ir.BlockDef, plan: Plan | None, display: str, line: int, character: int) -> str:
+    """A block's header: one of its parameters, or the block with the layers it makes in the network."""
+    from .fmt import expr
+
+    for param in block.params:
+        if param.span is not None and _contains(param.span, line, character):
+            default = f", default `{expr(param.default)}`" if param.default is not None else " (required)"
+            return f"**parameter `{param.name}`** of block `{block.name}`{default}"
+    text = f"**block** `{_block_sig(block)}`"
+    if plan is not None:
+        nodes = [n for n in plan.nodes if _in_file(n.span, display) and block.span.line <= n.span.line
+                 and n.span.line < block.span.end_line + (block.span.end_column > 1)]
+        text += (f"\n\n{len(nodes):,} layers of the network come from it · params "
+                 f"{sum(n.params for n in nodes):,} · MACs {human(sum(n.macs for n in nodes))}")
+    return text
+
+
+def _word_hover(analysis: Analysis, text: str, character: int) -> str | None:
+    """The word under the cursor: a block called (`name(`) or a layer kind where an item starts."""
+    hit = _word_at(_code_part(text), character)
     if hit is None:
         return None
-    word, _, end = hit
-    rest = text[end:].lstrip()
-    if rest.startswith("("):
+    word, start, end = hit
+    if text[end:].lstrip().startswith("("):
         block = analysis.blocks.get(word)
-        if block is not None:
-            where = "" if _in_file(block.span, display) or block.span is None else f"\n\nfrom `{block.span.file}`"
-            return f"**block** `{_block_sig(block)}`{where}"
-        return None
+        if block is None:
+            return None
+        where = "" if _in_file(block.span, analysis.display) or block.span is None else f"\n\nfrom `{block.span.file}`"
+        return f"**block** `{_block_sig(block)}`{where}"
     op = lookup(word)
-    if op is not None and _is_item_start(text[:hit[1]]):
+    if op is not None and _is_item_start(text[:start]):
         return _kind_doc(word, op)
     return None
 
@@ -895,97 +912,134 @@ def _enclosing_block(lines: list[str], line: int) -> list[str]:
 
 
 def complete(text: str, state: DocState | None, line: int, character: int) -> list[types.CompletionItem]:
+    """What may be written at the cursor, from the text before it on its line (the spec may not parse yet)."""
     lines = _lines(text)
     if line >= len(lines):
         return []
-    full = lines[line]
-    before = full[:character]
+    before = lines[line][:character]
     if _code_part(before) != before or before.count('"') % 2:
         return []  # in a comment or a string
-    names = _names(text, state)
-    values = names.params + [p for p in _enclosing_block(lines, line) if p not in names.params]
+    return _Completion(before, _names(text, state), _enclosing_block(lines, line)).items()
 
-    def value_items(extra: list[str] = ()) -> list[types.CompletionItem]:
+
+class _Completion:
+    """The completions of one cursor position: the statement keyword decides, then the innermost open
+    parenthesis, then the item being written (`residual ...:`, a first word, a layer's arguments)."""
+
+    def __init__(self, before: str, names: _Names, block_params: list[str]):
+        self.before = before
+        self.names = names
+        self.values = names.params + [p for p in block_params if p not in names.params]
+
+    def value_items(self, extra: Iterable[str] = ()) -> list[types.CompletionItem]:
         return ([types.CompletionItem(label=w, kind=types.CompletionItemKind.EnumMember, sort_text=f"0{w}")
                  for w in extra] +
                 [types.CompletionItem(label=p, kind=types.CompletionItemKind.Variable, detail="parameter",
-                                      sort_text=f"2{p}") for p in values])
+                                      sort_text=f"2{p}") for p in self.values])
 
-    stripped = before.lstrip()
-    first = _WORD.match(stripped)
-    if first and first.group() in ("network", "import", "input") and before.startswith(first.group()):
-        return []
-    if first and first.group() == "param" and before.startswith("param"):
-        return value_items() if "=" in before else []
-    if first and first.group() == "block" and before.startswith("block") and not re.search(r"\)\s*:", before):
-        return value_items() if "=" in before else []  # the header's parameters and their defaults
-    # the innermost open parenthesis decides: a block call's arguments, a function's or a tuple's values, a group
-    depth: list[tuple[int, str | None]] = []
-    segment_start = 0
-    for i, ch in enumerate(before):
-        if ch == "(":
-            m = re.search(r"([A-Za-z_][A-Za-z0-9_]*)$", before[:i])
-            depth.append((i, m.group(1) if m else None))
-        elif ch == ")" and depth:
-            depth.pop()
-        elif ch in ":;" and not depth:
-            segment_start = i + 1
-    if depth:
-        opened_at, opener = depth[-1]
-        if opener is not None and opener in names.blocks:
-            if "=" in before[opened_at + 1:].rsplit(",", 1)[-1]:
-                return value_items()
-            params, _ = names.blocks[opener]
+    def items(self) -> list[types.CompletionItem]:
+        statement = self.statement()
+        if statement is not None:
+            return statement
+        segment_start, opened = self.segments()
+        if opened is not None:
+            inside = self.inside_parens(segment_start, *opened)
+            if inside is not None:
+                return inside
+            segment_start = self.group_items_start(opened[0] + 1)
+        segment = self.before[segment_start:].lstrip()
+        residual = re.match(r"residual\s+(.*)$", segment)
+        if residual and ":" not in residual.group(1):  # `residual [MERGE] [shortcut=KIND]:`
+            return self.residual_header(residual.group(1))
+        if _WORD.fullmatch(segment) or not segment:  # the first word of an item: a layer kind or a block
+            at_top = segment_start == 0 and not self.before[:len(self.before) - len(segment)].strip()
+            return self.first_words(at_top)
+        return self.layer_arguments(segment)
+
+    def statement(self) -> list[types.CompletionItem] | None:
+        """Inside a `network`/`import`/`input`/`param`/`block` line; None elsewhere."""
+        first = _WORD.match(self.before.lstrip())
+        word = first.group() if first and self.before.startswith(first.group()) else None
+        if word in ("network", "import", "input"):
+            return []
+        if word == "param" or (word == "block" and not re.search(r"\)\s*:", self.before)):
+            return self.value_items() if "=" in self.before else []  # defaults of parameters
+        return None
+
+    def segments(self) -> tuple[int, tuple[int, str | None] | None]:
+        """Where the current item starts (after `:` or `;` outside parentheses), and the innermost open
+        parenthesis (its offset and the word before it) if any."""
+        depth: list[tuple[int, str | None]] = []
+        segment_start = 0
+        for i, ch in enumerate(self.before):
+            if ch == "(":
+                m = re.search(r"([A-Za-z_][A-Za-z0-9_]*)$", self.before[:i])
+                depth.append((i, m.group(1) if m else None))
+            elif ch == ")" and depth:
+                depth.pop()
+            elif ch in ":;" and not depth:
+                segment_start = i + 1
+        return segment_start, (depth[-1] if depth else None)
+
+    def inside_parens(self, segment_start: int, opened_at: int, opener: str | None
+                      ) -> list[types.CompletionItem] | None:
+        """A block call's arguments, or a function's or tuple's values; None inside a group."""
+        if opener is not None and opener in self.names.blocks:
+            if "=" in self.before[opened_at + 1:].rsplit(",", 1)[-1]:
+                return self.value_items()
+            params, _ = self.names.blocks[opener]
             return [types.CompletionItem(label=f"{p}=", kind=types.CompletionItemKind.Property,
                                          detail=f"parameter of {opener}", sort_text=f"0{p}") for p in params
-                    ] + value_items()
-        if opener is not None or before[segment_start:opened_at].strip():
-            return value_items()  # a function's arguments or a tuple
-        segment_start = opened_at + 1  # a group: items start again
-        for i in range(segment_start, len(before)):
-            if before[i] == ";":
-                segment_start = i + 1
-    segment = before[segment_start:].lstrip()
-    residual = re.match(r"residual\s+(.*)$", segment)
-    if residual and ":" not in residual.group(1):  # `residual [MERGE] [shortcut=KIND]:`
-        if re.search(r"shortcut\s*=\s*\w*$", residual.group(1)):
-            return value_items(list(SHORTCUTS))
+                    ] + self.value_items()
+        if opener is not None or self.before[segment_start:opened_at].strip():
+            return self.value_items()
+        return None
+
+    def group_items_start(self, start: int) -> int:
+        """In a group `(...; ...)`, items start again after its parenthesis and each `;`."""
+        last = self.before.rfind(";", start)
+        return last + 1 if last >= 0 else start
+
+    def residual_header(self, rest: str) -> list[types.CompletionItem]:
+        if re.search(r"shortcut\s*=\s*\w*$", rest):
+            return self.value_items(list(SHORTCUTS))
         return ([types.CompletionItem(label=m, kind=types.CompletionItemKind.Keyword, detail="the merge",
                                       sort_text=f"0{m}") for m in sorted(MERGES)]
                 + [types.CompletionItem(label="shortcut=", kind=types.CompletionItemKind.Property,
                                         detail="where the shape changes: " + " or ".join(SHORTCUTS),
                                         sort_text="1shortcut")])
-    if _WORD.fullmatch(segment) or not segment:  # the first word of an item: a layer kind or a block
+
+    def first_words(self, at_top: bool) -> list[types.CompletionItem]:
         items = _kind_items()
         items += [types.CompletionItem(label=name, kind=types.CompletionItemKind.Class, detail=sig,
                                        insert_text=f"{name}(", sort_text=f"0{name}")
-                  for name, (_, sig) in names.blocks.items()]
-        keywords = ITEM_KEYWORDS + (TOP_KEYWORDS if segment_start == 0 and not before[:len(before) -
-                                                                                      len(segment)].strip() else ())
+                  for name, (_, sig) in self.names.blocks.items()]
+        keywords = ITEM_KEYWORDS + (TOP_KEYWORDS if at_top else ())
         items += [types.CompletionItem(label=k, kind=types.CompletionItemKind.Keyword, sort_text=f"3{k}")
                   for k in keywords if lookup(k) is None]  # `add:`/`concat:` are kinds too: one item each
         return items
-    head = _WORD.match(segment)
-    op = lookup(head.group()) if head else None
-    if op is None:
-        return value_items()
-    current = segment[segment.rfind(",") + 1:] if "," in segment else segment[head.end():]
-    if "=" in current:  # a named argument's value: the flags that set it, and parameters
-        key = current.split("=")[0].strip()
-        return value_items([flag for flag, (arg, _) in op.flags.items() if arg == key])
-    given = set(re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*=", segment))
-    fields = op.args.model_fields
-    items = [types.CompletionItem(label=f"{key}=", kind=types.CompletionItemKind.Property,
-                                  detail=f"argument of {op.name}", sort_text=f"0{key}")
-             for key in fields if key not in given]
-    items += [types.CompletionItem(label=flag, kind=types.CompletionItemKind.EnumMember,
-                                   detail=f"{key}={value!r}", sort_text=f"1{flag}")
-              for flag, (key, value) in op.flags.items()]
-    if op.inputs == "one":
-        items += [types.CompletionItem(label=word, kind=types.CompletionItemKind.Function,
-                                       detail=f"appends a `{lookup(word).name}` layer", sort_text=f"1{word}")
-                  for word in sorted(POST_OPS)]
-    return items + value_items()
+
+    def layer_arguments(self, segment: str) -> list[types.CompletionItem]:
+        head = _WORD.match(segment)
+        op = lookup(head.group()) if head else None
+        if op is None:
+            return self.value_items()
+        current = segment[segment.rfind(",") + 1:] if "," in segment else segment[head.end():]
+        if "=" in current:  # a named argument's value: the flags that set it, and parameters
+            key = current.split("=")[0].strip()
+            return self.value_items([flag for flag, (arg, _) in op.flags.items() if arg == key])
+        given = set(re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*=", segment))
+        items = [types.CompletionItem(label=f"{key}=", kind=types.CompletionItemKind.Property,
+                                      detail=f"argument of {op.name}", sort_text=f"0{key}")
+                 for key in op.args.model_fields if key not in given]
+        items += [types.CompletionItem(label=flag, kind=types.CompletionItemKind.EnumMember,
+                                       detail=f"{key}={value!r}", sort_text=f"1{flag}")
+                  for flag, (key, value) in op.flags.items()]
+        if op.inputs == "one":
+            items += [types.CompletionItem(label=word, kind=types.CompletionItemKind.Function,
+                                           detail=f"appends a `{lookup(word).name}` layer", sort_text=f"1{word}")
+                      for word in sorted(POST_OPS)]
+        return items + self.value_items()
 
 
 # ---- symbols and definitions
@@ -1061,61 +1115,67 @@ def document_symbols(analysis: Analysis, lines: list[str], codec: Any) -> list[t
 
 def definition(uri: str, text: str, state: DocState | None, line: int, character: int,
                codec: Any) -> types.Location | None:
+    """Where the name under the cursor is defined: an imported file, a block, a parameter."""
     lines = _lines(text)
     if line >= len(lines):
         return None
     full = lines[line]
-    path = _path_of(uri)
     m = re.match(r'\s*import\s+"([^"]*)"', full)
     if m and m.start(1) - 1 <= character <= m.end(1) + 1:
-        if path is None:
-            return None
-        target = (path.parent / m.group(1)).resolve()
-        zero = types.Range(start=types.Position(line=0, character=0), end=types.Position(line=0, character=0))
-        return types.Location(uri=target.as_uri(), range=zero)
+        path = _path_of(uri)
+        return _location((path.parent / m.group(1)).resolve(), 1, 1) if path is not None else None
     hit = _word_at(_code_part(full), character)
     if hit is None:
         return None
     word, start, end = hit
-    here = re.compile(rf"(?<![A-Za-z0-9_]){re.escape(word)}(?![A-Za-z0-9_])")
 
-    def location_in_text(ln: int, pattern: re.Pattern, group: int = 1) -> types.Location:
-        found = pattern.search(lines[ln])
-        return types.Location(uri=uri, range=_client_range(lines, codec, ln, found.start(group), ln, found.end(group)))
+    def here(ln: int, begin: int, stop: int) -> types.Location:
+        return types.Location(uri=uri, range=_client_range(lines, codec, ln, begin, ln, stop))
 
     if full[end:].lstrip().startswith("("):  # a block call (or the block's own header)
-        for ln, text_line in enumerate(lines):
-            hm = _BLOCK_HEADER.match(text_line)
-            if hm and hm.group(1) == word:
-                return types.Location(uri=uri, range=_client_range(lines, codec, ln, hm.start(1), ln, hm.end(1)))
-        for analysis in ([state.current, state.good] if state is not None else []):
-            block = analysis.blocks.get(word) if analysis is not None else None
-            if block is not None and block.span is not None and block.span.file:
-                target = Path(block.span.file)  # an imported file: the loader resolved it to an absolute path
-                if target.is_absolute():
-                    return types.Location(uri=target.as_uri(), range=types.Range(
-                        start=types.Position(line=block.span.line - 1, character=block.span.column - 1),
-                        end=types.Position(line=block.span.line - 1, character=block.span.column - 1)))
-        return None
-    # a parameter: the enclosing block's, then the network's
-    if word in _enclosing_block(lines, line):
-        for ln in range(line, -1, -1):
-            hm = _BLOCK_HEADER.match(lines[ln])
-            if hm:
-                params_at = hm.start(2)
-                pm = here.search(lines[ln], params_at)
-                if pm:
-                    return types.Location(uri=uri, range=_client_range(lines, codec, ln, pm.start(), ln, pm.end()))
-                break
+        return _block_definition(word, lines, state, here)
+    if word in _enclosing_block(lines, line):  # a parameter: the enclosing block's, then the network's
+        found = _block_param_definition(word, lines, line)
+        if found is not None:
+            return here(*found)
     for ln, text_line in enumerate(lines):
-        pm = re.match(r"param\s", text_line)
-        if pm:
+        if re.match(r"param\s", text_line):
             found = re.search(rf"(?<![A-Za-z0-9_]){re.escape(word)}\s*=", text_line)
-            if found and (ln, found.start()) != (line, start):
-                return types.Location(uri=uri, range=_client_range(lines, codec, ln, found.start(), ln,
-                                                                   found.start() + len(word)))
             if found:
-                return None
+                at_itself = (ln, found.start()) == (line, start)
+                return None if at_itself else here(ln, found.start(), found.start() + len(word))
+    return None
+
+
+def _location(path: Path, line: int, column: int) -> types.Location:
+    """A point in another file (an absolute path; 1-based line and column)."""
+    point = types.Position(line=line - 1, character=column - 1)
+    return types.Location(uri=path.as_uri(), range=types.Range(start=point, end=point))
+
+
+def _block_definition(word: str, lines: list[str], state: DocState | None, here: Callable) -> types.Location | None:
+    """A block's header in this text, or in the imported file the last checks found it in."""
+    for ln, text_line in enumerate(lines):
+        hm = _BLOCK_HEADER.match(text_line)
+        if hm and hm.group(1) == word:
+            return here(ln, hm.start(1), hm.end(1))
+    for analysis in ([state.current, state.good] if state is not None else []):
+        block = analysis.blocks.get(word) if analysis is not None else None
+        if block is not None and block.span is not None and block.span.file:
+            target = Path(block.span.file)  # an imported file: the loader resolved it to an absolute path
+            if target.is_absolute():
+                return _location(target, block.span.line, block.span.column)
+    return None
+
+
+def _block_param_definition(word: str, lines: list[str], line: int) -> tuple[int, int, int] | None:
+    """(line, start, end) of `word` among the parameters of the block header above `line`."""
+    here = re.compile(rf"(?<![A-Za-z0-9_]){re.escape(word)}(?![A-Za-z0-9_])")
+    for ln in range(line, -1, -1):
+        hm = _BLOCK_HEADER.match(lines[ln])
+        if hm:
+            pm = here.search(lines[ln], hm.start(2))
+            return (ln, pm.start(), pm.end()) if pm else None
     return None
 
 

@@ -45,6 +45,8 @@ class Layer:
     sources: tuple[frozenset[Source], ...]  # per input: where its values come from (see the module's docstring)
     span: Any = None  # where the spec writes it (an archc Span), for diagnostics
     ref: Any = None  # what the reader needs to find the tensors again (a plan node, a module path)
+    kind: str = ""  # its archc layer kind (archc.ops.OPS key), where the reader knows it (graphs of every layer)
+    args: tuple[tuple[str, Any], ...] = ()  # its resolved arguments, (field, value) in the kind's order
 
     def describe(self) -> str:
         held = ", ".join(f"{name} {fmt(shape)}" for name, shape in self.tensors) or "no tensors"
@@ -109,11 +111,12 @@ class GraphBuilder:
         self._shapes[key] = shape
 
     def layer(self, key: Hashable, inputs: Sequence[Hashable], shape: Shape | None, label: str,
-              tensors: Iterable[tuple[str, Shape]], span: Any = None, ref: Any = None) -> int:
+              tensors: Iterable[tuple[str, Shape]], span: Any = None, ref: Any = None, kind: str = "",
+              args: tuple[tuple[str, Any], ...] = ()) -> int:
         known = [k for k in inputs if k in self._sources]
         index = len(self.graph.layers)
         self.graph.layers.append(Layer(label, tuple(tensors), self._shapes.get(known[0]) if known else None, shape,
-                                       tuple(self._sources[k] for k in known), span, ref))
+                                       tuple(self._sources[k] for k in known), span, ref, kind, args))
         self._sources[key] = frozenset({(index, 0)})
         self._shapes[key] = shape
         return index
@@ -151,21 +154,46 @@ def channels_first(shape: Shape) -> Shape:
     return (shape[2], shape[0], shape[1]) if len(shape) == 3 else tuple(shape)
 
 
-def graph_of_plan(plan: Any, what: str = "the spec") -> Graph:
-    """The weighted layers of an archc Plan, each with its PlanNode as `ref` and its spec span."""
+def graph_of_plan(plan: Any, what: str = "the spec", every_layer: bool = False) -> Graph:
+    """The weighted layers of an archc Plan, each with its PlanNode as `ref` and its spec span. With
+    `every_layer`, every node is a layer (pools, activations, merges too), in plan order, with its kind and
+    arguments and without tensors (which those and the input's size determine): the graph `archc diff` matches
+    tolerantly."""
     from .plan import INPUT as PLAN_INPUT
 
     builder = GraphBuilder(what)
     builder.input(PLAN_INPUT, channels_first(plan.input_shape))
     for node in plan.nodes:
-        weights = node.weights()
         shape = channels_first(node.shape)
+        if every_layer:  # no tensors: the kind, its arguments and the input's size say them all
+            builder.layer(node.name, node.inputs, shape, node.name, (), node.span, node, node.op,
+                          arg_items(node.args))
+            continue
+        weights = node.weights()
         if weights:
             builder.layer(node.name, node.inputs, shape, node.name,
                           [(name, w.shape) for name, w in weights.items()], node.span, node)
         else:
             builder.op(node.name, node.inputs, shape)
     return builder.graph
+
+
+def arg_items(args: Any) -> tuple[tuple[str, Any], ...]:
+    """A kind's resolved arguments (a pydantic OpArgs) as hashable (field, value) pairs in the kind's order."""
+    items = tuple((key, getattr(args, key)) for key in type(args).model_fields)
+    try:
+        hash(items)  # the usual case: numbers, strings, tuples
+        return items
+    except TypeError:
+        return tuple((key, _hashable(value)) for key, value in items)
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    return value
 
 
 # ---------------------------------------------------------------- matching
@@ -187,8 +215,10 @@ class Matching:
     a: Graph
     b: Graph
     pairs: list[int] | None  # for each layer of `a`, the index of its partner in `b`; None when they part
+    # (a tolerant match never parts: a layer without a partner has -1)
     mismatch: Mismatch | None = None
     steps: int = 0  # pairings tried, backtracking included
+    only_b: list[int] = field(default_factory=list)  # tolerant matches: the layers of `b` left unpaired
 
     def tensor_pairs(self) -> list[tuple[Layer, str, Layer, str]]:
         """(a's layer, a's tensor name, b's layer, b's tensor name) for every tensor of `a`."""
@@ -244,8 +274,11 @@ def _digest(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
-def match(a: Graph, b: Graph, max_steps: int | None = None, rounds: int = 3) -> Matching:
-    """Pair every layer of `a` with one of `b` (see the module's docstring)."""
+def match(a: Graph, b: Graph, max_steps: int | None = None, rounds: int = 3, tolerant: bool = False) -> Matching:
+    """Pair every layer of `a` with one of `b` (see the module's docstring). `tolerant`: pair what sits at the
+    same place even where arguments or sizes differ, and leave the rest unpaired (see `match_tolerant`)."""
+    if tolerant:
+        return match_tolerant(a, b, rounds=rounds)
     n = len(a.layers)
     max_steps = max_steps if max_steps is not None else 20 * (n + len(b.layers)) + 1000
     index: dict[Hashable, list[int]] = {}
@@ -289,6 +322,192 @@ def match(a: Graph, b: Graph, max_steps: int | None = None, rounds: int = 3) -> 
     if left:
         return Matching(a, b, None, _explain_left(a, b, left[0], pairs), steps)
     return Matching(a, b, pairs, None, steps)
+
+
+WINDOW = 256  # how many layers a tolerant search looks ahead for the same layer after an insertion
+RUN = 6  # how many identical layers in a row (at most) make a step over an insertion believable
+
+
+def _exact(layer: Layer) -> Hashable:
+    """What makes two layers the same layer for `archc diff`: kind, arguments, tensors, input and output sizes."""
+    return (layer.kind, layer.args, layer.tensors, layer.in_shape, layer.out_shape, len(layer.sources))
+
+
+def _likeness(x: Layer, y: Layer) -> int:
+    """How many of their arguments and sizes two layers of one kind share (which of several partners is closer)."""
+    args_y = dict(y.args)
+    return (sum(key in args_y and v == args_y[key] for key, v in x.args) + (x.in_shape == y.in_shape)
+            + (x.out_shape == y.out_shape) + (x.tensors == y.tensors))
+
+
+def family(kind: str) -> str:
+    """The family of a layer kind (archc.ops' `category`: conv, pool, activation, merge, ...): layers of one
+    family may stand in for each other in a tolerant match (a relu6 where the other has a relu)."""
+    found = _FAMILIES.get(kind)
+    if found is None:
+        from .ops import OPS
+
+        op = OPS.get(kind)
+        found = _FAMILIES[kind] = op.category if op is not None and op.category != "other" else kind
+    return found
+
+
+_FAMILIES: dict[str, str] = {}
+
+
+def _refine_kinds(graph: Graph, rounds: int) -> list[int]:
+    """`_refine`, from the layers' families alone: the colour says what a layer is and what follows it, whatever
+    its sizes (a layer whose width changed keeps its colour)."""
+    colours = [hash((family(layer.kind), len(layer.sources))) for layer in graph.layers]
+    succ = graph.successors()
+    for _ in range(rounds):  # Python's hash: colours are only compared within one run
+        colours = [hash((colours[i], tuple(sorted((colours[r], off) for r, off in succ[i]))))
+                   for i in range(len(colours))]
+    return colours
+
+
+def match_tolerant(a: Graph, b: Graph, rounds: int = 3, window: int = WINDOW) -> Matching:
+    """Pair the layers of two graphs of every layer (`graph_of_plan(..., every_layer=True)`) that sit at the same
+    place, even where their arguments or sizes differ; what has no partner stays unpaired (`pairs[i] == -1`,
+    and `Matching.only_b`). What `archc diff` reads (docs/diff.md).
+
+    The same walk as `match`: the first graph in data-flow order, each layer's candidates found from the
+    partners of its sources. The differences: a candidate needs only the same family of kinds (`family`: an
+    identical layer is preferred, then one of the same kind); the partners' readers are searched through layers
+    of the second graph not yet paired, so that a layer inserted there is stepped over; and a layer with no candidate,
+    or whose nearest candidate is the very same as a layer further down its own graph (a block removed: the
+    next block is what follows), is left unpaired and passes its sources on to its readers. A layer is stepped
+    over (either way) only where the place it sits is itself unchanged (past a changed layer, sizes differ
+    downstream and a far look-alike would be a coincidence), where the layers after the look-alike are identical
+    too, and where pairing the nearest instead would not meet an identical pair again soon after (then the
+    layer changed). Greedy, no backtracking: O(layers x window)."""
+    n, m = len(a.layers), len(b.layers)
+    key_a, key_b = [_exact(x) for x in a.layers], [_exact(y) for y in b.layers]
+    fam_a, fam_b = [family(x.kind) for x in a.layers], [family(y.kind) for y in b.layers]
+    colours_a, colours_b = _refine_kinds(a, rounds), _refine_kinds(b, rounds)
+    succ_a, succ_b = a.successors(), b.successors()
+    readers_of_input = [j for j, y in enumerate(b.layers) if any(src == INPUT for op in y.sources for src, _ in op)]
+    pairs = [-1] * n
+    partner_of_b = [-1] * m
+    image: list[frozenset[int]] = []  # per layer of a: the layers of b (or INPUT) that stand for its output
+    steps = 0
+
+    def same_kept(roots: frozenset[int]) -> bool:  # every root is the input, or paired with an identical layer
+        return all(r == INPUT or (partner_of_b[r] >= 0 and key_a[partner_of_b[r]] == key_b[r]) for r in roots)
+
+    def from_roots(roots: frozenset[int]):  # layers of b reading a root, through layers not yet paired, nearest first
+        seen: set[int] = set()
+        frontier = [j for r in sorted(roots) for j in (readers_of_input if r == INPUT else [x for x, _ in succ_b[r]])]
+        distance = 0
+        while frontier and len(seen) < window:
+            nxt = []
+            for j in frontier:
+                if j in seen or partner_of_b[j] >= 0:
+                    continue
+                seen.add(j)
+                yield j, distance
+                nxt.extend(x for x, _ in succ_b[j])
+            frontier, distance = nxt, distance + 1
+
+    def reads(j: int, roots: frozenset[int]) -> bool:  # does b's layer j read a root, through unpaired layers?
+        frontier, seen = [j], {j}
+        while frontier and len(seen) < window:
+            nxt = []
+            for x in frontier:
+                for operand in b.layers[x].sources:
+                    for src, _ in operand:
+                        if src in roots:
+                            return True
+                        if src != INPUT and partner_of_b[src] < 0 and src not in seen:
+                            seen.add(src)
+                            nxt.append(src)
+            frontier = nxt
+        return False
+
+    def reached_b(i: int, operands: list[frozenset[int]]):  # b's layers of i's family that each operand's roots
+        first, *others = operands  # reach (a merge reads all its inputs)
+        for j, distance in from_roots(first):
+            if fam_b[j] == fam_a[i] and len(b.layers[j].sources) == len(a.layers[i].sources) \
+                    and all(reads(j, roots) for roots in others):
+                yield j, distance
+
+    def ahead_in_a(i: int, j: int) -> bool:  # is b's layer j one further down a from layer i, with what follows?
+        key = key_b[j]
+        seen: set[int] = set()
+        frontier = [x for x, _ in succ_a[i]]
+        while frontier and len(seen) < window:
+            nxt = []
+            for k in frontier:
+                if k in seen or k <= i:
+                    continue
+                seen.add(k)
+                if key_a[k] == key and alike_for(k, j, min(k - i, RUN)):
+                    return True
+                nxt.extend(x for x, _ in succ_a[k])
+            frontier = nxt
+        return False
+
+    def alike_for(k: int, j: int, length: int) -> bool:  # a's layers from k and b's from j: `length` identical
+        frontier, seen, count = [(k, j)], set(), 0
+        while frontier and count < length:
+            x, y = frontier.pop(0)
+            if (x, y) in seen:
+                continue
+            seen.add((x, y))
+            if key_a[x] != key_b[y]:
+                return False
+            count += 1
+            after_a, after_b = sorted(r for r, _ in succ_a[x]), sorted(r for r, _ in succ_b[y])
+            if len(after_a) != len(after_b):
+                return False
+            frontier.extend(zip(after_a, after_b, strict=True))
+        return count >= length or not frontier
+
+    def meets_again(k: int, j: int, length: int) -> bool:  # walked side by side from (k, j), an identical pair soon?
+        frontier, seen = [(k, j)], set()
+        while frontier and len(seen) < length:
+            x, y = frontier.pop(0)
+            if (x, y) in seen:
+                continue
+            seen.add((x, y))
+            if key_a[x] == key_b[y] and (x, y) != (k, j):
+                return True
+            after_a, after_b = sorted(r for r, _ in succ_a[x]), sorted(r for r, _ in succ_b[y])
+            if len(after_a) != len(after_b) or any(b.layers[r].kind != a.layers[q].kind
+                                                   for q, r in zip(after_a, after_b, strict=True)):
+                return False  # the structures part: no substitution explains it
+            frontier.extend(zip(after_a, after_b, strict=True))
+        return False
+
+    for i, layer in enumerate(a.layers):
+        operands = [frozenset().union(*(image[s] if s != INPUT else frozenset({INPUT}) for s, _ in operand))
+                    for operand in layer.sources] or [frozenset()]
+        roots = frozenset().union(*operands)
+        kept = same_kept(roots)
+        exact: tuple | None = None  # (distance, colour differs, j) of the nearest identical candidate
+        near: tuple | None = None  # (distance, colour differs, unlikeness, j) of the nearest of the same kind
+        for j, distance in reached_b(i, operands):
+            if (exact is not None and distance > exact[0]) or (not kept and near is not None and distance > near[0]):
+                break
+            steps += 1
+            other = b.layers[j]
+            if key_b[j] == key_a[i] and (distance == 0 or (kept and alike_for(i, j, min(distance + 1, RUN)))):
+                exact = min(exact or (distance, True, j), (distance, colours_b[j] != colours_a[i], j))
+            else:
+                rank = (distance, other.kind != layer.kind, colours_b[j] != colours_a[i], -_likeness(layer, other), j)
+                near = min(near or rank, rank)
+        if exact is not None and exact[0] > 0 and near is not None and near[0] == 0 \
+                and meets_again(i, near[-1], 2 * RUN):
+            exact = None  # the layer here changed and the two meet again just after: a change, not an insertion
+        chosen = exact[-1] if exact is not None else near[-1] if near is not None else -1
+        if exact is None and near is not None and kept and ahead_in_a(i, chosen):
+            chosen = -1  # b's nearest is a layer further down a, and so is what follows: this one was removed
+        if chosen >= 0:
+            pairs[i], partner_of_b[chosen] = chosen, i
+            image.append(frozenset({chosen}))
+        else:
+            image.append(roots)
+    return Matching(a, b, pairs, None, steps, only_b=[j for j in range(m) if partner_of_b[j] < 0])
 
 
 def _explain(a: Graph, b: Graph, i: int, pairs: list[int]) -> Mismatch:

@@ -96,6 +96,11 @@ def _window(args: WindowArgs) -> str:
 class OpArgs(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
+    def canonical(self, in_shapes: list[Shape] | None = None) -> dict[str, Any]:
+        """The resolved arguments with one spelling for each meaning (padding `same` or `(1, 1)` as the amounts
+        it pads, for inputs of `in_shapes`): what two networks compare (archc.flat.same_layers)."""
+        return self.model_dump()
+
 
 @dataclass(frozen=True, slots=True)
 class Weight:
@@ -150,6 +155,9 @@ class WindowArgs(OpArgs):
             raise ValueError(f"padding cannot be negative, not {v}")
         return _sizes(pair, "padding", 0)
 
+    def canonical(self, in_shapes: list[Shape] | None = None) -> dict[str, Any]:
+        return {**self.model_dump(), "padding": self.pads()}
+
     def pads(self) -> Pads:
         """The padding as explicit (top, bottom, left, right) amounts."""
         if self.padding == "valid":
@@ -187,6 +195,11 @@ class ConvArgs(WindowArgs):
     multiplier: Count = 1
     bias: bool = True
 
+    def canonical(self, in_shapes: list[Shape] | None = None) -> dict[str, Any]:
+        out = super().canonical(in_shapes)  # resolved, `dw` is groups = channels and filters = channels * multiplier
+        del out["depthwise"], out["multiplier"]
+        return out
+
 
 class PoolArgs(WindowArgs):
     stride: tuple[int, int] | None = None  # None: the kernel size, as every framework does
@@ -208,6 +221,18 @@ class PoolArgs(WindowArgs):
                 n -= 1
             sizes.append(n)
         return (sizes[0], sizes[1])
+
+    def canonical(self, in_shapes: list[Shape] | None = None) -> dict[str, Any]:
+        """Ceil mode as the padding it adds after (`ceil_pads`): a max never takes the overhang, an average never
+        counts it, as it does not count padding; counting padding, `ceil` is kept where it adds some."""
+        out = super().canonical(in_shapes)
+        if in_shapes and len(in_shapes[0]) == 3:
+            pads = self.ceil_pads(*in_shapes[0][:2])
+            if getattr(self, "count_pad", False):
+                out["ceil"] = pads != self.pads()
+            else:
+                out.update(padding=pads, ceil=False)
+        return out
 
     def ceil_pads(self, h: int, w: int) -> Pads:
         """The padding with ceil mode's overhang added after it: (top, bottom, left, right) such that floor-mode
@@ -300,6 +325,8 @@ class Op:
     probabilities: ClassVar[bool] = False  # turns scores into probabilities: left out when logits are asked for
     same_shapes: ClassVar[bool] = False  # a merge whose inputs must agree in shape: `residual` projects to it
     shortcut_first: ClassVar[bool] = False  # `residual` passes (shortcut, body), not (body, shortcut)
+    commutes: ClassVar[bool] = False  # a merge whose result does not depend on its inputs' order (a sum, a product):
+    # `archc import` may write `x + f(x)` as `residual:`, which passes (f(x), x)
     joins: ClassVar[bool] = False  # a merge that lays its inputs' channels side by side
     flattens: ClassVar[bool] = False  # HxWxC to a vector, row-major: frameworks differ in the features' order
 
@@ -340,6 +367,62 @@ class Op:
 
     def macs(self, args: OpArgs, in_shapes: list[Shape], out: Shape) -> int:
         return 0
+
+    # ---- how a spec writes a layer of this kind (`archc import` writes specs back from layers)
+    def spelling(self, fields: dict[str, Any]) -> list[tuple[str | None, Any]]:
+        """The arguments a layer line gives for these field values, in the language's order: positional
+        values first (`positional`, while none is missing), then keywords, then bare-word flags (`same`,
+        `nobias`). -> (keyword or None, value); a flag is (None, its word), the only bare string."""
+        order = list(type(self).args.model_fields)
+        words = {(key, _hashable(value)): word for word, (key, value) in self.flags.items()}
+        out: list[tuple[str | None, Any]] = []
+        flags: list[tuple[str | None, Any]] = []
+        positional = True
+        for key in self.positional:
+            if key in fields and positional:
+                out.append((None, fields[key]))
+            else:
+                positional = False
+        done = {key for key, _ in zip(self.positional, out, strict=False)}
+        for key in sorted(fields, key=order.index):
+            if key in done:
+                continue
+            word = words.get((key, _hashable(fields[key])))
+            if word is not None:
+                flags.append((None, word))
+            else:
+                out.append((key, fields[key]))
+        return out + flags
+
+    def spell(self, args: OpArgs) -> str:
+        """The canonical layer line for resolved arguments, arguments at their default left out:
+        `conv 3x3, 64, stride=2, same`. (Arguments the kind derives from its input, such as a depthwise conv's
+        filters, are written out; archc.decompile leaves out what the input implies.)"""
+        defaults = {key: f.default for key, f in type(args).model_fields.items() if not f.is_required()}
+        fields = {key: value for key, value in args.model_dump().items()
+                  if key not in defaults or _hashable(value) != _hashable(defaults[key])}
+        parts = []
+        for key, value in self.spelling(fields):
+            text = value if key is None and isinstance(value, str) else _spelled(value, key is None)
+            parts.append(text if key is None else f"{key}={text}")
+        return " ".join([self.name, ", ".join(parts)]).strip()
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _spelled(value: Any, positional: bool) -> str:
+    """A value as the language writes it: `3x3` (a positional size; a keyword's square pair is one number)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        if not positional and len(value) == 2 and value[0] == value[1]:
+            return str(value[0])
+        if all(isinstance(v, int) and v >= 1 for v in value) and len(value) in (2, 3):
+            return "x".join(str(v) for v in value)
+        return "(" + ", ".join(str(v) for v in value) + ")"
+    return str(value)
 
 
 def _feature_map(shape: Shape, op: str) -> tuple[int, int, int]:
@@ -664,16 +747,16 @@ class _Activation(Op):
     category = "activation"
 
 
-class ReLU(_Activation):
-    name = prefix = "relu"
-    summary = "max(x, 0)"
-    examples = (("relu", "8x8x3"),)
+def _activation(name: str, summary: str, *examples: tuple[str, str]) -> type[_Activation]:
+    """An activation without arguments: a name, what it computes, worked rows (they differ in nothing else)."""
+    return type(name, (_Activation,), {"name": name, "prefix": name, "summary": summary,
+                                       "examples": examples or ((name, "8x8x3"),)})
 
 
-class ReLU6(_Activation):
-    name = prefix = "relu6"
-    summary = "min(max(x, 0), 6)"
-    examples = (("relu6", "8x8x3"),)
+ReLU = _activation("relu", "max(x, 0)")
+ReLU6 = _activation("relu6", "min(max(x, 0), 6)")
+Sigmoid = _activation("sigmoid", "1 / (1 + exp(-x))", ("sigmoid", "10"))
+Tanh = _activation("tanh", "tanh(x)", ("tanh", "10"))
 
 
 class LeakyReLU(_Activation):
@@ -688,18 +771,6 @@ class ELU(_Activation):
     summary = "x if x > 0 else alpha * (exp(x) - 1)"
     args = EluArgs
     examples = (("elu", "8x8x3"),)
-
-
-class Sigmoid(_Activation):
-    name = prefix = "sigmoid"
-    summary = "1 / (1 + exp(-x))"
-    examples = (("sigmoid", "10"),)
-
-
-class Tanh(_Activation):
-    name = prefix = "tanh"
-    summary = "tanh(x)"
-    examples = (("tanh", "10"),)
 
 
 class Softmax(_Activation):
@@ -718,7 +789,7 @@ class _Merge(Op):
 class Add(_Merge):
     name = prefix = "add"
     summary = "element-wise sum of its inputs (residual connections, `add:` branches)"
-    same_shapes = keeps_order = True
+    same_shapes = keeps_order = commutes = True
     shape_rule = "every input has the same shape, which is the output's"
 
     def shape(self, args, in_shapes):
@@ -786,6 +857,9 @@ class ConvTransposeArgs(OpArgs):
 
     def crop(self) -> tuple[int, int]:
         return (0, 0) if self.padding == "valid" else self.padding  # type: ignore[return-value]
+
+    def canonical(self, in_shapes: list[Shape] | None = None) -> dict[str, Any]:
+        return {**self.model_dump(), "padding": self.crop()}
 
 
 class ConvTranspose(Op):
@@ -1084,29 +1158,18 @@ def zero_padding(src: Shape, target: Shape, normalized: bool) -> list[tuple[str,
 # same name computes; Keras 3's `hard_sigmoid` is torch's too (relu6(x + 3) / 6; Keras 2's was 0.2x + 0.5).
 
 
-class SiLU(_Activation):
-    name = prefix = "silu"
-    summary = "x * sigmoid(x), also called swish (EfficientNet)"
-    examples = (("silu", "8x8x3"), ("conv 3x3, 16, same, bn, swish", "8x8x3"))
-
-
-class Hardswish(_Activation):
-    name = prefix = "hardswish"
-    summary = "x * relu6(x + 3) / 6 (MobileNet v3)"
-    examples = (("hardswish", "8x8x3"), ("conv 1x1, 16, hardswish", "8x8x3"))
-
-
-class Hardsigmoid(_Activation):
-    name = prefix = "hardsigmoid"
-    summary = "relu6(x + 3) / 6, PyTorch's definition (MobileNet v3's gate)"
-    examples = (("hardsigmoid", "8x8x3"),)
+SiLU = _activation("silu", "x * sigmoid(x), also called swish (EfficientNet)",
+                   ("silu", "8x8x3"), ("conv 3x3, 16, same, bn, swish", "8x8x3"))
+Hardswish = _activation("hardswish", "x * relu6(x + 3) / 6 (MobileNet v3)",
+                        ("hardswish", "8x8x3"), ("conv 1x1, 16, hardswish", "8x8x3"))
+Hardsigmoid = _activation("hardsigmoid", "relu6(x + 3) / 6, PyTorch's definition (MobileNet v3's gate)")
 
 
 class Multiply(_Merge):
     name = prefix = "multiply"
     summary = ("element-wise product of its inputs, broadcasting a 1x1xC (or flat C) gate over HxWxC: "
                "`residual multiply:` over a body that computes the gate is squeeze-excitation")
-    keeps_order = True
+    keeps_order = commutes = True
     shape_rule = ("the inputs broadcast: each size of an input is 1 or the output's (a flat C vector counts as 1x1xC "
                   "beside a map); the output has the largest size of each axis. `residual multiply:` scales its "
                   "input by the body's output, which the shortcut never projects")

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 import archc
-from archc.load import clear_cache as clear_block_files
+from archc.loader import clear_cache as clear_block_files
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's archc, also when archc is installed elsewhere
 
 import archc  # noqa: E402
-from archc.load import load  # noqa: E402
+from archc.loader import load  # noqa: E402
 from archc.ops import fmt_shape  # noqa: E402
 from archc.render import human, markdown_table  # noqa: E402
 

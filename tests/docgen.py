@@ -103,7 +103,7 @@ def limits() -> str:
     from archc.exprs import MAX_ROUND_DIGITS
     from archc.graph import MAX_DRAWN_NODES, MAX_DRAWN_STAGES
     from archc.infer import MAX_CALL_DEPTH, MAX_LAYERS
-    from archc.load import MAX_IMPORT_DEPTH, MAX_NAME_LENGTH, MAX_SPEC_BYTES, MAX_TOTAL_BYTES
+    from archc.loader import MAX_IMPORT_DEPTH, MAX_NAME_LENGTH, MAX_SPEC_BYTES, MAX_TOTAL_BYTES
     from archc.ops import MAX_DIM, MAX_ELEMENTS, MAX_LRN_SIZE, MAX_REAL, MIN_EPSILON
     from archc.report import MAX_GRAPHVIZ_NODES
 

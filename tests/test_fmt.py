@@ -16,7 +16,7 @@ from archc import ir
 from archc.cli import main, spec_to_json
 from archc.diagnostics import ArchcError
 from archc.fmt import comments_of, format_spec, format_text, same_spec
-from archc.load import parse_json
+from archc.loader import parse_json
 from archc.parser import parse
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,7 +4,6 @@ allows; `build` writes atomically and never over its input. The limits are liste
 from __future__ import annotations
 
 import errno
-import importlib
 import json
 import os
 import socket
@@ -21,16 +20,16 @@ from click.testing import CliRunner
 
 import archc
 from archc import backends
+from archc import loader as load_module
 from archc.backends.base import Backend
 from archc.cli import MAX_BUILD_PARAMS, main
 from archc.diagnostics import ArchcError
 from archc.infer import MAX_CALL_DEPTH, MAX_DIAGNOSTICS, MAX_EXPANSION_DEPTH, MAX_LAYERS
 from archc.ir import MAX_INT, MAX_NAME_LENGTH
-from archc.load import MAX_IMPORT_DEPTH, MAX_JSON_DEPTH, MAX_SPEC_BYTES, MAX_TOTAL_BYTES
+from archc.loader import MAX_IMPORT_DEPTH, MAX_JSON_DEPTH, MAX_SPEC_BYTES, MAX_TOTAL_BYTES
 from archc.parser import MAX_NESTING_DEPTH
 
 ROOT = Path(__file__).resolve().parent.parent
-load_module = importlib.import_module("archc.load")  # the module: `archc.load` is the API function
 FAST = 5.0  # seconds: every refusal here takes milliseconds; the margin absorbs a loaded CI machine
 SMALL = 64 * 1024 * 1024  # bytes of Python allocations a refusal may peak at
 
@@ -616,7 +615,7 @@ def test_a_file_name_that_reads_like_a_spec_is_still_a_path(tmp_path, monkeypatc
     Path(name).write_text("network real\ninput 4x4x3\nconv 1x1, 2\n")
     for spec in (name, Path(name), str(tmp_path / name)):
         assert archc.check(spec).name == "real"
-    from archc.load import load_path, load_text
+    from archc.loader import load_path, load_text
 
     assert load_path(name).spec.name == "real"
     assert load_text(name).spec.name == "trick"  # text is text

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 import archc
 from archc import ir
 from archc.diagnostics import ArchcError
-from archc.load import parse_json
+from archc.loader import parse_json
 
 ROOT = Path(__file__).resolve().parent.parent
 SENTINEL = "ARCHC_PWNED"

@@ -19,7 +19,7 @@ import pytest
 
 import archc
 from archc.diagnostics import ArchcError
-from archc.load import MAX_SPEC_BYTES
+from archc.loader import MAX_SPEC_BYTES
 from archc.ops import ALIASES, MERGES, OPS, POST_OPS, SHORTCUTS
 
 pytest.importorskip("pygls")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import archc
-from archc.load import load
+from archc.loader import load
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"

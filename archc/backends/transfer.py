@@ -61,8 +61,9 @@ def transfer_weights(src: Any, dst: Any) -> Any:
         weights = node.weights()
         if not weights:
             continue
-        module = _torch_module(torch_model, node)
-        variables = keras_backend.variables(node, _keras_layer(keras_model, node))
+        module = _part(torch_model.get_submodule, node.name, "PyTorch model has no module")
+        layer = _part(keras_model.get_layer, node.flat_name, "Keras model has no layer")
+        variables = keras_backend.variables(node, layer)
         order = orders.get(node.inputs[0])
         for name, weight in weights.items():
             tensor = getattr(module, name, None)
@@ -105,17 +106,10 @@ def _assign_torch(node: PlanNode, tensor: Any, value: np.ndarray) -> None:
         tensor.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(tensor.dtype))
 
 
-def _torch_module(model: Any, node: PlanNode):
+def _part(find, name: str, what: str):
+    """The module or layer `name` of a model (`find` is get_submodule or get_layer), or a diagnostic that
+    says `what` it lacks."""
     try:
-        return model.get_submodule(node.name)
-    except AttributeError:
-        raise _error(f"the PyTorch model has no module `{node.name}`",
-                     help="both models must be built from the same spec") from None
-
-
-def _keras_layer(model: Any, node: PlanNode):
-    try:
-        return model.get_layer(node.flat_name)
-    except ValueError:
-        raise _error(f"the Keras model has no layer `{node.flat_name}`",
-                     help="both models must be built from the same spec") from None
+        return find(name)
+    except (AttributeError, ValueError):
+        raise _error(f"the {what} `{name}`", help="both models must be built from the same spec") from None

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import archc
-from archc.load import load as load_spec
+from archc.loader import load as load_spec
 from archc.ops import OPS
 from archc.plan import Plan
 
@@ -63,7 +63,6 @@ def _smallest_within(path: str, side: int, channels: int, macs: int) -> Plan | N
 
 def network_specs() -> list[Path]:
     """Every shipped spec that is a network (block files, which have no `input`, are left out)."""
-    # archc.load.load, not archc.load: importing the archc.load submodule shadows the package's function
     return [p for p in sorted(SPECS.glob("*.arch")) if load_spec(p).spec.input is not None]
 
 

@@ -18,7 +18,7 @@ import archc  # noqa: E402
 from archc.backends import get_backend  # noqa: E402
 from archc.backends.onnx import OnnxBackend  # noqa: E402
 from archc.diagnostics import ArchcError  # noqa: E402
-from archc.load import load as load_spec  # noqa: E402
+from archc.loader import load as load_spec  # noqa: E402
 from archc.ops import OPS  # noqa: E402
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"

@@ -232,7 +232,7 @@ def test_build_refuses_to_overwrite_its_input(tmp_path):
 def _renamed(text: str, description: str | None = None, **names: str):
     """The spec's IR with scopes renamed past the loader's checks (model_copy does not validate): what a
     hostile program could hand the backend directly. The backend must hold its own line."""
-    from archc.load import load
+    from archc.loader import load
 
     def rename(items):
         out = []

@@ -19,7 +19,7 @@ from support import check_error, check_plan_invariants, within
 import archc
 from archc.cli import main
 from archc.diagnostics import ArchcError
-from archc.load import parse_source
+from archc.loader import parse_source
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 SHIPPED = {p.name: p.read_text(encoding="utf-8") for p in sorted(SPECS.glob("*.arch"))}

@@ -14,7 +14,7 @@ from support import ir_data, plan_data
 
 import archc
 from archc.cli import main, spec_to_json
-from archc.load import parse_json
+from archc.loader import parse_json
 from archc.parser import parse
 
 

@@ -8,7 +8,7 @@ import pytest
 import archc
 from archc.cli import spec_to_json
 from archc.diagnostics import ArchcError
-from archc.load import MAX_SPEC_BYTES, load, parse_value
+from archc.loader import MAX_SPEC_BYTES, load, parse_value
 
 ROOT_SPECS = Path(__file__).resolve().parent.parent / "specs"
 

@@ -1,0 +1,915 @@
+"""`archc import`'s heart: a flat network (archc.flat.FlatNetwork, what every reader produces) back into the spec
+a person would have written. docs/importing.md tells the same story for users.
+
+One pass after another, each a plain function over plain data:
+
+  1. structure (`_Structure`): every merge (a kind with `inputs == "many"`) and its fork point, the merge's
+     immediate dominator, become a `residual MERGE:` (identity, the automatic shortcut of archc.ops.SHORTCUTS,
+     or an explicit `shortcut:`) or `MERGE:` over one branch a line, nested as deep as the network nests them.
+     A layer reached from two branches, or one that never reaches the output, is not series-parallel: refused
+     (A504), never written as something else.
+  2. folding (`_fold`): a normalisation or activation at its defaults that follows a layer becomes a trailing
+     word (`conv 3x3, 64, same, bn, relu`) where archc.binding re-expands the line to exactly those layers.
+  3. stages and units (`_stages`): top-level items are grouped into the paper's rows by the source's own paths
+     (`layer3.0.conv1` is in stage `layer3`, unit `0`), and each row into units (a block of the source).
+  4. blocks (`_Blocks`): units with the same shape of code become one `block NAME(params)`; the arguments that
+     differ between them are its parameters (equal ones shared, `in.c` and `4*w` where the values say so);
+     consecutive identical calls become `x N`.
+  5. the text, through archc.ir and archc.fmt, then checked: the spec's own plan must be the same network
+     (archc.flat.same_network), or the import fails (A505) rather than hand back a different model.
+
+Every layer kind's knowledge comes from its archc.ops entry (positional, flags, traits, SHORTCUTS); no kind is
+named here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import ir
+from .diagnostics import ArchcError, Diagnostic
+from .flat import INPUT, FlatLayer, FlatNetwork
+from .ops import ALIASES, OPS, POST_OPS, SHORTCUTS, Op, Shape, lookup
+
+_KEYWORDS = {"network", "input", "param", "import", "block", "residual", "shortcut", "x", "true", "false", "if",
+             "else", "and", "or", "not", "in"}
+_POST_WORD = {lookup(word).name: word for word in sorted(POST_OPS, key=len)}  # kind -> its shortest word
+
+
+class DecompileError(Exception):
+    """What the decompiler cannot write; archc.decompile.decompile turns it into a diagnostic."""
+
+    def __init__(self, message: str, where: str = "", help: str = "", code: str = "A504"):
+        super().__init__(message)
+        self.message, self.where, self.help, self.code = message, where, help, code
+
+
+# ---------------------------------------------------------------- the tree
+
+
+@dataclass(eq=False)
+class _L:
+    """One layer line: the layer, and the layers its trailing words add (`bn`, `relu`)."""
+
+    index: int
+    posts: list[int] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class _Res:
+    merge: int
+    fork: int
+    body: list
+    shortcut: list | None = None  # explicit `shortcut:`
+    auto: str = "projection"  # archc.ops.SHORTCUTS' name when the shortcut is automatic
+
+
+@dataclass(eq=False)
+class _Br:
+    merge: int
+    fork: int
+    branches: list[list]
+
+
+def _layers_of(items: list) -> list[int]:
+    out: list[int] = []
+    for it in items:
+        if isinstance(it, _L):
+            out += [it.index, *it.posts]
+        elif isinstance(it, _Res):
+            out += _layers_of(it.body) + _layers_of(it.shortcut or []) + [it.merge]
+        else:
+            for b in it.branches:
+                out += _layers_of(b)
+            out.append(it.merge)
+    return out
+
+
+def _last(item) -> int:
+    return (item.posts[-1] if item.posts else item.index) if isinstance(item, _L) else item.merge
+
+
+# ---------------------------------------------------------------- 1. structure
+
+
+class _Structure:
+    def __init__(self, net: FlatNetwork, resolved: list):
+        self.net, self.resolved = net, resolved
+        self.layers = net.layers
+        self.emitted: set[int] = set()
+        self.idom = self._dominators()
+
+    def shape(self, value: int) -> Shape:
+        return self.net.input_shape if value == INPUT else self.resolved[value][2]
+
+    def _dominators(self) -> list[int]:
+        """Immediate dominators with the network's input as root (layers are in data-flow order)."""
+        idom: list[int] = []
+        depth: dict[int, int] = {INPUT: 0}
+        for i, layer in enumerate(self.layers):
+            if not layer.inputs:
+                raise DecompileError(f"`{layer.path or i}` has no input", layer.path)
+            common = layer.inputs[0]
+            for other in layer.inputs[1:]:
+                a, b = common, other
+                while a != b:
+                    if depth[a] >= depth[b]:
+                        a = idom[a]
+                    else:
+                        b = idom[b]
+                common = a
+            idom.append(common)
+            depth[i] = depth[common] + 1
+        return idom
+
+    def seq(self, start: int, end: int) -> list:
+        """The items that take the value `start` to the value `end`, walking back from `end`."""
+        items: list = []
+        cur = end
+        while cur != start:
+            if cur == INPUT:  # pragma: no cover - dominance keeps every walk inside its fork
+                raise DecompileError("a branch reads from outside its fork", "")
+            self._emit(cur)
+            layer = self.layers[cur]
+            if OPS[layer.op].inputs == "many":
+                fork = self.idom[cur]
+                items.append(self.merge(cur, fork))
+                cur = fork
+            else:
+                items.append(_L(cur))
+                cur = layer.inputs[0]
+        items.reverse()
+        return items
+
+    def _emit(self, index: int) -> None:
+        if index in self.emitted:
+            layer = self.layers[index]
+            raise DecompileError(f"`{layer.path or layer.op}` feeds two branches that merge at different points: "
+                                 "the network is not series-parallel", layer.path,
+                                 help="the language writes a merge over branches that start at one point; "
+                                      "such a network cannot be written as a spec yet")
+        self.emitted.add(index)
+
+    def merge(self, index: int, fork: int) -> _Res | _Br:
+        layer = self.layers[index]
+        op = OPS[layer.op]
+        branches = [self.seq(fork, p) for p in layer.inputs]
+        where = layer.path or layer.op
+        if len(branches) == 2:
+            s, b = (0, 1) if op.shortcut_first else (1, 0)
+            # a merge that commutes may take its inputs the other way round: `x + f(x)` is `residual:` too
+            roles = [(branches[s], branches[b])] + ([(branches[b], branches[s])] if op.commutes else [])
+            for short, body in roles:
+                if body and not short:
+                    return _Res(index, fork, body)
+            for short, body in roles:
+                auto = self._automatic(op, fork, body, short) if body and short else None
+                if auto is not None:
+                    return _Res(index, fork, body, auto=auto)
+            short, body = branches[s], branches[b]
+            if body and short:
+                body_first = min(_layers_of(body)) < min(_layers_of(short))
+                if body_first or not op.shortcut_first:
+                    return _Res(index, fork, body, shortcut=short)
+        if any(not b for b in branches):
+            raise DecompileError(f"the `{layer.op}` at `{where}` reads its fork point directly in a place the "
+                                 "language cannot write (an identity branch beside others)", layer.path,
+                                 help="`residual MERGE:` writes one identity input, in the merge's shortcut "
+                                      "position; other identity inputs cannot be written yet")
+        return _Br(index, fork, branches)
+
+    def _automatic(self, op: Op, fork: int, body: list, short: list) -> str | None:
+        """The name of the automatic shortcut (archc.ops.SHORTCUTS) that `short` is, where infer would make it."""
+        src, target = self.shape(fork), self.shape(_last(body[-1]) if body else fork)
+        if not op.same_shapes or src == target or not all(isinstance(it, _L) for it in short):
+            return None
+        normalized = any(OPS[self.layers[i].op].normalizes for i in _layers_of(body))
+        got = [(self.layers[i].op, self.resolved[i][0].model_dump()) for i in _layers_of(short)]
+        for name, make in SHORTCUTS.items():
+            layers = make(src, target, normalized)
+            if layers is None or len(layers) != len(got):
+                continue
+            shapes = [src]
+            want = []
+            for kind, args in layers:
+                resolved = OPS[kind].resolve(args, [shapes[-1]])
+                want.append((kind, resolved.model_dump()))
+                shapes.append(OPS[kind].shape(resolved, [shapes[-1]]))
+            if want == got:
+                return name
+        return None
+
+
+# ---------------------------------------------------------------- 2. folding
+
+
+def _fold(items: list, net: FlatNetwork, resolved: list) -> list:
+    """Trailing words: a layer at its defaults whose kind has a post word (archc.ops.POST_OPS) joins the line
+    before it, when that line is a layer of a kind that is not itself a post word."""
+    out: list = []
+    for it in items:
+        if isinstance(it, _Res):
+            it.body = _fold(it.body, net, resolved)
+            if it.shortcut is not None:
+                it.shortcut = _fold(it.shortcut, net, resolved)
+        elif isinstance(it, _Br):
+            it.branches = [_fold(b, net, resolved) for b in it.branches]
+        elif out and isinstance(out[-1], _L) and _foldable(net, resolved, out[-1], it.index):
+            out[-1].posts.append(it.index)
+            continue
+        out.append(it)
+    return out
+
+
+def _foldable(net: FlatNetwork, resolved: list, line: _L, index: int) -> bool:
+    kind = net.layers[index].op
+    base = OPS[net.layers[line.index].op]
+    if kind not in _POST_WORD or base.name in _POST_WORD or base.inputs != "one":
+        return False
+    op = OPS[kind]
+    return resolved[index][0].model_dump() == op.args().model_dump()
+
+
+# ---------------------------------------------------------------- spelling a layer
+
+
+def _resolves(op: Op, fields: dict, in_shapes: list) -> dict | None:
+    try:
+        return op.resolve(op.args(**fields), in_shapes).model_dump()
+    except Exception:  # noqa: BLE001 - any refusal means: this spelling does not give the layer
+        return None
+
+
+def _explicit(net: FlatNetwork, resolved: list, line: _L) -> dict:
+    """The fewest arguments that give the layer exactly, with its trailing words' effect (archc.binding: a
+    trailing normalisation drops the bias unless it is given)."""
+    layer = net.layers[line.index]
+    op = OPS[layer.op]
+    args, in_shapes, _ = resolved[line.index]
+    target = args.model_dump()
+    implied = {}
+    if any(OPS[net.layers[p].op].normalizes for p in line.posts) and "bias" in target:
+        implied["bias"] = False
+    fields = dict(target)
+    # most arguments sit at their defaults: leave those out at once, then try the others one by one
+    defaults = {k: f.default for k, f in op.args.model_fields.items() if not f.is_required()}
+    trial = {k: v for k, v in target.items() if k not in defaults or v != defaults[k]}
+    if _resolves(op, {**implied, **trial}, in_shapes) == target:
+        fields = trial
+    for key in list(fields):
+        trial = {k: v for k, v in fields.items() if k != key}
+        if _resolves(op, {**implied, **trial}, in_shapes) == target:
+            fields = trial
+    return fields
+
+
+def _value(value: Any, positional: bool = False) -> Any:
+    """A Python argument value as an IR expression: `3x3` for a positional size, a number for a square pair."""
+    if isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return ir.Name(id=value)
+    if isinstance(value, (tuple, list)):
+        if not positional and len(value) == 2 and value[0] == value[1]:
+            return value[0]
+        return ir.Dims(dims=list(value))
+    if isinstance(value, ir.Node):
+        return value
+    raise DecompileError(f"an argument value `{value!r}` has no spelling")
+
+
+def _layer_ir(op: Op, fields: dict, posts: list[str]) -> ir.Layer:
+    """fields: key -> Python value or IR expression (a block parameter)."""
+    args = []
+    for key, value in op.spelling(fields):
+        if key is None and isinstance(value, str):
+            args.append(ir.Arg(value=ir.Name(id=value)))
+        else:
+            args.append(ir.Arg(name=key, value=_value(value, key is None)))
+    args += [ir.Arg(value=ir.Name(id=word)) for word in posts]
+    return ir.Layer(op=op.name, args=args)
+
+
+# ---------------------------------------------------------------- names from the source's paths
+
+
+def _prefix(parts: list[list[str]]) -> list[str]:
+    if not parts:
+        return []
+    common = parts[0]
+    for p in parts[1:]:
+        n = 0
+        while n < min(len(common), len(p)) and common[n] == p[n]:
+            n += 1
+        common = common[:n]
+    return common
+
+
+def _identifier(text: str, taken: set[str], fallback: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_]", "_", text).strip("_") or fallback
+    if name[0].isdigit():
+        name = f"{fallback}{name}"
+    name = name[:60]
+    if name in _KEYWORDS or lookup(name) is not None or name in ALIASES:
+        name += "_"
+    base, n = name, 2
+    while name in taken:
+        name, n = f"{base}_{n}", n + 1
+    taken.add(name)
+    return name
+
+
+# ---------------------------------------------------------------- 3. stages and units
+
+
+@dataclass(eq=False)
+class _Unit:
+    items: list
+    uid: str  # the unit's own name in the source (`0`, `denselayer1`), "" if none
+    numbered: bool = False  # the unit is a numbered child of its stage (`features.3`)
+    prefix: list[str] = field(default_factory=list)  # the path of a residual's or branches' unit: what a layer
+    # after it must start with to belong to it
+
+
+@dataclass(eq=False)
+class _Stage:
+    key: str
+    units: list[_Unit]
+
+
+class _Paths:
+    def __init__(self, net: FlatNetwork, resolved: list):
+        self.net, self.resolved = net, resolved
+        # module paths are dotted (`layer3.0.conv1`); a framework of flat names (Keras's `conv2_block1_1_conv`)
+        # nests with underscores
+        paths = [layer.path for layer in net.layers if layer.path]
+        self.sep = "_" if paths and not any("." in p for p in paths) and any("_" in p for p in paths) else "."
+
+    def split(self, path: str) -> list[str]:
+        return [part for part in path.split(self.sep) if part] if path else []
+
+    def prefix(self, item) -> list[str]:
+        if isinstance(item, _L):  # a line is where its main layer is (`features.0`, not its trailing `features.1`)
+            return self.split(self.net.layers[item.index].path)
+        indexes = _layers_of([item])
+        # a merge's own path may be a function's (`add_3`): a residual or branches is named by its weighted layers
+        weighted = [] if isinstance(item, _L) else [i for i in indexes
+                                                    if OPS[self.net.layers[i].op].weights(*self.resolved[i][:2])]
+        paths = [self.net.layers[i].path for i in (weighted or indexes)]
+        return _prefix([self.split(p) for p in paths if p])
+
+    def key_and_unit(self, item) -> tuple[str, str, bool]:
+        """(stage key, unit name, numbered) of a top-level item."""
+        parts = self.prefix(item)
+        single = isinstance(item, _L)
+        numeric = next((n for n, p in enumerate(parts) if p.isdigit()), None)
+        nested = numeric is not None and numeric + 1 < len(parts) and parts[numeric + 1].isdigit()
+        # a line is in a numbered block of a numbered stage when a module nests below the block (EfficientNet's
+        # `features.2.0.block.0.0`), not when the number is a layer's own (ConvNeXt's `features.0.1.norm`)
+        if nested and (numeric + 3 < len(parts) or not isinstance(item, _L)):
+            numeric += 1  # `features.2.1`: stage `features.2` of numbered stages, unit `1` (EfficientNet)
+        if numeric is not None and numeric > 0:
+            return ".".join(parts[:numeric]), parts[numeric], True
+        if numeric == 0:
+            return "", parts[0], True
+        if single or (not isinstance(item, _L) and len(parts) > 1 and re.search(r"\d$", parts[-1])):
+            return ".".join(parts[:-1]), (parts[-1] if parts else ""), False
+        return ".".join(parts), "", False
+
+
+def _stages(items: list, paths: _Paths) -> list[_Stage]:
+    stages: list[_Stage] = []
+    for item in items:
+        key, uid, numbered = paths.key_and_unit(item)
+        if not key and not uid:  # `conv1`, `bn1`, `relu` of a stem outside every container: the row's first name
+            first = next((paths.net.layers[i].path for i in _layers_of([item]) if paths.net.layers[i].path), "")
+            uid = (paths.split(first) or [""])[0]
+        last_unit = stages[-1].units[-1] if stages and stages[-1].units else None
+        if last_unit is not None and last_unit.prefix and isinstance(item, _L) \
+                and paths.prefix(item)[:len(last_unit.prefix)] == last_unit.prefix:
+            last_unit.items.append(item)  # a layer inside the unit before it (Keras's `conv2_block1_out` after
+            continue  # the sum of `conv2_block1`)
+        if stages and stages[-1].key == key:
+            stage = stages[-1]
+        else:
+            stage = _Stage(key, [])
+            stages.append(stage)
+        last = stage.units[-1] if stage.units else None
+        if last is not None and last.uid == uid and (uid or key):
+            last.items.append(item)  # one unit of the source (`layer3.0`), or a stage's unnamed items
+        elif last is not None and not uid and isinstance(item, _L) and _trailing(last, item):
+            last.items.append(item)
+        else:
+            prefix = [*key.split("."), uid] if key and uid and not isinstance(item, _L) else []
+            stage.units.append(_Unit([item], uid, numbered, prefix))
+    return stages
+
+
+def _trailing(unit: _Unit, item) -> bool:
+    """Without names from the source: a layer line after a residual or branches belongs to its unit."""
+    return not unit.uid and not isinstance(unit.items[0], _L)
+
+
+# ---------------------------------------------------------------- 4. blocks
+
+
+def _signature(items: list, net: FlatNetwork, explicit: dict[int, dict]) -> tuple:
+    out = []
+    for it in items:
+        if isinstance(it, _L):
+            fixed = frozenset((k, v) for k, v in explicit[it.index].items() if isinstance(v, (str, bool)))
+            out.append(("L", net.layers[it.index].op, tuple(net.layers[p].op for p in it.posts), fixed))
+        elif isinstance(it, _Res):
+            out.append(("R", net.layers[it.merge].op, it.auto, _signature(it.body, net, explicit),
+                        None if it.shortcut is None else _signature(it.shortcut, net, explicit)))
+        else:
+            out.append(("B", net.layers[it.merge].op, tuple(_signature(b, net, explicit) for b in it.branches)))
+    return tuple(out)
+
+
+def _lines(items: list) -> list[_L]:
+    """The unit's layer lines in a fixed order (the slots of a block)."""
+    out: list[_L] = []
+    for it in items:
+        if isinstance(it, _L):
+            out.append(it)
+        elif isinstance(it, _Res):
+            out += _lines(it.body) + _lines(it.shortcut or [])
+        else:
+            for b in it.branches:
+                out += _lines(b)
+    return out
+
+
+_PARAM_NAMES = {"filters": "w", "units": "n", "kernel": "k"}
+
+
+@dataclass(eq=False)
+class _Block:
+    name: str
+    template: list  # the first instance's items: the block's code
+    slots: dict[tuple[int, str], Any]  # (slot, key) -> IR expression for arguments that vary
+    keys: list[set[str]]  # per slot: the arguments it writes
+    params: list[ir.BlockParam]
+    calls: list[list[ir.Arg]]  # per instance, its call's arguments
+
+
+class _Blocks:
+    def __init__(self, net: FlatNetwork, resolved: list, explicit: dict[int, dict], unit_input):
+        self.net, self.resolved, self.explicit, self.unit_input = net, resolved, explicit, unit_input
+
+    def find(self, units: list[_Unit]) -> dict[int, tuple[_Block, int]]:
+        """id(unit) -> (its block, its instance number) for units worth a block: those with a residual or
+        branches (or a chain of lines, _chain_block) whose shape of code occurs more than once."""
+        groups: dict[tuple, list[_Unit]] = {}
+        for unit in units:
+            compound = any(not isinstance(it, _L) for it in unit.items)
+            if not compound and not _chain_block(unit.items, self.net, self.explicit):
+                continue
+            groups.setdefault(_signature(unit.items, self.net, self.explicit), []).append(unit)
+        out: dict[int, tuple[_Block, int]] = {}
+        taken: set[str] = set()
+        parts = [part for members in groups.values() for part in self._by_words(members)]
+        for members in parts:
+            if len(members) < 2:  # written where it stands: a block called once only adds its header
+                continue
+            block = self.block(members, taken)
+            for n, unit in enumerate(members):
+                out[id(unit)] = (block, n)
+        return out
+
+    def _columns(self, members: list[_Unit]) -> tuple[list[set[str]], list[tuple[int, str, list]]]:
+        """Per slot the arguments any member writes; and the (slot, argument, values) that differ."""
+        per_unit = [_lines(u.items) for u in members]
+        slots = len(per_unit[0])
+        keys: list[set[str]] = [set() for _ in range(slots)]
+        for lines in per_unit:
+            for s, line in enumerate(lines):
+                keys[s] |= set(self.explicit[line.index])
+        columns: list[tuple[int, str, list]] = []
+        for s in range(slots):
+            for key in sorted(keys[s], key=list(OPS[self.net.layers[per_unit[0][s].index].op].args.model_fields).index):
+                values = [_square(self.explicit[lines[s].index].get(key,
+                                                                   self.resolved[lines[s].index][0].model_dump()[key]))
+                          for lines in per_unit]
+                if any(v != values[0] for v in values):
+                    columns.append((s, key, values))
+        return keys, columns
+
+    def _by_words(self, members: list[_Unit]) -> list[list[_Unit]]:
+        """Members apart where an argument that differs is a word or nothing (`padding` `valid` or 1): a call
+        passes numbers, sizes and truth values only."""
+        _, columns = self._columns(members)
+        words = [values for _, _, values in columns
+                 if any(v is None or isinstance(v, str) for v in values)]
+        if not words:
+            return [members]
+        parts: dict[tuple, list[_Unit]] = {}
+        for n, unit in enumerate(members):
+            parts.setdefault(tuple(repr(values[n]) for values in words), []).append(unit)
+        return list(parts.values())
+
+    def block(self, members: list[_Unit], taken: set[str]) -> _Block:
+        keys, columns = self._columns(members)
+        inputs = [self.unit_input(u) for u in members]
+        calls_in_order = True  # members are every call of the block, in the order infer counts them
+        exprs: dict[tuple[int, str], Any] = {}
+        params: list[tuple[str, list, Any]] = []  # (name, values, default)
+        names: set[str] = set()
+        for s, key, values in columns:
+            expr = self._relation(values, inputs, params, calls_in_order)
+            if expr is None:
+                base = _PARAM_NAMES.get(key, key)
+                name, n = base, 2
+                while name in names or name in _KEYWORDS:
+                    name, n = f"{base}{n}", n + 1
+                names.add(name)
+                field_info = OPS[self.net.layers[_lines(members[0].items)[s].index].op].args.model_fields[key]
+                params.append((name, values, _default(values, field_info.default)))
+                expr = ir.Name(id=name)
+            exprs[(s, key)] = expr
+        params.sort(key=lambda p: p[2] is not None)
+        calls = []
+        for n in range(len(members)):
+            args = []
+            for name, values, default in params:
+                if default is None:
+                    args.append(ir.Arg(value=_value(values[n])))
+                elif values[n] != default:
+                    args.append(ir.Arg(name=name, value=_value(values[n])))
+            calls.append(args)
+        block_params = [ir.BlockParam(name=name, default=None if default is None else _value(default))
+                        for name, _, default in params]
+        return _Block(self._name(members, taken), members[0].items, exprs, keys, block_params, calls)
+
+    @staticmethod
+    def _relation(values: list, inputs: list[Shape], params: list, calls_in_order: bool) -> Any:
+        """An expression for a column that follows from the block's input, an earlier parameter, or the
+        call's place among the block's calls (`call_index`: ConvNeXt's drop-path rate grows linearly)."""
+        for name, other, _ in params:
+            if other == values:
+                return ir.Name(id=name)
+        if calls_in_order:
+            progression = _progression(values)
+            if progression is not None:
+                return progression
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            return None
+        if any(len(s) != 3 for s in inputs):
+            return None
+        chans = [s[-1] for s in inputs]
+        if values == chans:
+            return ir.Name(id="in.c")
+        pairs = list(zip(values, chans, strict=True))
+        if all(c and v % c == 0 for v, c in pairs) and len({v // c for v, c in pairs}) == 1:
+            k = values[0] // chans[0]
+            return ir.BinOp(op="*", left=k, right=ir.Name(id="in.c"))
+        if all(v and c % v == 0 for v, c in pairs) and len({c // v for v, c in pairs}) == 1:
+            k = chans[0] // values[0]
+            return ir.BinOp(op="//", left=ir.Name(id="in.c"), right=k)
+        for name, other, default in params:
+            if default is None and all(isinstance(o, int) and not isinstance(o, bool) and o and v % o == 0
+                                       for v, o in zip(values, other, strict=True)):
+                ratios = {v // o for v, o in zip(values, other, strict=True)}
+                if len(ratios) == 1 and len(set(values)) > 1:
+                    return ir.BinOp(op="*", left=ratios.pop(), right=ir.Name(id=name))
+            if default is None and all(isinstance(o, int) and not isinstance(o, bool) for o in other):
+                for d in (2, 3, 4):  # `padding = k // 2`
+                    if len(set(values)) > 1 and values == [o // d for o in other]:
+                        return ir.BinOp(op="//", left=ir.Name(id=name), right=d)
+        return None
+
+    def _name(self, members: list[_Unit], taken: set[str]) -> str:
+        stems = {re.sub(r"_?\d+$", "", u.uid) for u in members}
+        stem = stems.pop() if len(stems) == 1 else ""
+        if not stem or stem.isdigit() or stem in _KEYWORDS or lookup(stem) is not None:  # Keras's `block1`
+            stem = self._what(members[0].items)
+        return _identifier(stem, taken, "block")
+
+    def _what(self, items: list) -> str:
+        """A name from what the unit is, by its kinds' traits."""
+        first = items[0]
+        if isinstance(first, _L):
+            return "unit"
+        op = OPS[self.net.layers[first.merge].op]
+        if isinstance(first, _Br):
+            return "mixed" if op.joins else "branches"
+        convs = [line for line in _lines(first.body) if OPS[self.net.layers[line.index].op].category == "conv"]
+        if op.joins:
+            return "dense_layer"
+        if not op.same_shapes:
+            return "gate"
+        if len(convs) == 3:
+            return "bottleneck"
+        return "basic" if len(convs) == 2 else "residual_block"
+
+
+def _progression(values: list) -> Any:
+    """`a + d * call_index` (or `d * call_index`) where it gives every value exactly, as the spec's own
+    arithmetic computes it; None otherwise."""
+    from .exprs import CALL_INDEX
+
+    if len(values) < 3 or not all(isinstance(v, float) for v in values):
+        return None
+    first, last, count = values[0], values[-1], len(values)
+    if first == 0 and all(last * n / (count - 1) == v for n, v in enumerate(values)):  # 0 at the first, `last`
+        # at the last call: torchvision's `sd_prob * block_id / (blocks - 1.0)`, the spec's convnext block
+        return ir.BinOp(op="/", left=ir.BinOp(op="*", left=last, right=ir.Name(id=CALL_INDEX)), right=count - 1)
+    for step in {values[1] - values[0], (values[-1] - values[0]) / (len(values) - 1)}:
+        if step == 0:
+            continue
+        if all((first + step * n if first else step * n) == v for n, v in enumerate(values)):
+            term = ir.BinOp(op="*", left=step, right=ir.Name(id=CALL_INDEX))
+            return ir.BinOp(op="+", left=first, right=term) if first else term
+    return None
+
+
+def _square(value: Any) -> Any:
+    """A square pair as one number (`3` for 3x3), as calls write it: so `padding` can follow `k`."""
+    if isinstance(value, tuple) and len(value) == 2 and value[0] == value[1] and isinstance(value[0], int):
+        return value[0]
+    return value
+
+
+def _chain_block(items: list, net: FlatNetwork, explicit: dict[int, dict]) -> bool:
+    """A unit without merges is worth a block when it has three lines or more and they are not all alike
+    (VGG's `conv 3x3, w, same, relu` lines are `(...) x 3` in the stage's row)."""
+    lines = [(net.layers[it.index].op, sorted(explicit[it.index].items())) for it in items]
+    return len(lines) >= 3 and any(line != lines[0] for line in lines)
+
+
+def _default(values: list, field_default: Any) -> Any:
+    """A parameter's default: the argument's own default (a stride of 1) when most instances take it."""
+    value, count = Counter(map(repr, values)).most_common(1)[0]
+    if len(values) >= 3 and count * 2 > len(values) and value == repr(_square(field_default)):
+        return next(v for v in values if repr(v) == value)
+    return None
+
+
+# ---------------------------------------------------------------- 5. the IR
+
+
+class _Writer:
+    def __init__(self, net: FlatNetwork, resolved: list, explicit: dict[int, dict]):
+        self.net, self.resolved, self.explicit = net, resolved, explicit
+
+    def items(self, items: list, exprs: dict | None = None, counter: list | None = None,
+              keys: list | None = None) -> list:
+        """IR items; inside a block, `exprs` replaces the varying arguments of each slot (numbered by `counter`)."""
+        counter = counter if counter is not None else [0]
+        out: list = []
+        for it in items:
+            if isinstance(it, _L):
+                out.append(self.line(it, exprs, counter, keys))
+            elif isinstance(it, _Res):
+                merge = self.net.layers[it.merge].op
+                body = self.items(it.body, exprs, counter, keys)
+                short = None if it.shortcut is None else self.items(it.shortcut, exprs, counter, keys)
+                out.append(ir.Residual(merge=merge, body=body, shortcut=short, auto_shortcut=it.auto))
+            else:
+                merge = self.net.layers[it.merge].op
+                branches = []
+                for n, b in enumerate(it.branches):
+                    body = self.items(b, exprs, counter, keys)
+                    simple = all(x.kind in ("layer", "call", "group") for x in body)
+                    branches.append(ir.Branch(name=None if simple else f"b{n + 1}", body=body))
+                out.append(ir.Branches(merge=merge, branches=branches))
+        return out
+
+    def line(self, it: _L, exprs: dict | None, counter: list, keys: list | None) -> ir.Layer:
+        slot = counter[0]
+        counter[0] += 1
+        op = OPS[self.net.layers[it.index].op]
+        explicit = self.explicit[it.index]
+        fields = dict(explicit)
+        if exprs is not None and keys is not None:
+            target = self.resolved[it.index][0].model_dump()
+            fields = {k: explicit.get(k, target[k]) for k in keys[slot]}
+            for (s, key), expr in exprs.items():
+                if s == slot:
+                    fields[key] = expr
+        posts = [_POST_WORD[self.net.layers[p].op] for p in it.posts]
+        return _layer_ir(op, fields, posts)
+
+
+def _repeats(items: list) -> list:
+    """Consecutive identical calls and layer lines become one item with `x N`; a run of a few lines that
+    repeats, a group `(...) x N` (MobileNet v1's depthwise and pointwise convs)."""
+    items = _single_repeats(items)
+    for width in range(2, 5):
+        items = _group_repeats(items, width)
+    return items
+
+
+def _group_repeats(items: list, width: int) -> list:
+    dumps = [it.model_dump() if it.kind in ("call", "layer", "group") else None for it in items]
+    out: list = []
+    i = 0
+    while i < len(items):
+        window = dumps[i:i + width]
+        count = 1
+        while len(window) == width and None not in window \
+                and dumps[i + count * width:i + (count + 1) * width] == window:
+            count += 1
+        if count > 1:
+            out.append(ir.Group(body=list(items[i:i + width]), repeat=count))
+            i += count * width
+        else:
+            out.append(items[i])
+            i += 1
+    return out
+
+
+def _single_repeats(items: list) -> list:
+    out: list = []
+    for it in items:
+        if out and it.kind in ("call", "layer") and _base(out[-1]) == it.model_dump():
+            prev = out[-1]
+            count = (prev.repeat or 1) + 1
+            out[-1] = prev.model_copy(update={"repeat": count})
+            continue
+        out.append(it)
+    return [ir.Group(body=[it.model_copy(update={"repeat": None})], repeat=it.repeat)
+            if it.kind == "layer" and it.repeat else it for it in out]
+
+
+def _base(item) -> dict | None:
+    if item.kind not in ("call", "layer"):
+        return None
+    return item.model_copy(update={"repeat": None}).model_dump()
+
+
+def _size(shape: Shape) -> Any:
+    if len(shape) == 3:
+        return ir.Dims(dims=[shape[0], shape[1]])
+    return shape[0]
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def nest_joins(net: FlatNetwork) -> FlatNetwork:
+    """Concatenations of many inputs re-nested by associativity: `concat(x, a, b, c)` where `concat(x, a, b)`
+    is computed too becomes `concat(that, c)`, the same values in the same channel order. torchvision's DenseNet
+    concatenates every earlier output anew for each layer; nested, a dense block is a chain of `residual concat:`.
+    Only for merges that join channels of inputs of one size (so a cropping merge crops nothing)."""
+    resolved = net.resolved()
+    layers = list(net.layers)
+    seen: dict[tuple, int] = {}
+    for i, layer in enumerate(net.layers):
+        ins = layer.inputs
+        in_shapes = resolved[i][1]
+        if OPS[layer.op].joins and len(ins) > 2 and all(len(s) == 3 and s[:2] == in_shapes[0][:2]
+                                                         for s in in_shapes):
+            for j in range(len(ins) - 1, 1, -1):  # the longest prefix computed before
+                earlier = seen.get((layer.op, ins[:j]))
+                if earlier is not None:
+                    layers[i] = FlatLayer(layer.op, layer.args, (earlier, *ins[j:]), layer.path, layer.tensors)
+                    break
+        seen.setdefault((layer.op, ins), i)
+    if layers == net.layers:
+        return net
+    return FlatNetwork(net.input_shape, layers, net.output, net.name, net.source)
+
+
+def decompile_ir(net: FlatNetwork) -> ir.Spec:
+    """The flat network as spec IR (blocks, stages, calls). Raises DecompileError where the structure cannot
+    be written. `net` is taken as it is: `decompile` re-nests concatenations first (nest_joins)."""
+    resolved = net.resolved()
+    structure = _Structure(net, resolved)
+    items = structure.seq(INPUT, net.output)
+    dead = [i for i in range(len(net.layers)) if i not in structure.emitted]
+    if dead:
+        layer = net.layers[dead[0]]
+        raise DecompileError(f"{len(dead)} layer{'s' * (len(dead) != 1)} never reach the output, the first "
+                             f"`{layer.path or layer.op}`", layer.path,
+                             help="a spec computes one output; models with several outputs cannot be written yet")
+    items = _fold(items, net, resolved)
+    explicit = {line.index: _explicit(net, resolved, line) for line in _lines(items)}
+    paths = _Paths(net, resolved)
+    stages = _stages(items, paths)
+
+    def unit_input(unit: _Unit) -> Shape:
+        first = unit.items[0]
+        value = net.layers[first.index].inputs[0] if isinstance(first, _L) else first.fork
+        return structure.shape(value)
+
+    blocks = _Blocks(net, resolved, explicit, unit_input).find([u for s in stages for u in s.units])
+    writer = _Writer(net, resolved, explicit)
+    defs: dict[int, _Block] = {}
+    body: list = []
+    taken: set[str] = set()
+    for stage in _split(stages, blocks, structure):
+        stage_items: list = []
+        for unit in stage.units:
+            found = blocks.get(id(unit))
+            if found is None:
+                stage_items += writer.items(unit.items)
+            else:
+                block, n = found
+                defs.setdefault(id(block), block)
+                stage_items.append(ir.Call(block=block.name, args=block.calls[n]))
+        stage_items = _repeats(stage_items)
+        last = stage.units[-1].items[-1]
+        if stage.key or stage.units[0].uid:
+            parts = (stage.key or stage.units[0].uid).split(".")
+            named = max((n for n, p in enumerate(parts) if not p.isdigit()), default=0)
+            text = "_".join(parts[named:])  # `features.2.1` -> `features_2_1`
+            name = _identifier(text, taken, "stage")
+            body.append(ir.Scope(name=name, expect=_size(structure.shape(_last(last))), body=stage_items))
+        else:
+            body += stage_items
+    block_defs = [ir.BlockDef(name=b.name, params=b.params, body=writer.items(b.template, b.slots, [0], b.keys))
+                  for b in defs.values()]
+    name = _identifier(net.name or "imported", set(), "imported")
+    input_expr = ir.Dims(dims=list(net.input_shape)) if len(net.input_shape) > 1 else net.input_shape[0]
+    return ir.Spec(name=name, description=f"imported from {net.source}" if net.source else None,
+                   input=input_expr, blocks=block_defs, body=body)
+
+
+def _split(stages: list[_Stage], blocks: dict, structure: _Structure) -> list[_Stage]:
+    """A stage of numbered units (`features.1`, `features.2`, ...) splits where the output's width (channels)
+    changes, except between calls of one block with the same arguments (a dense block's layers grow its width):
+    the rows of the paper's table (MobileNet v2's (t, c, n, s), VGG's convs and their pooling)."""
+    out: list[_Stage] = []
+    for stage in stages:
+        current = _Stage(stage.key, [])
+        out.append(current)
+        previous = None
+        for unit in stage.units:
+            if previous is not None and previous.numbered and unit.numbered:
+                before = structure.shape(_last(previous.items[-1]))[-1]
+                after = structure.shape(_last(unit.items[-1]))
+                after = after[-1] if len(after) == 3 else before  # a classifier's vectors stay one row
+                a, b = blocks.get(id(previous)), blocks.get(id(unit))
+                same_call = a is not None and b is not None and a[0] is b[0] and a[0].calls[a[1]] == b[0].calls[b[1]]
+                if before != after and not same_call:
+                    current = _Stage(f"{stage.key}.{unit.uid}" if stage.key else unit.uid, [])
+                    out.append(current)
+            current.units.append(unit)
+            previous = unit
+    return out
+
+
+def decompile(net: FlatNetwork, verify: bool = True) -> str:
+    """The spec text of a flat network: canonical (`archc fmt` leaves it as it is), with a header comment
+    naming the source. With `verify` (the default), the text is checked back and must be the same network
+    (after nest_joins, which changes no value); ArchcError (A504, A505) otherwise."""
+    from .fmt import format_spec
+
+    net = nest_joins(net)
+    try:
+        spec = decompile_ir(net)
+    except DecompileError as e:
+        where = f" (at `{e.where}`)" if e.where else ""
+        raise ArchcError([Diagnostic(e.code, e.message + where, None, help=e.help or None)]) from None
+    text = format_spec(spec)
+    header = f"# written by `archc import` from {net.source or 'a model'}; blocks and stages found in its structure\n"
+    text = header + text
+    if verify:
+        problem = _verify(net, text)
+        if problem is not None:
+            raise ArchcError([Diagnostic("A505", f"the spec written for {net.source or 'the model'} would not be "
+                                         f"the same network: {problem}", None,
+                                         help="this is a bug in archc's import; please report it with the model")])
+    return text
+
+
+def _verify(net: FlatNetwork, text: str) -> str | None:
+    from . import check
+    from .flat import flat_of_plan, same_network
+
+    try:
+        plan = check(text=text)
+    except ArchcError as e:
+        return f"it does not check ({e.diagnostics[0].message})"
+    return same_network(net, flat_of_plan(plan))
+
+
+def import_model(source: Any, input_shape: tuple[int, ...] | None = None, partial: bool = False) -> str:
+    """`archc import`: read any source archc.readers.read_source takes and write its spec. An operation the
+    language cannot express is ArchcError A501 naming it and where it sits; with `partial`, the spec of the
+    layers read before it, with a comment at the gap."""
+    from .flat import Unsupported, upstream
+    from .readers import read_source
+
+    try:
+        net = read_source(source, input_shape)
+    except Unsupported as e:
+        if not partial or e.partial is None or not e.partial.layers:
+            help = e.help or "the language cannot write this operation yet"
+            if not partial:
+                help += "; `--partial` (`partial=True`) writes the layers before it"
+            what = e.what if "`" in e.what else f"`{e.what}`"  # a reader may quote its own words
+            raise ArchcError([Diagnostic("A501", f"{what} at `{e.where}` cannot be written as a spec", None,
+                                         help=help)]) from None
+        kept = upstream(e.partial)
+        text = decompile(kept)
+        dropped = len(e.partial.layers) - len(kept.layers)
+        note = f" ({dropped} layer{'s' * (dropped != 1)} on other branches left out)" if dropped else ""
+        what = e.what if "`" in e.what else f"`{e.what}`"
+        return text + f"# archc import stopped here: {what} at `{e.where}` cannot be written as a spec yet{note}\n"
+    return decompile(net)

@@ -1,0 +1,71 @@
+"""How fast `archc import` writes a spec (issue 15: importing ResNet-152 and DenseNet-201 takes at most twice
+the time of constructing or loading the source model).
+
+Today: the decompiler alone, on the flat networks of the shipped specs' plans (archc.flat.flat_of_plan), which
+are what a reader hands it: ResNet-152 (515 layers) and DenseNet-201 (707 layers). Two figures per model,
+medians of interleaved runs: writing the spec (structure, folding, blocks, text) and the whole of
+`archc.decompile.decompile`, which also checks the written spec back against the flat network.
+
+`--source torch` (once archc.readers.torch has `read_flat`) adds reading torchvision's model and the time to
+construct it, for the ratio the issue asks for.
+
+    python benchmarks/bench_import.py [--runs 7] [--source spec|torch]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's archc, and the tests' torchvision workaround
+MODELS = {"resnet152": "resnet152", "densenet201": "densenet201"}  # spec stem -> torchvision's name
+
+
+def _time(fn, runs: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(runs):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--source", choices=["spec", "torch"], default="spec")
+    args = parser.parse_args()
+
+    import archc
+    from archc.decompile import decompile, decompile_ir
+    from archc.flat import flat_of_plan
+    from archc.fmt import format_spec
+
+    print(f"{'model':12} {'layers':>6} {'read':>9} {'build src':>9} {'write':>9} {'verified':>9} {'lines':>5}")
+    for stem, tv_name in MODELS.items():
+        read = build = float("nan")
+        if args.source == "torch":
+            from tvision import torchvision_or_skip
+
+            from archc.readers import read_source
+
+            models = torchvision_or_skip().models
+            build, model = _time(lambda m=models, n=tv_name: getattr(m, n)(), args.runs)
+            read, flat = _time(lambda m=model: read_source(m, (224, 224, 3)), args.runs)
+        else:
+            flat = flat_of_plan(archc.check(ROOT / "specs" / f"{stem}.arch"))
+        write, _ = _time(lambda f=flat: format_spec(decompile_ir(f)), args.runs)
+        verified, text = _time(lambda f=flat: decompile(f), args.runs)
+        def ms(seconds: float) -> str:
+            return f"{seconds * 1e3:7.0f}ms" if seconds == seconds else f"{'-':>9}"
+
+        print(f"{stem:12} {len(flat.layers):6} {ms(read)} {ms(build)} {ms(write)} {ms(verified)} "
+              f"{len(text.splitlines()):5}")
+
+
+if __name__ == "__main__":
+    main()
