@@ -15,9 +15,9 @@ import gc
 import os
 
 import pytest
+from torchvision_zoo import perturb, torchvision_or_skip
 
 import archc
-from tvision import perturb, torchvision_or_skip
 
 torch = pytest.importorskip("torch")
 
