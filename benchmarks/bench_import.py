@@ -49,11 +49,11 @@ def main() -> None:
     for stem, tv_name in MODELS.items():
         read = build = float("nan")
         if args.source == "torch":
-            from tvision import torchvision_or_skip
+            from torchvision_zoo import import_torchvision
 
             from archc.readers import read_source
 
-            models = torchvision_or_skip().models
+            models = import_torchvision().models
             build, model = _time(lambda m=models, n=tv_name: getattr(m, n)(), args.runs)
             read, flat = _time(lambda m=model: read_source(m, (224, 224, 3)), args.runs)
         else:

@@ -31,11 +31,11 @@ def main() -> None:
 
     import onnx
     import torch
-    import tvision
+    from torchvision_zoo import import_torchvision
 
     from archc.readers.onnx import read_flat
 
-    torchvision = tvision.torchvision_or_skip()
+    torchvision = import_torchvision()
     model = getattr(torchvision.models, opts.model)(weights=None).eval()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{opts.model}.onnx"

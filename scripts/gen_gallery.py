@@ -45,6 +45,7 @@ SECTIONS = [
     ("U-Net", ["unet"]),
     ("ShuffleNet", ["shufflenet_v2_x1_0"]),
     ("ConvNeXt", ["convnext_tiny"]),
+    ("EfficientNet", ["efficientnet_b0"]),
 ]
 
 INTRO = """\

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tvision import perturb, torchvision_or_skip
+from torchvision_zoo import perturb, torchvision_or_skip
 
 import archc
 

@@ -118,7 +118,7 @@ SIDE = 64
 def exported():
     """name -> (ONNX bytes, the torchvision model's state dict size): each model exported once per module."""
     torch = pytest.importorskip("torch")
-    from tvision import perturb, torchvision_or_skip
+    from torchvision_zoo import perturb, torchvision_or_skip
 
     torchvision = torchvision_or_skip()
     cache = {}
@@ -192,7 +192,7 @@ def test_a_small_exports_weights_load_into_its_spec_and_compute_the_same():
     """(b) in small, by default: a torch module and the spec of the same network, matched through the structure."""
     torch = pytest.importorskip("torch")
     from torch import nn
-    from tvision import perturb
+    from torchvision_zoo import perturb
 
     class Tiny(nn.Module):
         def __init__(self):

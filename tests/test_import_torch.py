@@ -25,7 +25,7 @@ nn = torch.nn
 F = torch.nn.functional
 
 from backends.conformance import OP_CASES  # noqa: E402
-from tvision import torchvision_or_skip  # noqa: E402
+from torchvision_zoo import torchvision_or_skip  # noqa: E402
 
 from archc.readers.torch import read_flat, read_module  # noqa: E402
 

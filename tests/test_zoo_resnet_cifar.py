@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from zoo_support import perturb, relative_difference, trainable
+from torchvision_zoo import perturb, relative_difference, trainable
 
 import archc
 

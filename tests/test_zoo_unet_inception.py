@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 import tomllib
-import types
 from pathlib import Path
 
 import numpy as np
@@ -25,44 +23,13 @@ import archc
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
+from torchvision_zoo import perturb, torchvision_models  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 GOLDEN = tomllib.loads((ROOT / "tests" / "golden" / "spec_library.toml").read_text(encoding="utf-8"))
 THOROUGH = bool(os.environ.get("ARCHC_THOROUGH"))
 RELATIVE = 1e-5  # outputs must agree to this fraction of their largest magnitude
-
-
-def torchvision_models():
-    """torchvision.models; where torchvision's compiled operators were built for another PyTorch, its import fails
-    registering their fake kernels (`operator torchvision::nms does not exist`) although the classification models
-    use none of them: that registration is then left out."""
-    try:
-        import torchvision
-    except ImportError:
-        pytest.skip("torchvision is not installed")
-    except RuntimeError:
-        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-            del sys.modules[name]
-        sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
-        import torchvision
-    return torchvision.models
-
-
-def perturb(model: nn.Module, seed: int = 0) -> None:
-    """Every tensor drawn afresh, so a transfer that swaps or skips one shows: He-normal weights (activations keep
-    their scale through the depth), biases and running means around 0, scales and running variances in [0.5, 1.5)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if name.endswith("num_batches_tracked"):
-                continue
-            if tensor.dim() == 1 and name.endswith(("running_var", "weight")):
-                tensor.copy_(torch.rand(tensor.shape, generator=gen) + 0.5)
-            elif tensor.dim() == 1:
-                tensor.copy_(torch.randn(tensor.shape, generator=gen) * 0.1)
-            else:
-                tensor.copy_(torch.randn(tensor.shape, generator=gen) * (2 / tensor[0].numel()) ** 0.5)
 
 
 @functools.cache

@@ -6,19 +6,15 @@ that differ fail with a diagnostic naming the spec's layer, its line and the sou
 
 from __future__ import annotations
 
-import functools
-import importlib
-import importlib.util
 import math
 import os
-import sys
-import types
 from pathlib import Path
 
 import pytest
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
+from torchvision_zoo import torchvision_models  # noqa: E402
 
 import archc  # noqa: E402
 from archc.match import GraphBuilder, Layer, graph_of_plan, match  # noqa: E402
@@ -26,26 +22,6 @@ from archc.readers.torch import read_module  # noqa: E402
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 THOROUGH = bool(os.environ.get("ARCHC_THOROUGH"))
-
-
-@functools.cache
-def torchvision_models():
-    """torchvision.models, also where torchvision's compiled ops do not load (a CUDA build of torchvision
-    beside a CPU torch fails in `import torchvision`, though the models need none of those ops): the models
-    are then imported without running the package's __init__."""
-    if importlib.util.find_spec("torchvision") is None:
-        pytest.skip("torchvision is not installed")
-    try:
-        return importlib.import_module("torchvision.models")
-    except Exception:  # noqa: BLE001 - whatever broke is in the compiled ops the models do not use
-        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
-            del sys.modules[name]
-        spec = importlib.util.find_spec("torchvision")
-        package = types.ModuleType("torchvision")
-        package.__path__ = list(spec.submodule_search_locations)
-        package.__spec__ = spec
-        sys.modules["torchvision"] = package
-        return importlib.import_module("torchvision.models")
 
 
 def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
