@@ -77,3 +77,27 @@ def test_keras_and_onnx_compute_torchs_function_at_full_size(spec, backends, rec
     print(f"\n{spec} {'x'.join(map(str, plan.input_shape))}: keras {keras_diff:.2e}, onnx {onnx_diff:.2e}, "
           f"{seconds:.1f} s")
     assert keras_diff <= TOLERANCE and onnx_diff <= TOLERANCE, (keras_diff, onnx_diff)
+
+
+@pytest.mark.parametrize("spec", ["mobilenet_v3_large", "regnet_y_400mf"])
+def test_the_float32_gaps_are_rounding_keras_in_float64_is_torchs_function(spec, backends):
+    """The two specs whose float32 gap exceeds 1e-5: in float64, Keras and PyTorch agree to about 1e-13 of the
+    output's scale (measured: 2.9e-14 and 1.6e-13), so the same function; in float32, TensorFlow's own rounding
+    moves MobileNet v3 Large 4.2e-5 from the float64 result (PyTorch's: 3.9e-6)."""
+    torch = pytest.importorskip("torch")
+    keras, _ = backends
+    keras.config.set_floatx("float64")
+    try:
+        model = perturb(archc.compile(SPECS / f"{spec}.arch", backend="torch", logits=True)).eval().double()
+        reference = archc.compile(SPECS / f"{spec}.arch", backend="keras", logits=True)
+        archc.transfer_weights(model, reference)
+        x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        with torch.no_grad():
+            want = model(x).numpy()
+        got = np.asarray(reference(x.permute(0, 2, 3, 1).numpy(), training=False))
+        assert got.dtype == np.float64
+        assert relative_difference(got, want) < 1e-11
+    finally:
+        keras.config.set_floatx("float32")
+        keras.backend.clear_session()
+        gc.collect()
