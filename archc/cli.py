@@ -159,6 +159,16 @@ _max_layers_option = click.option("--max-layers", type=click.IntRange(min=1), de
                                   help="Refuse specs that expand to more layers (default 200,000).")
 
 
+def _limit_options(command):
+    """--max-layers and --allow-import: the limits on loading a spec (`diff` takes its own --set variants)."""
+    return _max_layers_option(_allow_option(command))
+
+
+def _load_options(command):
+    """--set, --max-layers and --allow-import: what every command that loads a spec takes, in this order."""
+    return _set_option(_limit_options(command))
+
+
 @main.command(short_help="Validate specs and print their table of sizes, parameters and MACs.")
 @click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--level", type=click.Choice(["stage", "layer"]), default="stage", show_default=True,
@@ -169,9 +179,7 @@ _max_layers_option = click.option("--max-layers", type=click.IntRange(min=1), de
                    "spec; html: a page per spec (the table, the picture, the totals).")
 @click.option("-o", "--output", type=click.Path(), default=None,
               help="With --format html: an .html file (one spec) or a directory (default: SPEC_NAME.html here).")
-@_set_option
-@_max_layers_option
-@_allow_option
+@_load_options
 @click.pass_context
 def check(ctx, specs, level, fmt, output, sets, max_layers, allow) -> None:
     """Validate specs and print their layer table: output sizes, parameters, MACs. `-` reads a spec from
@@ -371,9 +379,7 @@ def _build_target(output: str | None, backend: str | None, fmt: str | None) -> t
 @click.option("--logits", is_flag=True, help="Leave out a final softmax (losses such as CrossEntropyLoss want logits).")
 @click.option("--max-params", type=click.IntRange(min=1), default=MAX_BUILD_PARAMS, show_default=True,
               help="Refuse to build models with more parameters.")
-@_set_option
-@_max_layers_option
-@_allow_option
+@_load_options
 def build(spec, backend, fmt, output, logits, max_params, sets, max_layers, allow) -> None:
     """Compile a spec into a model file: standalone Python source (which needs no framework to be written),
     or a framework's archive. The message reports the trainable parameters the framework will count.
@@ -861,9 +867,7 @@ def _graph_format(output: str | None, fmt: str | None) -> str:
               help="One node per layer (boxed by stage and block), or one per stage.")
 @click.option("--direction", type=click.Choice(["TB", "LR"]), default="TB", show_default=True,
               help="Top to bottom, or left to right.")
-@_set_option
-@_max_layers_option
-@_allow_option
+@_load_options
 def graph(spec, fmt, output, level, direction, sets, max_layers, allow) -> None:
     """Draw the architecture: DOT and Mermaid text, or SVG and PNG through Graphviz.
 
@@ -901,9 +905,7 @@ def _write_report(plan, target: Path, reads: list[Path]) -> None:
 @click.argument("specs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(), default=None,
               help="An .html file (one spec), or a directory for SPEC_NAME.html pages (default: here).")
-@_set_option
-@_max_layers_option
-@_allow_option
+@_load_options
 @click.pass_context
 def report(ctx, specs, output, sets, max_layers, allow) -> None:
     """Write one self-contained HTML page per spec: the totals, the picture, the table. Several specs also get
@@ -963,8 +965,7 @@ FOREIGN_SUFFIXES = (".onnx", ".keras", ".h5", ".pt", ".pt2")  # models, not spec
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--level", type=click.Choice(["stage", "layer"]), default="stage", show_default=True,
               help="layer: also list every layer whose only change is its output size.")
-@_max_layers_option
-@_allow_option
+@_limit_options
 @click.pass_context
 def diff(ctx, a, b, sets, sets_a, sets_b, fmt, level, max_layers, allow) -> None:
     """Compare two networks: a stage table of output sizes, parameters and MACs (A, B, delta), then the layers
