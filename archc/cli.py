@@ -159,6 +159,16 @@ _max_layers_option = click.option("--max-layers", type=click.IntRange(min=1), de
                                   help="Refuse specs that expand to more layers (default 200,000).")
 
 
+def _limit_options(command):
+    """--max-layers and --allow-import: the limits on loading a spec (`diff` takes its own --set variants)."""
+    return _max_layers_option(_allow_option(command))
+
+
+def _load_options(command):
+    """--set, --max-layers and --allow-import: what every command that loads a spec takes, in this order."""
+    return _set_option(_limit_options(command))
+
+
 @main.command(short_help="Validate specs and print their table of sizes, parameters and MACs.")
 @click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--level", type=click.Choice(["stage", "layer"]), default="stage", show_default=True,
@@ -169,9 +179,7 @@ _max_layers_option = click.option("--max-layers", type=click.IntRange(min=1), de
                    "spec; html: a page per spec (the table, the picture, the totals).")
 @click.option("-o", "--output", type=click.Path(), default=None,
               help="With --format html: an .html file (one spec) or a directory (default: SPEC_NAME.html here).")
-@_set_option
-@_max_layers_option
-@_allow_option
+@_load_options
 @click.pass_context
 def check(ctx, specs, level, fmt, output, sets, max_layers, allow) -> None:
     """Validate specs and print their layer table: output sizes, parameters, MACs. `-` reads a spec from
@@ -371,9 +379,7 @@ def _build_target(output: str | None, backend: str | None, fmt: str | None) -> t
 @click.option("--logits", is_flag=True, help="Leave out a final softmax (losses such as CrossEntropyLoss want logits).")
 @click.option("--max-params", type=click.IntRange(min=1), default=MAX_BUILD_PARAMS, show_default=True,
               help="Refuse to build models with more parameters.")
-@_set_option
-@_max_layers_option
-@_allow_option
+@_load_options
 def build(spec, backend, fmt, output, logits, max_params, sets, max_layers, allow) -> None:
     """Compile a spec into a model file: standalone Python source (which needs no framework to be written),
     or a framework's archive. The message reports the trainable parameters the framework will count.
@@ -526,64 +532,108 @@ def ops(kind) -> None:
 
 def _op_detail(kind: str) -> str:
     """`archc ops KIND`: everything the ops table says about one kind."""
-    from .diagnostics import did_you_mean
-    from .ops import ALIASES, OPS, POST_OPS, fmt_shape, lookup
+    from .ops import lookup
 
     op = lookup(kind)
     if op is None:
-        raise click.BadParameter(f"unknown layer kind `{kind}`"
-                                 + (f"; {did_you_mean(kind, list(OPS) + list(ALIASES))}" if did_you_mean(
-                                     kind, list(OPS) + list(ALIASES)) else "; `archc ops` lists them"),
-                                 param_hint="KIND")
+        raise _unknown_kind(kind)
+    lines = _op_names(op) + _op_arguments(op) + _op_flags(op) + _op_usage(op) + _op_rules(op) + _op_examples(op)
+    lines += ["", f"docs/language.md#{op.name}: the shape and parameter rules with worked examples"]
+    return "\n".join(lines)
 
-    def show(value) -> str:
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, tuple):
-            return "x".join(map(str, value)) if len(set(value)) > 1 else str(value[0])
-        return "none" if value is None else str(value)
+
+def _unknown_kind(kind: str) -> click.BadParameter:
+    from .diagnostics import did_you_mean
+    from .ops import ALIASES, OPS
+
+    suggestion = did_you_mean(kind, list(OPS) + list(ALIASES))
+    return click.BadParameter(f"unknown layer kind `{kind}`"
+                              + (f"; {suggestion}" if suggestion else "; `archc ops` lists them"),
+                              param_hint="KIND")
+
+
+def _show_value(value) -> str:
+    """A default or flag value as a spec writes it (`true`, `3` for 3x3, `1x7`, `none`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return "x".join(map(str, value)) if len(set(value)) > 1 else str(value[0])
+    return "none" if value is None else str(value)
+
+
+def _op_names(op) -> list[str]:
+    """The kind's summary, the other names it is written with, and the names its layers get."""
+    from .ops import ALIASES
 
     aliases = [a for a, target in ALIASES.items() if target == op.name]
     lines = [f"{op.name}: {op.summary}"]
     if aliases:
         lines.append(f"  also written: {', '.join(aliases)}")
     lines.append(f"  example name in a scope: {op.prefix}, {op.prefix}1, {op.prefix}2, ...")
+    return lines
+
+
+def _op_arguments(op) -> list[str]:
+    """One line per argument, in the order a spec line may give them."""
     fields = op.args.model_fields
-    if fields:
-        lines += ["", "arguments (positional first, in order; the rest as name=value):"]
-        order = list(op.positional) + [k for k in fields if k not in op.positional]
-        for key in order:
-            info = fields[key]
-            default = "required" if info.is_required() else f"default {show(info.default)}"
-            where = "positional" if key in op.positional else "keyword"
-            lines.append(f"  {key:<16} {where:<10} {default}")
-    if op.flags:
-        lines += ["", "flags (bare words):"]
-        lines += [f"  {word:<16} means {arg}={show(value)}" for word, (arg, value) in op.flags.items()]
+    if not fields:
+        return []
+    lines = ["", "arguments (positional first, in order; the rest as name=value):"]
+    order = list(op.positional) + [k for k in fields if k not in op.positional]
+    for key in order:
+        info = fields[key]
+        default = "required" if info.is_required() else f"default {_show_value(info.default)}"
+        where = "positional" if key in op.positional else "keyword"
+        lines.append(f"  {key:<16} {where:<10} {default}")
+    return lines
+
+
+def _op_flags(op) -> list[str]:
+    if not op.flags:
+        return []
+    return ["", "flags (bare words):"] + [f"  {word:<16} means {arg}={_show_value(value)}"
+                                          for word, (arg, value) in op.flags.items()]
+
+
+def _op_usage(op) -> list[str]:
+    """Where the kind may be written other than as a layer line of its own."""
+    from .ops import ALIASES, POST_OPS
+
+    lines = []
     trailing = sorted(w for w in POST_OPS if ALIASES.get(w, w) == op.name)
     if trailing:
         lines += ["", f"may trail another layer's arguments: conv 3x3, 64, {trailing[0]}"]
     if op.inputs == "many":
         lines += ["", f"takes several inputs: written `residual {op.name}:` over a body or `{op.name}:` over one "
                   "branch a line, not as a layer line"]
+    return lines
+
+
+def _op_rules(op) -> list[str]:
+    """The shape and parameter rules: the entry's own words, else the docstring of the method that computes them."""
     rules = [(label, getattr(op, attr, None))
              for label, attr in (("shape", "shape_rule"), ("parameters", "param_rule"))]
     rules += [(label, " ".join((getattr(type(op), method).__doc__ or "").split()))
               for label, method in (("shape", "shape"), ("parameters", "params")) if not dict(rules).get(label)]
     rules = [(label, text) for label, text in rules if text]
-    if rules:
-        lines += [""] + [f"{label}: {text}" for label, text in rules]
-    if op.examples:  # the registry's worked rows, computed by inference as docs/language.md shows them
-        import archc
+    return [""] + [f"{label}: {text}" for label, text in rules] if rules else []
 
-        lines += ["", "examples (spec line, input -> output, parameters trainable + non-trainable, MACs):"]
-        width = max(len(text) for text, _ in op.examples)
-        for text, size in op.examples:
-            node = archc.check(text=f"input {size}\n{text}\n").nodes[0]
-            lines.append(f"  {text:<{width}}  {size} -> {fmt_shape(node.shape)}, {node.trainable:,} + "
-                         f"{node.non_trainable:,} params, {node.macs:,} MACs")
-    lines += ["", f"docs/language.md#{op.name}: the shape and parameter rules with worked examples"]
-    return "\n".join(lines)
+
+def _op_examples(op) -> list[str]:
+    """The registry's worked rows, computed by inference as docs/language.md shows them."""
+    if not op.examples:
+        return []
+    import archc
+
+    from .ops import fmt_shape
+
+    lines = ["", "examples (spec line, input -> output, parameters trainable + non-trainable, MACs):"]
+    width = max(len(text) for text, _ in op.examples)
+    for text, size in op.examples:
+        node = archc.check(text=f"input {size}\n{text}\n").nodes[0]
+        lines.append(f"  {text:<{width}}  {size} -> {fmt_shape(node.shape)}, {node.trainable:,} + "
+                     f"{node.non_trainable:,} params, {node.macs:,} MACs")
+    return lines
 
 
 @main.command(short_help="Explain a diagnostic code, e.g. `archc explain A204`.")
@@ -817,9 +867,7 @@ def _graph_format(output: str | None, fmt: str | None) -> str:
               help="One node per layer (boxed by stage and block), or one per stage.")
 @click.option("--direction", type=click.Choice(["TB", "LR"]), default="TB", show_default=True,
               help="Top to bottom, or left to right.")
-@_set_option
-@_max_layers_option
-@_allow_option
+@_load_options
 def graph(spec, fmt, output, level, direction, sets, max_layers, allow) -> None:
     """Draw the architecture: DOT and Mermaid text, or SVG and PNG through Graphviz.
 
@@ -857,9 +905,7 @@ def _write_report(plan, target: Path, reads: list[Path]) -> None:
 @click.argument("specs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(), default=None,
               help="An .html file (one spec), or a directory for SPEC_NAME.html pages (default: here).")
-@_set_option
-@_max_layers_option
-@_allow_option
+@_load_options
 @click.pass_context
 def report(ctx, specs, output, sets, max_layers, allow) -> None:
     """Write one self-contained HTML page per spec: the totals, the picture, the table. Several specs also get
@@ -919,8 +965,7 @@ FOREIGN_SUFFIXES = (".onnx", ".keras", ".h5", ".pt", ".pt2")  # models, not spec
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--level", type=click.Choice(["stage", "layer"]), default="stage", show_default=True,
               help="layer: also list every layer whose only change is its output size.")
-@_max_layers_option
-@_allow_option
+@_limit_options
 @click.pass_context
 def diff(ctx, a, b, sets, sets_a, sets_b, fmt, level, max_layers, allow) -> None:
     """Compare two networks: a stage table of output sizes, parameters and MACs (A, B, delta), then the layers

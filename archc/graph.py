@@ -105,36 +105,53 @@ def _branch_orders(plan: Plan) -> list[BranchOrder]:
     """Each merge whose inputs end parallel branches: every input in its own part of the merge's scope (the
     `branch2` of `inception_3a.branch2.relu2`), and the parts read one common input from outside them. A
     residual's identity input is above its body, not beside it: that merge has none."""
-    members: dict[str, list[PlanNode]] = {}  # a part of a scope -> its layers (the layer of that name, or under it)
-    for n in plan.nodes:
-        parts = n.name.split(".")
-        for depth in range(1, len(parts) + 1):
-            members.setdefault(".".join(parts[:depth]), []).append(n)
+    members = _scope_members(plan)
     orders = []
     for node in plan.nodes:
         if node.opdef.inputs != "many" or len(node.inputs) < 2:
             continue
         scope = node.name.rpartition(".")[0]
-        prefix = scope + "." if scope else ""
-        parts = []
-        for src in node.inputs:
-            if src == INPUT or not src.startswith(prefix):
-                break
-            parts.append(prefix + src[len(prefix):].split(".")[0])
-        else:
-            if len(set(parts)) < len(parts):
-                continue
-            heads: list[list[str]] = []
-            forks: set[str] = set()
-            for part in parts:
-                inside = part + "."
-                own = [n for n in members.get(part, [])
-                       if any(src != part and not src.startswith(inside) for src in n.inputs)]
-                forks.update(src for n in own for src in n.inputs if src != part and not src.startswith(inside))
-                heads.append([n.name for n in own])
-            if len(forks) == 1 and all(heads):
-                orders.append(BranchOrder(scope, node.name, forks.pop(), heads))
+        parts = _branch_parts(scope, node.inputs)
+        if parts is None:
+            continue
+        heads, forks = _branch_heads(parts, members)
+        if len(forks) == 1 and all(heads):
+            orders.append(BranchOrder(scope, node.name, forks.pop(), heads))
     return orders
+
+
+def _scope_members(plan: Plan) -> dict[str, list[PlanNode]]:
+    """A part of a scope -> its layers (the layer of that name, or under it)."""
+    members: dict[str, list[PlanNode]] = {}
+    for n in plan.nodes:
+        parts = n.name.split(".")
+        for depth in range(1, len(parts) + 1):
+            members.setdefault(".".join(parts[:depth]), []).append(n)
+    return members
+
+
+def _branch_parts(scope: str, inputs: tuple[str, ...]) -> list[str] | None:
+    """The part of `scope` each merge input lies in, or None unless every input lies in a part of its own."""
+    prefix = scope + "." if scope else ""
+    parts = []
+    for src in inputs:
+        if src == INPUT or not src.startswith(prefix):
+            return None
+        parts.append(prefix + src[len(prefix):].split(".")[0])
+    return parts if len(set(parts)) == len(parts) else None
+
+
+def _branch_heads(parts: list[str], members: dict[str, list[PlanNode]]) -> tuple[list[list[str]], set[str]]:
+    """Per part, the layers that read from outside it (the branch's head); and the names they read there."""
+    heads: list[list[str]] = []
+    forks: set[str] = set()
+    for part in parts:
+        inside = part + "."
+        own = [n for n in members.get(part, [])
+               if any(src != part and not src.startswith(inside) for src in n.inputs)]
+        forks.update(src for n in own for src in n.inputs if src != part and not src.startswith(inside))
+        heads.append([n.name for n in own])
+    return heads, forks
 
 
 def _fill(op: str) -> str:

@@ -228,21 +228,14 @@ class _Walker:
         line a plain chain of layers opening as branches do (a 1x1 conv, or a pooling of stride 1) and no layer
         changing the height and width, as a merge's branches keep them. Run in sequence, each line reads the one
         before it. Lines joined with `;` are one line: writing them so says the sequence is meant."""
-        lines: dict[int, list] = {}
-        for sub in item.body:
-            if sub.kind != "layer" or sub.repeat is not None or sub.span is None:
-                return
-            lines.setdefault(sub.span.line, []).append(sub)
+        lines = _layer_lines(item.body)
         nodes = self.nodes[first:]
-        if len(lines) < 2 or x[1] is None or len(x[1]) != 3 or (lookup(item.name) is not None) or not nodes:
+        if lines is None or len(lines) < 2 or lookup(item.name) is not None:
             return  # (a stage named like a kind has A119 already)
-        if any(len(n.shape) != 3 or n.shape[:2] != x[1][:2] for n in nodes):
+        if not _keeps_size(nodes, x[1]):
             return
-        openers = [next((n for n in nodes if n.span is not None and n.span.line == line), None) for line in lines]
-        for n in openers:
-            one_by_one = n is not None and n.op == "conv" and tuple(n.args.kernel) == (1, 1)
-            if not (one_by_one or (n is not None and OPS[n.op].category == "pool" and max(n.args.stride) == 1)):
-                return
+        if not all(_opens_branch(_first_on_line(nodes, line)) for line in lines):
+            return
         self.warn("A120", f"the stage `{item.name}` runs its {len(lines)} lines one after the other, but they read "
                   "like the branches of a merge (each opens with a 1x1 conv or a stride-1 pooling and keeps the "
                   "size)", item.span,
@@ -453,6 +446,37 @@ class _Walker:
             return self.seq(block.body, x, body_env, target)
         finally:
             self.call_stack.pop()
+
+def _layer_lines(body: list) -> dict[int, list] | None:
+    """The items of a scope by source line, or None unless every item is a single layer line (no repeat, no
+    nested scope or call): only plain chains read like forgotten branches."""
+    lines: dict[int, list] = {}
+    for sub in body:
+        if sub.kind != "layer" or sub.repeat is not None or sub.span is None:
+            return None
+        lines.setdefault(sub.span.line, []).append(sub)
+    return lines
+
+
+def _keeps_size(nodes: list[_Node], shape: Shape | None) -> bool:
+    """Whether every node keeps the height and width of a feature map `shape`, as a merge's branches do."""
+    if shape is None or len(shape) != 3 or not nodes:
+        return False
+    return all(len(n.shape) == 3 and n.shape[:2] == shape[:2] for n in nodes)
+
+
+def _first_on_line(nodes: list[_Node], line: int) -> _Node | None:
+    return next((n for n in nodes if n.span is not None and n.span.line == line), None)
+
+
+def _opens_branch(node: _Node | None) -> bool:
+    """Whether a layer opens a line as a merge's branches usually do: a 1x1 conv, or a pooling of stride 1."""
+    if node is None:
+        return False
+    if node.op == "conv" and tuple(node.args.kernel) == (1, 1):
+        return True
+    return OPS[node.op].category == "pool" and max(node.args.stride) == 1
+
 
 def _walk_key(block: str, bound: dict) -> tuple:
     """A hashable key of a block call; arguments that are not hashable make it unique (walked each time)."""
