@@ -473,9 +473,10 @@ def _opens_branch(node: _Node | None) -> bool:
     """Whether a layer opens a line as a merge's branches usually do: a 1x1 conv, or a pooling of stride 1."""
     if node is None:
         return False
-    if node.op == "conv" and tuple(node.args.kernel) == (1, 1):
+    category = OPS[node.op].category  # the kind's family, from its registry entry
+    if category == "conv" and tuple(getattr(node.args, "kernel", ())) == (1, 1):
         return True
-    return OPS[node.op].category == "pool" and max(node.args.stride) == 1
+    return category == "pool" and max(node.args.stride) == 1
 
 
 def _walk_key(block: str, bound: dict) -> tuple:
