@@ -476,7 +476,7 @@ def _opens_branch(node: _Node | None) -> bool:
     category = OPS[node.op].category  # the kind's family, from its registry entry
     if category == "conv" and tuple(getattr(node.args, "kernel", ())) == (1, 1):
         return True
-    return category == "pool" and max(node.args.stride) == 1
+    return category == "pool" and tuple(getattr(node.args, "stride", ())) in ((1, 1),)  # global pools have none
 
 
 def _walk_key(block: str, bound: dict) -> tuple:

@@ -11,6 +11,8 @@ from click.testing import CliRunner
 import archc
 from archc.cli import main
 from archc.codes import CODES
+from archc.diagnostics import ArchcError
+from archc.ops import OPS
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 BRANCHES = ("  conv 1x1, 64, relu\n"
@@ -60,3 +62,22 @@ def test_no_shipped_spec_draws_a_warning():
     assert len(specs) > 40
     warned = {p.name: [w.code for w in archc.check(p).warnings] for p in specs}
     assert {name: codes for name, codes in warned.items() if codes} == {}
+
+
+@pytest.mark.parametrize("kind", sorted(k for k, op in OPS.items() if op.inputs == "one" and op.examples))
+def test_every_kind_may_open_the_lines_of_a_stage(kind):
+    """Filed: a stage whose lines opened with a global pooling crashed the check (`GlobalPoolArgs` has no
+    stride); the warning reads every kind's arguments, so every kind opens two lines of a stage here."""
+    example, size = OPS[kind].examples[0]
+    text = f"input {size}\ns:\n  {example}\n  {example}\n"
+    for spec in (text, text.replace(f"input {size}", "input 1x1x8")):  # 1x1: every layer keeps the size
+        try:
+            plan = archc.check(text=spec)
+        except ArchcError as e:  # a line that does not fit its input: a diagnostic, never a crash
+            assert e.diagnostics
+        else:
+            assert {d.code for d in plan.warnings} <= {"A119", "A120"}
+
+
+def test_global_pools_opening_lines_are_no_branches():
+    assert _codes("input 1x1x8\ns:\n  globalavgpool keepdims\n  globalmaxpool keepdims\n") == []
