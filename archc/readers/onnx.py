@@ -1148,7 +1148,7 @@ class _Reader:
 
     def _slice_of_map(self, node, base: _Val, bounds, dims) -> _Val | None:
         """Height and width sliced: every step-th row and column (pending: a zero-padding shortcut's
-        subsampling) or a window (pending: the crop after a transposed conv)."""
+        subsampling) or a window (pending: the crop a `cropconcat` makes of its input, as U-Net's)."""
         if base.layout != "nchw" or not set(bounds) <= {2, 3}:
             return None
         (s2, e2, st2), (s3, e3, st3) = bounds.get(2, (0, dims[2], 1)), bounds.get(3, (0, dims[3], 1))
