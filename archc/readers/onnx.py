@@ -732,18 +732,9 @@ class _Reader:
 
     def op_ReduceMean(self, node):
         a = _attrs(node)
-        axes = a.get("axes")
-        if axes is None and len(node.input) > 1 and node.input[1] in self.consts:
-            axes = self.consts[node.input[1]].tolist()
-        val = self.vals.get(node.input[0])
-        if node.op_type == "ReduceMean" and axes is not None and a.get("keepdims", 1) and val is not None \
-                and (val.kind == "lnsq" or val.kind == "out" or node.input[0] in self.cache):
-            src = val.src if val.kind == "lnsq" else node.input[0]
-            layout = self._layer_of(src, node).layout
-            rank = 4 if layout != "flat" else 2
-            if [int(x) % rank for x in axes] == [1 if layout == "nchw" else rank - 1]:  # over the channels
-                self._set(node, _Val("lnvar" if val.kind == "lnsq" else "lnmean", src=src, node=node))
-                return
+        axes = self._axes(node, a)
+        if self._channel_mean(node, a, axes):
+            return
         base = self._layer_of(node.input[0], node)
         if base.layout != "nchw" or axes is None or sorted(int(x) % 4 for x in axes) != [2, 3]:
             raise self._unsupported("`ReduceMean` other than over height and width", node.name,
@@ -753,6 +744,30 @@ class _Reader:
             self._set(node, _Val("gpool", src=node.input[0], node=node, data={"op": op}))
         else:
             self._set(node, self._add(op, {}, [base.layer], node))
+
+    def _axes(self, node, attrs) -> list | None:
+        """The axes a node reduces or squeezes: an attribute in older opsets (13 for Squeeze, 18 for ReduceMean),
+        then an input."""
+        axes = attrs.get("axes")
+        if axes is None and len(node.input) > 1 and node.input[1] in self.consts:
+            axes = self.consts[node.input[1]].tolist()
+        return axes
+
+    def _channel_mean(self, node, attrs, axes) -> bool:
+        """A mean over the channels, kept: the mean (or, of the squared deviation, the variance) of a layer
+        normalisation written out."""
+        val = self.vals.get(node.input[0])
+        if node.op_type != "ReduceMean" or axes is None or not attrs.get("keepdims", 1) or val is None:
+            return False
+        if not (val.kind == "lnsq" or val.kind == "out" or node.input[0] in self.cache):
+            return False
+        src = val.src if val.kind == "lnsq" else node.input[0]
+        layout = self._layer_of(src, node).layout
+        rank = 4 if layout != "flat" else 2
+        if [int(x) % rank for x in axes] != [1 if layout == "nchw" else rank - 1]:  # not over the channels
+            return False
+        self._set(node, _Val("lnvar" if val.kind == "lnsq" else "lnmean", src=src, node=node))
+        return True
 
     op_ReduceMax = op_ReduceMean
 
@@ -782,9 +797,7 @@ class _Reader:
     def op_Squeeze(self, node):
         x = node.input[0]
         val = self.vals.get(x)
-        axes = _attrs(node).get("axes")
-        if axes is None and len(node.input) > 1 and node.input[1] in self.consts:
-            axes = self.consts[node.input[1]].tolist()
+        axes = self._axes(node, _attrs(node))
         if val is not None and val.kind == "lrnvec":  # archc's LRN of a vector, back to the vector
             self._set(node, _Val("out", val.layer, "flat", node=node))
             return
@@ -796,9 +809,7 @@ class _Reader:
         raise self._unsupported("`Squeeze` other than of a 1x1 map's height and width", node.name)
 
     def op_Unsqueeze(self, node):
-        axes = _attrs(node).get("axes")
-        if axes is None and len(node.input) > 1 and node.input[1] in self.consts:
-            axes = self.consts[node.input[1]].tolist()
+        axes = self._axes(node, _attrs(node))
         base = self._layer_of(node.input[0], node)
         if base.layout != "flat" or axes is None or sorted(int(a) for a in axes) != [2, 3]:
             raise self._unsupported("`Unsqueeze` other than of a vector to N x C x 1 x 1", node.name)
@@ -1034,27 +1045,36 @@ class _Reader:
                                     "archc reads transposes to channels last and back")
 
     def op_Reshape(self, node):
-        x = node.input[0]
         if node.input[1] not in self.consts:
             raise self._unsupported("`Reshape` to a computed shape", node.name)
         target = [int(v) for v in self.consts[node.input[1]].reshape(-1)]
+        if not self._reshape_ends_pattern(node, target):
+            self._reshape_layer(node, target)
+
+    def _reshape_ends_pattern(self, node, target) -> bool:
+        """The Reshape that completes a pending pattern: the last of a channel shuffle's three, or a pooled
+        1x1 map's reshape to a vector (a flatten)."""
+        x = node.input[0]
         val = self.vals.get(x)
         if val is not None and val.kind == "swapped":
             base = self._layer_of(val.src, node)
             h, w, c = self._shape(base)
             if _reshaped(target, [1, c, h, w]) == [1, c, h, w]:
                 self._set(node, self._add("shuffle", {"groups": val.data["groups"]}, [base.layer], node))
-                return
+                return True
         if val is not None and val.kind == "gpool" and x not in self.cache:
-            base = self._layer_of(val.src, node)
-            c = self._shape(base)[2]
+            c = self._shape(self._layer_of(val.src, node))[2]
             if _reshaped(target, [1, c, 1, 1]) == [1, c]:
                 self._flatten(node, x, val)
-                return
+                return True
+        return False
+
+    def _reshape_layer(self, node, target) -> None:
+        """A layer's output reshaped: to itself, to a vector (a flatten), or split into groups of channels
+        (the first step of a channel shuffle)."""
+        x = node.input[0]
         base = self._layer_of(x, node)
-        shape = self._shape(base)
-        dims = [1, shape[2], shape[0], shape[1]] if base.layout == "nchw" else (
-            [1, *shape] if base.layout == "nhwc" else [1, *shape])
+        dims = self._onnx_dims(base)
         new = _reshaped(target, dims)
         if new == dims:
             self._set(node, base)
@@ -1066,6 +1086,11 @@ class _Reader:
         else:
             raise self._unsupported(f"`Reshape` of {dims} to {target}", node.name,
                                     "archc reads reshapes to a vector (flatten) and channel shuffles")
+
+    def _onnx_dims(self, val: _Val) -> list[int]:
+        """A layer output's shape as the file holds it (batch 1): N, C, H, W for NCHW, else in its own order."""
+        shape = self._shape(val)
+        return [1, shape[2], shape[0], shape[1]] if val.layout == "nchw" else [1, *shape]
 
     def op_Split(self, node):
         a = _attrs(node)
@@ -1085,41 +1110,53 @@ class _Reader:
                 self.vals[out] = _Val("split", src=node.input[0], node=node, data={"parts": n, "part": i})
 
     def op_Slice(self, node):
-        x = node.input[0]
-        base = self._layer_of(x, node)
-        ins = [self.consts.get(i) if i else None for i in node.input]
+        base = self._layer_of(node.input[0], node)
         if any(i and i not in self.consts for i in node.input[1:]):
             raise self._unsupported("`Slice` with computed bounds", node.name)
+        bounds, dims = self._slice_bounds(node, base)
+        if base.layout == "nhwc":
+            raise self._unsupported("`Slice` of a channels-last map", node.name)
+        val = self._slice_of_channels(node, base, bounds, dims) or self._slice_of_map(node, base, bounds, dims)
+        if val is None:
+            raise self._unsupported("`Slice` other than of channels, a centred crop or a subsampling", node.name)
+        self._set(node, val)
+
+    def _slice_bounds(self, node, base: _Val) -> tuple[dict[int, tuple[int, int, int]], list[int]]:
+        """axis -> (start, end, step) with ONNX's negative and out-of-range bounds clamped to the axis, and the
+        sliced value's dims."""
+        ins = [self.consts.get(i) if i else None for i in node.input]
         starts, ends = [int(v) for v in ins[1]], [int(v) for v in ins[2]]
         rank = 4 if base.layout == "nchw" else 2
         axes = [int(v) % rank for v in ins[3]] if len(ins) > 3 and ins[3] is not None else list(range(len(starts)))
         steps = [int(v) for v in ins[4]] if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
-        shape = self._shape(base)
-        dims = [1, shape[2], shape[0], shape[1]] if base.layout == "nchw" else [1, *shape]
+        dims = self._onnx_dims(base)
         bounds = {}
         for ax, s, e, st in zip(axes, starts, ends, steps, strict=True):
             n = dims[ax]
-            s = max(0, min(n, s + n if s < 0 else s))
-            e = max(0, min(n, e + n if e < 0 else e))
-            bounds[ax] = (s, e, st)
-        if base.layout == "nhwc":
-            raise self._unsupported("`Slice` of a channels-last map", node.name)
-        if set(bounds) == {1} and bounds[1][2] == 1:  # a part of the channels: a split
-            s, e, _ = bounds[1]
-            size, c = e - s, dims[1]
-            if size > 0 and c % size == 0 and s % size == 0:
-                self._set(node, self._add("split", {"parts": c // size, "part": s // size}, [base.layer], node,
-                                          layout=base.layout))
-                return
-        if base.layout == "nchw" and set(bounds) <= {2, 3}:
-            (s2, e2, st2), (s3, e3, st3) = bounds.get(2, (0, dims[2], 1)), bounds.get(3, (0, dims[3], 1))
-            if (s2, s3) == (0, 0) and (e2, e3) == (dims[2], dims[3]) and (st2, st3) != (1, 1):
-                self._set(node, _Val("subsample", src=x, node=node, data={"stride": (st2, st3)}))
-                return
-            if (st2, st3) == (1, 1):
-                self._set(node, _Val("crop", src=x, node=node, data={"window": ((s2, s3), (e2, e3))}))
-                return
-        raise self._unsupported("`Slice` other than of channels, a centred crop or a subsampling", node.name)
+            bounds[ax] = (_clamp(s, n), _clamp(e, n), st)
+        return bounds, dims
+
+    def _slice_of_channels(self, node, base: _Val, bounds, dims) -> _Val | None:
+        """A contiguous part of the channels, one of equal parts: a split."""
+        if set(bounds) != {1} or bounds[1][2] != 1:
+            return None
+        s, e, _ = bounds[1]
+        size, c = e - s, dims[1]
+        if size <= 0 or c % size != 0 or s % size != 0:
+            return None
+        return self._add("split", {"parts": c // size, "part": s // size}, [base.layer], node, layout=base.layout)
+
+    def _slice_of_map(self, node, base: _Val, bounds, dims) -> _Val | None:
+        """Height and width sliced: every step-th row and column (pending: a zero-padding shortcut's
+        subsampling) or a window (pending: the crop a `cropconcat` makes of its input, as U-Net's)."""
+        if base.layout != "nchw" or not set(bounds) <= {2, 3}:
+            return None
+        (s2, e2, st2), (s3, e3, st3) = bounds.get(2, (0, dims[2], 1)), bounds.get(3, (0, dims[3], 1))
+        if (s2, s3) == (0, 0) and (e2, e3) == (dims[2], dims[3]) and (st2, st3) != (1, 1):
+            return _Val("subsample", src=node.input[0], node=node, data={"stride": (st2, st3)})
+        if (st2, st3) == (1, 1):
+            return _Val("crop", src=node.input[0], node=node, data={"window": ((s2, s3), (e2, e3))})
+        return None
 
     def _pad_amounts(self, node):
         a = _attrs(node)
@@ -1168,43 +1205,50 @@ class _Reader:
         a = _attrs(node)
         base = self._layer_of(node.input[0], node)
         self._map(base, node)
-        mode = a.get("mode", b"nearest")
-        mode = mode.decode() if isinstance(mode, bytes) else mode
-        ctm = a.get("coordinate_transformation_mode", b"half_pixel")
-        ctm = ctm.decode() if isinstance(ctm, bytes) else ctm
-        nearest = a.get("nearest_mode", b"round_prefer_floor")
-        nearest = nearest.decode() if isinstance(nearest, bytes) else nearest
+        mode = _text(a, "mode", b"nearest")
+        ctm = _text(a, "coordinate_transformation_mode", b"half_pixel")
+        nearest = _text(a, "nearest_mode", b"round_prefer_floor")
         h, w, c = self._shape(base)
-        names = list(node.input) + [""] * 4
-        scales_name, sizes_name = (names[2], names[3]) if node.op_type == "Resize" else (names[1], "")
-        if node.op_type == "Resize" and self.opset < 11:
-            scales_name = names[1]
-        out = None
-        if sizes_name and sizes_name in self.consts and self.consts[sizes_name].size:
-            out = [int(v) for v in self.consts[sizes_name].reshape(-1)][-2:]
-        elif scales_name and scales_name in self.consts and self.consts[scales_name].size:
-            s = [float(v) for v in self.consts[scales_name].reshape(-1)][-2:]
-            out = [int(math.floor(h * s[0])), int(math.floor(w * s[1]))]
-            if any(abs(v - round(v)) > 1e-6 for v in s):
-                raise self._unsupported("`Resize` by a fractional scale", node.name)
-        if out is None:
-            raise self._unsupported("`Resize` to a computed size", node.name)
-        args: dict[str, Any] = {}
-        if mode == "nearest" and (ctm == "asymmetric" and nearest == "floor" or node.op_type == "Upsample"):
-            args["mode"] = "nearest"
-        elif mode in ("linear", "bilinear") and ctm in ("half_pixel", "pytorch_half_pixel", "align_corners"):
-            args["mode"] = "bilinear"
-            args["align_corners"] = ctm == "align_corners"
-            if ctm == "half_pixel" and min(out) == 1:
-                raise self._unsupported("`Resize` (half_pixel) to a size of 1", node.name)
-        else:
-            raise self._unsupported(f"`{node.op_type}` ({mode}, {ctm}, {nearest})", node.name,
-                                    "archc's upsample is nearest (floor) or bilinear (half-pixel or align_corners)")
+        out = self._resize_size(node, h, w)
+        args = self._resize_mode(node, mode, ctm, nearest, out)
         if out[0] % h == 0 and out[1] % w == 0:
             args["scale"] = (out[0] // h, out[1] // w)
         else:
             args["size"] = tuple(out)
         self._set(node, self._add("upsample", args, [base.layer], node))
+
+    def _resize_size(self, node, h: int, w: int) -> list[int]:
+        """The output's height and width, from Resize's sizes or from its (or Upsample's) whole scales."""
+        names = list(node.input) + [""] * 4
+        scales_name, sizes_name = (names[2], names[3]) if node.op_type == "Resize" else (names[1], "")
+        if node.op_type == "Resize" and self.opset < 11:  # Resize-10: X, scales
+            scales_name = names[1]
+        sizes, scales = self._nonempty_const(sizes_name), self._nonempty_const(scales_name)
+        if sizes is not None:
+            return [int(v) for v in sizes.reshape(-1)][-2:]
+        if scales is None:
+            raise self._unsupported("`Resize` to a computed size", node.name)
+        s = [float(v) for v in scales.reshape(-1)][-2:]
+        out = [int(math.floor(h * s[0])), int(math.floor(w * s[1]))]
+        if any(abs(v - round(v)) > 1e-6 for v in s):
+            raise self._unsupported("`Resize` by a fractional scale", node.name)
+        return out
+
+    def _nonempty_const(self, name: str) -> np.ndarray | None:
+        """A constant input that is given (an optional input may be absent, or empty where a later one is used)."""
+        value = self.consts.get(name) if name else None
+        return value if value is not None and value.size else None
+
+    def _resize_mode(self, node, mode: str, ctm: str, nearest: str, out: list[int]) -> dict[str, Any]:
+        """upsample's mode from Resize's: nearest is PyTorch's floor, bilinear half-pixel or align_corners."""
+        if mode == "nearest" and (ctm == "asymmetric" and nearest == "floor" or node.op_type == "Upsample"):
+            return {"mode": "nearest"}
+        if mode in ("linear", "bilinear") and ctm in ("half_pixel", "pytorch_half_pixel", "align_corners"):
+            if ctm == "half_pixel" and min(out) == 1:  # differs from pytorch_half_pixel at a size of 1
+                raise self._unsupported("`Resize` (half_pixel) to a size of 1", node.name)
+            return {"mode": "bilinear", "align_corners": ctm == "align_corners"}
+        raise self._unsupported(f"`{node.op_type}` ({mode}, {ctm}, {nearest})", node.name,
+                                "archc's upsample is nearest (floor) or bilinear (half-pixel or align_corners)")
 
     op_Upsample = op_Resize
 
@@ -1227,44 +1271,70 @@ class _Reader:
 
     def _layernorm_step(self, node) -> bool:
         """A step of layer normalisation written out (torch.onnx.export before opset 17, ConvNeXt's own
-        LayerNorm): (x - mean(x)) / sqrt(mean((x - mean(x))^2) + eps) * weight + bias, means over the channels."""
-        a, b = (self.vals.get(x) for x in node.input[:2]) if len(node.input) > 1 else (self.vals.get(node.input[0]),
-                                                                                       None)
-        op = node.op_type
-        scalar = len(node.input) > 1 and node.input[1] in self.consts and self.consts[node.input[1]].size == 1
-        if op == "Sub" and b is not None and b.kind == "lnmean" and b.src == node.input[0]:
-            step = _Val("lncent", src=b.src, node=node)
-        elif op == "Pow" and a is not None and a.kind == "lncent" and scalar and self._scalar(node, 1) == 2:
-            step = _Val("lnsq", src=a.src, node=node)
-        elif op == "Mul" and a is not None and a.kind == "lncent" and node.input[0] == node.input[1]:
-            step = _Val("lnsq", src=a.src, node=node)
-        elif op == "Add" and a is not None and a.kind == "lnvar" and scalar:
-            step = _Val("lnvare", src=a.src, node=node, data={"eps": self._scalar(node, 1)})
-        elif op == "Sqrt" and a is not None and a.kind == "lnvare":
-            step = _Val("lnstd", src=a.src, node=node, data=a.data)
-        elif op == "Div" and a is not None and b is not None and a.kind == "lncent" and b.kind == "lnstd" \
-                and a.src == b.src:
-            step = _Val("lnnorm", src=a.src, node=node, data=b.data)
-        elif op in ("Mul", "Add") and {a and a.kind, b and b.kind} & {"lnnorm", "lnscaled"}:
-            x, y = (node.input[0], node.input[1]) if a is not None and a.kind in ("lnnorm", "lnscaled") \
-                else (node.input[1], node.input[0])
-            val = self.vals[x]
-            if y not in self.params or (op == "Mul") != (val.kind == "lnnorm"):
-                return False
-            c = self._shape(self._layer_of(val.src, node))[-1]
-            tensor = np.asarray(self.consts[y], np.float32)
-            if tensor.size != c:
-                return False
-            data = {**val.data, "weight" if op == "Mul" else "bias": tensor.reshape(c)}
-            if op == "Mul":
-                step = _Val("lnscaled", src=val.src, node=node, data=data)
-            else:
-                self._set(node, self._layernorm(_Val("lnscaled", src=val.src, node=node, data=data)))
-                return True
-        else:
+        LayerNorm): (x - mean(x)) / sqrt(mean((x - mean(x))^2) + eps) * weight + bias, means over the channels.
+        Each step is a pending value; the last (the shift) makes the layer. The means are op_ReduceMean's."""
+        step = _LAYERNORM_STEPS.get(node.op_type)
+        val = step(self, node, *self._operands(node)) if step else None
+        if val is None:
             return False
-        self._set(node, step)
+        self._set(node, val)
         return True
+
+    def _operands(self, node) -> tuple[_Val | None, _Val | None]:
+        """The values of a node's first two inputs (None: a constant, or no such input)."""
+        second = self.vals.get(node.input[1]) if len(node.input) > 1 else None
+        return self.vals.get(node.input[0]), second
+
+    def _scalar_input(self, node) -> bool:
+        return len(node.input) > 1 and node.input[1] in self.consts and self.consts[node.input[1]].size == 1
+
+    def _ln_centred(self, node, a, b) -> _Val | None:  # x - mean(x)
+        if _is(b, "lnmean") and b.src == node.input[0]:
+            return _Val("lncent", src=b.src, node=node)
+        return None
+
+    def _ln_squared(self, node, a, b) -> _Val | None:  # (x - mean(x)) ^ 2
+        if _is(a, "lncent") and self._scalar_input(node) and self._scalar(node, 1) == 2:
+            return _Val("lnsq", src=a.src, node=node)
+        return None
+
+    def _ln_mul(self, node, a, b) -> _Val | None:  # (x - mean(x)) * itself, else the scale
+        if _is(a, "lncent") and node.input[0] == node.input[1]:
+            return _Val("lnsq", src=a.src, node=node)
+        return self._ln_affine(node, a, b)
+
+    def _ln_add(self, node, a, b) -> _Val | None:  # variance + eps, else the shift
+        if _is(a, "lnvar") and self._scalar_input(node):
+            return _Val("lnvare", src=a.src, node=node, data={"eps": self._scalar(node, 1)})
+        return self._ln_affine(node, a, b)
+
+    def _ln_std(self, node, a, b) -> _Val | None:  # sqrt(variance + eps)
+        if _is(a, "lnvare"):
+            return _Val("lnstd", src=a.src, node=node, data=a.data)
+        return None
+
+    def _ln_normalised(self, node, a, b) -> _Val | None:  # (x - mean(x)) / std
+        if _is(a, "lncent") and _is(b, "lnstd") and a.src == b.src:
+            return _Val("lnnorm", src=a.src, node=node, data=b.data)
+        return None
+
+    def _ln_affine(self, node, a, b) -> _Val | None:
+        """The normalised value times a weight per channel (pending), then plus a bias (the layer); either
+        operand order. A Mul after the scale or an Add before it is something else."""
+        steps = ("lnnorm", "lnscaled")
+        if not _is(a, *steps) and not _is(b, *steps):
+            return None
+        x, y = (node.input[0], node.input[1]) if _is(a, *steps) else (node.input[1], node.input[0])
+        val, scale = self.vals[x], node.op_type == "Mul"
+        if y not in self.params or scale != (val.kind == "lnnorm"):
+            return None
+        c = self._shape(self._layer_of(val.src, node))[-1]
+        tensor = np.asarray(self.consts[y], np.float32)
+        if tensor.size != c:
+            return None
+        data = {**val.data, "weight" if scale else "bias": tensor.reshape(c)}
+        scaled = _Val("lnscaled", src=val.src, node=node, data=data)
+        return scaled if scale else self._layernorm(scaled)
 
     def _layernorm(self, val: _Val) -> _Val:
         base = self._layer_of(val.src, val.node)
@@ -1279,27 +1349,35 @@ class _Reader:
             self._unary(node, lambda x, a: np.sqrt(x))
 
     def _gather_step(self, node) -> bool:
-        """A step of archc's bilinear interpolation between two gathers of one value along one axis."""
+        """A step of archc's bilinear interpolation between two gathers of one value along one axis:
+        low + (high - low) * t, each step a pending value until the sum."""
         a, b = (self.vals.get(x) for x in node.input[:2])
-        if a is None or a.kind not in ("gather", "gdiff", "gstep"):
+        step = _GATHER_STEPS.get(node.op_type)
+        if step is None or not _is(a, "gather", "gdiff", "gstep"):
             return False
-        d = a.data
-        if node.op_type == "Sub" and b is not None and a.kind == b.kind == "gather" and a.src == b.src \
-                and d["axis"] == b.data["axis"]:
-            self._set(node, _Val("gdiff", src=a.src, node=node, data={"axis": d["axis"], "lo": b.data["idx"],
-                                                                       "hi": d["idx"]}))
-            return True
-        if node.op_type == "Mul" and a.kind == "gdiff" and node.input[1] in self.consts:
-            t = [float(v) for v in self.consts[node.input[1]].reshape(-1)]
-            if len(t) == len(d["lo"]):
-                self._set(node, _Val("gstep", src=a.src, node=node, data={**d, "t": t}))
-                return True
-        if node.op_type == "Add" and b is not None and a.kind == "gather" and b.kind == "gstep" \
-                and a.src == b.src and d["axis"] == b.data["axis"] and d["idx"] == b.data["lo"]:
+        val = step(self, node, a, b)
+        if val is None:
+            return False
+        self._set(node, val)
+        return True
+
+    def _gather_diff(self, node, a, b) -> _Val | None:  # high - low
+        if a.kind == "gather" and _same_gather(a, b, "gather"):
+            return _Val("gdiff", src=a.src, node=node, data={"axis": a.data["axis"], "lo": b.data["idx"],
+                                                             "hi": a.data["idx"]})
+        return None
+
+    def _gather_scaled(self, node, a, b) -> _Val | None:  # (high - low) * t, a weight per output position
+        if a.kind != "gdiff" or node.input[1] not in self.consts:
+            return None
+        t = [float(v) for v in self.consts[node.input[1]].reshape(-1)]
+        return _Val("gstep", src=a.src, node=node, data={**a.data, "t": t}) if len(t) == len(a.data["lo"]) else None
+
+    def _gather_sum(self, node, a, b) -> _Val | None:  # low + (high - low) * t
+        if a.kind == "gather" and _same_gather(a, b, "gstep") and a.data["idx"] == b.data["lo"]:
             table = list(zip(b.data["lo"], b.data["hi"], b.data["t"], strict=True))
-            self._set(node, _Val("interp", src=a.src, node=node, data={"axis": d["axis"], "table": table}))
-            return True
-        return False
+            return _Val("interp", src=a.src, node=node, data={"axis": a.data["axis"], "table": table})
+        return None
 
     def _upsample(self, val: _Val) -> _Val:
         from ..ops import UpsampleArgs
@@ -1318,6 +1396,32 @@ class _Reader:
                         _same_table(tables[1], args.source_index(ow, w)):
                     return self._add("upsample", {**how, **size}, [base.layer], val.node)
         raise self._unsupported("`Gather` by tables that are no upsampling of archc's", val.node.name)
+
+
+# the pending steps of a layer normalisation written out, and of archc's bilinear interpolation, by the operator
+# that makes each (a node another step does not claim is read as itself)
+_LAYERNORM_STEPS = {"Sub": _Reader._ln_centred, "Pow": _Reader._ln_squared, "Mul": _Reader._ln_mul,
+                    "Add": _Reader._ln_add, "Sqrt": _Reader._ln_std, "Div": _Reader._ln_normalised}
+_GATHER_STEPS = {"Sub": _Reader._gather_diff, "Mul": _Reader._gather_scaled, "Add": _Reader._gather_sum}
+
+
+def _is(val: _Val | None, *kinds: str) -> bool:
+    return val is not None and val.kind in kinds
+
+
+def _same_gather(a: _Val, b: _Val | None, kind: str) -> bool:
+    """`b` is a step of `kind` gathering the same value as `a` along the same axis."""
+    return _is(b, kind) and a.src == b.src and a.data["axis"] == b.data["axis"]
+
+
+def _clamp(bound: int, n: int) -> int:
+    """A Slice bound on an axis of n: negative counts from the end; beyond the axis is its end."""
+    return max(0, min(n, bound + n if bound < 0 else bound))
+
+
+def _text(attrs: dict, name: str, default: bytes) -> str:
+    value = attrs.get(name, default)
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _table(val: _Val) -> list[tuple[int, int | None, float]]:
