@@ -181,3 +181,35 @@ def test_the_output_never_replaces_the_source(tmp_path):
     result = _run(str(source), "-o", str(source))
     assert result.exit_code == 1 and "error[A401]" in result.stderr
     assert source.read_text() == before
+
+
+def _onnx_with_lonely_max(path: Path) -> Path:
+    """A valid ONNX graph (Max takes one input or more) that the reader did not expect: it broke with a ValueError."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["r"]),
+                               helper.make_node("Max", ["r"], ["y"], name="lonely_max")], "g", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("make", ["garbage", "empty", "lonely_max"])
+def test_sources_that_break_a_reader_are_diagnostics(tmp_path, make):
+    """Whatever bytes or graph a source holds, `archc import` answers with a diagnostic and exit 1, never a
+    traceback and never a file."""
+    pytest.importorskip("onnx")
+    path = tmp_path / f"{make}.onnx"
+    if make == "garbage":
+        path.write_bytes(bytes(range(256)) * 8)
+    elif make == "empty":
+        path.write_bytes(b"")
+    else:
+        _onnx_with_lonely_max(path)
+    out = tmp_path / "out.arch"
+    result = _run(str(path), "-o", str(out))
+    assert result.exit_code == 1, result.output
+    assert "error[A5" in result.output and "Traceback" not in result.output
+    assert not out.exists()

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..diagnostics import ArchcError, Diagnostic
-from ..flat import FlatNetwork
+from ..flat import FlatNetwork, Unsupported
 
 # reader -> (its module, the extra that installs its framework)
 READERS = {"torch": ("archc.readers.torch", "torch"), "onnx": ("archc.readers.onnx", "onnx"),
@@ -67,7 +67,15 @@ def read_flat(reader: str, source: Any, input_shape: tuple[int, ...] | None, wha
     if read is None:
         raise _error("A502", f"archc cannot read {reader} models into a spec yet ({what})",
                      help="docs/importing.md lists what `archc import` reads")
-    net = read(source, input_shape)
+    try:
+        net = read(source, input_shape)
+    except (Unsupported, ArchcError, MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # noqa: BLE001 - a malformed source may break a reader anywhere: say so, with where
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}" if str(e) else type(e).__name__
+        raise _error("A503", f"archc could not read {what}: {reason}",
+                     help="the source may be malformed (for ONNX, `onnx.checker.check_model` says); if it loads "
+                          "and runs in its framework, this is a bug in archc's reader: please report it") from None
     if not net.source:
         net.source = what
     return net
