@@ -1,5 +1,6 @@
 """What `archc check` says is what every backend builds: per-layer shapes and parameter counts of the PyTorch
-and Keras models equal the inferred ones, and after a weight transfer the two models compute the same function.
+and Keras models equal the inferred ones, and after a weight transfer they and the ONNX model compute the same
+function.
 
 These properties run once the backends are in the tree (archc.backends.torch / archc.backends.keras).
 """
@@ -121,9 +122,10 @@ def _randomize_torch(model) -> None:
 
 @budget(40)
 @given(backend_specs)
-def test_torch_and_keras_agree_after_weight_transfer(generated: GeneratedSpec):
+def test_torch_keras_and_onnx_agree_after_weight_transfer(generated: GeneratedSpec):
     _torch()
     _keras()
+    ort = pytest.importorskip("onnxruntime")
     import torch
 
     plan = archc.check(generated.text)
@@ -142,3 +144,10 @@ def test_torch_and_keras_agree_after_weight_transfer(generated: GeneratedSpec):
     assert torch_out.shape == keras_out.shape
     scale = max(1.0, float(np.abs(torch_out).max()))
     np.testing.assert_allclose(keras_out, torch_out, rtol=0, atol=1e-4 * scale)
+    onnx_model = archc.transfer_weights(torch_model, archc.compile(plan, backend="onnx"))
+    session = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    onnx_out = session.run(None, {"input": torch_in.numpy()})[0]
+    if onnx_out.ndim == 4:
+        onnx_out = onnx_out.transpose(0, 2, 3, 1)
+    assert onnx_out.shape == torch_out.shape
+    np.testing.assert_allclose(onnx_out, torch_out, rtol=0, atol=1e-4 * scale)
