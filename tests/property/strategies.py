@@ -302,9 +302,10 @@ class _Writer:
         kind = self.choice(["maxpool", "avgpool"])
         k = self.draw(st.integers(1, 3))
         stride = self.choice([None, 1, 2])
-        padding = self.choice(["valid", "same", *range(1, k // 2 + 1)])  # PyTorch pads at most half a window
+        pads = list(range(1, k // 2 + 1))  # PyTorch pads at most half a window
+        padding = self.choice(["valid", "same", *pads] if kind == "maxpool" or not pads else [*pads, "valid", "same"])
         ceil = self.coin(0.2)
-        count_pad = kind == "avgpool" and not isinstance(padding, str) and self.coin(0.5)
+        count_pad = kind == "avgpool" and padding != "valid" and self.coin(0.6)
         layer = pool_layer(kind, k, stride, padding, ceil, count_pad)
         try:
             layer[1](s)
