@@ -3,7 +3,7 @@
 `specs()` draws a spec that is valid by construction: while it writes each line it tracks the current shape
 with the language's arithmetic (archc/ops.py's docstring, restated independently here as the test oracle),
 so every kernel fits, every group count divides its channels, every residual can be projected and every
-branch of a merge agrees. It writes `-> HxWxC` checks and scope sizes from that arithmetic, which `check`
+branch of a merge agrees (or, for `cropconcat`, is cropped to the smallest). It writes `-> HxWxC` checks and scope sizes from that arithmetic, which `check`
 then verifies: a disagreement between this oracle and the compiler fails the property.
 
 Sizes stay small (inputs 4..32, channels 1..16) so the models build and run in milliseconds. Every choice is
@@ -103,18 +103,98 @@ def conv_layer(kh, kw, filters, stride=1, dilation=1, padding="valid", groups=1,
     return ", ".join(parts), shape
 
 
-def pool_layer(kind, k, stride=None, padding="valid") -> Layer:
+def pool_out(n: int, kernel: int, stride: int, padding, ceil: bool) -> int:
+    """A pooling window's output size; `ceil` rounds up (PyTorch's ceil_mode), less one where the last window
+    would start in the padding after the input."""
+    if not ceil:
+        return window_out(n, kernel, stride, 1, padding)
+    total = (kernel - 1 if padding == "same" else 0) if isinstance(padding, str) else 2 * padding
+    before = total // 2
+    if n + total < kernel:
+        raise Invalid
+    out = -(-(n + total - kernel) // stride) + 1
+    if (out - 1) * stride >= n + before:
+        out -= 1
+    return out
+
+
+def pool_layer(kind, k, stride=None, padding="valid", ceil=False, count_pad=False) -> Layer:
     text = f"{kind} {k}x{k}" + (f", stride={stride}" if stride is not None else "") + \
-        (f", {padding}" if padding == "same" else "")
+        (f", {padding}" if padding == "same" else "") + \
+        (f", padding={padding}" if not isinstance(padding, str) else "") + \
+        (", ceil" if ceil else "") + (", count_pad" if count_pad else "")
 
     def shape(s: Shape) -> Shape:
         if len(s) != 3:
             raise Invalid
         h, w, c = s
         st_ = stride or k
-        return (window_out(h, k, st_, 1, padding), window_out(w, k, st_, 1, padding), c)
+        return (pool_out(h, k, st_, padding, ceil), pool_out(w, k, st_, padding, ceil), c)
 
     return text, shape
+
+
+# Upsampling layers stay small: an output past this many rows or columns is not drawn (nor repeated into).
+MAX_UP = 48
+
+
+def convtranspose_layer(k, filters, stride=1, padding=0, output_padding=0, bias=True, post=(), filters_text=None,
+                        word="convtranspose") -> Layer:
+    parts = [f"{word} {k}x{k}", filters_text or str(filters)]
+    if stride != 1:
+        parts.append(f"stride={stride}")
+    if padding:
+        parts.append(f"padding={padding}")
+    if output_padding:
+        parts.append(f"output_padding={output_padding}")
+    if not bias:
+        parts.append("nobias")
+    parts.extend(post)
+
+    def up(n: int) -> int:
+        out = (n - 1) * stride - 2 * padding + k + output_padding
+        if not 1 <= out <= MAX_UP:
+            raise Invalid
+        return out
+
+    def shape(s: Shape) -> Shape:
+        if len(s) != 3:
+            raise Invalid
+        return (up(s[0]), up(s[1]), filters)
+
+    return ", ".join(parts), shape
+
+
+def upsample_layer(scale=None, size=None, mode="nearest", align_corners=False, scale_text=None) -> Layer:
+    parts = ["upsample"]
+    if size is not None:
+        parts.append(f"size={fmt(size)}")
+    elif scale_text is not None:
+        parts.append(scale_text)
+    if mode == "bilinear":
+        parts.append("bilinear")
+    if align_corners:
+        parts.append("align_corners=true")
+    text = parts[0] + (" " + ", ".join(parts[1:]) if len(parts) > 1 else "")
+
+    def shape(s: Shape) -> Shape:
+        if len(s) != 3:
+            raise Invalid
+        out = size if size is not None else (s[0] * scale[0], s[1] * scale[1])
+        if max(out) > MAX_UP:
+            raise Invalid
+        return (*out, s[2])
+
+    return text, shape
+
+
+def make_divisible(v: float, divisor: int, min_value: int | None = None) -> int:
+    """torchvision's `_make_divisible`, restated: the oracle for `divisible(v, d)`."""
+    min_value = divisor if min_value is None else min_value
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
 
 
 def same_shape(text: str, feature_map_only: bool = False) -> Layer:
@@ -160,6 +240,26 @@ class _Writer:
                 return "width*2"
         return str(filters)
 
+    def width(self) -> tuple[int, str]:
+        """A channel count and how it is written: a number, a parameter, or through `ceil`, `round` or
+        `divisible` (MobileNet's and EfficientNet's width rounding), whose values the oracle computes itself."""
+        kind = self.choice(["plain", "plain", "plain", "ceil", "round", "divisible"])
+        if kind == "plain":
+            filters = self.channels()
+            return filters, self.filters_text(filters)
+        a = self.draw(st.integers(1, 16))
+        factor = self.choice([0.25, 0.5, 0.75, 1.25, 1.5, 2.5])  # exact binary fractions: no rounding surprises
+        width = self.params.get("width")
+        a_text = f"{a}" if width is None or not self.coin(0.3) else "width"
+        a = a if a_text != "width" else width
+        self.features.add(f"expr_{kind}")
+        if kind == "ceil":
+            return max(1, math.ceil(a * factor)), f"max(1, ceil({a_text} * {factor}))"
+        if kind == "round":  # halves to even, as Python's
+            return max(1, round(a / factor)), f"max(1, round({a_text} / {factor}))"
+        divisor = self.choice([2, 4, 8])
+        return make_divisible(a * factor, divisor), f"divisible({a_text} * {factor}, {divisor})"
+
     # ---- layers on a feature map
     def conv(self, s: Shape, *, stride_ok=True, padding_ok=True) -> Layer:
         h, w, c = s
@@ -170,7 +270,7 @@ class _Writer:
         padding = self.choice(["same", "valid", 1, 2]) if padding_ok else "same"
         mode = self.choice(["plain", "groups", "dw"])
         groups, depthwise, multiplier = 1, False, 1
-        filters = self.channels()
+        filters, written = self.width()
         if mode == "groups":
             divisors = [g for g in range(2, c + 1) if c % g == 0]
             if divisors:
@@ -186,7 +286,8 @@ class _Writer:
         if self.coin(0.4):
             post.append(self.choice(ACTIVATIONS))
         bias = not self.coin(0.2)
-        written = self.filters_text(filters)
+        if mode != "plain":
+            written = self.filters_text(filters)
         layer = conv_layer(kh, kw, filters, stride, dilation, padding, groups, depthwise, multiplier, bias, post,
                            written)
         try:
@@ -201,13 +302,57 @@ class _Writer:
         kind = self.choice(["maxpool", "avgpool"])
         k = self.draw(st.integers(1, 3))
         stride = self.choice([None, 1, 2])
-        padding = self.choice(["valid", "same"])
-        layer = pool_layer(kind, k, stride, padding)
+        pads = list(range(1, k // 2 + 1))  # PyTorch pads at most half a window
+        padding = self.choice(["valid", "same", *pads] if kind == "maxpool" or not pads else [*pads, "valid", "same"])
+        ceil = self.coin(0.2)
+        count_pad = kind == "avgpool" and padding != "valid" and self.coin(0.6)
+        layer = pool_layer(kind, k, stride, padding, ceil, count_pad)
         try:
             layer[1](s)
         except Invalid:
-            layer = pool_layer(kind, k, stride, "same")
+            layer = pool_layer(kind, k, stride, "same", ceil)
+            count_pad = False
         self.features.add("pool")
+        if ceil:
+            self.features.add("pool_ceil")
+        if count_pad:
+            self.features.add("pool_count_pad")
+        return layer
+
+    def upconv(self, s: Shape) -> Layer:
+        """A transposed convolution (U-Net's up-convolution) by PyTorch's size rule, or an upsample by a scale
+        or to a size; both are left out (a conv instead) where the map would grow past MAX_UP."""
+        if self.coin(0.5):
+            k = self.draw(st.integers(1, 4))
+            stride = self.choice([1, 2, 3])
+            padding = self.draw(st.integers(0, k - 1))
+            output_padding = self.draw(st.integers(0, stride - 1))
+            filters, written = self.width()
+            post = [self.choice(ACTIVATIONS)] if self.coin(0.3) else []
+            layer = convtranspose_layer(k, filters, stride, padding, output_padding, not self.coin(0.2), post,
+                                        written, self.choice(["convtranspose", "upconv"]))
+            feature = "convtranspose"
+        else:
+            mode = self.choice(["nearest", "bilinear"])
+            align = mode == "bilinear" and self.coin(0.3)
+            if self.coin(0.5):
+                size = (self.draw(st.integers(1, MAX_UP)),) * 2
+                if self.coin(0.3):
+                    size = (size[0], self.draw(st.integers(1, MAX_UP)))
+                layer = upsample_layer(size=size, mode=mode, align_corners=align)
+                feature = "upsample_size"
+            else:
+                a = self.choice([1, 2, 3])
+                b = a if self.coin(0.7) else self.choice([1, 2, 3])
+                text = self.choice([f"{a}", f"scale={a}"]) if a == b else f"scale=({a}, {b})"
+                layer = upsample_layer(scale=(a, b), mode=mode, align_corners=align, scale_text=text)
+                feature = "upsample_scale"
+            self.features.add(f"upsample_{mode}")
+        try:
+            layer[1](s)
+        except Invalid:
+            return self.conv(s)
+        self.features.add(feature)
         return layer
 
     def simple(self, s: Shape) -> Layer:
@@ -227,8 +372,9 @@ class _Writer:
         return same_shape(kind)
 
     def feature_layer(self, s: Shape) -> Layer:
-        kind = self.choice(["conv", "conv", "pool", "simple", "channels"])
-        return {"conv": self.conv, "pool": self.pool, "simple": self.simple, "channels": self.channel_layer}[kind](s)
+        kind = self.choice(["conv", "conv", "pool", "simple", "channels", "up"])
+        return {"conv": self.conv, "pool": self.pool, "simple": self.simple, "channels": self.channel_layer,
+                "up": self.upconv}[kind](s)
 
     def channel_layer(self, s: Shape) -> Layer:
         """A channel split, a channel shuffle or a zero-padding shortcut (ShuffleNet v2, ResNet option A)."""
@@ -371,8 +517,12 @@ class _Writer:
         return lines, cur
 
     def residual(self, s: Shape, depth: int, indent: str) -> tuple[list[str], Shape]:
-        merge = self.choice(["add", "add", "concat", "multiply"])
+        merge = self.choice(["add", "add", "concat", "multiply", "cropconcat"])
         inner = indent + "  "
+        if merge == "cropconcat":  # U-Net's copy and crop: the input, centre-cropped to the body's size, first
+            body, out = self.chain(s, 3)
+            self.features.add("residual_cropconcat")
+            return [f"{indent}residual cropconcat:"] + [inner + b for b in body], self.cropped([s, out])
         if merge == "multiply":  # squeeze-excitation: a 1x1xC gate of 1x1 convs, or a flat C gate of dense layers
             squeeze, act, gate = self.draw(st.integers(1, 8)), self.choice(ACTIVATIONS), self.choice(ACTIVATIONS)
             if self.coin(0.5):
@@ -407,8 +557,30 @@ class _Writer:
         self.features.add("residual")
         return lines, out
 
+    def chain(self, s: Shape, most: int) -> tuple[list[str], Shape]:
+        """1..`most` feature-map layers of any kind: they may shrink the map (valid convs, pools) or grow it."""
+        texts, cur = [], s
+        for _ in range(self.draw(st.integers(1, most))):
+            text, fn = self.feature_layer(cur)
+            cur = fn(cur)
+            texts.append(text)
+        return texts, cur
+
+    @staticmethod
+    def cropped(outs: list[Shape]) -> Shape:
+        return (min(o[0] for o in outs), min(o[1] for o in outs), sum(o[2] for o in outs))
+
     def branches(self, s: Shape, indent: str) -> tuple[list[str], Shape]:
-        merge = self.choice(["concat", "add"])
+        merge = self.choice(["concat", "add", "cropconcat"])
+        if merge == "cropconcat":  # branches of any sizes, each cropped to the smallest
+            lines, outs = [f"{indent}cropconcat:"], []
+            for _ in range(self.draw(st.integers(2, 3))):
+                texts, out = self.chain(s, 2)
+                outs.append(out)
+                label = f"{self.name()}: " if self.coin(0.4) else ""
+                lines.append(f"{indent}  {label}{'; '.join(texts)}")
+            self.features.add("branches_cropconcat")
+            return lines, self.cropped(outs)
         stride = self.choice([1, 2])
         common = self.channels()
         lines = [f"{indent}{merge}:"]

@@ -1,5 +1,6 @@
 """What `archc check` says is what every backend builds: per-layer shapes and parameter counts of the PyTorch
-and Keras models equal the inferred ones, and after a weight transfer the two models compute the same function.
+and Keras models equal the inferred ones, and after a weight transfer they and the ONNX model compute the same
+function.
 
 These properties run once the backends are in the tree (archc.backends.torch / archc.backends.keras).
 """
@@ -119,11 +120,22 @@ def _randomize_torch(model) -> None:
                 tensor.copy_((values - 0.5) * 0.6)
 
 
+def _torch_order(plan, keras_out: np.ndarray) -> np.ndarray:
+    """Keras flattens channels-last and the weight transfer permutes the dense layer after; where no dense layer
+    follows the last flatten, the output itself is in (H, W, C) order: put it in PyTorch's (C, H, W) order."""
+    flattens = [i for i, n in enumerate(plan.nodes) if n.op == "flatten"]
+    if not flattens or any(n.op == "dense" for n in plan.nodes[flattens[-1]:]):
+        return keras_out
+    h, w, c = plan.nodes[flattens[-1]].in_shapes[0]
+    return keras_out.reshape(-1, h, w, c).transpose(0, 3, 1, 2).reshape(keras_out.shape)
+
+
 @budget(40)
 @given(backend_specs)
-def test_torch_and_keras_agree_after_weight_transfer(generated: GeneratedSpec):
+def test_torch_keras_and_onnx_agree_after_weight_transfer(generated: GeneratedSpec):
     _torch()
     _keras()
+    ort = pytest.importorskip("onnxruntime")
     import torch
 
     plan = archc.check(generated.text)
@@ -140,5 +152,13 @@ def test_torch_and_keras_agree_after_weight_transfer(generated: GeneratedSpec):
         torch_out = torch_out.transpose(0, 2, 3, 1)
     keras_out = np.asarray(keras_model(x, training=False))
     assert torch_out.shape == keras_out.shape
+    keras_out = _torch_order(plan, keras_out)
     scale = max(1.0, float(np.abs(torch_out).max()))
     np.testing.assert_allclose(keras_out, torch_out, rtol=0, atol=1e-4 * scale)
+    onnx_model = archc.transfer_weights(torch_model, archc.compile(plan, backend="onnx"))
+    session = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    onnx_out = session.run(None, {"input": torch_in.numpy()})[0]
+    if onnx_out.ndim == 4:
+        onnx_out = onnx_out.transpose(0, 2, 3, 1)
+    assert onnx_out.shape == torch_out.shape
+    np.testing.assert_allclose(onnx_out, torch_out, rtol=0, atol=1e-4 * scale)
