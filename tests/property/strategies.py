@@ -3,8 +3,9 @@
 `specs()` draws a spec that is valid by construction: while it writes each line it tracks the current shape
 with the language's arithmetic (archc/ops.py's docstring, restated independently here as the test oracle),
 so every kernel fits, every group count divides its channels, every residual can be projected and every
-branch of a merge agrees (or, for `cropconcat`, is cropped to the smallest). It writes `-> HxWxC` checks and scope sizes from that arithmetic, which `check`
-then verifies: a disagreement between this oracle and the compiler fails the property.
+branch of a merge agrees (or, for `cropconcat`, is cropped to the smallest). It writes `-> HxWxC` checks and
+scope sizes from that arithmetic, which `check` then verifies: a disagreement between this oracle and the
+compiler fails the property.
 
 Sizes stay small (inputs 4..32, channels 1..16) so the models build and run in milliseconds. Every choice is
 a hypothesis draw with the simplest option first, so failures shrink to short, readable specs.
