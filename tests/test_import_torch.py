@@ -93,8 +93,9 @@ def test_tensors_are_the_modules_own_in_the_kinds_layout():
 
 # ---------------------------------------------------------------- (b) torchvision's classification models
 
-HANDFUL = ["resnet50", "densenet121", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny", "shufflenet_v2_x1_0",
-           "inception_v3", "googlenet"]
+# by default the families tests/test_import_e2e.py does not read (it reads, counts and runs ResNet-50, DenseNet-121,
+# MobileNet v2, VGG-16, ShuffleNet v2, GoogLeNet, ConvNeXt-T and EfficientNet-B0), and ResNet-50 for the wiring
+HANDFUL = ["resnet50", "mobilenet_v3_large", "inception_v3", "densenet121"]
 EVERY = (["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "resnext101_32x8d",
           "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2", "alexnet", "squeezenet1_0", "squeezenet1_1",
           "densenet121", "densenet161", "densenet169", "densenet201", "googlenet", "inception_v3", "mobilenet_v2",

@@ -1071,9 +1071,18 @@ _NAMED_MODULE_READERS: dict[str, Callable] = {
 
 def _merge(op: str):
     def read(r, m, args, kwargs, result):
-        inputs = [r.data(a).index for a in args]
+        operands = _operands(args)
+        inputs = [r.data(a).index for a in operands]
         return r.emit(op, {}, inputs, result)
     return read
+
+
+def _operands(args: tuple) -> tuple:
+    """A merge's inputs: the generated helpers take one list (`self.add([a, b])`, TorchScript's way); older
+    generated modules, and hand-written ones, pass them one by one."""
+    if len(args) == 1 and isinstance(args[0], (list, tuple)):
+        return tuple(args[0])
+    return tuple(args)
 
 
 def _read_padded_conv(r, m, args, kwargs, result):
