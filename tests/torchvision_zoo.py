@@ -107,3 +107,24 @@ def convnext_state_dict(model: Any) -> OrderedDict:
             pending = None
     assert pending is None, "a CNBlock without its block.5 Linear: not torchvision's ConvNeXt"
     return out
+
+
+def assert_training_works(model: Any, x: Any, y: Any, steps: int = 4) -> list[float]:
+    """Train mode at a small size: Adam on one batch lowers the loss (each step draws the same dropout and drop-path
+    masks, so the loss it lowers is one function) and batchnorm updates its statistics. Returns the losses."""
+    import torch
+
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    before = bn.running_mean.clone()
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-4)
+    losses = []
+    for _ in range(steps):
+        torch.manual_seed(1)
+        optimiser.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0], losses
+    assert not torch.equal(bn.running_mean, before), "batchnorm did not update its statistics"
+    return losses
