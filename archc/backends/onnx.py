@@ -73,7 +73,7 @@ class _Graph:
                 for name, weight in node.weights().items()}
 
     def parameter(self, name: str, value: np.ndarray) -> str:
-        self.initializers.append(numpy_helper.from_array(value.astype(np.float32), name))
+        self.initializers.append(numpy_helper.from_array(value.astype(np.float32, copy=False), name))
         return name
 
     def initial(self, weight: Weight) -> np.ndarray:
@@ -84,7 +84,11 @@ class _Graph:
         if weight.init == "zeros":
             return np.zeros(weight.shape, np.float32)
         bound = 1.0 / math.sqrt(weight.fan_in)  # U(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's for conv and dense
-        return self.rng.uniform(-bound, bound, size=weight.shape).astype(np.float32)
+        # drawn in float32 and scaled in place: a float64 draw of VGG's 411 MB fc1 weight would take 1.2 GB
+        values = self.rng.random(weight.shape, dtype=np.float32)
+        values *= np.float32(2 * bound)
+        values -= np.float32(bound)
+        return values
 
 
 class OnnxBackend(Backend):

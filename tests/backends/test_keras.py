@@ -135,13 +135,10 @@ def _fresh_keras_state():
     keras.backend.clear_session(free_memory=False)  # layer-name counters and graphs of this test's models
 
 
-# Numerics of the specs above this many parameters are compared at half their input side (VGG's, AlexNet,
+# Numerics of the specs above conformance.BIG_PARAMS are compared at half their input side (VGG's, AlexNet,
 # ZFNet, ResNet-152): two VGG-19s at full size and the copies Keras makes of a 411 MB weight when one is
 # assigned would peak near 3.5 GB. Every layer computes the same at any input size, the flatten still meets a
 # 2x2 or 3x3 map (its feature order is still tested), and counts and shapes are checked at full size.
-NUMERICS_FULL_SIZE_PARAMS = 50_000_000
-
-
 class Shipped:
     """One shipped spec's plans and Keras model. TensorFlow builds are slow, so the model is built once for the
     spec's tests; pytest runs those one after another (a module-scoped parametrised fixture) and the model is
@@ -161,15 +158,12 @@ class Shipped:
         return self._model
 
     def numeric(self):
-        """(plan, Keras model) for the numerical comparisons: the spec's own, or at half its input side."""
-        small = conformance.numeric_plan(self.path, self.plan)  # at most NUMERIC_MACS a forward pass
-        if self.plan.total_params <= NUMERICS_FULL_SIZE_PARAMS and small is self.plan:
+        """(plan, Keras model) for the numerical comparisons: the spec's own, or a smaller one (conformance)."""
+        small = conformance.light_plan(self.path, self.plan)
+        if small is self.plan:
             return self.plan, self.model
         if self._numeric is None:
             self._model = None  # the full-size model's tests have run: never two big models at once
-            if small is self.plan:
-                h, w, c = self.plan.input_shape
-                small = archc.check(self.path, input=(h // 2, w // 2, c))
             self._numeric = (small, archc.compile(small, backend="keras"))
         return self._numeric
 
