@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from . import ir
+from . import ir, parsecache
 from .diagnostics import ArchcError, Diagnostic, Span
 from .ir import MAX_INT, MAX_NAME_LENGTH  # noqa: F401 - re-exported: the loader's limits
 from .parser import MAX_NESTING_DEPTH, parse
@@ -378,12 +378,12 @@ _BLOCK_FILES_KEPT = 32
 
 
 def _parse_block_file(text: str, file: str) -> ir.Spec:
-    """Parse an imported file once per process and content: `archc check specs/*.arch` and a program compiling
-    several specs read the shared blocks.arch again for each, and parsing it is a third of a ResNet's check."""
+    """Parse an imported file once per process and content (`archc check specs/*.arch` and a program compiling
+    several specs read the shared blocks.arch again for each), and once per content between runs (parsecache)."""
     key = (file, text)
     spec = _BLOCK_FILES.get(key)
     if spec is None:
-        spec = parse_source(text, file)
+        spec = parsecache.parsed(file, text, parse_source)
         if len(_BLOCK_FILES) >= _BLOCK_FILES_KEPT:
             _BLOCK_FILES.pop(next(iter(_BLOCK_FILES)))
         _BLOCK_FILES[key] = spec
