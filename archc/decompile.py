@@ -602,11 +602,11 @@ class _Blocks:
         """`block NAME(...): residual: INNER(..., flag=true)`: the arguments the residual calls pass, from the
         wrapper's input (`in.c`), as constants, or as the wrapper's own parameters."""
         inputs = [self.unit_input(u) for u in skipped]
+        chans = [s[-1] for s in inputs] if all(len(s) == 3 for s in inputs) else None
         params: list[tuple[str, list, Any]] = []
         args: list[ir.Arg] = []
         for name, values, default in inner.table:
             values = [values[k] for k in at]
-            chans = [s[-1] for s in inputs] if all(len(s) == 3 for s in inputs) else None
             if values == chans:
                 expr = ir.Name(id="in.c")
             elif all(repr(v) == repr(values[0]) for v in values):
@@ -809,28 +809,29 @@ def _progression(values: list, at: list[int], calls: int) -> Any:
         except Exception:  # noqa: BLE001 - a refusal (a division by zero) is no expression for these values
             return False
 
-    candidates = []
-    zero = at[0] - values[0] / slope  # the call (or the place before the first) where the line is 0
-    k = round(zero)
-    if abs(zero - k) < 1e-6:
+    def affine():  # `a + d*call_index`, the step from the first two values or from the first and the last
+        for step in dict.fromkeys([(values[1] - values[0]) / (at[1] - at[0]), slope]):
+            first = values[0] - step * at[0]
+            term = ir.BinOp(op="*", left=step, right=index)
+            yield ir.BinOp(op="+", left=first, right=term) if first else term
+
+    def candidates():
+        zero = at[0] - values[0] / slope  # the call (or the place before the first) where the line is 0
+        k = round(zero)
+        if abs(zero - k) >= 1e-6:
+            yield from affine()
+            return
         shifted = index if k == 0 else ir.BinOp(op="-" if k > 0 else "+", left=index, right=abs(k))
         whole = calls - k  # the calls from that 0 on
         for d in dict.fromkeys([whole, whole - 1, *range(1, 4 * max(whole, 1) + 1)]):
             p = _short(slope * d) if d > 0 else None
             if p is not None:
                 term = ir.BinOp(op="*", left=p, right=shifted)
-                candidates.append(term if d == 1 else ir.BinOp(op="/", left=term, right=d))
-            if d == whole - 1:  # the reference implementations' denominators, then `a + d*call_index`
-                for step in dict.fromkeys([(values[1] - values[0]) / (at[1] - at[0]), slope]):
-                    first = values[0] - step * at[0]
-                    term = ir.BinOp(op="*", left=step, right=index)
-                    candidates.append(ir.BinOp(op="+", left=first, right=term) if first else term)
-    else:
-        for step in dict.fromkeys([(values[1] - values[0]) / (at[1] - at[0]), slope]):
-            first = values[0] - step * at[0]
-            term = ir.BinOp(op="*", left=step, right=index)
-            candidates.append(ir.BinOp(op="+", left=first, right=term) if first else term)
-    return next((expr for expr in candidates if exact(expr)), None)
+                yield term if d == 1 else ir.BinOp(op="/", left=term, right=d)
+            if d == whole - 1:  # after the reference implementations' denominators
+                yield from affine()
+
+    return next((expr for expr in candidates() if exact(expr)), None)
 
 
 def _short(value: float) -> float | None:
