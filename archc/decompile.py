@@ -13,7 +13,9 @@ One pass after another, each a plain function over plain data:
   3. stages and units (`_stages`): top-level items are grouped into the paper's rows by the source's own paths
      (`layer3.0.conv1` is in stage `layer3`, unit `0`), and each row into units (a block of the source).
   4. blocks (`_Blocks`): units with the same shape of code become one `block NAME(params)`; the arguments that
-     differ between them are its parameters (equal ones shared, `in.c` and `4*w` where the values say so);
+     differ between them are its parameters (equal ones shared, `in.c` and `4*w` where the values say so,
+     `call_index` arithmetic where it gives each value exactly); units that are another block's code inside
+     `residual:` (plus a tail) join it, the tail under a flag, through a wrapper block (_Blocks._skips);
      consecutive identical calls become `x N`.
   5. the text, through archc.ir and archc.fmt, then checked: the spec's own plan must be the same network
      (archc.flat.same_network), or the import fails (A505) rather than hand back a different model.
@@ -793,7 +795,8 @@ def _progression(values: list, at: list[int], calls: int) -> Any:
     `p*(call_index + k) / d`, a rate that grows towards `p` over `d` calls as the reference implementations
     compute it (torchvision: `p * block_id / blocks` for EfficientNet, `/ (blocks - 1)` for ConvNeXt): `d` is
     tried first as the count of calls from that 0 (`calls + k`) and one less, then any other up to four times as
-    many with a short `p`; else `a + d*call_index`."""
+    many with a short `p`; `a + d*call_index` before them where `a` and `d` are round numbers, else after the
+    first two."""
     from .exprs import CALL_INDEX, evaluate
 
     if len(values) < 3 or not all(isinstance(v, float) for v in values):
@@ -809,17 +812,20 @@ def _progression(values: list, at: list[int], calls: int) -> Any:
         except Exception:  # noqa: BLE001 - a refusal (a division by zero) is no expression for these values
             return False
 
-    def affine():  # `a + d*call_index`, the step from the first two values or from the first and the last
+    def affine(short: bool):  # `a + d*call_index`, the step from the first two values or the first and the last
         for step in dict.fromkeys([(values[1] - values[0]) / (at[1] - at[0]), slope]):
             first = values[0] - step * at[0]
+            if short and (_short(step) != step or _short(first) != first):
+                continue  # only a line of round numbers (`0.5 + 0.25*call_index`) comes before p / d
             term = ir.BinOp(op="*", left=step, right=index)
             yield ir.BinOp(op="+", left=first, right=term) if first else term
 
     def candidates():
+        yield from affine(True)
         zero = at[0] - values[0] / slope  # the call (or the place before the first) where the line is 0
         k = round(zero)
         if abs(zero - k) >= 1e-6:
-            yield from affine()
+            yield from affine(False)
             return
         shifted = index if k == 0 else ir.BinOp(op="-" if k > 0 else "+", left=index, right=abs(k))
         whole = calls - k  # the calls from that 0 on
@@ -829,7 +835,7 @@ def _progression(values: list, at: list[int], calls: int) -> Any:
                 term = ir.BinOp(op="*", left=p, right=shifted)
                 yield term if d == 1 else ir.BinOp(op="/", left=term, right=d)
             if d == whole - 1:  # after the reference implementations' denominators
-                yield from affine()
+                yield from affine(False)
 
     return next((expr for expr in candidates() if exact(expr)), None)
 
@@ -837,6 +843,8 @@ def _progression(values: list, at: list[int], calls: int) -> Any:
 def _short(value: float) -> float | None:
     """The value with the fewest significant digits (up to 6) that is it within rounding (`0.2` for
     0.20000000000000004), or None."""
+    if value == 0:
+        return 0.0
     for digits in range(1, 7):
         short = float(f"{value:.{digits}g}")
         if abs(short - value) <= 1e-9 * abs(value):

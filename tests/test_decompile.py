@@ -339,7 +339,10 @@ def test_values_affine_in_the_call_index_become_exact_call_index_arithmetic(offs
     assert archc.fmt.expr(expr) == f"{index} / {denominator}"  # the source's own constants
     # `a + d*call_index` where the line does not pass through 0 at a call; nothing where the values are no line
     values = [0.5 + 0.25 * n for n in range(5)]
-    assert [evaluate(_progression(values, list(range(5)), 5), {CALL_INDEX: n}) for n in range(5)] == values
+    assert archc.fmt.expr(_progression(values, list(range(5)), 5)) == "0.5 + 0.25*call_index"
+    for values in ([0.1 + 0.7 * n / 3 for n in range(5)], [0.3 * n / 7 + 0.01 for n in range(6)]):
+        expr = _progression(values, list(range(len(values))), len(values))  # exact, or nothing
+        assert expr is None or [evaluate(expr, {CALL_INDEX: n}) for n in range(len(values))] == values
     assert _progression([0.025, 0.05, 0.07500000000000001, 0.08750000000000001], [0, 1, 2, 3], 4) is None
 
 
