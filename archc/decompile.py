@@ -624,8 +624,8 @@ class _Blocks:
         res = skipped[0].items[0]
         template = [_Res(res.merge, res.fork, [_Call(inner, args)], auto=res.auto)]
         calls = [[ir.Arg(value=_value(values[k])) for _, values, _ in params] for k in range(len(skipped))]
-        return _Block(self._name(skipped, taken), template, {}, [], [ir.BlockParam(name=p[0]) for p in params],
-                      calls, params, uses=inner)
+        return _Block(self._name(skipped, taken, skipped[0].items), template, {}, [],
+                      [ir.BlockParam(name=p[0]) for p in params], calls, params, uses=inner)
 
     def _columns(self, views: list[list]) -> tuple[list[set[str]], list[tuple[int, str, list]]]:
         """Per slot the arguments any member writes; and the (slot, argument, values) that differ (_ABSENT where a
@@ -710,8 +710,8 @@ class _Blocks:
             calls.append(args)
         block_params = [ir.BlockParam(name=name, default=None if default is None else _value(default))
                         for name, _, default in params]
-        return _Block(self._name(members, taken), template or members[0].items, exprs, keys, block_params, calls,
-                      params)
+        return _Block(self._name(members, taken, views[0]), template or members[0].items, exprs, keys, block_params,
+                      calls, params)
 
     @staticmethod
     def _relation(values: list, inputs: list[Shape], params: list, calls_in_order: bool, calls: int) -> Any:
@@ -729,11 +729,11 @@ class _Blocks:
         by_channels = _of_channels(values, [s[-1] for s in inputs])
         return by_channels if by_channels is not None else _of_parameter(values, params)
 
-    def _name(self, members: list[_Unit], taken: set[str]) -> str:
+    def _name(self, members: list[_Unit], taken: set[str], code: list) -> str:
         stems = {re.sub(r"_?\d+$", "", u.uid) for u in members}
         stem = stems.pop() if len(stems) == 1 else ""
         if not stem or stem.isdigit() or stem in _KEYWORDS or lookup(stem) is not None:  # Keras's `block1`
-            stem = self._what(members[0].items)
+            stem = self._what(code)
         return _identifier(stem, taken, "block")
 
     def _what(self, items: list) -> str:

@@ -370,6 +370,21 @@ def test_a_stages_first_block_and_its_residual_calls_are_one_block_with_a_flagge
     assert not re.search(r"\d{6}", text)  # no float spelt out to its last digit
 
 
+def test_a_flagged_tail_whose_values_are_no_line_is_a_parameter_the_wrapper_passes():
+    """The same pair with rates no arithmetic gives, and a residual call before the first plain one: the tail's
+    rate is a parameter of the block (the plain calls leave it out) and of the wrapper, which passes it on."""
+    body = ("block plain(w, stride):\n  conv 1x1, 2*in.c, bn, relu\n  conv 3x3, stride=stride, same, dw, bn, relu\n"
+            "  conv 1x1, w, bn\n"
+            "block skipped(rate):\n  residual:\n    conv 1x1, 2*in.c, bn, relu\n    conv 3x3, same, dw, bn, relu\n"
+            "    conv 1x1, in.c, bn\n    stochastic_depth rate\n"
+            "s0 16x16 : skipped(0.3)\ns1 8x8 : plain(16, 2); skipped(0.1); skipped(0.25)\n"
+            "s2 4x4 : plain(24, 2); skipped(0.05); skipped(0.07500000000000001)\n")
+    text = _spec(body)
+    assert "block unit(w, stride=1, rate=0.3, skip=false):" in text and "  (stochastic_depth rate) x skip\n" in text
+    assert re.search(r"^block (\w+)\(rate\):\n  residual:\n    unit\(in\.c, rate=rate, skip=true\)$", text, re.M)
+    assert re.search(r"^s2 +4x4 +: unit\(24, stride=2\); \w+\(0\.05\); \w+\(0\.07500000000000001\)$", text, re.M)
+
+
 def test_rates_that_are_no_line_stay_numbers_that_read_back_exactly():
     """Where no `call_index` arithmetic gives the values, they are the calls' numbers, each spelt so that it reads
     back as the very same float (the written spec is checked back layer for layer)."""
