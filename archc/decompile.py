@@ -547,7 +547,7 @@ class _Blocks:
         wrapper that calls it in `residual:`, as a person writes them (specs/blocks.arch's `mbconv_se`): one
         block's calls then count both kinds (`call_index`), and its parameters are found over both. Where that
         takes fewer lines than two blocks (by _height). id(part) -> (plain, residual, plain's item count)."""
-        sig = self._sig
+        sigs = {id(p): _signature(p[0].items, self.net, self.explicit) for p in parts}
         pairs: dict[int, tuple[list[_Unit], list[_Unit], int]] = {}
         for skipped in parts:
             first = skipped[0].items
@@ -559,7 +559,8 @@ class _Blocks:
             for plain in parts:
                 n = len(plain[0].items)
                 if plain is skipped or id(plain) in pairs or n > len(body) \
-                        or not all(isinstance(it, _L) for it in body[n:]) or sig(plain[0].items) != sig(body[:n]):
+                        or not all(isinstance(it, _L) for it in body[n:]) \
+                        or sigs[id(plain)] != _signature(body[:n], self.net, self.explicit):
                     continue
                 if found is None or len(plain) > len(found):
                     found = plain
@@ -574,9 +575,6 @@ class _Blocks:
                 continue
             pairs[id(found)] = pairs[id(skipped)] = (found, skipped, len(found[0].items))
         return pairs
-
-    def _sig(self, items: list) -> tuple:
-        return _signature(items, self.net, self.explicit)
 
     @staticmethod
     def _views(members: list[_Unit], skipped: set[int]) -> list[list]:
