@@ -13,7 +13,9 @@ One pass after another, each a plain function over plain data:
   3. stages and units (`_stages`): top-level items are grouped into the paper's rows by the source's own paths
      (`layer3.0.conv1` is in stage `layer3`, unit `0`), and each row into units (a block of the source).
   4. blocks (`_Blocks`): units with the same shape of code become one `block NAME(params)`; the arguments that
-     differ between them are its parameters (equal ones shared, `in.c` and `4*w` where the values say so);
+     differ between them are its parameters (equal ones shared, `in.c` and `4*w` where the values say so,
+     `call_index` arithmetic where it gives each value exactly); units that are another block's code inside
+     `residual:` (plus a tail) join it, the tail under a flag, through a wrapper block (_Blocks._skips);
      consecutive identical calls become `x N`.
   5. the text, through archc.ir and archc.fmt, then checked: the spec's own plan must be the same network
      (archc.flat.same_network), or the import fails (A505) rather than hand back a different model.
@@ -72,6 +74,23 @@ class _Br:
     merge: int
     fork: int
     branches: list[list]
+
+
+@dataclass(eq=False)
+class _Opt:
+    """In a block's template only: lines written `(...) x flag`, there in the calls that pass the flag true (the
+    tail a block's body has inside `residual:` and not without it: EfficientNet's drop path)."""
+
+    items: list
+    flag: str
+
+
+@dataclass(eq=False)
+class _Call:
+    """In a block's template only: a call of another block (the wrapper that puts a block in `residual:`)."""
+
+    block: Any  # _Block
+    args: list
 
 
 def _layers_of(items: list) -> list[int]:
@@ -448,10 +467,25 @@ def _lines(items: list) -> list[_L]:
             out.append(it)
         elif isinstance(it, _Res):
             out += _lines(it.body) + _lines(it.shortcut or [])
-        else:
+        elif isinstance(it, _Br):
             for b in it.branches:
                 out += _lines(b)
-    return out
+        elif isinstance(it, _Opt):
+            out += _lines(it.items)
+    return out  # a _Call writes no line of this block's own
+
+
+def _height(items: list) -> int:
+    """About how many lines the items take written out (a residual's header, its body, its shortcut)."""
+    n = 0
+    for it in items:
+        if isinstance(it, _L):
+            n += 1
+        elif isinstance(it, _Res):
+            n += 1 + _height(it.body) + (0 if it.shortcut is None else 1 + _height(it.shortcut))
+        else:
+            n += 1 + sum(1 + _height(b) for b in it.branches)
+    return n
 
 
 _PARAM_NAMES = {"filters": "w", "units": "n", "kernel": "k"}
@@ -465,6 +499,11 @@ class _Block:
     keys: list[set[str]]  # per slot: the arguments it writes
     params: list[ir.BlockParam]
     calls: list[list[ir.Arg]]  # per instance, its call's arguments
+    table: list = field(default_factory=list)  # (name, per-instance values, default) of each parameter
+    uses: _Block | None = None  # the block its template calls (defined before it)
+
+
+_ABSENT = object()  # a slot an instance does not have: the optional tail, in the calls without it
 
 
 class _Blocks:
@@ -473,7 +512,8 @@ class _Blocks:
 
     def find(self, units: list[_Unit]) -> dict[int, tuple[_Block, int]]:
         """id(unit) -> (its block, its instance number) for units worth a block: those with a residual or
-        branches (or a chain of lines, _chain_block) whose shape of code occurs more than once."""
+        branches (or a chain of lines, _chain_block) whose shape of code occurs more than once. Units that are
+        another group's code inside `residual:` (plus a tail) join that group's block (_skips)."""
         groups: dict[tuple, list[_Unit]] = {}
         for unit in units:
             compound = any(not isinstance(it, _L) for it in unit.items)
@@ -483,7 +523,16 @@ class _Blocks:
         out: dict[int, tuple[_Block, int]] = {}
         taken: set[str] = set()
         parts = [part for members in groups.values() for part in self._by_words(members)]
+        pairs = self._skips(parts)
+        position = {id(u): n for n, u in enumerate(units)}
+        built: set[int] = set()
         for members in parts:
+            pair = pairs.get(id(members))
+            if pair is not None:
+                if id(pair) not in built:  # at whichever of its two parts comes first
+                    built.add(id(pair))
+                    self._pair(*pair, position, taken, out)
+                continue
             if len(members) < 2:  # written where it stands: a block called once only adds its header
                 continue
             block = self.block(members, taken)
@@ -491,28 +540,116 @@ class _Blocks:
                 out[id(unit)] = (block, n)
         return out
 
-    def _columns(self, members: list[_Unit]) -> tuple[list[set[str]], list[tuple[int, str, list]]]:
-        """Per slot the arguments any member writes; and the (slot, argument, values) that differ."""
-        per_unit = [_lines(u.items) for u in members]
-        slots = len(per_unit[0])
+    def _skips(self, parts: list[list[_Unit]]) -> dict[int, tuple[list[_Unit], list[_Unit], int]]:
+        """Pairs of groups where one group's code, inside `residual:` and followed by a few more lines (the tail),
+        is the other's: EfficientNet's and MobileNet v2's first block of a stage (no skip) and the others (a skip,
+        and a drop path). They become ONE block with a flag for the tail (`(stochastic_depth ...) x skip`) and a
+        wrapper that calls it in `residual:`, as a person writes them (specs/blocks.arch's `mbconv_se`): one
+        block's calls then count both kinds (`call_index`), and its parameters are found over both. Where that
+        takes fewer lines than two blocks (by _height). id(part) -> (plain, residual, plain's item count)."""
+        sigs = {id(p): _signature(p[0].items, self.net, self.explicit) for p in parts}
+        pairs: dict[int, tuple[list[_Unit], list[_Unit], int]] = {}
+        for skipped in parts:
+            first = skipped[0].items
+            if id(skipped) in pairs or len(first) != 1 or not isinstance(first[0], _Res) \
+                    or first[0].shortcut is not None:
+                continue
+            body = first[0].body
+            found = None
+            for plain in parts:
+                n = len(plain[0].items)
+                if plain is skipped or id(plain) in pairs or n > len(body) \
+                        or not all(isinstance(it, _L) for it in body[n:]) \
+                        or sigs[id(plain)] != _signature(body[:n], self.net, self.explicit):
+                    continue
+                if found is None or len(plain) > len(found):
+                    found = plain
+            if found is None:
+                continue
+            h, tail = _height(found[0].items), len(body) - len(found[0].items)
+            apart = sum(1 + _height(p[0].items) if len(p) > 1 else len(p) * _height(p[0].items)
+                        for p in (found, skipped))
+            joined = 1 + h + tail + 3  # the block with its tail; the wrapper's header, `residual:`, the call
+            members = found + skipped
+            if joined >= apart or len(self._by_words(members, self._views(members, set(map(id, skipped))))) > 1:
+                continue
+            pairs[id(found)] = pairs[id(skipped)] = (found, skipped, len(found[0].items))
+        return pairs
+
+    @staticmethod
+    def _views(members: list[_Unit], skipped: set[int]) -> list[list]:
+        """Each member's code: a residual member's is its residual's body."""
+        return [u.items[0].body if id(u) in skipped else u.items for u in members]
+
+    def _pair(self, plain: list[_Unit], skipped: list[_Unit], n: int, position: dict[int, int], taken: set[str],
+              out: dict[int, tuple[_Block, int]]) -> None:
+        """The one block of a _skips pair, its calls in the network's order, and the wrapper of its `residual:`
+        calls."""
+        ids = {id(u) for u in skipped}
+        members = sorted(plain + skipped, key=lambda u: position[id(u)])
+        views = self._views(members, ids)
+        body = skipped[0].items[0].body
+        template = body[:n] + ([_Opt(body[n:], "")] if len(body) > n else [])
+        inner = self.block(members, taken, views, template)
+        for k, unit in enumerate(members):
+            if id(unit) not in ids:
+                out[id(unit)] = (inner, k)
+        wrapper = self._wrapper(skipped, [k for k, u in enumerate(members) if id(u) in ids], inner, taken)
+        for k, unit in enumerate(skipped):
+            out[id(unit)] = (wrapper, k)
+
+    def _wrapper(self, skipped: list[_Unit], at: list[int], inner: _Block, taken: set[str]) -> _Block:
+        """`block NAME(...): residual: INNER(..., flag=true)`: the arguments the residual calls pass, from the
+        wrapper's input (`in.c`), as constants, or as the wrapper's own parameters."""
+        inputs = [self.unit_input(u) for u in skipped]
+        chans = [s[-1] for s in inputs] if all(len(s) == 3 for s in inputs) else None
+        params: list[tuple[str, list, Any]] = []
+        args: list[ir.Arg] = []
+        for name, values, default in inner.table:
+            values = [values[k] for k in at]
+            if values == chans:
+                expr = ir.Name(id="in.c")
+            elif all(repr(v) == repr(values[0]) for v in values):
+                if default is not None and repr(values[0]) == repr(default):
+                    continue  # the parameter's default: not passed
+                expr = _value(values[0])
+            else:
+                expr = self._relation(values, inputs, params, True, len(values))
+                if expr is None:
+                    params.append((name, values, None))
+                    expr = ir.Name(id=name)
+            args.append(ir.Arg(name=None if default is None else name, value=expr))
+        res = skipped[0].items[0]
+        template = [_Res(res.merge, res.fork, [_Call(inner, args)], auto=res.auto)]
+        calls = [[ir.Arg(value=_value(values[k])) for _, values, _ in params] for k in range(len(skipped))]
+        return _Block(self._name(skipped, taken, skipped[0].items), template, {}, [],
+                      [ir.BlockParam(name=p[0]) for p in params], calls, params, uses=inner)
+
+    def _columns(self, views: list[list]) -> tuple[list[set[str]], list[tuple[int, str, list]]]:
+        """Per slot the arguments any member writes; and the (slot, argument, values) that differ (_ABSENT where a
+        member has no such slot: a tail)."""
+        per_unit = [_lines(v) for v in views]
+        longest = max(per_unit, key=len)
+        slots = len(longest)
         keys: list[set[str]] = [set() for _ in range(slots)]
         for lines in per_unit:
             for s, line in enumerate(lines):
                 keys[s] |= set(self.explicit[line.index])
         columns: list[tuple[int, str, list]] = []
         for s in range(slots):
-            for key in sorted(keys[s], key=list(OPS[self.net.layers[per_unit[0][s].index].op].args.model_fields).index):
+            for key in sorted(keys[s], key=list(OPS[self.net.layers[longest[s].index].op].args.model_fields).index):
                 values = [_square(self.explicit[lines[s].index].get(key,
                                                                    self.resolved[lines[s].index][0].model_dump()[key]))
-                          for lines in per_unit]
-                if any(v != values[0] for v in values):
+                          if s < len(lines) else _ABSENT for lines in per_unit]
+                present = [v for v in values if v is not _ABSENT]
+                if any(v != present[0] for v in present):
                     columns.append((s, key, values))
         return keys, columns
 
-    def _by_words(self, members: list[_Unit]) -> list[list[_Unit]]:
+    def _by_words(self, members: list[_Unit], views: list[list] | None = None) -> list[list[_Unit]]:
         """Members apart where an argument that differs is a word or nothing (`padding` `valid` or 1): a call
         passes numbers, sizes and truth values only."""
-        _, columns = self._columns(members)
+        _, columns = self._columns(views or [u.items for u in members])
         words = [values for _, _, values in columns
                  if any(v is None or isinstance(v, str) for v in values)]
         if not words:
@@ -522,25 +659,43 @@ class _Blocks:
             parts.setdefault(tuple(repr(values[n]) for values in words), []).append(unit)
         return list(parts.values())
 
-    def block(self, members: list[_Unit], taken: set[str]) -> _Block:
-        keys, columns = self._columns(members)
+    def block(self, members: list[_Unit], taken: set[str], views: list[list] | None = None,
+              template: list | None = None) -> _Block:
+        """The block of `members` (every call of it, in the network's order); `views` and `template` where the
+        members' code is not their items (_pair: a residual's body, and a tail written `x flag`)."""
+        views = views or [u.items for u in members]
+        keys, columns = self._columns(views)
         inputs = [self.unit_input(u) for u in members]
         calls_in_order = True  # members are every call of the block, in the order infer counts them
         exprs: dict[tuple[int, str], Any] = {}
         params: list[tuple[str, list, Any]] = []  # (name, values, default)
         names: set[str] = set()
+
+        def parameter(key: str, values: list, default: Any) -> ir.Name:
+            base = _PARAM_NAMES.get(key, key)
+            name, n = base, 2
+            while name in names or name in _KEYWORDS:
+                name, n = f"{base}{n}", n + 1
+            names.add(name)
+            params.append((name, values, default))
+            return ir.Name(id=name)
+
         for s, key, values in columns:
-            expr = self._relation(values, inputs, params, calls_in_order)
-            if expr is None:
-                base = _PARAM_NAMES.get(key, key)
-                name, n = base, 2
-                while name in names or name in _KEYWORDS:
-                    name, n = f"{base}{n}", n + 1
-                names.add(name)
-                field_info = OPS[self.net.layers[_lines(members[0].items)[s].index].op].args.model_fields[key]
-                params.append((name, values, _default(values, field_info.default)))
-                expr = ir.Name(id=name)
+            field_info = OPS[self.net.layers[_lines(template or views[0])[s].index].op].args.model_fields[key]
+            if any(v is _ABSENT for v in values):  # a tail's argument: from `call_index`, else a parameter the
+                at = [n for n, v in enumerate(values) if v is not _ABSENT]  # calls without the tail leave out
+                expr = _progression([values[n] for n in at], at, len(values))
+                if expr is None:
+                    default = values[at[0]] if field_info.is_required() else _square(field_info.default)
+                    expr = parameter(key, [default if v is _ABSENT else v for v in values], default)
+            else:
+                expr = self._relation(values, inputs, params, calls_in_order, len(values))
+                if expr is None:
+                    expr = parameter(key, values, _default(values, field_info.default))
             exprs[(s, key)] = expr
+        for it in template or []:
+            if isinstance(it, _Opt):  # the tail's flag: false in the calls without it
+                it.flag = parameter("skip", [len(_lines(v)) == len(_lines(template)) for v in views], False).id
         params.sort(key=lambda p: p[2] is not None)
         calls = []
         for n in range(len(members)):
@@ -553,17 +708,18 @@ class _Blocks:
             calls.append(args)
         block_params = [ir.BlockParam(name=name, default=None if default is None else _value(default))
                         for name, _, default in params]
-        return _Block(self._name(members, taken), members[0].items, exprs, keys, block_params, calls)
+        return _Block(self._name(members, taken, views[0]), template or members[0].items, exprs, keys, block_params,
+                      calls, params)
 
     @staticmethod
-    def _relation(values: list, inputs: list[Shape], params: list, calls_in_order: bool) -> Any:
+    def _relation(values: list, inputs: list[Shape], params: list, calls_in_order: bool, calls: int) -> Any:
         """An expression for a column that follows from the block's input, an earlier parameter, or the
         call's place among the block's calls (`call_index`: ConvNeXt's drop-path rate grows linearly)."""
         for name, other, _ in params:
             if other == values:
                 return ir.Name(id=name)
         if calls_in_order:  # only then does `call_index` count the members in their order
-            progression = _progression(values)
+            progression = _progression(values, list(range(len(values))), calls)
             if progression is not None:
                 return progression
         if not _all_ints(values) or any(len(s) != 3 for s in inputs):
@@ -571,11 +727,11 @@ class _Blocks:
         by_channels = _of_channels(values, [s[-1] for s in inputs])
         return by_channels if by_channels is not None else _of_parameter(values, params)
 
-    def _name(self, members: list[_Unit], taken: set[str]) -> str:
+    def _name(self, members: list[_Unit], taken: set[str], code: list) -> str:
         stems = {re.sub(r"_?\d+$", "", u.uid) for u in members}
         stem = stems.pop() if len(stems) == 1 else ""
         if not stem or stem.isdigit() or stem in _KEYWORDS or lookup(stem) is not None:  # Keras's `block1`
-            stem = self._what(members[0].items)
+            stem = self._what(code)
         return _identifier(stem, taken, "block")
 
     def _what(self, items: list) -> str:
@@ -630,23 +786,67 @@ def _of_parameter(values: list[int], params: list) -> Any:
     return None
 
 
-def _progression(values: list) -> Any:
-    """`a + d * call_index` (or `d * call_index`) where it gives every value exactly, as the spec's own
-    arithmetic computes it; None otherwise."""
-    from .exprs import CALL_INDEX
+def _progression(values: list, at: list[int], calls: int) -> Any:
+    """An expression of `call_index` that gives each value exactly at its call (`values[n]` at call `at[n]` of
+    `calls`), as the spec's own arithmetic computes it; None where none does. Values on a line through 0 at a call
+    (`k` calls before the first, counting the calls that are not this block's: EfficientNet's first blocks) are
+    `p*(call_index + k) / d`, a rate that grows towards `p` over `d` calls as the reference implementations
+    compute it (torchvision: `p * block_id / blocks` for EfficientNet, `/ (blocks - 1)` for ConvNeXt): `d` is
+    tried first as the count of calls from that 0 (`calls + k`) and one less, then any other up to four times as
+    many with a short `p`; `a + d*call_index` before them where `a` and `d` are round numbers, else after the
+    first two."""
+    from .exprs import CALL_INDEX, evaluate
 
     if len(values) < 3 or not all(isinstance(v, float) for v in values):
         return None
-    first, last, count = values[0], values[-1], len(values)
-    if first == 0 and all(last * n / (count - 1) == v for n, v in enumerate(values)):  # 0 at the first, `last`
-        # at the last call: torchvision's `sd_prob * block_id / (blocks - 1.0)`, the spec's convnext block
-        return ir.BinOp(op="/", left=ir.BinOp(op="*", left=last, right=ir.Name(id=CALL_INDEX)), right=count - 1)
-    for step in {values[1] - values[0], (values[-1] - values[0]) / (len(values) - 1)}:
-        if step == 0:
-            continue
-        if all((first + step * n if first else step * n) == v for n, v in enumerate(values)):
-            term = ir.BinOp(op="*", left=step, right=ir.Name(id=CALL_INDEX))
-            return ir.BinOp(op="+", left=first, right=term) if first else term
+    slope = (values[-1] - values[0]) / (at[-1] - at[0])
+    if slope == 0:
+        return None
+    index = ir.Name(id=CALL_INDEX)
+
+    def exact(expr: Any) -> bool:
+        try:
+            return all(evaluate(expr, {CALL_INDEX: n}) == v for n, v in zip(at, values, strict=True))
+        except Exception:  # noqa: BLE001 - a refusal (a division by zero) is no expression for these values
+            return False
+
+    def affine(short: bool):  # `a + d*call_index`, the step from the first two values or the first and the last
+        for step in dict.fromkeys([(values[1] - values[0]) / (at[1] - at[0]), slope]):
+            first = values[0] - step * at[0]
+            if short and (_short(step) != step or _short(first) != first):
+                continue  # only a line of round numbers (`0.5 + 0.25*call_index`) comes before p / d
+            term = ir.BinOp(op="*", left=step, right=index)
+            yield ir.BinOp(op="+", left=first, right=term) if first else term
+
+    def candidates():
+        yield from affine(True)
+        zero = at[0] - values[0] / slope  # the call (or the place before the first) where the line is 0
+        k = round(zero)
+        if abs(zero - k) >= 1e-6:
+            yield from affine(False)
+            return
+        shifted = index if k == 0 else ir.BinOp(op="-" if k > 0 else "+", left=index, right=abs(k))
+        whole = calls - k  # the calls from that 0 on
+        for d in dict.fromkeys([whole, whole - 1, *range(1, 4 * max(whole, 1) + 1)]):
+            p = _short(slope * d) if d > 0 else None
+            if p is not None:
+                term = ir.BinOp(op="*", left=p, right=shifted)
+                yield term if d == 1 else ir.BinOp(op="/", left=term, right=d)
+            if d == whole - 1:  # after the reference implementations' denominators
+                yield from affine(False)
+
+    return next((expr for expr in candidates() if exact(expr)), None)
+
+
+def _short(value: float) -> float | None:
+    """The value with the fewest significant digits (up to 6) that is it within rounding (`0.2` for
+    0.20000000000000004), or None."""
+    if value == 0:
+        return 0.0
+    for digits in range(1, 7):
+        short = float(f"{value:.{digits}g}")
+        if abs(short - value) <= 1e-9 * abs(value):
+            return short
     return None
 
 
@@ -692,6 +892,10 @@ class _Writer:
                 body = self.items(it.body, exprs, counter, keys)
                 short = None if it.shortcut is None else self.items(it.shortcut, exprs, counter, keys)
                 out.append(ir.Residual(merge=merge, body=body, shortcut=short, auto_shortcut=it.auto))
+            elif isinstance(it, _Opt):
+                out.append(ir.Group(body=self.items(it.items, exprs, counter, keys), repeat=ir.Name(id=it.flag)))
+            elif isinstance(it, _Call):
+                out.append(ir.Call(block=it.block.name, args=it.args))
             else:
                 merge = self.net.layers[it.merge].op
                 branches = []
@@ -833,6 +1037,8 @@ def decompile_ir(net: FlatNetwork) -> ir.Spec:
                 stage_items += writer.items(unit.items)
             else:
                 block, n = found
+                if block.uses is not None:  # the block a wrapper calls is defined before it
+                    defs.setdefault(id(block.uses), block.uses)
                 defs.setdefault(id(block), block)
                 stage_items.append(ir.Call(block=block.name, args=block.calls[n]))
         stage_items = _repeats(stage_items)

@@ -172,7 +172,8 @@ def test_units_with_one_shape_of_code_become_a_block_with_the_varying_arguments_
 
 def test_a_width_that_follows_the_blocks_input_is_written_from_in_c():
     text = decompile(flat_of_plan(archc.check(SPECS[0].parent / "mobilenet_v2.arch")))
-    assert "conv 1x1, 6*in.c, bn, relu6" in text and "conv 1x1, in.c, bn" in text
+    assert "conv 1x1, 6*in.c, bn, relu6" in text
+    assert re.search(r"residual:\n +\w+\(in\.c\)\n", text), text  # the residual calls pass their input's width
     text = decompile(flat_of_plan(archc.check(SPECS[0].parent / "shufflenet_v2_x1_0.arch")))
     assert "in.c // 2" in text
 
@@ -318,6 +319,82 @@ def test_an_argument_that_grows_with_the_call_is_written_from_call_index():
     text = decompile(flat_of_plan(archc.check(SPECS[0].parent / "convnext_tiny.arch")))
     assert "stochastic_depth 0.1*call_index / 17" in text
     assert re.search(r"res4 14x14 : layernorm epsilon=1e-6; conv 2x2, 384, stride=2; \w+\(\) x 9", text)
+
+
+@pytest.mark.parametrize("offset, calls, denominator", [(0, 18, 17), (1, 15, 16), (2, 21, 23), (0, 12, 12)])
+def test_values_affine_in_the_call_index_become_exact_call_index_arithmetic(offset, calls, denominator):
+    """A rate that grows linearly over a network's blocks, computed as torchvision computes it (`p * block_id /
+    blocks`, block_id counting blocks that are not this block's calls too: `offset` of them before its first),
+    known at some of the block's calls only (the others have no such layer): an expression of `call_index` that
+    archc's own arithmetic evaluates to exactly those floats, or None."""
+    from archc.decompile import _progression
+    from archc.exprs import CALL_INDEX, evaluate
+
+    at = [n for n in range(calls) if n % 3]  # every third call lacks the value
+    values = [0.2 * (n + offset) / denominator for n in at]
+    expr = _progression(values, at, calls)
+    assert expr is not None
+    assert [evaluate(expr, {CALL_INDEX: n}) for n in at] == values  # exactly, float for float
+    index = f"0.2 * (call_index + {offset})" if offset else "0.2*call_index"
+    assert archc.fmt.expr(expr) == f"{index} / {denominator}"  # the source's own constants
+    # `a + d*call_index` where the line does not pass through 0 at a call; nothing where the values are no line
+    values = [0.5 + 0.25 * n for n in range(5)]
+    assert archc.fmt.expr(_progression(values, list(range(5)), 5)) == "0.5 + 0.25*call_index"
+    for values in ([0.1 + 0.7 * n / 3 for n in range(5)], [0.3 * n / 7 + 0.01 for n in range(6)]):
+        expr = _progression(values, list(range(len(values))), len(values))  # exact, or nothing
+        assert expr is None or [evaluate(expr, {CALL_INDEX: n}) for n in range(len(values))] == values
+    assert _progression([0.025, 0.05, 0.07500000000000001, 0.08750000000000001], [0, 1, 2, 3], 4) is None
+
+
+def test_a_stages_first_block_and_its_residual_calls_are_one_block_with_a_flagged_tail():
+    """EfficientNet's shape: each stage's first block has no skip; the others are the same body inside
+    `residual:` with a drop path whose rate counts every block, the first of each stage and an inline block before
+    them too (torchvision's `p * block_id / blocks`). Written as one block with `(stochastic_depth ...) x skip` and
+    a wrapper that calls it in `residual:` (specs/blocks.arch's mbconv_se), its `call_index` counts both kinds of
+    call, the rate is arithmetic that gives each float exactly, and the residual calls repeat (`x 3`)."""
+    rates = [repr(0.2 * i / 8) for i in range(8)]  # block 0 is the inline first block; 0.07500000000000001...
+    body = ("block plain(w, stride):\n  conv 1x1, 2*in.c, bn, relu\n  conv 3x3, stride=stride, same, dw, bn, relu\n"
+            "  conv 1x1, w, bn\n"
+            "block skipped(rate):\n  residual:\n    conv 1x1, 2*in.c, bn, relu\n    conv 3x3, same, dw, bn, relu\n"
+            "    conv 1x1, in.c, bn\n    stochastic_depth rate\n"
+            "first 16x16 : conv 3x3, same, dw, bn, relu; conv 1x1, 8, bn\n"
+            f"s1 8x8 : plain(16, 2); skipped({rates[2]}); skipped({rates[3]})\n"
+            f"s2 4x4 : plain(24, 2); skipped({rates[5]}); skipped({rates[6]}); skipped({rates[7]})\n")
+    text = _spec(body)
+    assert text.count("block ") == 2, text
+    assert re.search(r"^block (\w+)\(w, stride=1, skip=false\):$", text, re.M), text
+    name = re.search(r"^block (\w+)\(w, stride=1, skip=false\):$", text, re.M)[1]
+    assert "  (stochastic_depth 0.2 * (call_index + 1) / 8) x skip\n" in text
+    assert re.search(rf"^block (\w+)\(\):\n  residual:\n    {name}\(in\.c, skip=true\)$", text, re.M), text
+    assert re.search(rf"^s2 +4x4 +: {name}\(24, stride=2\); \w+\(\) x 3$", text, re.M), text
+    assert not re.search(r"\d{6}", text)  # no float spelt out to its last digit
+
+
+def test_a_flagged_tail_whose_values_are_no_line_is_a_parameter_the_wrapper_passes():
+    """The same pair with rates no arithmetic gives, and a residual call before the first plain one: the tail's
+    rate is a parameter of the block (the plain calls leave it out) and of the wrapper, which passes it on."""
+    body = ("block plain(w, stride):\n  conv 1x1, 2*in.c, bn, relu\n  conv 3x3, stride=stride, same, dw, bn, relu\n"
+            "  conv 1x1, w, bn\n"
+            "block skipped(rate):\n  residual:\n    conv 1x1, 2*in.c, bn, relu\n    conv 3x3, same, dw, bn, relu\n"
+            "    conv 1x1, in.c, bn\n    stochastic_depth rate\n"
+            "s0 16x16 : skipped(0.3)\ns1 8x8 : plain(16, 2); skipped(0.1); skipped(0.25)\n"
+            "s2 4x4 : plain(24, 2); skipped(0.05); skipped(0.07500000000000001)\n")
+    text = _spec(body)
+    assert "block unit(w, stride=1, rate=0.3, skip=false):" in text and "  (stochastic_depth rate) x skip\n" in text
+    assert re.search(r"^block (\w+)\(rate\):\n  residual:\n    unit\(in\.c, rate=rate, skip=true\)$", text, re.M)
+    assert re.search(r"^s2 +4x4 +: unit\(24, stride=2\); \w+\(0\.05\); \w+\(0\.07500000000000001\)$", text, re.M)
+
+
+def test_rates_that_are_no_line_stay_numbers_that_read_back_exactly():
+    """Where no `call_index` arithmetic gives the values, they are the calls' numbers, each spelt so that it reads
+    back as the very same float (the written spec is checked back layer for layer)."""
+    rates = ["0.07500000000000001", "0.1625", "0.15000000000000002", "1e-7"]
+    calls = "; ".join(f"r({rate})" for rate in rates)
+    text = _spec(f"block r(rate):\n  residual:\n    conv 3x3, 8, same, bn, relu\n    stochastic_depth rate\n"
+                 f"s 16x16 : {calls}\n")
+    calls = re.findall(r"^ +\w+\((.*)\)$", text, re.M)
+    assert calls == rates, text
+    assert [float(c) for c in calls] == [float(r) for r in rates]
 
 
 def test_units_that_differ_by_a_word_are_different_blocks():

@@ -37,7 +37,7 @@ DEFAULT = {
     "shufflenet_v2_x1_0": ({}, (224, 224, 3), (64, 64, 3), None),
     "googlenet": ({"aux_logits": False, "init_weights": False}, (224, 224, 3), (96, 96, 3), None),
     "convnext_tiny": ({}, (224, 224, 3), (64, 64, 3), None),
-    "efficientnet_b0": ({}, (224, 224, 3), (64, 64, 3), None),
+    "efficientnet_b0": ({}, (224, 224, 3), (64, 64, 3), 40),  # 31: drop-path rates from call_index
 }
 EVERY = ["alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16_bn", "vgg19", "vgg19_bn", "resnet18",
          "resnet34", "resnet101", "resnet152", "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d",
