@@ -1,11 +1,17 @@
-"""How fast an ONNX file is read into archc's vocabulary (issue 15: importing DenseNet-201 from ONNX takes at most
-2x loading it).
+"""How fast an ONNX file is imported (issue 15: importing DenseNet-201 from ONNX takes at most 2x loading it).
 
 torchvision's DenseNet-201 (random weights, batchnorm kept: `do_constant_folding=False`) is exported once with
-torch.onnx.export (TorchScript), then, interleaved: `onnx.load` of the file, and `onnx.load` + `read_flat` (the
-whole read, from the path). Medians of --runs; the ratio is read / load.
+torch.onnx.export (TorchScript), then, interleaved in each run:
+  * `onnx.load` of the file (the reference);
+  * `read_flat` of the path (load + reading it into archc's vocabulary);
+  * `archc.import_model` of the path: what `archc import model.onnx` does (load, read, decompile, and the check
+    that the written spec is the same network); the figure issue 15 sets.
+Medians of --runs, of wall-clock and of process CPU time (the machine may be shared: CPU time is steadier); the
+ratios are to `onnx.load`'s median of the same run.
 
-    python benchmarks/bench_import_onnx.py [--runs 5] [--model densenet201] [--side 224]
+    python benchmarks/bench_import_onnx.py [--runs 5] [--model densenet201] [--side 224] [--profile]
+
+`--profile` runs one import under cProfile after the timings and prints its top functions by cumulative time.
 """
 
 from __future__ import annotations
@@ -22,17 +28,25 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 
+def _timed(fn):
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fn()
+    return time.perf_counter() - wall, time.process_time() - cpu, result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--model", default="densenet201")
     parser.add_argument("--side", type=int, default=224)
+    parser.add_argument("--profile", action="store_true")
     opts = parser.parse_args()
 
     import onnx
     import torch
     from torchvision_zoo import import_torchvision
 
+    import archc
     from archc.readers.onnx import read_flat
 
     torchvision = import_torchvision()
@@ -42,18 +56,31 @@ def main() -> None:
         torch.onnx.export(model, torch.randn(1, 3, opts.side, opts.side), str(path), dynamo=False,
                           do_constant_folding=False)
         del model
-        loads, reads = [], []
+        steps = {"onnx.load": lambda: onnx.load(str(path)), "read_flat (+ load)": lambda: read_flat(path),
+                 "archc.import_model": lambda: archc.import_model(path)}
+        wall: dict[str, list[float]] = {name: [] for name in steps}
+        cpu: dict[str, list[float]] = {name: [] for name in steps}
+        results = {}
         for _ in range(opts.runs):
-            start = time.perf_counter()
-            onnx.load(str(path))
-            loads.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            net = read_flat(path)
-            reads.append(time.perf_counter() - start)
-        load, read = statistics.median(loads), statistics.median(reads)
-        print(f"{opts.model} ({path.stat().st_size / 2**20:.1f} MiB, {len(net.layers)} layers), median of {opts.runs}:")
-        print(f"  onnx.load            {load:.3f} s")
-        print(f"  read_flat (+ load)   {read:.3f} s   ratio {read / load:.2f}x (target <= 2x)")
+            for name, fn in steps.items():
+                w, c, results[name] = _timed(fn)
+                wall[name].append(w)
+                cpu[name].append(c)
+        net, text = results["read_flat (+ load)"], results["archc.import_model"]
+        print(f"{opts.model} ({path.stat().st_size / 2**20:.1f} MiB, {len(net.layers)} layers, spec of "
+              f"{len(text.splitlines())} lines), median of {opts.runs}, interleaved:")
+        load_wall, load_cpu = statistics.median(wall["onnx.load"]), statistics.median(cpu["onnx.load"])
+        for name in steps:
+            w, c = statistics.median(wall[name]), statistics.median(cpu[name])
+            print(f"  {name:20} wall {w:.3f} s ({w / load_wall:.2f}x)   cpu {c:.3f} s ({c / load_cpu:.2f}x)")
+        print("  target: archc.import_model <= 2x onnx.load")
+        if opts.profile:
+            import cProfile
+            import pstats
+
+            profiler = cProfile.Profile()
+            profiler.runcall(archc.import_model, path)
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
 
 
 if __name__ == "__main__":
