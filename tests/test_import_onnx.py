@@ -356,6 +356,21 @@ def test_what_archc_cannot_express_is_unsupported_at_its_node(nodes, what, where
     assert [layer.op for layer in partial.layers] == ["conv"] and partial.layers[0].path == "block.conv"
 
 
+@pytest.mark.parametrize("op", ["Concat", "Sum"])
+def test_a_merge_of_one_input_is_that_input(op):
+    """torch.cat of a list of one tensor (each DenseNet block's first layer: torch.onnx.export writes a Concat of
+    one input) is no layer, as the PyTorch reader reads it; a merge of one input would be a branch the language
+    cannot write (A504), so a dense block would not import."""
+    conv, weight = _conv()
+    nodes = [conv, helper.make_node(op, ["c"], ["m"], name="/block/one", **({"axis": 1} if op == "Concat" else {})),
+             helper.make_node("Conv", ["m", "conv2.weight"], ["d"], name="/block/conv2/Conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Concat", ["m", "d"], ["y"], name="/block/cat", axis=1)]
+    model = _model(nodes, [weight, numpy_helper.from_array(np.ones((2, 4, 3, 3), np.float32), "conv2.weight")])
+    net = read_flat(model)
+    assert [(layer.op, layer.inputs) for layer in net.layers] == [("conv", (-1,)), ("conv", (0,)), ("concat", (0, 1))]
+    assert "residual concat:" in archc.import_model(model)
+
+
 def test_an_unsupported_source_in_load_weights_is_a530(tmp_path):
     pytest.importorskip("torch")
     conv, weight = _conv()

@@ -878,7 +878,16 @@ class _Reader:
         self._merge(node, "add")
 
     def op_Sum(self, node):
-        self._merge(node, "add")
+        if not self._one_input(node):
+            self._merge(node, "add")
+
+    def _one_input(self, node) -> bool:
+        """A merge of one input is that input (torch.cat of a list of one tensor: each DenseNet block's first
+        layer), as the PyTorch reader reads it: no layer."""
+        if len(node.input) != 1:
+            return False
+        self._set(node, self._layer_of(node.input[0], node))
+        return True
 
     def _merge(self, node, op: str):
         vals = [self._layer_of(x, node) for x in node.input]
@@ -950,6 +959,8 @@ class _Reader:
         return self._add("multiply", {}, [v.layer for v in ins], val.node)
 
     def op_Concat(self, node):
+        if self._one_input(node):
+            return
         axis = int(_attrs(node).get("axis", 1))
         crops = [self.vals.get(x) is not None and self.vals[x].kind == "crop" for x in node.input]
         ins = [self._layer_of(self.vals[x].src if crop else x, node) for x, crop in zip(node.input, crops, strict=True)]
