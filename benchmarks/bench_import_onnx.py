@@ -1,7 +1,9 @@
 """How fast an ONNX file is imported (issue 15: importing DenseNet-201 from ONNX takes at most 2x loading it).
 
 torchvision's DenseNet-201 (random weights, batchnorm kept: `do_constant_folding=False`) is exported once with
-torch.onnx.export (TorchScript), then, interleaved in each run:
+torch.onnx.export (TorchScript) in a process of its own (the timed process imports neither torch nor
+torchvision, as `archc import model.onnx` does not: their millions of objects would slow every garbage collection),
+then, interleaved in each run:
   * `onnx.load` of the file (the reference);
   * `read_flat` of the path (load + reading it into archc's vocabulary);
   * `archc.import_model` of the path: what `archc import model.onnx` does (load, read, decompile, and the check
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,28 +37,35 @@ def _timed(fn):
     return time.perf_counter() - wall, time.process_time() - cpu, result
 
 
+def _export(name: str, side: int, path: str) -> None:
+    import torch
+    from torchvision_zoo import import_torchvision
+
+    model = getattr(import_torchvision().models, name)(weights=None).eval()
+    torch.onnx.export(model, torch.randn(1, 3, side, side), path, dynamo=False, do_constant_folding=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--model", default="densenet201")
     parser.add_argument("--side", type=int, default=224)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--export", metavar="PATH", help=argparse.SUPPRESS)  # the child process's job
     opts = parser.parse_args()
 
+    if opts.export:
+        _export(opts.model, opts.side, opts.export)
+        return
     import onnx
-    import torch
-    from torchvision_zoo import import_torchvision
 
     import archc
     from archc.readers.onnx import read_flat
 
-    torchvision = import_torchvision()
-    model = getattr(torchvision.models, opts.model)(weights=None).eval()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{opts.model}.onnx"
-        torch.onnx.export(model, torch.randn(1, 3, opts.side, opts.side), str(path), dynamo=False,
-                          do_constant_folding=False)
-        del model
+        subprocess.run([sys.executable, __file__, "--model", opts.model, "--side", str(opts.side), "--export",
+                        str(path)], check=True, stderr=subprocess.DEVNULL)
         steps = {"onnx.load": lambda: onnx.load(str(path)), "read_flat (+ load)": lambda: read_flat(path),
                  "archc.import_model": lambda: archc.import_model(path)}
         wall: dict[str, list[float]] = {name: [] for name in steps}
