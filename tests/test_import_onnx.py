@@ -312,6 +312,47 @@ def test_a_channel_shuffle_is_read_from_its_reshapes():
     del torch
 
 
+def test_weights_are_converted_only_when_their_values_are_asked_for(monkeypatch):
+    """Reading a model for its structure (`read_flat`, `archc import`) converts no weight out of protobuf (it
+    needs their shapes only: copying DenseNet-201's 76 MB cost as much as parsing the file); each tensor is
+    converted when asked for (load_weights), once, to exactly the file's values in PyTorch's layout."""
+    import archc.readers.onnx as reader
+
+    rng = np.random.default_rng(0)
+    arrays = {"conv.w": rng.standard_normal((4, 3, 3, 3)), "conv.b": rng.standard_normal(4),
+              "bn.scale": rng.uniform(0.5, 1.5, 4), "bn.shift": rng.standard_normal(4),
+              "bn.mean": rng.standard_normal(4), "bn.var": rng.uniform(0.5, 1.5, 4),
+              "fc.w": rng.standard_normal((4, 5)), "fc.b": rng.standard_normal(5)}
+    inits = [numpy_helper.from_array(a.astype(np.float32), name) for name, a in arrays.items()]
+    nodes = [helper.make_node("Identity", ["bn.scale"], ["bn.shared"]),  # torch.onnx.export's shared initializer
+             helper.make_node("Conv", ["x", "conv.w", "conv.b"], ["c"], name="/conv/Conv", pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c", "bn.shared", "bn.shift", "bn.mean", "bn.var"], ["n"],
+                              name="/bn/BatchNormalization"),
+             helper.make_node("Relu", ["n"], ["r"], name="/relu/Relu"),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"], name="/pool/GlobalAveragePool"),
+             helper.make_node("Flatten", ["p"], ["f"], name="/Flatten"),
+             helper.make_node("Gemm", ["f", "fc.w", "fc.b"], ["y"], name="/fc/Gemm", alpha=0.5)]
+    model = _model(nodes, inits, out_shape=[1, 5])
+    converted: list[str] = []
+    array = reader._array
+
+    def counted(init):
+        converted.append(init.name)
+        return array(init)
+
+    monkeypatch.setattr(reader, "_array", counted)
+    archc.import_model(model)
+    net = read_flat(model)
+    assert converted == ["fc.b", "fc.b"]  # a Gemm's bias is checked against its units as it is read; no other
+    converted.clear()
+    conv, bn, fc = (layer.tensors for layer in net.layers if layer.tensors)
+    np.testing.assert_array_equal(conv["weight"], arrays["conv.w"].astype(np.float32))
+    np.testing.assert_array_equal(bn["weight"], arrays["bn.scale"].astype(np.float32))
+    np.testing.assert_array_equal(fc["weight"], (arrays["fc.w"].astype(np.float32) * np.float32(0.5)).T)
+    assert conv["weight"] is conv["weight"] and converted == ["conv.w", "bn.scale", "fc.w"]  # each once
+    assert fc["weight"].flags.c_contiguous and fc["weight"].shape == (5, 4)
+
+
 # ---------------------------------------------------------------- (c) what archc cannot express
 
 

@@ -28,7 +28,7 @@ names nodes by the module scopes (`/layer1/layer1.0/conv1/Conv` -> `layer1.0.con
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,6 +205,88 @@ _BINARY: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 }
 
 
+# ---------------------------------------------------------------- constants and weights, converted when needed
+
+
+def _array(init) -> np.ndarray:
+    """An initializer's values: float32 raw data read in place (one copy, out of protobuf), the rest through
+    numpy_helper."""
+    if init.data_type == FLOAT:
+        raw = init.raw_data  # each access copies the bytes: once
+        if raw:
+            return np.frombuffer(raw, dtype="<f4").reshape(tuple(init.dims))
+    from onnx import numpy_helper
+
+    return numpy_helper.to_array(init)
+
+
+class _Constants(dict):
+    """The graph's constants by name, as numpy arrays. An initializer is converted when its values are first
+    asked for: reading a model's structure needs most weights' shapes alone (`shape`), and copying DenseNet-201's
+    76 MB of weights out of protobuf cost as much as parsing the file."""
+
+    def __init__(self):
+        super().__init__()
+        self.protos: dict[str, Any] = {}  # name -> TensorProto not converted yet
+
+    def __contains__(self, name) -> bool:
+        return dict.__contains__(self, name) or name in self.protos
+
+    def __missing__(self, name: str) -> np.ndarray:
+        array = _array(self.protos.pop(name))  # KeyError where it is no constant
+        self[name] = array
+        return array
+
+    def get(self, name, default=None):
+        return self[name] if name in self else default
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        proto = self.protos.get(name)
+        return tuple(int(d) for d in proto.dims) if proto is not None else np.shape(dict.__getitem__(self, name))
+
+    def size(self, name: str) -> int:
+        return math.prod(self.shape(name))
+
+
+class _Lazy:
+    """A layer's weight: its shape now, its values (float32, in PyTorch's layout) when first asked for."""
+
+    __slots__ = ("shape", "_fetch")
+
+    def __init__(self, shape: tuple[int, ...], fetch: Callable[[], np.ndarray]):
+        self.shape, self._fetch = tuple(shape), fetch
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __call__(self) -> np.ndarray:
+        return self._fetch()
+
+
+class _Tensors(Mapping):
+    """A layer's tensors by PyTorch name (FlatLayer.tensors), each converted once, when first asked for:
+    `archc import` reads no weight's values; `load_weights` and the tests read them all."""
+
+    def __init__(self, tensors: dict[str, Any]):
+        self._tensors = tensors  # name -> numpy array or _Lazy
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        value = self._tensors[name]
+        if isinstance(value, _Lazy):
+            value = self._tensors[name] = value()
+        return value
+
+    def __iter__(self):
+        return iter(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
+
+    def __repr__(self) -> str:
+        return f"_Tensors({', '.join(f'{k}: {list(v.shape)}' for k, v in self._tensors.items())})"
+
+
 # ---------------------------------------------------------------- the reader
 
 
@@ -239,7 +321,7 @@ class _Reader:
         self.layers: list[FlatLayer] = []
         self.shapes: list[tuple[int, ...]] = []
         self.vals: dict[str, _Val] = {}
-        self.consts: dict[str, np.ndarray] = {}
+        self.consts = _Constants()
         self.params: set[str] = set()  # constants that are initializers (weights), not Constant nodes
         self.cache: dict[str, _Val] = {}  # pending value name -> the layer it became
         self.alias: dict[str, str] = {}  # the graph's output named by an Identity -> the value it names
@@ -252,14 +334,8 @@ class _Reader:
     # ------------------------------------------------------------ driving
 
     def read(self, input_shape) -> FlatNetwork:
-        from onnx import numpy_helper
-
         for init in self.graph.initializer:
-            if init.data_type == FLOAT and init.raw_data:  # the usual case, without numpy_helper's copy
-                array = np.frombuffer(init.raw_data, dtype="<f4").reshape(tuple(init.dims))
-            else:
-                array = numpy_helper.to_array(init)
-            self.consts[init.name] = array
+            self.consts.protos[init.name] = init  # converted where its values are needed (_Constants)
             self.params.add(init.name)
         inputs = [i for i in self.graph.input if i.name not in self.consts]
         if len(inputs) != 1:
@@ -333,7 +409,8 @@ class _Reader:
         if node.op_type == "Shape" and ins[0] in self.vals:
             self.consts[node.output[0]] = self._shape_of(ins[0], _attrs(node))
             return
-        if node.op_type == "Pad" and ins[0] in self.consts and _all_ones(self.consts[ins[0]]):
+        if node.op_type == "Pad" and ins[0] in self.consts and len(self.consts.shape(ins[0])) == 4 \
+                and _all_ones(self.consts[ins[0]]):
             self.vals[node.output[0]] = _Val("mask", node=node, data={"pads": self._pad_amounts(node)})
             return
         if all(i in self.consts or not i for i in ins):
@@ -349,6 +426,11 @@ class _Reader:
         import onnx
         from onnx.reference import ReferenceEvaluator
 
+        x = node.input[0] if node.input else ""
+        if node.op_type == "Identity" and x in self.consts.protos:  # a weight shared (torch.onnx.export writes
+            self.consts.protos[node.output[0]] = self.consts.protos[x]  # equal initializers once): still unread
+            self.params.add(node.output[0])
+            return
         args = [self.consts[i] if i else None for i in node.input]
         folded = _fold_numpy(node, args)
         if folded is None:
@@ -398,7 +480,7 @@ class _Reader:
                 raise self._unsupported(f"`{node.op_type}` as `{op}`", name,
                                         f"archc's rules refuse it: {e}") from None
             self.resolved[key] = shape
-        self.layers.append(FlatLayer(op, args, tuple(inputs), _path(name), dict(tensors or {})))
+        self.layers.append(FlatLayer(op, args, tuple(inputs), _path(name), _Tensors(dict(tensors or {}))))
         self.position.append(self.index.get(node.output[0], len(self.index)))
         self.shapes.append(shape)
         if layout is None:
@@ -486,7 +568,7 @@ class _Reader:
         op = _BINARY[node.op_type]
 
         def scalar(n):
-            return n in self.consts and self.consts[n].size == 1
+            return n in self.consts and self.consts.size(n) == 1
 
         ea, eb = self._ew(a), self._ew(b)
         if ea is not None and scalar(b):
@@ -552,7 +634,7 @@ class _Reader:
 
     def _scalar(self, node, i: int) -> float:
         name = node.input[i]
-        if name not in self.consts or self.consts[name].size != 1:
+        if name not in self.consts or self.consts.size(name) != 1:
             raise self._unsupported(f"`{node.op_type}` with a computed input {i + 1}", node.name)
         return float(self.consts[name].reshape(()))
 
@@ -624,12 +706,14 @@ class _Reader:
             raise self._unsupported(f"`{node.op_type}` on a {'vector' if val.layout == 'flat' else 'NHWC map'}",
                                     node.name or node.output[0])
 
-    def _param(self, node, i: int) -> np.ndarray:
+    def _param(self, node, i: int) -> _Lazy:
+        """A weight input: its shape, and its values as float32 when asked for (_Tensors)."""
         name = node.input[i]
         if name not in self.consts:
             raise self._unsupported(f"`{node.op_type}` with a computed weight (input {i + 1})", node.name,
                                     "archc layers hold their weights")
-        return np.asarray(self.consts[name], dtype=np.float32)
+        consts = self.consts
+        return _Lazy(consts.shape(name), lambda: np.asarray(consts[name], dtype=np.float32))
 
     def op_ConvTranspose(self, node):
         a = _attrs(node)
@@ -820,20 +904,20 @@ class _Reader:
         base = self._layer_of(node.input[0], node)
         if base.layout != "flat" or a.get("transA", 0):
             raise self._unsupported("`Gemm` of anything but a batch of vectors", node.name)
-        weight = self._param(node, 1) * float(a.get("alpha", 1.0))
-        if not a.get("transB", 0):
-            weight = weight.T
-        tensors = {"weight": np.ascontiguousarray(weight)}
+        param, alpha, trans = self._param(node, 1), float(a.get("alpha", 1.0)), bool(a.get("transB", 0))
+        weight = _Lazy(param.shape if trans else param.shape[::-1],
+                       lambda: np.ascontiguousarray(param() * alpha if trans else (param() * alpha).T))
+        tensors = {"weight": weight}
         args = {"units": int(weight.shape[0])}
         if len(node.input) > 2 and node.input[2]:
-            bias = self._param(node, 2) * float(a.get("beta", 1.0))
+            bias = self._param(node, 2)() * float(a.get("beta", 1.0))
             tensors["bias"] = np.broadcast_to(bias.reshape(-1), (weight.shape[0],)).astype(np.float32)
         else:
             args["bias"] = False
         self._set(node, self._add("dense", args, [base.layer], node, tensors))
 
     def op_MatMul(self, node):
-        if node.input[1] not in self.consts or self.consts[node.input[1]].ndim != 2:
+        if node.input[1] not in self.consts or len(self.consts.shape(node.input[1])) != 2:
             raise self._unsupported("`MatMul` of two computed values", node.name)
         base = self._layer_of(node.input[0], node)
         if base.layout == "nchw":
@@ -843,15 +927,16 @@ class _Reader:
 
     def _dense(self, val: _Val, bias: np.ndarray | None, node=None) -> _Val:
         base = self._layer_of(val.src, val.node)
-        weight = np.ascontiguousarray(val.data["w"].T)  # [out, in]: PyTorch's
-        units = int(weight.shape[0])
+        param = val.data["w"]
+        units, features = (int(d) for d in param.shape[::-1])
         node = node or val.node
         if base.layout == "flat":
-            tensors = {"weight": weight}
+            tensors = {"weight": _Lazy((units, features), lambda: np.ascontiguousarray(param().T))}  # [out, in]
             args = {"units": units}
             op = "dense"
         else:  # a Linear over the channels of a channels-last map: a 1x1 conv
-            tensors = {"weight": weight.reshape(units, -1, 1, 1)}
+            tensors = {"weight": _Lazy((units, features, 1, 1),
+                                       lambda: np.ascontiguousarray(param().T).reshape(units, -1, 1, 1))}
             args = {"kernel": (1, 1), "filters": units}
             op = "conv"
         if bias is None:
@@ -1011,7 +1096,8 @@ class _Reader:
         if len(node.input) > 2 and node.input[2]:
             tensors["bias"] = self._param(node, 2)
         else:
-            tensors["bias"] = np.zeros_like(tensors["weight"])
+            shape = tensors["weight"].shape
+            tensors["bias"] = _Lazy(shape, lambda: np.zeros(shape, np.float32))
         self._set(node, self._add("layernorm", {"epsilon": _round(a.get("epsilon", 1e-5))},
                                   [base.layer], node, tensors, layout=base.layout))
 
@@ -1297,7 +1383,7 @@ class _Reader:
         return self.vals.get(node.input[0]), second
 
     def _scalar_input(self, node) -> bool:
-        return len(node.input) > 1 and node.input[1] in self.consts and self.consts[node.input[1]].size == 1
+        return len(node.input) > 1 and node.input[1] in self.consts and self.consts.size(node.input[1]) == 1
 
     def _ln_centred(self, node, a, b) -> _Val | None:  # x - mean(x)
         if _is(b, "lnmean") and b.src == node.input[0]:
