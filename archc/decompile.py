@@ -638,13 +638,17 @@ class _Blocks:
         columns: list[tuple[int, str, list]] = []
         for s in range(slots):
             for key in sorted(keys[s], key=list(OPS[self.net.layers[longest[s].index].op].args.model_fields).index):
-                values = [_square(self.explicit[lines[s].index].get(key,
-                                                                   self.resolved[lines[s].index][0].model_dump()[key]))
-                          if s < len(lines) else _ABSENT for lines in per_unit]
+                values = [_square(self._value(lines[s].index, key)) if s < len(lines) else _ABSENT
+                          for lines in per_unit]
                 present = [v for v in values if v is not _ABSENT]
                 if any(v != present[0] for v in present):
                     columns.append((s, key, values))
         return keys, columns
+
+    def _value(self, index: int, key: str) -> Any:
+        """A line's argument as written, else as resolved (dumped only then: dumping every time was a hot spot)."""
+        written = self.explicit[index]
+        return written[key] if key in written else self.resolved[index][0].model_dump()[key]
 
     def _by_words(self, members: list[_Unit], views: list[list] | None = None) -> list[list[_Unit]]:
         """Members apart where an argument that differs is a word or nothing (`padding` `valid` or 1): a call
@@ -999,7 +1003,7 @@ def nest_joins(net: FlatNetwork) -> FlatNetwork:
         seen.setdefault((layer.op, ins), i)
     if layers == net.layers:
         return net
-    return FlatNetwork(net.input_shape, layers, net.output, net.name, net.source)
+    return FlatNetwork(net.input_shape, layers, net.output, net.name, net.source, net.memo)  # layers resolved once
 
 
 def decompile_ir(net: FlatNetwork) -> ir.Spec:
@@ -1015,7 +1019,15 @@ def decompile_ir(net: FlatNetwork) -> ir.Spec:
                              f"`{layer.path or layer.op}`", layer.path,
                              help="a spec computes one output; models with several outputs cannot be written yet")
     items = _fold(items, net, resolved)
-    explicit = {line.index: _explicit(net, resolved, line) for line in _lines(items)}
+    explicit: dict[int, dict] = {}
+    spelled: dict[tuple, dict] = {}  # networks repeat layers: each one's spelling is found once
+    for line in _lines(items):
+        args, in_shapes, _ = resolved[line.index]
+        key = (net.layers[line.index].op, id(args), *in_shapes,
+               any(OPS[net.layers[p].op].normalizes for p in line.posts))  # what _explicit reads
+        if key not in spelled:
+            spelled[key] = _explicit(net, resolved, line)
+        explicit[line.index] = dict(spelled[key])
     paths = _Paths(net, resolved)
     stages = _stages(items, paths)
 

@@ -35,16 +35,30 @@ class FlatNetwork:
     output: int  # the layer whose result is the network's output
     name: str = "imported"
     source: str = ""  # what it was read from, for the spec's header and messages
+    # (kind, arguments, input shapes) -> (resolved arguments, output shape): networks repeat layers, and one
+    # import resolves its network several times (archc.decompile). Keyed by what a layer is, never by which
+    # layer, so a layer edited in place never reads a stale entry, and a network derived from this one may share it
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def resolved(self) -> list[tuple[OpArgs, list[Shape], Shape]]:
         """Each layer's resolved arguments, input shapes and output shape, by archc's own rules.
         Raises archc.ops.RuleError (or pydantic's ValidationError) where a layer does not fit its input."""
         out: list[tuple[OpArgs, list[Shape], Shape]] = []
+        memo = self.memo
         for layer in self.layers:
-            op = OPS[layer.op]
             in_shapes = [self.input_shape if i == INPUT else out[i][2] for i in layer.inputs]
-            args = op.resolve(op.args(**layer.args), in_shapes)
-            out.append((args, in_shapes, op.shape(args, in_shapes)))
+            key = (layer.op, repr(layer.args), *in_shapes)  # repr: `True` and `1` are different spellings
+            try:
+                hit = memo.get(key)
+            except TypeError:  # a shape given as a list: not kept
+                hit, key = None, None
+            if hit is None:
+                op = OPS[layer.op]
+                args = op.resolve(op.args(**layer.args), in_shapes)  # OpArgs are frozen: shared safely
+                hit = (args, op.shape(args, in_shapes))
+                if key is not None:
+                    memo[key] = hit
+            out.append((hit[0], in_shapes, hit[1]))
         return out
 
 
@@ -128,12 +142,22 @@ def network_digests(net: FlatNetwork) -> list[str]:
 
     out: list[str] = []
     source = hashlib.sha256(repr(("input", tuple(net.input_shape))).encode()).hexdigest()
+    own: dict[tuple, str] = {}  # a layer's own part of its text by its resolved arguments (resolved() shares
+    # one object between equal layers) and shapes: networks repeat layers
     for layer, (args, in_shapes, shape) in zip(net.layers, net.resolved(), strict=True):
         ins = tuple(source if i == INPUT else out[i] for i in layer.inputs)
         if OPS[layer.op].commutes:  # a sum or a product: the inputs' order is no part of the computation
             ins = tuple(sorted(ins))
-        text = repr((layer.op, sorted(args.canonical(in_shapes).items()), tuple(shape), ins))  # one spelling a meaning
-        out.append(hashlib.sha256(text.encode()).hexdigest())
+        key: tuple | None = (layer.op, id(args), tuple(shape), *in_shapes)
+        try:
+            part = own.get(key)
+        except TypeError:  # a shape given as a list: not kept
+            part, key = None, None
+        if part is None:  # one spelling a meaning; the text is repr((op, arguments, shape, ins))
+            part = f"{layer.op!r}, {sorted(args.canonical(in_shapes).items())!r}, {tuple(shape)!r}"
+            if key is not None:
+                own[key] = part
+        out.append(hashlib.sha256(f"({part}, {ins!r})".encode()).hexdigest())
     return out
 
 
