@@ -480,7 +480,10 @@ def import_command(source, output, input_size, partial) -> None:
       archc import model.onnx
       archc import specs/densenet121.arch --input 112x112x3
     """
-    gc.enable()  # frameworks build and drop much of their own: let the collector run (see `run`)
+    # frameworks build and drop much of their own: let the collector run (see `run`); an ONNX file (one protobuf
+    # message) or a spec builds no framework model, and a collection over the heap costs a tenth of such an import
+    if Path(source).suffix.lower() not in (".onnx", ".arch", ".json"):
+        gc.enable()
     shape = _input_size(input_size)
     from .decompile import import_model
 

@@ -242,7 +242,7 @@ class _Constants(dict):
 
     def shape(self, name: str) -> tuple[int, ...]:
         proto = self.protos.get(name)
-        return tuple(int(d) for d in proto.dims) if proto is not None else np.shape(dict.__getitem__(self, name))
+        return tuple(proto.dims) if proto is not None else np.shape(dict.__getitem__(self, name))
 
     def size(self, name: str) -> int:
         return math.prod(self.shape(name))
@@ -327,9 +327,10 @@ class _Reader:
         self.alias: dict[str, str] = {}  # the graph's output named by an Identity -> the value it names
         self.input_shape: tuple[int, ...] = ()
         # protobuf hands out a new wrapper per access: nodes are known by their first output (SSA: unique)
-        self.index = {node.output[0]: i for i, node in enumerate(self.graph.node) if node.output}
+        self.nodes = list(self.graph.node)
+        self.index = {node.output[0]: i for i, node in enumerate(self.nodes) if node.output}
         self.position: list[int] = []  # per layer: the file's node it ends at
-        self.resolved: dict[tuple, tuple[int, ...]] = {}
+        self.memo: dict[tuple, tuple] = {}  # networks repeat layers: each resolved once (the FlatNetwork's memo)
 
     # ------------------------------------------------------------ driving
 
@@ -344,7 +345,7 @@ class _Reader:
         self.input_shape = self._input_shape(inputs[0], input_shape)
         self.vals[inputs[0].name] = _Val("out", INPUT, "nchw" if len(self.input_shape) == 3 else "flat")
         self.name = self.graph.name or "imported"
-        for node in self.graph.node:
+        for node in self.nodes:
             self._node(node)
         outputs = list(self.graph.output)
         if len(outputs) != 1:
@@ -354,7 +355,7 @@ class _Reader:
         if out.layout == "nhwc":
             raise self._unsupported("an output in channels-last layout", outputs[0].name)
         return self._in_file_order(FlatNetwork(self.input_shape, self.layers, out.layer, _name(self.name),
-                                               self.source))
+                                               self.source, self.memo))
 
     def _in_file_order(self, net: FlatNetwork) -> FlatNetwork:
         """Layers in the order of the nodes they end at: a pending step becomes its layer when a later node
@@ -367,7 +368,7 @@ class _Reader:
             layer = net.layers[old]
             layer.inputs = tuple(new[i] for i in layer.inputs)
             layers.append(layer)
-        return FlatNetwork(net.input_shape, layers, new[net.output], net.name, net.source)
+        return FlatNetwork(net.input_shape, layers, new[net.output], net.name, net.source, net.memo)
 
     def _input_shape(self, info, given) -> tuple[int, ...]:
         dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
@@ -468,18 +469,19 @@ class _Reader:
     def _add(self, op: str, args: dict, inputs: list[int], node, tensors: dict | None = None,
              layout: str | None = None) -> _Val:
         """Append a layer, resolved by archc's own rules (a layer that does not fit raises)."""
-        kind = OPS[op]
         in_shapes = [self.input_shape if i == INPUT else self.shapes[i] for i in inputs]
         name = node.name or node.output[0]
-        key = (op, tuple(sorted(args.items())), tuple(in_shapes))  # networks repeat layers: resolve each once
-        shape = self.resolved.get(key)
-        if shape is None:
+        key = (op, repr(args), *in_shapes)  # as FlatNetwork.resolved keys its memo, which this fills
+        hit = self.memo.get(key)
+        if hit is None:
+            kind = OPS[op]
             try:
-                shape = kind.shape(kind.resolve(kind.args(**args), in_shapes), in_shapes)
+                resolved = kind.resolve(kind.args(**args), in_shapes)
+                hit = self.memo[key] = (resolved, kind.shape(resolved, in_shapes))
             except Exception as e:  # noqa: BLE001 - archc's rules refuse it: say so at the node
                 raise self._unsupported(f"`{node.op_type}` as `{op}`", name,
                                         f"archc's rules refuse it: {e}") from None
-            self.resolved[key] = shape
+        shape = hit[1]
         self.layers.append(FlatLayer(op, args, tuple(inputs), _path(name), _Tensors(dict(tensors or {}))))
         self.position.append(self.index.get(node.output[0], len(self.index)))
         self.shapes.append(shape)
