@@ -69,7 +69,11 @@ def flat_of_plan(plan: Plan) -> FlatNetwork:
                                                                for src in node.inputs), node.name)
               for node in plan.nodes]
     output = INPUT if plan.output == PLAN_INPUT else index[plan.output]
-    return FlatNetwork(plan.input_shape, layers, output, plan.name, plan.file or "")
+    net = FlatNetwork(plan.input_shape, layers, output, plan.name, plan.file or "")
+    for layer, node in zip(layers, plan.nodes, strict=True):  # the plan's arguments are resolved already, and
+        # resolving them again gives them back (tests/test_flat.py): its own resolution is the network's
+        net.memo[(layer.op, repr(layer.args), *node.in_shapes)] = (node.args, node.shape)
+    return net
 
 
 def layer_signature(net: FlatNetwork) -> list[tuple[str, dict[str, Any], tuple[int, ...], Shape]]:

@@ -14,8 +14,13 @@ SPECS = sorted(p for p in (Path(__file__).parent.parent / "specs").glob("*.arch"
 def test_a_plan_as_a_flat_network_resolves_to_the_same_shapes(spec):
     plan = archc.check(spec)
     flat = flat_of_plan(plan)
+    flat.memo.clear()  # resolved again by archc's rules, not taken from the plan (flat_of_plan keeps the plan's)
     assert [shape for *_, shape in layer_signature(flat)] == [node.shape for node in plan.nodes]
     assert same_layers(flat, flat) is None
+    # resolving the plan's arguments again gives them back, as `archc import`'s check compares them: what
+    # flat_of_plan relies on when it keeps the plan's own resolution
+    assert [repr(sorted(args.canonical(ins).items())) for args, ins, _ in flat.resolved()] == \
+        [repr(sorted(node.args.canonical(list(node.in_shapes)).items())) for node in plan.nodes]
 
 
 def test_the_first_difference_is_named():

@@ -221,28 +221,29 @@ def _array(init) -> np.ndarray:
 
 
 class _Constants(dict):
-    """The graph's constants by name, as numpy arrays. An initializer is converted when its values are first
-    asked for: reading a model's structure needs most weights' shapes alone (`shape`), and copying DenseNet-201's
-    76 MB of weights out of protobuf cost as much as parsing the file."""
+    """The graph's constants by name, as numpy arrays. An initializer is held as its TensorProto until its values
+    are first asked for: reading a model's structure needs most weights' shapes alone (`shape`), and copying
+    DenseNet-201's 76 MB of weights out of protobuf cost as much as parsing the file. (Membership, asked of every
+    node's inputs, stays the dict's own.)"""
 
-    def __init__(self):
-        super().__init__()
-        self.protos: dict[str, Any] = {}  # name -> TensorProto not converted yet
-
-    def __contains__(self, name) -> bool:
-        return dict.__contains__(self, name) or name in self.protos
-
-    def __missing__(self, name: str) -> np.ndarray:
-        array = _array(self.protos.pop(name))  # KeyError where it is no constant
-        self[name] = array
-        return array
+    def __getitem__(self, name: str) -> np.ndarray:
+        value = dict.__getitem__(self, name)
+        if not isinstance(value, np.ndarray):  # an initializer not converted yet
+            value = _array(value)
+            dict.__setitem__(self, name, value)
+        return value
 
     def get(self, name, default=None):
         return self[name] if name in self else default
 
+    def unread(self, name: str) -> bool:
+        """An initializer whose values have not been asked for."""
+        value = dict.get(self, name)
+        return value is not None and not isinstance(value, np.ndarray)
+
     def shape(self, name: str) -> tuple[int, ...]:
-        proto = self.protos.get(name)
-        return tuple(proto.dims) if proto is not None else np.shape(dict.__getitem__(self, name))
+        value = dict.__getitem__(self, name)
+        return value.shape if isinstance(value, np.ndarray) else tuple(value.dims)
 
     def size(self, name: str) -> int:
         return math.prod(self.shape(name))
@@ -336,7 +337,7 @@ class _Reader:
 
     def read(self, input_shape) -> FlatNetwork:
         for init in self.graph.initializer:
-            self.consts.protos[init.name] = init  # converted where its values are needed (_Constants)
+            dict.__setitem__(self.consts, init.name, init)  # converted where its values are needed (_Constants)
             self.params.add(init.name)
         inputs = [i for i in self.graph.input if i.name not in self.consts]
         if len(inputs) != 1:
@@ -428,8 +429,8 @@ class _Reader:
         from onnx.reference import ReferenceEvaluator
 
         x = node.input[0] if node.input else ""
-        if node.op_type == "Identity" and x in self.consts.protos:  # a weight shared (torch.onnx.export writes
-            self.consts.protos[node.output[0]] = self.consts.protos[x]  # equal initializers once): still unread
+        if node.op_type == "Identity" and self.consts.unread(x):  # a weight shared (torch.onnx.export writes
+            dict.__setitem__(self.consts, node.output[0], dict.__getitem__(self.consts, x))  # equal ones once)
             self.params.add(node.output[0])
             return
         args = [self.consts[i] if i else None for i in node.input]
