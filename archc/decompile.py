@@ -1003,7 +1003,7 @@ def nest_joins(net: FlatNetwork) -> FlatNetwork:
         seen.setdefault((layer.op, ins), i)
     if layers == net.layers:
         return net
-    return FlatNetwork(net.input_shape, layers, net.output, net.name, net.source, net.memo)  # layers resolved once
+    return FlatNetwork(net.input_shape, layers, net.output, net.name, net.source, net.resolutions)  # resolved once
 
 
 def decompile_ir(net: FlatNetwork) -> ir.Spec:

@@ -28,6 +28,27 @@ class FlatLayer:
     tensors: dict[str, Any] = field(default_factory=dict)  # optional: its weights by PyTorch name (numpy arrays)
 
 
+class Resolutions:
+    """Layers' resolutions (resolved arguments, output shape), each kept for its layer object while that layer is
+    unchanged (its kind, its arguments, its input shapes): one import resolves its network several times
+    (archc.decompile), and a reader or a plan has resolved each layer already."""
+
+    __slots__ = ("_kept",)
+
+    def __init__(self):
+        self._kept: dict[int, tuple] = {}
+
+    def keep(self, layer: FlatLayer, in_shapes: list[Shape], args: OpArgs, shape: Shape) -> None:
+        self._kept[id(layer)] = (layer, layer.op, layer.args, dict(layer.args), list(in_shapes), args, shape)
+
+    def get(self, layer: FlatLayer, in_shapes: list[Shape]) -> tuple[OpArgs, Shape] | None:
+        entry = self._kept.get(id(layer))
+        if entry is None or entry[0] is not layer or entry[1] != layer.op or entry[2] is not layer.args \
+                or entry[3] != layer.args or entry[4] != in_shapes:  # another layer, or this one edited
+            return None
+        return entry[5], entry[6]
+
+
 @dataclass(slots=True)
 class FlatNetwork:
     input_shape: Shape  # archc's layout: H x W x C (or a vector's length)
@@ -35,29 +56,22 @@ class FlatNetwork:
     output: int  # the layer whose result is the network's output
     name: str = "imported"
     source: str = ""  # what it was read from, for the spec's header and messages
-    # (kind, arguments, input shapes) -> (resolved arguments, output shape): networks repeat layers, and one
-    # import resolves its network several times (archc.decompile). Keyed by what a layer is, never by which
-    # layer, so a layer edited in place never reads a stale entry, and a network derived from this one may share it
-    memo: dict = field(default_factory=dict, repr=False, compare=False)
+    # what resolved() found, or a reader knew; a network derived from this one (the same layers) may share it
+    resolutions: Resolutions = field(default_factory=Resolutions, repr=False, compare=False)
 
     def resolved(self) -> list[tuple[OpArgs, list[Shape], Shape]]:
         """Each layer's resolved arguments, input shapes and output shape, by archc's own rules.
         Raises archc.ops.RuleError (or pydantic's ValidationError) where a layer does not fit its input."""
         out: list[tuple[OpArgs, list[Shape], Shape]] = []
-        memo = self.memo
+        kept = self.resolutions
         for layer in self.layers:
             in_shapes = [self.input_shape if i == INPUT else out[i][2] for i in layer.inputs]
-            key = (layer.op, repr(layer.args), *in_shapes)  # repr: `True` and `1` are different spellings
-            try:
-                hit = memo.get(key)
-            except TypeError:  # a shape given as a list: not kept
-                hit, key = None, None
+            hit = kept.get(layer, in_shapes)
             if hit is None:
                 op = OPS[layer.op]
                 args = op.resolve(op.args(**layer.args), in_shapes)  # OpArgs are frozen: shared safely
                 hit = (args, op.shape(args, in_shapes))
-                if key is not None:
-                    memo[key] = hit
+                kept.keep(layer, in_shapes, *hit)
             out.append((hit[0], in_shapes, hit[1]))
         return out
 
@@ -72,7 +86,7 @@ def flat_of_plan(plan: Plan) -> FlatNetwork:
     net = FlatNetwork(plan.input_shape, layers, output, plan.name, plan.file or "")
     for layer, node in zip(layers, plan.nodes, strict=True):  # the plan's arguments are resolved already, and
         # resolving them again gives them back (tests/test_flat.py): its own resolution is the network's
-        net.memo[(layer.op, repr(layer.args), *node.in_shapes)] = (node.args, node.shape)
+        net.resolutions.keep(layer, list(node.in_shapes), node.args, node.shape)
     return net
 
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ..flat import INPUT, FlatLayer, FlatNetwork, Unsupported
+from ..flat import INPUT, FlatLayer, FlatNetwork, Resolutions, Unsupported
 from ..ops import OPS
 
 NEG_INF = float("-inf")
@@ -331,7 +331,8 @@ class _Reader:
         self.nodes = list(self.graph.node)
         self.index = {node.output[0]: i for i, node in enumerate(self.nodes) if node.output}
         self.position: list[int] = []  # per layer: the file's node it ends at
-        self.memo: dict[tuple, tuple] = {}  # networks repeat layers: each resolved once (the FlatNetwork's memo)
+        self.resolved: dict[tuple, tuple] = {}  # networks repeat layers: each kind of layer resolved once
+        self.resolutions = Resolutions()  # each layer's, for the network (FlatNetwork.resolved)
 
     # ------------------------------------------------------------ driving
 
@@ -356,7 +357,7 @@ class _Reader:
         if out.layout == "nhwc":
             raise self._unsupported("an output in channels-last layout", outputs[0].name)
         return self._in_file_order(FlatNetwork(self.input_shape, self.layers, out.layer, _name(self.name),
-                                               self.source, self.memo))
+                                               self.source, self.resolutions))
 
     def _in_file_order(self, net: FlatNetwork) -> FlatNetwork:
         """Layers in the order of the nodes they end at: a pending step becomes its layer when a later node
@@ -369,7 +370,7 @@ class _Reader:
             layer = net.layers[old]
             layer.inputs = tuple(new[i] for i in layer.inputs)
             layers.append(layer)
-        return FlatNetwork(net.input_shape, layers, new[net.output], net.name, net.source, net.memo)
+        return FlatNetwork(net.input_shape, layers, new[net.output], net.name, net.source, net.resolutions)
 
     def _input_shape(self, info, given) -> tuple[int, ...]:
         dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
@@ -472,18 +473,20 @@ class _Reader:
         """Append a layer, resolved by archc's own rules (a layer that does not fit raises)."""
         in_shapes = [self.input_shape if i == INPUT else self.shapes[i] for i in inputs]
         name = node.name or node.output[0]
-        key = (op, repr(args), *in_shapes)  # as FlatNetwork.resolved keys its memo, which this fills
-        hit = self.memo.get(key)
+        key = (op, tuple(sorted(args.items())), tuple(in_shapes))
+        hit = self.resolved.get(key)
         if hit is None:
             kind = OPS[op]
             try:
                 resolved = kind.resolve(kind.args(**args), in_shapes)
-                hit = self.memo[key] = (resolved, kind.shape(resolved, in_shapes))
+                hit = self.resolved[key] = (resolved, kind.shape(resolved, in_shapes))
             except Exception as e:  # noqa: BLE001 - archc's rules refuse it: say so at the node
                 raise self._unsupported(f"`{node.op_type}` as `{op}`", name,
                                         f"archc's rules refuse it: {e}") from None
         shape = hit[1]
-        self.layers.append(FlatLayer(op, args, tuple(inputs), _path(name), _Tensors(dict(tensors or {}))))
+        layer = FlatLayer(op, args, tuple(inputs), _path(name), _Tensors(dict(tensors or {})))
+        self.layers.append(layer)
+        self.resolutions.keep(layer, in_shapes, *hit)
         self.position.append(self.index.get(node.output[0], len(self.index)))
         self.shapes.append(shape)
         if layout is None:
