@@ -152,16 +152,16 @@ def graph_of_flat(net: FlatNetwork, what: str = "the source", every_layer: bool 
     return builder.graph
 
 
-def network_digests(net: FlatNetwork) -> list[str]:
-    """Each layer's structural digest: its kind, resolved arguments and output shape, and the digests of its
-    producers in order (in any order for a merge that `commutes`): a Merkle hash of everything upstream. Two
-    networks whose outputs share a digest are the same computation whatever order their layers are listed in."""
-    import hashlib
-
-    out: list[str] = []
-    source = hashlib.sha256(repr(("input", tuple(net.input_shape))).encode()).hexdigest()
-    own: dict[tuple, str] = {}  # a layer's own part of its text by its resolved arguments (resolved() shares
-    # one object between equal layers) and shapes: networks repeat layers
+def network_digests(net: FlatNetwork, table: dict | None = None) -> list[int]:
+    """Each layer's structural number: its kind, resolved arguments and output shape, and the numbers of its
+    producers in order (in any order for a merge that `commutes`), numbered in `table`, one number for each
+    distinct computation (hash-consing: exact, and cheaper than hashing a text per layer). Two networks numbered
+    in one table whose outputs share a number are the same computation whatever order their layers are listed in."""
+    table = {} if table is None else table
+    out: list[int] = []
+    source = table.setdefault(("input", tuple(net.input_shape)), len(table))
+    own: dict[tuple, str] = {}  # a layer's own part by its resolved arguments (equal layers may share one
+    # object: Resolutions) and shapes: networks repeat layers
     for layer, (args, in_shapes, shape) in zip(net.layers, net.resolved(), strict=True):
         ins = tuple(source if i == INPUT else out[i] for i in layer.inputs)
         if OPS[layer.op].commutes:  # a sum or a product: the inputs' order is no part of the computation
@@ -171,11 +171,11 @@ def network_digests(net: FlatNetwork) -> list[str]:
             part = own.get(key)
         except TypeError:  # a shape given as a list: not kept
             part, key = None, None
-        if part is None:  # one spelling a meaning; the text is repr((op, arguments, shape, ins))
-            part = f"{layer.op!r}, {sorted(args.canonical(in_shapes).items())!r}, {tuple(shape)!r}"
+        if part is None:  # one spelling a meaning
+            part = repr((layer.op, sorted(args.canonical(in_shapes).items()), tuple(shape)))
             if key is not None:
                 own[key] = part
-        out.append(hashlib.sha256(f"({part}, {ins!r})".encode()).hexdigest())
+        out.append(table.setdefault((part, ins), len(table)))
     return out
 
 
@@ -184,11 +184,13 @@ def same_network(a: FlatNetwork, b: FlatNetwork) -> str | None:
     same producers, in any order; else what differs. Layer for layer in the same order is `same_layers`."""
     if a.input_shape != b.input_shape:
         return f"inputs differ: {a.input_shape} and {b.input_shape}"
-    da, db = network_digests(a), network_digests(b)
+    table: dict = {}  # one numbering for both
+    da, db = network_digests(a, table), network_digests(b, table)
     if len(da) != len(db):
         return f"{len(da)} layers and {len(db)} layers"
     if sorted(da) != sorted(db):
-        extra = [i for i, d in enumerate(da) if d not in set(db)]
+        in_b = set(db)
+        extra = [i for i, d in enumerate(da) if d not in in_b]
         first = a.layers[extra[0]] if extra else None
         return f"the layers differ, first at {first.path if first else '?'} ({first.op if first else '?'})"
     out_a = "input" if a.output == INPUT else da[a.output]
