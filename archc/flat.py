@@ -25,7 +25,8 @@ class FlatLayer:
     args: dict[str, Any]  # the kind's arguments by field name (what its OpArgs model accepts); others default
     inputs: tuple[int, ...]  # producers: indexes of earlier layers, or INPUT
     path: str = ""  # where it sits in the source: `layer3.0.conv1`, an ONNX node name, a Keras layer name
-    tensors: dict[str, Any] = field(default_factory=dict)  # optional: its weights by PyTorch name (numpy arrays)
+    # optional: its weights by PyTorch name (numpy arrays; a mapping may convert each when first asked for)
+    tensors: dict[str, Any] = field(default_factory=dict)
 
 
 class Resolutions:
