@@ -426,14 +426,14 @@ class _Reader:
 
     def _fold(self, node) -> None:
         """A node of constants, computed here (so later nodes see a constant)."""
-        import onnx
-        from onnx.reference import ReferenceEvaluator
-
         x = node.input[0] if node.input else ""
         if node.op_type == "Identity" and self.consts.unread(x):  # a weight shared (torch.onnx.export writes
             dict.__setitem__(self.consts, node.output[0], dict.__getitem__(self.consts, x))  # equal ones once)
             self.params.add(node.output[0])
             return
+        import onnx
+        from onnx.reference import ReferenceEvaluator
+
         args = [self.consts[i] if i else None for i in node.input]
         folded = _fold_numpy(node, args)
         if folded is None:
