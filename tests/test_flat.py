@@ -14,7 +14,7 @@ SPECS = sorted(p for p in (Path(__file__).parent.parent / "specs").glob("*.arch"
 def test_a_plan_as_a_flat_network_resolves_to_the_same_shapes(spec):
     plan = archc.check(spec)
     flat = flat_of_plan(plan)
-    flat.resolutions = Resolutions()  # resolved again by archc's rules, not taken from the plan (flat_of_plan keeps the plan's)
+    flat.resolutions = Resolutions()  # resolved again by archc's rules (flat_of_plan keeps the plan's)
     assert [shape for *_, shape in layer_signature(flat)] == [node.shape for node in plan.nodes]
     assert same_layers(flat, flat) is None
     # resolving the plan's arguments again gives them back, as `archc import`'s check compares them: what
