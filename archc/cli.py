@@ -481,7 +481,7 @@ def import_command(source, output, input_size, partial) -> None:
       archc import specs/densenet121.arch --input 112x112x3
     """
     # frameworks build and drop much of their own: let the collector run (see `run`); an ONNX file (one protobuf
-    # message) or a spec builds no framework model, and a collection over the heap costs a tenth of such an import
+    # message) or a spec builds no framework model, and one full collection costs a tenth to a third of its import
     if Path(source).suffix.lower() not in (".onnx", ".arch", ".json"):
         gc.enable()
     shape = _input_size(input_size)
