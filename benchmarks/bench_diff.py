@@ -6,7 +6,8 @@ End to end is the command as a user runs it, wall clock, process start included;
 1. `archc diff specs/resnet152.arch specs/resnet152.arch --set-b downsample_at=2` (v1 against v1.5: every layer
    pairs, six strides move);
 2. `archc diff specs/resnet101.arch specs/resnet152.arch` (51 blocks inserted: the walk steps over them);
-3. `archc check specs/resnet152.arch`, the reference;
+3. `archc check specs/resnet152.arch`, the reference; and the floor every command pays here (Python starting and
+   importing lark and pydantic, as bench_check.py measures it);
 then, in this process, the parts of the first diff: checking both sides, their graphs, the match.
 
     python benchmarks/bench_diff.py [--runs 7]
@@ -26,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_check import compile_bytecode  # noqa: E402
+from bench_check import FLOOR, compile_bytecode  # noqa: E402
 
 CASES = {
     "diff resnet152 v1 / v1.5": ["diff", "specs/resnet152.arch", "specs/resnet152.arch", "--set-b", "downsample_at=2"],
@@ -78,7 +79,9 @@ def main() -> None:
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in CASES}
     for case in CASES.values():  # one warm-up each
         wall(cmd + case)
+    floor: list[tuple[float, float]] = []
     for _ in range(args.runs):
+        floor.append(wall(FLOOR))
         for name, case in CASES.items():
             times[name].append(wall(cmd + case))
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
@@ -87,6 +90,11 @@ def main() -> None:
         walls = [w for w, _ in values]
         print(f"  {name:<30} {statistics.median(walls):6.3f} s  ({min(walls):.3f}-{max(walls):.3f})  "
               f"cpu {statistics.median(c for _, c in values):.3f} s")
+    # what any command pays on this machine before archc's own code runs: machines here differ by 2-3x
+    base = statistics.median(w for w, _ in floor)
+    print(f"  {'floor: python + lark, pydantic':<30} {base:6.3f} s; above it: "
+          + ", ".join(f"{name.split(' (')[0]} {statistics.median(w for w, _ in values) - base:.3f} s"
+                      for name, values in times.items()))
     print(f"in process, median of {args.runs}, diff resnet152 v1 / v1.5:")
     for name, value in parts(args.runs).items():
         print(f"  {name:<30} {value:6.3f} s")
