@@ -2,7 +2,8 @@
 
 Every check of a spec that imports the shipped `blocks.arch` (15 KB, most of the zoo) parsed all of it again: 60-80
 ms of a 0.6 s `archc check`. Its IR is kept under `$ARCHC_CACHE_DIR` (default `$XDG_CACHE_HOME/archc` or
-`~/.cache/archc`), named by a hash of the file's path, its text and archc's own parsing code, so an edit to either
+`~/.cache/archc`), named by a hash of the file's path, its text, archc's own parsing code and the Python, pydantic
+and lark it runs on, so an edit to any
 is a new entry, never a stale one. `ARCHC_CACHE_DIR=off` turns it off.
 
 The entries are pickles, so only a folder and files that this user owns and nobody else can write are read; an
@@ -16,6 +17,7 @@ import hashlib
 import os
 import pickle
 import stat
+import sys
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -25,8 +27,10 @@ T = TypeVar("T")
 
 MAX_ENTRIES = 64  # entries kept; the oldest go when a new one is written (each ~150 KB for blocks.arch)
 _SUFFIX = ".ir.pickle"
-# The modules whose code decides what a text parses to: a change to any of them changes every key.
-_PARSING_CODE = ("grammar.lark", "parser.py", "ir.py", "diagnostics.py", "speedups.py", "loader.py", "_version.py")
+# The modules whose code decides what a text parses to (ops.py: the parser knows merges by their kind), and the
+# libraries whose objects and pickling the IR holds: a change to any of them changes every key.
+_PARSING_CODE = ("grammar.lark", "parser.py", "ir.py", "ops.py", "diagnostics.py", "speedups.py", "loader.py",
+                 "_version.py")
 
 
 def cache_dir() -> Path | None:
@@ -39,7 +43,10 @@ def cache_dir() -> Path | None:
 
 @cache
 def _code_fingerprint() -> bytes:
-    digest = hashlib.sha256()
+    import lark
+    import pydantic
+
+    digest = hashlib.sha256(f"{sys.version} {pydantic.VERSION} {lark.__version__}".encode())
     here = Path(__file__).resolve().parent
     for name in _PARSING_CODE:
         digest.update((here / name).read_bytes())
