@@ -3,8 +3,8 @@
 Every check of a spec that imports the shipped `blocks.arch` (15 KB, most of the zoo) parsed all of it again: 60-80
 ms of a 0.6 s `archc check`. Its IR is kept under `$ARCHC_CACHE_DIR` (default `$XDG_CACHE_HOME/archc` or
 `~/.cache/archc`), named by a hash of the file's path, its text, archc's own parsing code and the Python, pydantic
-and lark it runs on, so an edit to any
-is a new entry, never a stale one. `ARCHC_CACHE_DIR=off` turns it off.
+and lark it runs on, so a change to any of them is a new entry, never a stale one. `ARCHC_CACHE_DIR=off` turns it
+off.
 
 The entries are pickles, so only a folder and files that this user owns and nobody else can write are read; an
 entry that does not load is parsed again and replaced. Writes go to a temporary file renamed into place, so a run
