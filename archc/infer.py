@@ -7,6 +7,7 @@ Every independent error is collected; a layer whose input is unknown (after an e
 
 from __future__ import annotations
 
+from collections import ChainMap
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -602,9 +603,8 @@ def infer(spec: ir.Spec, blocks: dict[str, ir.BlockDef] | None = None, overrides
           sources: dict[str, str] | None = None, file: str | None = None, max_layers: int = MAX_LAYERS) -> Plan:
     """Spec -> Plan. Raises ArchcError with every independent diagnostic found."""
     sources = sources or {}
-    blocks = dict(blocks or {})
-    for block in spec.blocks:
-        blocks[block.name] = block
+    # the spec's own blocks win; the imported ones stay pickled until a call needs them (loader.Blocks)
+    blocks = ChainMap({block.name: block for block in spec.blocks}, blocks if blocks is not None else {})
     env, shape, diags = resolve_params(spec, overrides or {})
     if diags or shape is None:
         raise ArchcError(diags, sources)

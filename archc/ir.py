@@ -29,6 +29,10 @@ TEXT_PATTERN = r"^[^\x00-\x08\x0a-\x1f\x7f]*$"
 Text = Annotated[str, StringConstraints(pattern=TEXT_PATTERN)]
 # Integers a spec writes or computes stay within what every framework can store (int64).
 MAX_INT = 2**63 - 1
+# How deeply the parse tree may nest: blocks, scopes, groups, residuals, and expressions (each operator of a
+# chain such as `1+1+1` is a level). Real specs nest under 15; the limit keeps every later pass (all of them
+# recursive) far from Python's recursion limit. Checked by the parser before the tree is transformed.
+MAX_NESTING_DEPTH = 100
 
 
 class Node(BaseModel):

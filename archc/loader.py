@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import stat
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from json.decoder import scanstring
 from pathlib import Path
@@ -22,8 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import ir, parsecache
 from .diagnostics import ArchcError, Diagnostic, Span
-from .ir import MAX_INT, MAX_NAME_LENGTH  # noqa: F401 - re-exported: the loader's limits
-from .parser import MAX_NESTING_DEPTH, parse
+from .ir import MAX_INT, MAX_NAME_LENGTH, MAX_NESTING_DEPTH  # noqa: F401 - re-exported: the loader's limits
 
 # Far beyond any real spec (the shipped ones are under 2 KB); a bigger file is refused before it is read. Parsing
 # and checking run at about 50 KiB/s of the densest text (one layer per 5 bytes: 1 MiB of `relu` lines took 19-20 s
@@ -41,10 +42,82 @@ MAX_IMPORT_DEPTH = 50
 SPEC_SUFFIXES = (".arch", ".json")  # the only files an import reads
 
 
+class Blocks(MutableMapping):
+    """Block definitions by name, as a spec's imports give them. The blocks of a file that came from the parse
+    cache stay pickled until a lookup asks for one: a spec calls a few of the shipped blocks.arch's 34 (ResNet-152
+    two), and unpickling all of them was most of loading it (15 of 17 ms). Iterating names unpickles nothing."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, ir.BlockDef | _BlockFile] = {}  # a block, or the file that keeps it pickled
+
+    def __getitem__(self, name: str) -> ir.BlockDef:
+        entry = self._entries[name]
+        return entry.block(name) if isinstance(entry, _BlockFile) else entry
+
+    def __setitem__(self, name: str, block: ir.BlockDef) -> None:
+        self._entries[name] = block
+
+    def __delitem__(self, name: str) -> None:
+        del self._entries[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def update(self, other=(), /, **more) -> None:  # another Blocks is taken as it is: nothing unpickled
+        if isinstance(other, Blocks) and not more:
+            self._entries.update(other._entries)
+        else:
+            super().update(other, **more)
+
+    def add_file(self, file: _BlockFile) -> None:
+        for name in file.names:
+            self._entries[name] = file
+
+    def __repr__(self) -> str:
+        return f"Blocks({list(self._entries)})"
+
+
+class _BlockFile:
+    """An imported file's parse: the file without its blocks (its imports), and its blocks by name. As the parse
+    cache keeps it, each block is pickled on its own, and unpickled once when first asked for."""
+
+    def __init__(self, header: ir.Spec, blocks: dict[str, ir.BlockDef], pickled: dict[str, bytes] | None = None):
+        self.header = header
+        self.blocks = blocks  # those unpickled so far (all of them, after a parse)
+        self.pickled = pickled or {}
+        self.names = list(self.pickled or self.blocks)
+
+    @classmethod
+    def of(cls, spec: ir.Spec) -> _BlockFile:
+        blocks = {block.name: block for block in spec.blocks}  # a name defined twice: the last one, as before
+        return cls(spec.model_copy(update={"blocks": []}), blocks)
+
+    def block(self, name: str) -> ir.BlockDef:
+        block = self.blocks.get(name)
+        if block is None:
+            block = self.blocks[name] = pickle.loads(self.pickled[name])
+        return block
+
+    def __getstate__(self) -> tuple:
+        pickled = {name: self.pickled.get(name) or pickle.dumps(self.blocks[name], protocol=pickle.HIGHEST_PROTOCOL)
+                   for name in self.names}
+        return self.header, pickled
+
+    def __setstate__(self, state: tuple) -> None:
+        header, pickled = state
+        self.__init__(header, {}, pickled)
+
+
 @dataclass
 class Loaded:
     spec: ir.Spec
-    blocks: dict[str, ir.BlockDef] = field(default_factory=dict)
+    blocks: Blocks | dict[str, ir.BlockDef] = field(default_factory=Blocks)
     sources: dict[str, str] = field(default_factory=dict)
     file: str | None = None
     files: list[Path] = field(default_factory=list)  # every file read, resolved: the spec's, then its imports
@@ -288,6 +361,8 @@ def _json_limits(data: Any) -> str | None:
 def parse_source(text: str, file: str | None = None) -> ir.Spec:
     if (file or "").endswith(".json") or text.lstrip().startswith("{"):
         return parse_json(text, file)
+    from .parser import parse  # here, not above: a run whose specs all come from the parse cache never imports lark
+
     return parse(text, file)
 
 
@@ -325,9 +400,10 @@ def _names_a_path(source: str) -> bool:
 
 
 def load_path(path: str | os.PathLike, allow: list[str | Path] | None = None) -> Loaded:
-    """The spec file at `path` (never read as spec text, whatever its name) with its imported blocks."""
+    """The spec file at `path` (never read as spec text, whatever its name) with its imported blocks. A file's
+    parse is kept in the parse cache, as its imports' are; text (an editor's buffer) is parsed each time."""
     path = Path(path)
-    return load_text(_read(path, str(path), None, {}), path, allow)
+    return load_text(_read(path, str(path), None, {}), path, allow, cached=True)
 
 
 def read_stream(stream, display: str = "<stdin>") -> str:
@@ -353,16 +429,18 @@ def text_bytes(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
-def load_text(text: str, path: Path | None = None, allow: list[str | Path] | None = None) -> Loaded:
+def load_text(text: str, path: Path | None = None, allow: list[str | Path] | None = None, *,
+              cached: bool = False) -> Loaded:
     """Spec text as if it were the file at `path` (None: no file, imports resolve against the working
-    directory). An editor's unsaved buffer is checked this way."""
+    directory). An editor's unsaved buffer is checked this way. `cached`: the text is the file's own, so its
+    parse may come from, and go to, the parse cache (an unsaved buffer's every version would only churn it)."""
     display = str(path) if path is not None else "<spec>"
     sources = {display: text}
     size = text_bytes(text)
     if size > MAX_SPEC_BYTES:
         raise ArchcError([Diagnostic("A301", f"the spec is {size:,} bytes; a spec may have at most "
                                      f"{MAX_SPEC_BYTES:,}")], sources)
-    spec = parse_source(text, display)
+    spec = parsecache.parsed(display, text, parse_source) if cached else parse_source(text, display)
     root = path.resolve().parent if path is not None else Path.cwd().resolve()
     roots = [root] + [Path(a).resolve() for a in (allow or [])]
     state = _Imports(sources=sources, total=size)
@@ -373,21 +451,21 @@ def load_text(text: str, path: Path | None = None, allow: list[str | Path] | Non
                   files=state.files)
 
 
-_BLOCK_FILES: dict[tuple[str, str], ir.Spec] = {}  # (file, text) -> its IR; the IR is immutable, so shared
+_BLOCK_FILES: dict[tuple[str, str], _BlockFile] = {}  # (file, text) -> its IR; the IR is immutable, so shared
 _BLOCK_FILES_KEPT = 32
 
 
-def _parse_block_file(text: str, file: str) -> ir.Spec:
+def _parse_block_file(text: str, file: str) -> _BlockFile:
     """Parse an imported file once per process and content (`archc check specs/*.arch` and a program compiling
     several specs read the shared blocks.arch again for each), and once per content between runs (parsecache)."""
     key = (file, text)
-    spec = _BLOCK_FILES.get(key)
-    if spec is None:
-        spec = parsecache.parsed(file, text, parse_source)
+    parsed = _BLOCK_FILES.get(key)
+    if parsed is None:
+        parsed = parsecache.parsed(file, text, lambda text, file: _BlockFile.of(parse_source(text, file)), "blocks")
         if len(_BLOCK_FILES) >= _BLOCK_FILES_KEPT:
             _BLOCK_FILES.pop(next(iter(_BLOCK_FILES)))
-        _BLOCK_FILES[key] = spec
-    return spec
+        _BLOCK_FILES[key] = parsed
+    return parsed
 
 
 def clear_cache() -> None:
@@ -425,15 +503,14 @@ class _Imports:
     sources: dict[str, str]
     total: int  # characters of the spec and bytes of every distinct file it imports
     files: list[Path] = field(default_factory=list)
-    done: dict[str, dict[str, ir.BlockDef]] = field(default_factory=dict)  # file -> the blocks importing it gives
+    done: dict[str, Blocks] = field(default_factory=dict)  # file -> the blocks importing it gives
 
 
-def _load_imports(spec: ir.Spec, here: Path, roots: list[Path], stack: list[str],
-                  state: _Imports) -> dict[str, ir.BlockDef]:
+def _load_imports(spec: ir.Spec, here: Path, roots: list[Path], stack: list[str], state: _Imports) -> Blocks:
     """The blocks `spec`'s imports give, later imports winning over earlier ones (a file's own blocks over those
     it imports). Each file is read and walked once per load: a diamond of imports costs its number of files,
     not its number of paths; a file imported again gives the same blocks, as if it were walked again."""
-    blocks: dict[str, ir.BlockDef] = {}
+    blocks = Blocks()
     sources = state.sources
     for imp in spec.imports:
         library = imp.path.startswith(LIBRARY_PREFIX)
@@ -471,13 +548,12 @@ def _load_imports(spec: ir.Spec, here: Path, roots: list[Path], stack: list[str]
             state.files.append(target)
             sources[key] = text
             imported = _parse_block_file(text, key)
-            if imported.body or imported.input is not None:
+            if imported.header.body or imported.header.input is not None:
                 raise ArchcError([Diagnostic("A107", f"`{imp.path}` is a network, not a block file", imp.span,
                                              help="an imported file holds only `block` definitions (and imports)")],
                                  sources)
-            given = _load_imports(imported, target.parent, roots, stack + [key], state)
-            for block in imported.blocks:
-                given[block.name] = block
+            given = _load_imports(imported.header, target.parent, roots, stack + [key], state)
+            given.add_file(imported)
             state.done[key] = given
         blocks.update(given)
     return blocks
@@ -490,10 +566,20 @@ def _size(path: Path) -> int | None:
         return None  # `_read` says why
 
 
+# A whole number, or whole numbers joined by `x`, of at most 18 digits each (so never above MAX_INT): the `--set`
+# values written most, read as the parser reads them (tests/test_loader.py compares the two).
+_PLAIN_VALUE = re.compile(r"[0-9]{1,18}(?:x[0-9]{1,18})*")
+
+
 def parse_value(text: str, what: str = "value") -> Any:
     """A `--set name=value` value, in the spec language's expression syntax (`10`, `32x32x3`, `0.5`, `true`)."""
     from .diagnostics import RuleError
     from .exprs import Symbol, evaluate
+
+    if _PLAIN_VALUE.fullmatch(text):  # `10`, `224x224x3`: what the parser makes of them, without importing it
+        sides = tuple(int(side) for side in text.split("x"))
+        return sides[0] if len(sides) == 1 else sides
+    from .parser import parse
 
     spec = parse(f"param _={text}\n", f"<{what}>")
     default = spec.params[0].default

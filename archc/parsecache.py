@@ -1,10 +1,12 @@
-"""Parsed block files kept on disk between runs, as Python keeps `.pyc` files.
+"""Parsed spec files kept on disk between runs, as Python keeps `.pyc` files.
 
 Every check of a spec that imports the shipped `blocks.arch` (15 KB, most of the zoo) parsed all of it again: 60-80
-ms of a 0.6 s `archc check`. Its IR is kept under `$ARCHC_CACHE_DIR` (default `$XDG_CACHE_HOME/archc` or
-`~/.cache/archc`), named by a hash of the file's path, its text, archc's own parsing code and the Python, pydantic
-and lark it runs on, so a change to any of them is a new entry, never a stale one. `ARCHC_CACHE_DIR=off` turns it
-off.
+ms of a 0.6 s `archc check`. The IR of every spec file read from disk (the spec named on the command line and each
+file it imports) is kept under `$ARCHC_CACHE_DIR` (default `$XDG_CACHE_HOME/archc` or `~/.cache/archc`), named by a
+hash of the file's path, its text, archc's own parsing code and the Python, pydantic and lark it runs on, so a
+change to any of them is a new entry, never a stale one. `ARCHC_CACHE_DIR=off` turns it off. A run whose files all
+come from the cache never imports lark (a sixth of a warm `archc check`). An imported file's blocks are kept
+pickled one by one, and a run unpickles only those it calls (archc.loader.Blocks).
 
 The entries are pickles, so only a folder and files that this user owns and nobody else can write are read; an
 entry that does not load is parsed again and replaced. Writes go to a temporary file renamed into place, so a run
@@ -14,6 +16,7 @@ never reads half an entry; every failure to read or write the cache is silent: i
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import pickle
 import stat
@@ -43,24 +46,32 @@ def cache_dir() -> Path | None:
 
 @cache
 def _code_fingerprint() -> bytes:
-    import lark
     import pydantic
 
-    digest = hashlib.sha256(f"{sys.version} {pydantic.VERSION} {lark.__version__}".encode())
+    digest = hashlib.sha256(f"{sys.version} {pydantic.VERSION}".encode())
     here = Path(__file__).resolve().parent
     for name in _PARSING_CODE:
         digest.update((here / name).read_bytes())
+    digest.update(_lark_init().read_bytes())  # it holds lark's __version__: read, not imported (the point of a hit)
     return digest.digest()
 
 
-def parsed(file: str, text: str, parse: Callable[[str, str], T]) -> T:
-    """`parse(text, file)`, or the IR an earlier run kept for exactly this file, text and archc."""
+def _lark_init() -> Path:
+    spec = importlib.util.find_spec("lark")
+    if spec is None or spec.origin is None:
+        raise OSError("lark is not installed where it can be read")
+    return Path(spec.origin)
+
+
+def parsed(file: str, text: str, parse: Callable[[str, str], T], kind: str = "spec") -> T:
+    """`parse(text, file)`, or what an earlier run kept for exactly this file, text, archc and `kind` (what
+    `parse` makes of the text: a file read as a spec and as an import are kept apart)."""
     folder = cache_dir()
     if folder is None:
         return parse(text, file)
     try:
-        key = hashlib.sha256(_code_fingerprint() + file.encode("utf-8", "surrogatepass") + b"\0"
-                             + text.encode("utf-8", "surrogatepass")).hexdigest()
+        key = hashlib.sha256(_code_fingerprint() + kind.encode() + b"\0" + file.encode("utf-8", "surrogatepass")
+                             + b"\0" + text.encode("utf-8", "surrogatepass")).hexdigest()
     except OSError:  # archc's own files unreadable: no key can be trusted
         return parse(text, file)
     entry = folder / (key + _SUFFIX)

@@ -15,7 +15,7 @@ from lark.indenter import Indenter
 
 from . import ir
 from .diagnostics import ArchcError, Diagnostic, Span
-from .ir import MAX_INT, MAX_NAME_LENGTH
+from .ir import MAX_INT, MAX_NAME_LENGTH, MAX_NESTING_DEPTH
 from .ops import MERGES
 from .speedups import fast_construct, fast_span, hook_rule_builders
 
@@ -24,11 +24,6 @@ def _new(cls, **fields):
     return fast_construct(cls, fields)
 
 GRAMMAR = Path(__file__).with_name("grammar.lark")
-
-# How deeply the parse tree may nest: blocks, scopes, groups, residuals, and expressions (each operator of a
-# chain such as `1+1+1` is a level). Real specs nest under 15; the limit keeps every later pass (all of them
-# recursive) far from Python's recursion limit. Checked before the tree is transformed.
-MAX_NESTING_DEPTH = 100
 
 # How the parser's terminal names read in a diagnostic.
 _TERMINAL_WORDS = {

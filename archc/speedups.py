@@ -20,12 +20,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import lark
 import pydantic
 
 # The versions the private uses below were checked against (tests/test_speedups.py).
 LARK_TESTED = ((1, 2), (1, 3))
-PYDANTIC_TESTED = ((2, 6), (2, 13))
+PYDANTIC_TESTED = ((2, 6), (2, 14))
 
 
 def _minor(version: str) -> tuple[int, int]:
@@ -40,8 +39,19 @@ def _within(version: str, tested: tuple[tuple[int, int], tuple[int, int]]) -> bo
         return False
 
 
-LARK_FAST = _within(lark.__version__, LARK_TESTED)
+# Decided when text is first parsed (lark_fast): importing lark costs every command whose specs all come from the
+# parse cache and that parses nothing.
+LARK_FAST: bool | None = None
 PYDANTIC_FAST = _within(pydantic.VERSION, PYDANTIC_TESTED)
+
+
+def lark_fast() -> bool:
+    global LARK_FAST
+    if LARK_FAST is None:
+        import lark
+
+        LARK_FAST = _within(lark.__version__, LARK_TESTED)
+    return LARK_FAST
 
 
 # ---------------------------------------------------------------- lark
@@ -51,7 +61,7 @@ def hook_rule_builders(parser: Any, wrap: Any) -> bool:
     """Wrap every rule's tree builder of a Lark LALR parser with `wrap(build)`; False (nothing done) where this
     lark's internals are not the ones tested, and the caller must use `propagate_positions=True` instead."""
     callbacks = getattr(parser, "_callbacks", None)
-    if not LARK_FAST or not isinstance(callbacks, dict):
+    if not lark_fast() or not isinstance(callbacks, dict):
         return False
     from lark.grammar import Rule
 

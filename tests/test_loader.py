@@ -1,12 +1,16 @@
 """Reading specs: files, JSON, imports and their rules."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import archc
 from archc.cli import spec_to_json
+from archc import loader
 from archc.diagnostics import ArchcError
 from archc.loader import MAX_SPEC_BYTES, load, parse_value
 
@@ -119,6 +123,27 @@ def test_json_is_never_evaluated(tmp_path):
                                          ("same", "same"), ("2*8", 16)])
 def test_set_values(text, value):
     assert parse_value(text) == value
+
+
+_SIDE = st.text("0123456789", min_size=1, max_size=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_SIDE, min_size=1, max_size=4).map("x".join) | st.sampled_from(["0", "007", "1x", "x1", "1xx2"]))
+def test_plain_set_values_read_as_the_parser_reads_them(text):
+    """`10` and `224x224x3` skip the parser (loader._PLAIN_VALUE); every other text (20 digits, `1x`) goes to it,
+    and both give the same value of the same type, or the same error."""
+    def outcome(read):
+        try:
+            value = read(text)
+            return type(value), value
+        except ArchcError as e:
+            return e.diagnostics[0].code
+
+    fast = outcome(parse_value)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(loader, "_PLAIN_VALUE", re.compile(r"(?!)"))  # matches nothing: always the parser
+        assert outcome(parse_value) == fast
 
 
 def test_the_api_load_gives_a_self_contained_ir(tmp_path):

@@ -1,10 +1,13 @@
-"""Imported block files' IR kept on disk between runs (archc/parsecache.py): the same IR and the same diagnostics
-as a fresh parse, a new entry for any edit, and never a failure of its own."""
+"""Spec files' IR kept on disk between runs (archc/parsecache.py): the same IR and the same diagnostics as a fresh
+parse, a new entry for any edit, imported blocks unpickled only when called, lark never imported on a warm run, and
+never a failure of its own."""
 
 from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,7 @@ import pytest
 import archc
 from archc import loader, parsecache
 
-BLOCKS = "block unit(w):\n  conv 3x3, w, same, relu\n"
+BLOCKS = "block unit(w):\n  conv 3x3, w, same, relu\nblock unused(w):\n  dense w\n"
 SPEC = 'import "lib.arch"\ninput 8x8x3\nunit(4)\nunit(8)\n'
 
 
@@ -27,7 +30,7 @@ def cache(tmp_path, monkeypatch):
 
 @pytest.fixture
 def parses(monkeypatch):
-    """How many times an imported file was really parsed."""
+    """The files really parsed, in order."""
     calls = []
     real = loader.parse_source
 
@@ -56,10 +59,46 @@ def test_a_kept_file_is_not_parsed_again_and_gives_the_same_ir(tmp_path, cache, 
     first = _fresh_load(path)
     assert len(parses) == 2  # the spec, then its import
     second = _fresh_load(path)
-    assert len(parses) == 3  # the spec again (never kept), not its import
-    assert second.blocks == first.blocks
-    assert [e.name.endswith(".ir.pickle") for e in cache.iterdir()] == [True]
+    assert len(parses) == 2  # neither again
+    assert second.spec == first.spec and second.blocks == first.blocks
+    assert sorted(e.name.endswith(".ir.pickle") for e in cache.iterdir()) == [True, True]
     assert archc.check(second).nodes == archc.check(first).nodes
+
+
+def test_only_the_blocks_a_spec_calls_are_unpickled(tmp_path, cache):
+    path = _spec(tmp_path / "specs")
+    _fresh_load(path)
+    loaded = _fresh_load(path)
+    (kept,) = loader._BLOCK_FILES.values()
+    assert list(loaded.blocks) == ["unit", "unused"] and kept.blocks == {}  # names alone unpickle nothing
+    archc.check(loaded)
+    assert list(kept.blocks) == ["unit"]
+    assert loaded.blocks["unused"].name == "unused"  # and any other, once asked for
+
+
+def test_text_that_is_no_files_own_is_parsed_each_time(tmp_path, cache, parses):
+    path = _spec(tmp_path / "specs")
+    for _ in range(2):  # an editor's unsaved buffer: each version would only churn the cache
+        loader.clear_cache()
+        loader.load_text(SPEC, path)
+    assert parses.count(str(path)) == 2 and parses.count(str((path.parent / "lib.arch").resolve())) == 1
+
+
+def test_a_file_read_as_a_spec_and_as_an_import_is_kept_apart(tmp_path, cache):
+    path = _spec(tmp_path / "specs")
+    lib = (path.parent / "lib.arch").resolve()  # named as the import names it: the same path and text
+    for _ in range(2):
+        assert [b.name for b in _fresh_load(lib).spec.blocks] == ["unit", "unused"]
+        assert list(_fresh_load(path).blocks) == ["unit", "unused"]
+    assert len(list(cache.glob("*.ir.pickle"))) == 3
+
+
+def test_a_warm_run_never_imports_lark(tmp_path, cache):
+    path = _spec(tmp_path / "specs")
+    script = f"import sys, archc; plan = archc.check({str(path)!r}); print(len(plan.nodes), 'lark' in sys.modules)"
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                           env=dict(os.environ, ARCHC_CACHE_DIR=str(cache))).stdout.split() for _ in range(2)]
+    assert runs == [["4", "True"], ["4", "False"]]
 
 
 def test_any_edit_of_the_text_is_a_new_entry(tmp_path, cache, parses):
@@ -68,7 +107,7 @@ def test_any_edit_of_the_text_is_a_new_entry(tmp_path, cache, parses):
     (tmp_path / "specs" / "lib.arch").write_text(BLOCKS.replace("relu", "sigmoid"))
     plan = archc.check(_fresh_load(path))
     assert {n.op for n in plan.nodes} >= {"sigmoid"} and "relu" not in {n.op for n in plan.nodes}
-    assert len(list(cache.glob("*.ir.pickle"))) == 2
+    assert len(list(cache.glob("*.ir.pickle"))) == 3  # the spec's, and one for each text of lib.arch
 
 
 def test_diagnostics_into_a_kept_file_point_where_a_fresh_parse_does(tmp_path, cache):
@@ -80,20 +119,20 @@ def test_diagnostics_into_a_kept_file_point_where_a_fresh_parse_does(tmp_path, c
         with pytest.raises(archc.ArchcError) as e:
             archc.check(_fresh_load(path))
         messages.append(e.value.render())
-    assert messages[0] == messages[1] and "lib.arch:4:3" in messages[0]
+    assert messages[0] == messages[1] and "lib.arch:6:3" in messages[0]
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
 def test_a_damaged_entry_is_parsed_again_and_replaced(tmp_path, cache, parses, damage):
     path = _spec(tmp_path / "specs")
     first = _fresh_load(path)
-    (entry,) = cache.glob("*.ir.pickle")
-    data = entry.read_bytes()
-    entry.write_bytes({"truncated": data[: len(data) // 2], "garbage": os.urandom(500), "empty": b""}[damage])
+    entries = {entry: entry.read_bytes() for entry in cache.glob("*.ir.pickle")}
+    for entry, data in entries.items():
+        entry.write_bytes({"truncated": data[: len(data) // 2], "garbage": os.urandom(500), "empty": b""}[damage])
     before = len(parses)
     assert _fresh_load(path).blocks == first.blocks
     assert len(parses) - before == 2  # the main spec and the import, parsed again
-    assert entry.read_bytes() == data  # and the entry written anew
+    assert {entry: entry.read_bytes() for entry in entries} == entries  # and the entries written anew
 
 
 @pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX ownership")
@@ -101,9 +140,9 @@ def test_a_damaged_entry_is_parsed_again_and_replaced(tmp_path, cache, parses, d
 def test_an_entry_others_could_write_is_never_unpickled(tmp_path, cache, parses, what):
     path = _spec(tmp_path / "specs")
     _fresh_load(path)
-    (entry,) = cache.glob("*.ir.pickle")
-    target = entry if what == "entry" else cache
-    target.chmod(target.stat().st_mode | stat.S_IWOTH)
+    targets = list(cache.glob("*.ir.pickle")) if what == "entry" else [cache]
+    for target in targets:
+        target.chmod(target.stat().st_mode | stat.S_IWOTH)
     before = len(parses)
     _fresh_load(path)
     assert len(parses) - before == 2
