@@ -405,8 +405,9 @@ def _refine_kinds(graph: Graph, rounds: int) -> list[int]:
     colours = [hash((family(layer.kind), len(layer.sources))) for layer in graph.layers]
     succ = graph.successors()
     for _ in range(rounds):  # Python's hash: colours are only compared within one run
-        colours = [hash((colours[i], tuple(sorted((colours[r], off) for r, off in succ[i]))))
-                   for i in range(len(colours))]
+        colours = [hash((colour, tuple(sorted([(colours[r], off) for r, off in readers]) if len(readers) > 1
+                                       else [(colours[r], off) for r, off in readers])))
+                   for colour, readers in zip(colours, succ)]
     return colours
 
 
@@ -434,10 +435,14 @@ class _TolerantWalk:
 
     def __init__(self, a: Graph, b: Graph, rounds: int, window: int):
         self.a, self.b, self.window = a, b, window
-        self.key_a, self.key_b = [_exact(x) for x in a.layers], [_exact(y) for y in b.layers]
+        numbers: dict[Hashable, int] = {}  # each distinct layer a number: comparing them is comparing ints
+        self.key_a = [numbers.setdefault(_exact(x), len(numbers)) for x in a.layers]
+        self.key_b = [numbers.setdefault(_exact(y), len(numbers)) for y in b.layers]
         self.fam_a, self.fam_b = [family(x.kind) for x in a.layers], [family(y.kind) for y in b.layers]
         self.colours_a, self.colours_b = _refine_kinds(a, rounds), _refine_kinds(b, rounds)
         self.succ_a, self.succ_b = a.successors(), b.successors()
+        self.readers_b = [[r for r, _ in succ] for succ in self.succ_b]  # the walks below step through these
+        self.operands_a, self.operands_b = [len(x.sources) for x in a.layers], [len(y.sources) for y in b.layers]
         self.readers_of_input = [j for j, y in enumerate(b.layers)
                                  if any(src == INPUT for op in y.sources for src, _ in op)]
         self.pairs = [-1] * len(a.layers)
@@ -508,17 +513,19 @@ class _TolerantWalk:
     def from_roots(self, roots: frozenset[int]) -> Iterator[tuple[int, int]]:
         """(layer, distance) of b's layers reading a root, through layers not yet paired, nearest first."""
         seen: set[int] = set()
-        frontier = [j for r in sorted(roots)
-                    for j in (self.readers_of_input if r == INPUT else [x for x, _ in self.succ_b[r]])]
+        readers, partner_of_b = self.readers_b, self.partner_of_b
+        frontier: list[int] = []
+        for r in sorted(roots):
+            frontier.extend(self.readers_of_input if r == INPUT else readers[r])
         distance = 0
         while frontier and len(seen) < self.window:
-            nxt = []
+            nxt: list[int] = []
             for j in frontier:
-                if j in seen or self.partner_of_b[j] >= 0:
+                if j in seen or partner_of_b[j] >= 0:
                     continue
                 seen.add(j)
                 yield j, distance
-                nxt.extend(x for x, _ in self.succ_b[j])
+                nxt.extend(readers[j])
             frontier, distance = nxt, distance + 1
 
     def reads(self, j: int, roots: frozenset[int]) -> bool:
@@ -540,9 +547,9 @@ class _TolerantWalk:
     def reached_b(self, i: int, operands: list[frozenset[int]]) -> Iterator[tuple[int, int]]:
         """b's layers of i's family that each operand's roots reach (a merge reads all its inputs)."""
         first, *others = operands
+        family_i, operands_i, fam_b, operands_b = self.fam_a[i], self.operands_a[i], self.fam_b, self.operands_b
         for j, distance in self.from_roots(first):
-            if self.fam_b[j] == self.fam_a[i] and len(self.b.layers[j].sources) == len(self.a.layers[i].sources) \
-                    and all(self.reads(j, roots) for roots in others):
+            if fam_b[j] == family_i and operands_b[j] == operands_i and all(self.reads(j, roots) for roots in others):
                 yield j, distance
 
     def ahead_in_a(self, i: int, j: int) -> bool:
