@@ -28,7 +28,11 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-MAX_ENTRIES = 64  # entries kept; the oldest go when a new one is written (each ~150 KB for blocks.arch)
+# What the folder may hold: the newest entries up to both limits; the oldest go when a new one is written. An
+# entry is ~10-25x its text (blocks.arch: 144 KB; a 1 MiB spec of bare layers, the largest a spec may be: ~25 MB),
+# so a user checking many big specs, or a hostile one, never fills a disk.
+MAX_ENTRIES = 64
+MAX_BYTES = 128 * 2**20
 _SUFFIX = ".ir.pickle"
 # The modules whose code decides what a text parses to (ops.py: the parser knows merges by their kind), and the
 # libraries whose objects and pickling the IR holds: a change to any of them changes every key.
@@ -112,6 +116,8 @@ def _store(folder: Path, entry: Path, value) -> None:
         try:
             with os.fdopen(handle, "wb") as f:
                 pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+                if f.tell() > MAX_BYTES // 4:  # it would push out most others: parsing it again is the cheaper loss
+                    raise _TooBig()
             os.replace(temporary, entry)
         except BaseException:
             os.unlink(temporary)
@@ -121,8 +127,18 @@ def _store(folder: Path, entry: Path, value) -> None:
         pass
 
 
+class _TooBig(Exception):
+    pass
+
+
 def _prune(folder: Path) -> None:
-    entries = sorted((e.stat().st_mtime, e.path) for e in os.scandir(folder) if e.name.endswith(_SUFFIX)
-                     and not e.name.startswith(".tmp-"))
-    for _, path in entries[:-MAX_ENTRIES]:
-        os.unlink(path)
+    """Keep the newest entries while they stay within MAX_ENTRIES and MAX_BYTES together."""
+    entries = sorted(((info.st_mtime, info.st_size, e.path) for e in os.scandir(folder)
+                      if e.name.endswith(_SUFFIX) and not e.name.startswith(".tmp-") for info in (e.stat(),)),
+                     reverse=True)
+    kept = total = 0
+    for _, size, path in entries:
+        if kept < MAX_ENTRIES and total + size <= MAX_BYTES:
+            kept, total = kept + 1, total + size
+        else:
+            os.unlink(path)

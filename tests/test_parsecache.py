@@ -170,6 +170,22 @@ def test_old_entries_are_pruned(tmp_path, cache, monkeypatch):
     assert not list(cache.glob(".tmp-*"))
 
 
+def test_the_folder_stays_within_its_size_and_an_entry_too_big_is_never_written(tmp_path, cache, monkeypatch):
+    path = _spec(tmp_path / "specs")
+    _fresh_load(path)
+    sizes = sorted(entry.stat().st_size for entry in cache.glob("*.ir.pickle"))  # the spec's, then lib.arch's
+    monkeypatch.setattr(parsecache, "MAX_BYTES", 4 * sizes[-1] + sizes[0])  # room for both, and for one more
+    for width in range(3):
+        _fresh_load(_spec(tmp_path / f"specs{width}", blocks=BLOCKS.replace("w, same", f"w + {width}, same")))
+    total = sum(entry.stat().st_size for entry in cache.glob("*.ir.pickle"))
+    assert total <= parsecache.MAX_BYTES and len(list(cache.glob("*.ir.pickle"))) < 8
+    monkeypatch.setattr(parsecache, "MAX_BYTES", 4 * sizes[0] - 1)  # now any entry is over a quarter of it
+    before = set(cache.glob("*.ir.pickle"))
+    loaded = _fresh_load(_spec(tmp_path / "big", blocks=BLOCKS.replace("relu", "sigmoid")))
+    assert list(loaded.blocks) == ["unit", "unused"]  # parsed and used, but neither file kept
+    assert set(cache.glob("*.ir.pickle")) == before and not list(cache.glob(".tmp-*"))
+
+
 def test_the_key_changes_with_archcs_parsing_code(monkeypatch):
     base = parsecache._code_fingerprint()
     parsecache._code_fingerprint.cache_clear()
