@@ -179,7 +179,7 @@ def test_the_folder_stays_within_its_size_and_an_entry_too_big_is_never_written(
         _fresh_load(_spec(tmp_path / f"specs{width}", blocks=BLOCKS.replace("w, same", f"w + {width}, same")))
     total = sum(entry.stat().st_size for entry in cache.glob("*.ir.pickle"))
     assert total <= parsecache.MAX_BYTES and len(list(cache.glob("*.ir.pickle"))) < 8
-    monkeypatch.setattr(parsecache, "MAX_BYTES", 4 * sizes[0] - 1)  # now any entry is over a quarter of it
+    monkeypatch.setattr(parsecache, "MAX_BYTES", 2 * sizes[0])  # now any entry is over a quarter of it
     before = set(cache.glob("*.ir.pickle"))
     loaded = _fresh_load(_spec(tmp_path / "big", blocks=BLOCKS.replace("relu", "sigmoid")))
     assert list(loaded.blocks) == ["unit", "unused"]  # parsed and used, but neither file kept
