@@ -8,6 +8,7 @@ Every independent error is collected; a layer whose input is unknown (after an e
 from __future__ import annotations
 
 from collections import ChainMap
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +73,19 @@ class _Node:
 Value = tuple  # (_Node or None for the network input, Shape or None when unknown)
 
 _DEFAULT_ARGS: dict[str, Any] = {}
+_ABSENT = object()  # a name the environment does not bind (a flag word such as `same`)
+
+
+def _names_read(value: Any) -> Iterator[str]:
+    """The environment's names an IR value reads (`in` for `in.c`), wherever they sit in it."""
+    if isinstance(value, ir.Name):
+        yield value.id.partition(".")[0]
+    elif isinstance(value, ir.Node):
+        for field_value in vars(value).values():
+            yield from _names_read(field_value)
+    elif isinstance(value, list):
+        for element in value:
+            yield from _names_read(element)
 
 
 def _defaults(op: Op) -> Any:
@@ -100,6 +114,12 @@ class _Walker:
         self.unknown_walks: set = set()  # (block, arguments) already walked with an unknown input
         self.warnings: list[Diagnostic] = []  # what checks but is likely a mistake; never fails the check
         self.call_counts: dict[str, int] = {}  # block name -> calls walked so far (CALL_INDEX)
+        # A block called again with the same arguments binds and sizes its layers alike (ResNet-152's 50
+        # bottlenecks, DenseNet's layers past their first 1x1): both steps are remembered for this walk. The
+        # keys hold ids, so each entry keeps its objects alive: an id is never reused while it is a key.
+        self.read_names: dict[int, tuple[ir.Layer, tuple[str, ...]]] = {}  # layer line -> the names it reads
+        self.bound: dict[tuple, tuple[ir.Layer, Any, list]] = {}  # (line, values read) -> (line, args, post)
+        self.ruled: dict[tuple, tuple[Any, Any, Shape, int, int, int]] = {}  # (kind, args, sizes) -> results
 
     # ---- errors
     def error(self, code: str, message: str, span: Span | None, *, label: str = "", help: str | None = None,
@@ -360,18 +380,38 @@ class _Walker:
             self.error("A101", f"`{op.name}` merges several inputs and cannot be a layer line", item.span,
                        help=f"write `residual {op.name}:` over a body, or `{op.name}:` over one branch a line")
             return (x[0], None)
-        try:
-            args, post = bind_layer(op, item, env)
-        except Unknown:
-            return (x[0], None)
-        except RuleError as e:
-            self.rule_error(e, item.span)
-            return (x[0], None)
+        key = self.binding_key(item, env)
+        bound = self.bound.get(key) if key is not None else None
+        if bound is not None:
+            _, args, post = bound
+        else:
+            try:
+                args, post = bind_layer(op, item, env)
+            except Unknown:
+                return (x[0], None)
+            except RuleError as e:
+                self.rule_error(e, item.span)
+                return (x[0], None)
+            if key is not None:
+                self.bound[key] = (item, args, post)
         out = self.add_node(scope, op.name, op.prefix, args, [x], item.span)
         for post_name, post_span in post:
             post_op = lookup(post_name)
             out = self.add_node(scope, post_op.name, post_op.prefix, _defaults(post_op), [out], post_span)
         return out
+
+    def binding_key(self, item: ir.Layer, env: dict) -> tuple | None:
+        """What a layer line's binding depends on: the line, and the value (or absence) of each name it reads.
+        None where a value cannot be a key (a list): then it is bound each time."""
+        known = self.read_names.get(id(item))
+        if known is None:
+            known = self.read_names[id(item)] = (item, tuple(sorted(set(_names_read(item.args)))))
+        key = (id(item), *(env.get(name, _ABSENT) for name in known[1]))
+        try:
+            hash(key)
+        except TypeError:
+            return None
+        return key
 
     def add_node(self, scope: _Scope, opname: str, prefix: str, args: Any, inputs: list, span: Span | None) -> Value:
         op = OPS[opname]
@@ -383,12 +423,18 @@ class _Walker:
         producers = [v[0] for v in inputs]
         shape = None
         trainable = non_trainable = macs = 0
-        if None not in in_shapes:
+        key = (opname, id(args), *in_shapes)
+        ruled = self.ruled.get(key)
+        if ruled is not None:
+            _, args, shape, trainable, non_trainable, macs = ruled
+        elif None not in in_shapes:
             try:
+                given = args
                 args = op.resolve(args, in_shapes)
                 shape = check_shape(op.shape(args, in_shapes))
                 trainable, non_trainable = op.params(args, in_shapes)
                 macs = op.macs(args, in_shapes, shape)
+                self.ruled[key] = (given, args, shape, trainable, non_trainable, macs)
             except RuleError as e:
                 label = (f"input is {fmt_shape(in_shapes[0])} here" if len(in_shapes) == 1
                          else "inputs are " + ", ".join(fmt_shape(s) for s in in_shapes))

@@ -51,6 +51,21 @@ def test_top_level_calls_are_named_after_the_block():
     assert names(plan) == ["b1.conv", "b2.conv"]
 
 
+def test_a_block_called_again_binds_and_sizes_each_call_from_its_own_values():
+    """infer remembers a line's binding by the values it reads, and a layer's sizes by its arguments and input:
+    each call below differs from the one before in exactly one of them."""
+    plan = archc.check("input 8x8x3\nparam act=relu\nblock b(w, a=act, k=3):\n  conv k, w, same, a\n"
+                       "b(4)\nb(4)\nb(8)\nb(4)\nb(4, a=sigmoid)\nb(4, k=1)\nb(4)\n")
+    convs = [n for n in plan.nodes if n.op == "conv"]
+    ins = [3, 4, 4, 8, 4, 4, 4]
+    widths = [4, 4, 8, 4, 4, 4, 4]
+    kernels = [3, 3, 3, 3, 3, 1, 3]
+    assert [n.in_shapes[0][2] for n in convs] == ins and [n.shape[2] for n in convs] == widths
+    assert [n.args.kernel for n in convs] == [(k, k) for k in kernels]
+    assert [n.trainable for n in convs] == [k * k * c * w + w for c, w, k in zip(ins, widths, kernels, strict=True)]
+    assert [n.op for n in plan.nodes if n.op != "conv"] == ["relu"] * 4 + ["sigmoid"] + ["relu"] * 2
+
+
 def test_residual_identity_and_projection():
     text = ("input 16x16x8\nblock r(w, s=1):\n  residual:\n    conv 3x3, w, stride=s, same, bn, relu\n"
             "    conv 3x3, w, same, bn\n  relu\nr(8)\nr(16, s=2)\n")
