@@ -88,6 +88,13 @@ def _names_read(value: Any) -> Iterator[str]:
             yield from _names_read(element)
 
 
+def _typed(value: Any) -> Any:
+    """A value with its type, for a key: 1, 1.0 and true are equal in Python, not to an argument's check."""
+    if isinstance(value, tuple):
+        return (tuple, tuple(_typed(element) for element in value))
+    return (type(value), value)
+
+
 def _defaults(op: Op) -> Any:
     """A kind's arguments all at their defaults (a trailing `bn`, a merge): validated once, shared, as they are
     frozen; a ResNet-152 check made 500 of them."""
@@ -406,7 +413,7 @@ class _Walker:
         known = self.read_names.get(id(item))
         if known is None:
             known = self.read_names[id(item)] = (item, tuple(sorted(set(_names_read(item.args)))))
-        key = (id(item), *(env.get(name, _ABSENT) for name in known[1]))
+        key = (id(item), *(_typed(env.get(name, _ABSENT)) for name in known[1]))
         try:
             hash(key)
         except TypeError:

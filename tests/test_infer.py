@@ -64,6 +64,11 @@ def test_a_block_called_again_binds_and_sizes_each_call_from_its_own_values():
     assert [n.args.kernel for n in convs] == [(k, k) for k in kernels]
     assert [n.trainable for n in convs] == [k * k * c * w + w for c, w, k in zip(ins, widths, kernels, strict=True)]
     assert [n.op for n in plan.nodes if n.op != "conv"] == ["relu"] * 4 + ["sigmoid"] + ["relu"] * 2
+    # 1, 1.0 and true are equal in Python but not one value to the language: each call binds as it would alone
+    alone = [archc.check(f"input 8x8x3\nblock b(w):\n  dense w\nflatten\nb({w})\n").nodes[-1].args
+             for w in ("1", "1.0", "true")]
+    together = archc.check("input 8x8x3\nblock b(w):\n  dense w\nflatten\nb(1)\nb(1.0)\nb(true)\n").nodes
+    assert [n.args for n in together[1:]] == alone
 
 
 def test_residual_identity_and_projection():
