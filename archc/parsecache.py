@@ -31,7 +31,7 @@ T = TypeVar("T")
 # What the folder may hold: the newest entries up to both limits; the oldest go when a new one is written. An
 # entry is ~10-25x its text (blocks.arch: 144 KB; a 1 MiB spec of bare layers, the largest a spec may be: ~25 MB),
 # so a user checking many big specs, or a hostile one, never fills a disk.
-MAX_ENTRIES = 64
+MAX_ENTRIES = 512  # the zoo is 45 files; a second install of archc keys them anew
 MAX_BYTES = 128 * 2**20
 _SUFFIX = ".ir.pickle"
 # The modules whose code decides what a text parses to (ops.py: the parser knows merges by their kind), and the
