@@ -225,44 +225,100 @@ class _Structure:
 # ---------------------------------------------------------------- 2. folding
 
 
-def _fold(items: list, net: FlatNetwork, resolved: list) -> list:
+def _fold(items: list, net: FlatNetwork, resolved: list, kinds: _Kinds) -> list:
     """Trailing words: a layer at its defaults whose kind has a post word (archc.ops.POST_OPS) joins the line
     before it, when that line is a layer of a kind that is not itself a post word."""
     out: list = []
     for it in items:
         if isinstance(it, _Res):
-            it.body = _fold(it.body, net, resolved)
+            it.body = _fold(it.body, net, resolved, kinds)
             if it.shortcut is not None:
-                it.shortcut = _fold(it.shortcut, net, resolved)
+                it.shortcut = _fold(it.shortcut, net, resolved, kinds)
         elif isinstance(it, _Br):
-            it.branches = [_fold(b, net, resolved) for b in it.branches]
-        elif out and isinstance(out[-1], _L) and _foldable(net, resolved, out[-1], it.index):
+            it.branches = [_fold(b, net, resolved, kinds) for b in it.branches]
+        elif out and isinstance(out[-1], _L) and _foldable(net, resolved, out[-1], it.index, kinds):
             out[-1].posts.append(it.index)
             continue
         out.append(it)
     return out
 
 
-def _foldable(net: FlatNetwork, resolved: list, line: _L, index: int) -> bool:
+def _foldable(net: FlatNetwork, resolved: list, line: _L, index: int, kinds: _Kinds) -> bool:
     kind = net.layers[index].op
     base = OPS[net.layers[line.index].op]
     if kind not in _POST_WORD or base.name in _POST_WORD or base.inputs != "one":
         return False
-    op = OPS[kind]
-    return resolved[index][0].model_dump() == op.args().model_dump()
+    return resolved[index][0].model_dump() == kinds.plain_of(OPS[kind])
 
 
 # ---------------------------------------------------------------- spelling a layer
 
 
-def _resolves(op: Op, fields: dict, in_shapes: list) -> dict | None:
-    try:
-        return op.resolve(op.args(**fields), in_shapes).model_dump()
-    except Exception:  # noqa: BLE001 - any refusal means: this spelling does not give the layer
-        return None
+class _Kinds:
+    """What decompiling asks of a kind's arguments model, asked once per decompile (networks repeat layers, and
+    pydantic's validation is the cost of trying spellings): each set of fields validated once, each kind's
+    defaults read once."""
+
+    def __init__(self):
+        self.valid: dict[tuple, Any] = {}  # (kind, fields with their types) -> validated arguments, or _REFUSED
+        self.defaults: dict[Op, dict] = {}  # kind -> its optional fields' defaults
+        self.plain: dict[Op, dict] = {}  # kind -> its arguments all at their defaults, dumped
+
+    def args(self, op: Op, fields: dict) -> Any:
+        """op.args(**fields), or _REFUSED where the model refuses them."""
+        try:
+            key = (op, _typed(fields))
+            valid = self.valid.get(key)
+        except TypeError:  # an unhashable value: validated every time
+            key, valid = None, None
+        if valid is None:
+            try:
+                valid = op.args(**fields)
+            except Exception:  # noqa: BLE001 - any refusal means: this spelling does not give the layer
+                valid = _REFUSED
+            if key is not None:
+                self.valid[key] = valid
+        return valid
+
+    def resolves(self, op: Op, fields: dict, in_shapes: list) -> dict | None:
+        """The resolved arguments `fields` give (dumped), or None where they are refused."""
+        valid = self.args(op, fields)
+        if valid is _REFUSED:
+            return None
+        try:
+            return op.resolve(valid, in_shapes).model_dump()
+        except Exception:  # noqa: BLE001 - any refusal means: this spelling does not give the layer
+            return None
+
+    def defaults_of(self, op: Op) -> dict:
+        """The optional fields' defaults."""
+        found = self.defaults.get(op)
+        if found is None:
+            found = self.defaults[op] = {k: f.default for k, f in op.args.model_fields.items()
+                                              if not f.is_required()}
+        return found
+
+    def plain_of(self, op: Op) -> dict:
+        """The arguments all at their defaults, dumped (a kind without required arguments)."""
+        found = self.plain.get(op)
+        if found is None:
+            found = self.plain[op] = op.args().model_dump()
+        return found
 
 
-def _explicit(net: FlatNetwork, resolved: list, line: _L) -> dict:
+_REFUSED = object()
+
+
+def _typed(value: Any) -> Any:
+    """A key that tells values apart as exactly as their types do (1, 1.0 and True are equal in Python)."""
+    if isinstance(value, dict):
+        return tuple((k, _typed(v)) for k, v in value.items())
+    if isinstance(value, (tuple, list)):
+        return (type(value), tuple(_typed(v) for v in value))
+    return (type(value), value)
+
+
+def _explicit(net: FlatNetwork, resolved: list, line: _L, kinds: _Kinds) -> dict:
     """The fewest arguments that give the layer exactly, with its trailing words' effect (archc.binding: a
     trailing normalisation drops the bias unless it is given)."""
     layer = net.layers[line.index]
@@ -274,13 +330,13 @@ def _explicit(net: FlatNetwork, resolved: list, line: _L) -> dict:
         implied["bias"] = False
     fields = dict(target)
     # most arguments sit at their defaults: leave those out at once, then try the others one by one
-    defaults = {k: f.default for k, f in op.args.model_fields.items() if not f.is_required()}
+    defaults = kinds.defaults_of(op)
     trial = {k: v for k, v in target.items() if k not in defaults or v != defaults[k]}
-    if _resolves(op, {**implied, **trial}, in_shapes) == target:
+    if kinds.resolves(op, {**implied, **trial}, in_shapes) == target:
         fields = trial
     for key in list(fields):
         trial = {k: v for k, v in fields.items() if k != key}
-        if _resolves(op, {**implied, **trial}, in_shapes) == target:
+        if kinds.resolves(op, {**implied, **trial}, in_shapes) == target:
             fields = trial
     return fields
 
@@ -374,11 +430,25 @@ class _Paths:
         if isinstance(item, _L):  # a line is where its main layer is (`features.0`, not its trailing `features.1`)
             return self.split(self.net.layers[item.index].path)
         indexes = _layers_of([item])
-        # a merge's own path may be a function's (`add_3`): a residual or branches is named by its weighted layers
-        weighted = [] if isinstance(item, _L) else [i for i in indexes
-                                                    if OPS[self.net.layers[i].op].weights(*self.resolved[i][:2])]
-        paths = [self.net.layers[i].path for i in (weighted or indexes)]
-        return _prefix([self.split(p) for p in paths if p])
+        # a merge's own path may be a function's (`add_3`): a residual or branches is named by its weighted layers.
+        # Whether a layer is weighted is asked only where its path would shorten the prefix found so far.
+        layers, common, weighted = self.net.layers, None, False
+        for i in indexes:
+            path = layers[i].path
+            if common is not None and (not path or path.startswith(self._joined(common))):
+                continue  # the prefix stays as it is, weighted or not
+            if not OPS[layers[i].op].weights(*self.resolved[i][:2]):
+                continue
+            weighted = True
+            if path:
+                common = self.split(path) if common is None else _prefix([common, self.split(path)])
+        if weighted:
+            return common or []
+        return _prefix([self.split(p) for p in (layers[i].path for i in indexes) if p])
+
+    def _joined(self, parts: list[str]) -> str:
+        """The text every path below `parts` starts with."""
+        return "".join(part + self.sep for part in parts)
 
     def key_and_unit(self, item) -> tuple[str, str, bool]:
         """(stage key, unit name, numbered) of a top-level item."""
@@ -509,6 +579,7 @@ _ABSENT = object()  # a slot an instance does not have: the optional tail, in th
 class _Blocks:
     def __init__(self, net: FlatNetwork, resolved: list, explicit: dict[int, dict], unit_input):
         self.net, self.resolved, self.explicit, self.unit_input = net, resolved, explicit, unit_input
+        self.columns: dict[tuple[int, ...], tuple] = {}  # _columns' memo
 
     def find(self, units: list[_Unit]) -> dict[int, tuple[_Block, int]]:
         """id(unit) -> (its block, its instance number) for units worth a block: those with a residual or
@@ -627,7 +698,14 @@ class _Blocks:
 
     def _columns(self, views: list[list]) -> tuple[list[set[str]], list[tuple[int, str, list]]]:
         """Per slot the arguments any member writes; and the (slot, argument, values) that differ (_ABSENT where a
-        member has no such slot: a tail)."""
+        member has no such slot: a tail). Found once for the same views (_by_words, then block)."""
+        key = tuple(map(id, views))
+        found = self.columns.get(key)
+        if found is None:
+            found = self.columns[key] = (views, self._find_columns(views))  # the views kept: their ids stay theirs
+        return found[1]
+
+    def _find_columns(self, views: list[list]) -> tuple[list[set[str]], list[tuple[int, str, list]]]:
         per_unit = [_lines(v) for v in views]
         longest = max(per_unit, key=len)
         slots = len(longest)
@@ -1018,7 +1096,8 @@ def decompile_ir(net: FlatNetwork) -> ir.Spec:
         raise DecompileError(f"{len(dead)} layer{'s' * (len(dead) != 1)} never reach the output, the first "
                              f"`{layer.path or layer.op}`", layer.path,
                              help="a spec computes one output; models with several outputs cannot be written yet")
-    items = _fold(items, net, resolved)
+    kinds = _Kinds()
+    items = _fold(items, net, resolved, kinds)
     explicit: dict[int, dict] = {}
     spelled: dict[tuple, dict] = {}  # networks repeat layers: each one's spelling is found once
     for line in _lines(items):
@@ -1026,7 +1105,7 @@ def decompile_ir(net: FlatNetwork) -> ir.Spec:
         key = (net.layers[line.index].op, id(args), *in_shapes,
                any(OPS[net.layers[p].op].normalizes for p in line.posts))  # what _explicit reads
         if key not in spelled:
-            spelled[key] = _explicit(net, resolved, line)
+            spelled[key] = _explicit(net, resolved, line, kinds)
         explicit[line.index] = dict(spelled[key])
     paths = _Paths(net, resolved)
     stages = _stages(items, paths)
