@@ -309,12 +309,27 @@ class _Kinds:
 _REFUSED = object()
 
 
-def _typed(value: Any) -> Any:
-    """A key that tells values apart as exactly as their types do (1, 1.0 and True are equal in Python)."""
+def _typed(fields: dict) -> tuple:
+    """A key of the fields that tells values apart as exactly as their types do (1, 1.0 and True are equal in
+    Python); a flat sequence (a size, amounts of padding) with its elements' types in one piece."""
+    out = []
+    for k, v in fields.items():
+        cls = v.__class__
+        if cls is tuple or cls is list:
+            types = tuple(map(type, v))
+            if tuple in types or list in types or dict in types:
+                return tuple((k, _deep(v)) for k, v in fields.items())
+            out.append((k, cls, types, tuple(v)))
+        else:
+            out.append((k, cls, v))
+    return tuple(out)
+
+
+def _deep(value: Any) -> Any:
     if isinstance(value, dict):
-        return tuple((k, _typed(v)) for k, v in value.items())
+        return (dict, tuple((k, _deep(v)) for k, v in value.items()))
     if isinstance(value, (tuple, list)):
-        return (type(value), tuple(_typed(v) for v in value))
+        return (type(value), tuple(_deep(v) for v in value))
     return (type(value), value)
 
 
@@ -432,23 +447,20 @@ class _Paths:
         indexes = _layers_of([item])
         # a merge's own path may be a function's (`add_3`): a residual or branches is named by its weighted layers.
         # Whether a layer is weighted is asked only where its path would shorten the prefix found so far.
-        layers, common, weighted = self.net.layers, None, False
+        layers, common, below, weighted = self.net.layers, None, "", False
         for i in indexes:
             path = layers[i].path
-            if common is not None and (not path or path.startswith(self._joined(common))):
+            if common is not None and (not path or path.startswith(below)):
                 continue  # the prefix stays as it is, weighted or not
             if not OPS[layers[i].op].weights(*self.resolved[i][:2]):
                 continue
             weighted = True
             if path:
                 common = self.split(path) if common is None else _prefix([common, self.split(path)])
+                below = "".join(part + self.sep for part in common)  # what every path below the prefix starts with
         if weighted:
             return common or []
         return _prefix([self.split(p) for p in (layers[i].path for i in indexes) if p])
-
-    def _joined(self, parts: list[str]) -> str:
-        """The text every path below `parts` starts with."""
-        return "".join(part + self.sep for part in parts)
 
     def key_and_unit(self, item) -> tuple[str, str, bool]:
         """(stage key, unit name, numbered) of a top-level item."""
