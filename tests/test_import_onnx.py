@@ -428,6 +428,39 @@ def test_an_unsupported_source_in_load_weights_is_a530(tmp_path):
     assert err.value.diagnostics[0].code == "A530"
 
 
+@pytest.mark.filterwarnings("ignore:The onnxtxt format is experimental")
+@pytest.mark.parametrize("name", ["model.onnx", "model.pb", "model", "model.txtpb", "model.onnxtxt"])
+def test_a_file_is_read_as_onnx_load_reads_it(tmp_path, name):
+    """read_flat parses a protobuf file where it lies (mapped into memory: no copy of its bytes first) to exactly
+    the model onnx.load gives; a file onnx keeps as text, by its extension, is onnx.load's to read."""
+    import archc.readers.onnx as reader
+
+    conv, weight = _conv()
+    model = _model([conv, helper.make_node("Relu", ["c"], ["y"], name="/relu/Relu")], [weight])
+    path = tmp_path / name
+    onnx.save(model, str(path))
+    loaded = reader._load(str(path))
+    assert loaded == onnx.load(str(path), load_external_data=False)
+    path.write_bytes(b"")  # the mapping is gone: nothing read refers to it
+    np.testing.assert_array_equal(numpy_helper.to_array(loaded.graph.initializer[0]), numpy_helper.to_array(weight))
+    net = read_flat(model)
+    onnx.save(model, str(path))
+    assert [(layer.op, layer.args, layer.path) for layer in read_flat(path).layers] == \
+        [(layer.op, layer.args, layer.path) for layer in net.layers]
+
+
+def test_an_empty_or_broken_file_is_said_to_be_no_model(tmp_path):
+    path = tmp_path / "empty.onnx"
+    path.write_bytes(b"")  # cannot be mapped: onnx.load reads it, an empty model
+    with pytest.raises(Unsupported, match="0 inputs"):
+        read_flat(path)
+    conv, weight = _conv()
+    data = _model([conv, helper.make_node("Relu", ["c"], ["y"])], [weight]).SerializeToString()
+    path.write_bytes(data[:len(data) // 2])  # cut off
+    with pytest.raises(ValueError, match="not an ONNX model"):
+        read_flat(path)
+
+
 def test_a_dynamic_input_needs_its_sizes():
     conv, weight = _conv()
     model = _model([conv, helper.make_node("Relu", ["c"], ["y"], name="/relu")], [weight], shape=("N", 3, "H", "W"))
