@@ -1190,7 +1190,7 @@ def decompile(net: FlatNetwork, verify: bool = True) -> str:
     """The spec text of a flat network: canonical (`archc fmt` leaves it as it is), with a header comment
     naming the source. With `verify` (the default), the text is checked back and must be the same network
     (after nest_joins, which changes no value); ArchcError (A504, A505) otherwise."""
-    from .fmt import format_spec
+    from .fmt import check_written, render_spec
 
     net = nest_joins(net)
     try:
@@ -1198,24 +1198,37 @@ def decompile(net: FlatNetwork, verify: bool = True) -> str:
     except DecompileError as e:
         where = f" (at `{e.where}`)" if e.where else ""
         raise ArchcError([Diagnostic(e.code, e.message + where, None, help=e.help or None)]) from None
-    text = format_spec(spec)
+    body = render_spec(spec)
     header = f"# written by `archc import` from {net.source or 'a model'}; blocks and stages found in its structure\n"
-    text = header + text
-    if verify:
-        problem = _verify(net, text)
-        if problem is not None:
-            raise ArchcError([Diagnostic("A505", f"the spec written for {net.source or 'the model'} would not be "
-                                         f"the same network: {problem}", None,
-                                         help="this is a bug in archc's import; please report it with the model")])
+    text = header + body
+    if not verify:
+        check_written(body, spec)
+        return text
+    problem = _verify(net, text, body, spec)
+    if problem is not None:
+        raise ArchcError([Diagnostic("A505", f"the spec written for {net.source or 'the model'} would not be "
+                                     f"the same network: {problem}", None,
+                                     help="this is a bug in archc's import; please report it with the model")])
     return text
 
 
-def _verify(net: FlatNetwork, text: str) -> str | None:
+def _verify(net: FlatNetwork, text: str, body: str, spec: ir.Spec) -> str | None:
+    """The written text, loaded as `archc check` loads text (parsed once), must be `spec` again (archc.fmt's
+    check: ArchcError A006 otherwise, as format_spec raises it) and check to the same network as `net` (else
+    what differs)."""
     from . import check
     from .flat import flat_of_plan, same_network
+    from .fmt import check_written
+    from .loader import load
 
     try:
-        plan = check(text=text)
+        loaded = load(text=text)
+    except ArchcError as e:
+        check_written(body, spec)  # text that does not parse is format_spec's A006; anything else does not check
+        return f"it does not check ({e.diagnostics[0].message})"
+    check_written(body, spec, back=loaded.spec)
+    try:
+        plan = check(loaded)
     except ArchcError as e:
         return f"it does not check ({e.diagnostics[0].message})"
     return same_network(net, flat_of_plan(plan))
