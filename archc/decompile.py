@@ -1020,13 +1020,18 @@ def _repeats(items: list) -> list:
     """Consecutive identical calls and layer lines become one item with `x N`; a run of a few lines that
     repeats, a group `(...) x N` (MobileNet v1's depthwise and pointwise convs)."""
     items = _single_repeats(items)
+    dumps = None
     for width in range(2, 5):
-        items = _group_repeats(items, width)
+        if dumps is None:  # dumped once for as long as no width groups anything
+            dumps = [it.model_dump() if it.kind in ("call", "layer", "group") else None for it in items]
+        grouped = _group_repeats(items, width, dumps)
+        if grouped is not items:
+            items, dumps = grouped, None
     return items
 
 
-def _group_repeats(items: list, width: int) -> list:
-    dumps = [it.model_dump() if it.kind in ("call", "layer", "group") else None for it in items]
+def _group_repeats(items: list, width: int, dumps: list) -> list:
+    """`items` itself where no run of `width` items repeats."""
     out: list = []
     i = 0
     while i < len(items):
@@ -1041,26 +1046,27 @@ def _group_repeats(items: list, width: int) -> list:
         else:
             out.append(items[i])
             i += 1
-    return out
+    return out if len(out) != len(items) else items
 
 
 def _single_repeats(items: list) -> list:
     out: list = []
+    last = None  # the dump of out[-1] without its repeat (_base), where it is a call or a layer
     for it in items:
-        if out and it.kind in ("call", "layer") and _base(out[-1]) == it.model_dump():
+        if it.kind not in ("call", "layer"):
+            out.append(it)
+            last = None
+            continue
+        dump = it.model_dump()
+        if last is not None and last == dump:
             prev = out[-1]
             count = (prev.repeat or 1) + 1
             out[-1] = prev.model_copy(update={"repeat": count})
             continue
         out.append(it)
+        last = {**dump, "repeat": None}
     return [ir.Group(body=[it.model_copy(update={"repeat": None})], repeat=it.repeat)
             if it.kind == "layer" and it.repeat else it for it in out]
-
-
-def _base(item) -> dict | None:
-    if item.kind not in ("call", "layer"):
-        return None
-    return item.model_copy(update={"repeat": None}).model_dump()
 
 
 def _size(shape: Shape) -> Any:
@@ -1114,8 +1120,11 @@ def decompile_ir(net: FlatNetwork) -> ir.Spec:
     spelled: dict[tuple, dict] = {}  # networks repeat layers: each one's spelling is found once
     for line in _lines(items):
         args, in_shapes, _ = resolved[line.index]
-        key = (net.layers[line.index].op, id(args), *in_shapes,
-               any(OPS[net.layers[p].op].normalizes for p in line.posts))  # what _explicit reads
+        op = OPS[net.layers[line.index].op]
+        # what _explicit reads; the input shapes only where the kind resolves its arguments by them (a kind
+        # without a `resolve` of its own takes its arguments as they are, whatever its input)
+        shapes = in_shapes if type(op).resolve is not Op.resolve else ()
+        key = (op.name, id(args), *shapes, any(OPS[net.layers[p].op].normalizes for p in line.posts))
         if key not in spelled:
             spelled[key] = _explicit(net, resolved, line, kinds)
         explicit[line.index] = dict(spelled[key])
