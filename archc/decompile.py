@@ -17,7 +17,8 @@ One pass after another, each a plain function over plain data:
      `call_index` arithmetic where it gives each value exactly); units that are another block's code inside
      `residual:` (plus a tail) join it, the tail under a flag, through a wrapper block (_Blocks._skips);
      consecutive identical calls become `x N`.
-  5. the text, through archc.ir and archc.fmt, then checked: the spec's own plan must be the same network
+  5. the text, through archc.ir and archc.fmt, then checked: parsed once (as `archc check` loads text), it must
+     be the IR it was rendered from (archc.fmt's check, A006) and its plan the same network
      (archc.flat.same_network), or the import fails (A505) rather than hand back a different model.
 
 Every layer kind's knowledge comes from its archc.ops entry (positional, flags, traits, SHORTCUTS); no kind is
