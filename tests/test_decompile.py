@@ -453,6 +453,22 @@ def test_the_written_text_is_parsed_once_and_checked_as_before(monkeypatch, dama
         assert err.value.diagnostics[0].code == code
 
 
+def test_a_kinds_fields_are_validated_once_and_told_apart_by_type():
+    """Decompiling validates each set of a kind's fields once (_Kinds): fields equal in Python but not in their
+    types (1, 1.0, True; (1, 1) and (1.0, 1.0)) are different sets, so a cached validation never answers for
+    another spelling."""
+    from archc.decompile import _Kinds, _typed
+    from archc.ops import OPS
+
+    keys = [_typed(f) for f in ({"a": 1}, {"a": 1.0}, {"a": True}, {"a": (1, 1)}, {"a": (1.0, 1.0)},
+                                {"a": [1, 1]}, {"a": ((1, 1), 2)}, {"a": ((1.0, 1), 2)})]
+    assert len(set(keys)) == len(keys)
+    kinds, conv = _Kinds(), OPS["conv"]
+    first = kinds.args(conv, {"kernel": (3, 3), "filters": 8})
+    assert kinds.args(conv, {"kernel": (3, 3), "filters": 8}) is first
+    assert kinds.resolves(conv, {"kernel": (3, 3), "filters": 0}, [(8, 8, 3)]) is None  # refused: no spelling
+
+
 def test_a_network_of_vectors():
     text = _spec("dense 128, relu\ndropout 0.2\ndense 10, softmax", input="784")
     assert "input 784" in text and "dense 128, relu" in text

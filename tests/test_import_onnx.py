@@ -449,6 +449,24 @@ def test_a_file_is_read_as_onnx_load_reads_it(tmp_path, name):
         [(layer.op, layer.args, layer.path) for layer in net.layers]
 
 
+def test_a_nodes_path_is_the_same_with_its_scopes_remembered():
+    """The reader remembers what each scope of torch.onnx.export's names gives (its nodes share their enclosing
+    modules'): every name, read after any others, gives the path it gives alone (a Sequential's children that
+    repeat its name, empty scopes, a trailing `/`, archc's own names)."""
+    import itertools
+
+    from archc.readers.onnx import _path
+
+    alone = {"/layer1/layer1.0/conv1/Conv": "layer1.0.conv1", "/features/features.1/conv/conv.0/conv.0.0/Conv":
+             "features.1.conv.0.0", "conv3_x.0.conv2": "conv3_x.0.conv2", "ln1/norm": "ln1", "/Conv": "", "/x/": ""}
+    assert {name: _path(name) for name in alone} == alone
+    parts = ["/", "a", "a.b", "b", ".", "a.", "x/"]
+    names = ["".join(p) for k in range(1, 5) for p in itertools.product(parts, repeat=k)] + list(alone)
+    scopes: dict = {}
+    for name in names + names[::-1]:
+        assert _path(name, scopes) == _path(name), name
+
+
 def test_an_empty_or_broken_file_is_said_to_be_no_model(tmp_path):
     path = tmp_path / "empty.onnx"
     path.write_bytes(b"")  # cannot be mapped: onnx.load reads it, an empty model
