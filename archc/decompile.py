@@ -17,7 +17,8 @@ One pass after another, each a plain function over plain data:
      `call_index` arithmetic where it gives each value exactly); units that are another block's code inside
      `residual:` (plus a tail) join it, the tail under a flag, through a wrapper block (_Blocks._skips);
      consecutive identical calls become `x N`.
-  5. the text, through archc.ir and archc.fmt, then checked: the spec's own plan must be the same network
+  5. the text, through archc.ir and archc.fmt, then checked: parsed once (as `archc check` loads text), it must
+     be the IR it was rendered from (archc.fmt's check, A006) and its plan the same network
      (archc.flat.same_network), or the import fails (A505) rather than hand back a different model.
 
 Every layer kind's knowledge comes from its archc.ops entry (positional, flags, traits, SHORTCUTS); no kind is
@@ -225,44 +226,115 @@ class _Structure:
 # ---------------------------------------------------------------- 2. folding
 
 
-def _fold(items: list, net: FlatNetwork, resolved: list) -> list:
+def _fold(items: list, net: FlatNetwork, resolved: list, kinds: _Kinds) -> list:
     """Trailing words: a layer at its defaults whose kind has a post word (archc.ops.POST_OPS) joins the line
     before it, when that line is a layer of a kind that is not itself a post word."""
     out: list = []
     for it in items:
         if isinstance(it, _Res):
-            it.body = _fold(it.body, net, resolved)
+            it.body = _fold(it.body, net, resolved, kinds)
             if it.shortcut is not None:
-                it.shortcut = _fold(it.shortcut, net, resolved)
+                it.shortcut = _fold(it.shortcut, net, resolved, kinds)
         elif isinstance(it, _Br):
-            it.branches = [_fold(b, net, resolved) for b in it.branches]
-        elif out and isinstance(out[-1], _L) and _foldable(net, resolved, out[-1], it.index):
+            it.branches = [_fold(b, net, resolved, kinds) for b in it.branches]
+        elif out and isinstance(out[-1], _L) and _foldable(net, resolved, out[-1], it.index, kinds):
             out[-1].posts.append(it.index)
             continue
         out.append(it)
     return out
 
 
-def _foldable(net: FlatNetwork, resolved: list, line: _L, index: int) -> bool:
+def _foldable(net: FlatNetwork, resolved: list, line: _L, index: int, kinds: _Kinds) -> bool:
     kind = net.layers[index].op
     base = OPS[net.layers[line.index].op]
     if kind not in _POST_WORD or base.name in _POST_WORD or base.inputs != "one":
         return False
-    op = OPS[kind]
-    return resolved[index][0].model_dump() == op.args().model_dump()
+    return resolved[index][0].model_dump() == kinds.plain_of(OPS[kind])
 
 
 # ---------------------------------------------------------------- spelling a layer
 
 
-def _resolves(op: Op, fields: dict, in_shapes: list) -> dict | None:
-    try:
-        return op.resolve(op.args(**fields), in_shapes).model_dump()
-    except Exception:  # noqa: BLE001 - any refusal means: this spelling does not give the layer
-        return None
+class _Kinds:
+    """What decompiling asks of a kind's arguments model, asked once per decompile (networks repeat layers, and
+    pydantic's validation is the cost of trying spellings): each set of fields validated once, each kind's
+    defaults read once."""
+
+    def __init__(self):
+        self.valid: dict[tuple, Any] = {}  # (kind, fields with their types) -> validated arguments, or _REFUSED
+        self.defaults: dict[Op, dict] = {}  # kind -> its optional fields' defaults
+        self.plain: dict[Op, dict] = {}  # kind -> its arguments all at their defaults, dumped
+
+    def args(self, op: Op, fields: dict) -> Any:
+        """op.args(**fields), or _REFUSED where the model refuses them."""
+        try:
+            key = (op, _typed(fields))
+            valid = self.valid.get(key)
+        except TypeError:  # an unhashable value: validated every time
+            key, valid = None, None
+        if valid is None:
+            try:
+                valid = op.args(**fields)
+            except Exception:  # noqa: BLE001 - any refusal means: this spelling does not give the layer
+                valid = _REFUSED
+            if key is not None:
+                self.valid[key] = valid
+        return valid
+
+    def resolves(self, op: Op, fields: dict, in_shapes: list) -> dict | None:
+        """The resolved arguments `fields` give (dumped), or None where they are refused."""
+        valid = self.args(op, fields)
+        if valid is _REFUSED:
+            return None
+        try:
+            return op.resolve(valid, in_shapes).model_dump()
+        except Exception:  # noqa: BLE001 - any refusal means: this spelling does not give the layer
+            return None
+
+    def defaults_of(self, op: Op) -> dict:
+        """The optional fields' defaults."""
+        found = self.defaults.get(op)
+        if found is None:
+            found = self.defaults[op] = {k: f.default for k, f in op.args.model_fields.items()
+                                              if not f.is_required()}
+        return found
+
+    def plain_of(self, op: Op) -> dict:
+        """The arguments all at their defaults, dumped (a kind without required arguments)."""
+        found = self.plain.get(op)
+        if found is None:
+            found = self.plain[op] = op.args().model_dump()
+        return found
 
 
-def _explicit(net: FlatNetwork, resolved: list, line: _L) -> dict:
+_REFUSED = object()
+
+
+def _typed(fields: dict) -> tuple:
+    """A key of the fields that tells values apart as exactly as their types do (1, 1.0 and True are equal in
+    Python); a flat sequence (a size, amounts of padding) with its elements' types in one piece."""
+    out = []
+    for k, v in fields.items():
+        cls = v.__class__
+        if cls is tuple or cls is list:
+            types = tuple(map(type, v))
+            if tuple in types or list in types or dict in types:
+                return tuple((k, _deep(v)) for k, v in fields.items())
+            out.append((k, cls, types, tuple(v)))
+        else:
+            out.append((k, cls, v))
+    return tuple(out)
+
+
+def _deep(value: Any) -> Any:
+    if isinstance(value, dict):
+        return (dict, tuple((k, _deep(v)) for k, v in value.items()))
+    if isinstance(value, (tuple, list)):
+        return (type(value), tuple(_deep(v) for v in value))
+    return (type(value), value)
+
+
+def _explicit(net: FlatNetwork, resolved: list, line: _L, kinds: _Kinds) -> dict:
     """The fewest arguments that give the layer exactly, with its trailing words' effect (archc.binding: a
     trailing normalisation drops the bias unless it is given)."""
     layer = net.layers[line.index]
@@ -274,13 +346,13 @@ def _explicit(net: FlatNetwork, resolved: list, line: _L) -> dict:
         implied["bias"] = False
     fields = dict(target)
     # most arguments sit at their defaults: leave those out at once, then try the others one by one
-    defaults = {k: f.default for k, f in op.args.model_fields.items() if not f.is_required()}
+    defaults = kinds.defaults_of(op)
     trial = {k: v for k, v in target.items() if k not in defaults or v != defaults[k]}
-    if _resolves(op, {**implied, **trial}, in_shapes) == target:
+    if kinds.resolves(op, {**implied, **trial}, in_shapes) == target:
         fields = trial
     for key in list(fields):
         trial = {k: v for k, v in fields.items() if k != key}
-        if _resolves(op, {**implied, **trial}, in_shapes) == target:
+        if kinds.resolves(op, {**implied, **trial}, in_shapes) == target:
             fields = trial
     return fields
 
@@ -374,11 +446,22 @@ class _Paths:
         if isinstance(item, _L):  # a line is where its main layer is (`features.0`, not its trailing `features.1`)
             return self.split(self.net.layers[item.index].path)
         indexes = _layers_of([item])
-        # a merge's own path may be a function's (`add_3`): a residual or branches is named by its weighted layers
-        weighted = [] if isinstance(item, _L) else [i for i in indexes
-                                                    if OPS[self.net.layers[i].op].weights(*self.resolved[i][:2])]
-        paths = [self.net.layers[i].path for i in (weighted or indexes)]
-        return _prefix([self.split(p) for p in paths if p])
+        # a merge's own path may be a function's (`add_3`): a residual or branches is named by its weighted layers.
+        # Whether a layer is weighted is asked only where its path would shorten the prefix found so far.
+        layers, common, below, weighted = self.net.layers, None, "", False
+        for i in indexes:
+            path = layers[i].path
+            if common is not None and (not path or path.startswith(below)):
+                continue  # the prefix stays as it is, weighted or not
+            if not OPS[layers[i].op].weights(*self.resolved[i][:2]):
+                continue
+            weighted = True
+            if path:
+                common = self.split(path) if common is None else _prefix([common, self.split(path)])
+                below = "".join(part + self.sep for part in common)  # what every path below the prefix starts with
+        if weighted:
+            return common or []
+        return _prefix([self.split(p) for p in (layers[i].path for i in indexes) if p])
 
     def key_and_unit(self, item) -> tuple[str, str, bool]:
         """(stage key, unit name, numbered) of a top-level item."""
@@ -509,6 +592,7 @@ _ABSENT = object()  # a slot an instance does not have: the optional tail, in th
 class _Blocks:
     def __init__(self, net: FlatNetwork, resolved: list, explicit: dict[int, dict], unit_input):
         self.net, self.resolved, self.explicit, self.unit_input = net, resolved, explicit, unit_input
+        self.columns: dict[tuple[int, ...], tuple] = {}  # _columns' memo
 
     def find(self, units: list[_Unit]) -> dict[int, tuple[_Block, int]]:
         """id(unit) -> (its block, its instance number) for units worth a block: those with a residual or
@@ -627,7 +711,14 @@ class _Blocks:
 
     def _columns(self, views: list[list]) -> tuple[list[set[str]], list[tuple[int, str, list]]]:
         """Per slot the arguments any member writes; and the (slot, argument, values) that differ (_ABSENT where a
-        member has no such slot: a tail)."""
+        member has no such slot: a tail). Found once for the same views (_by_words, then block)."""
+        key = tuple(map(id, views))
+        found = self.columns.get(key)
+        if found is None:
+            found = self.columns[key] = (views, self._find_columns(views))  # the views kept: their ids stay theirs
+        return found[1]
+
+    def _find_columns(self, views: list[list]) -> tuple[list[set[str]], list[tuple[int, str, list]]]:
         per_unit = [_lines(v) for v in views]
         longest = max(per_unit, key=len)
         slots = len(longest)
@@ -930,13 +1021,18 @@ def _repeats(items: list) -> list:
     """Consecutive identical calls and layer lines become one item with `x N`; a run of a few lines that
     repeats, a group `(...) x N` (MobileNet v1's depthwise and pointwise convs)."""
     items = _single_repeats(items)
+    dumps = None
     for width in range(2, 5):
-        items = _group_repeats(items, width)
+        if dumps is None:  # dumped once for as long as no width groups anything
+            dumps = [it.model_dump() if it.kind in ("call", "layer", "group") else None for it in items]
+        grouped = _group_repeats(items, width, dumps)
+        if grouped is not items:
+            items, dumps = grouped, None
     return items
 
 
-def _group_repeats(items: list, width: int) -> list:
-    dumps = [it.model_dump() if it.kind in ("call", "layer", "group") else None for it in items]
+def _group_repeats(items: list, width: int, dumps: list) -> list:
+    """`items` itself where no run of `width` items repeats."""
     out: list = []
     i = 0
     while i < len(items):
@@ -951,26 +1047,27 @@ def _group_repeats(items: list, width: int) -> list:
         else:
             out.append(items[i])
             i += 1
-    return out
+    return out if len(out) != len(items) else items
 
 
 def _single_repeats(items: list) -> list:
     out: list = []
+    last = None  # the dump of out[-1] without its repeat (_base), where it is a call or a layer
     for it in items:
-        if out and it.kind in ("call", "layer") and _base(out[-1]) == it.model_dump():
+        if it.kind not in ("call", "layer"):
+            out.append(it)
+            last = None
+            continue
+        dump = it.model_dump()
+        if last is not None and last == dump:
             prev = out[-1]
             count = (prev.repeat or 1) + 1
             out[-1] = prev.model_copy(update={"repeat": count})
             continue
         out.append(it)
+        last = {**dump, "repeat": None}
     return [ir.Group(body=[it.model_copy(update={"repeat": None})], repeat=it.repeat)
             if it.kind == "layer" and it.repeat else it for it in out]
-
-
-def _base(item) -> dict | None:
-    if item.kind not in ("call", "layer"):
-        return None
-    return item.model_copy(update={"repeat": None}).model_dump()
 
 
 def _size(shape: Shape) -> Any:
@@ -1018,15 +1115,19 @@ def decompile_ir(net: FlatNetwork) -> ir.Spec:
         raise DecompileError(f"{len(dead)} layer{'s' * (len(dead) != 1)} never reach the output, the first "
                              f"`{layer.path or layer.op}`", layer.path,
                              help="a spec computes one output; models with several outputs cannot be written yet")
-    items = _fold(items, net, resolved)
+    kinds = _Kinds()
+    items = _fold(items, net, resolved, kinds)
     explicit: dict[int, dict] = {}
     spelled: dict[tuple, dict] = {}  # networks repeat layers: each one's spelling is found once
     for line in _lines(items):
         args, in_shapes, _ = resolved[line.index]
-        key = (net.layers[line.index].op, id(args), *in_shapes,
-               any(OPS[net.layers[p].op].normalizes for p in line.posts))  # what _explicit reads
+        op = OPS[net.layers[line.index].op]
+        # what _explicit reads; the input shapes only where the kind resolves its arguments by them (a kind
+        # without a `resolve` of its own takes its arguments as they are, whatever its input)
+        shapes = in_shapes if type(op).resolve is not Op.resolve else ()
+        key = (op.name, id(args), *shapes, any(OPS[net.layers[p].op].normalizes for p in line.posts))
         if key not in spelled:
-            spelled[key] = _explicit(net, resolved, line)
+            spelled[key] = _explicit(net, resolved, line, kinds)
         explicit[line.index] = dict(spelled[key])
     paths = _Paths(net, resolved)
     stages = _stages(items, paths)
@@ -1099,7 +1200,7 @@ def decompile(net: FlatNetwork, verify: bool = True) -> str:
     """The spec text of a flat network: canonical (`archc fmt` leaves it as it is), with a header comment
     naming the source. With `verify` (the default), the text is checked back and must be the same network
     (after nest_joins, which changes no value); ArchcError (A504, A505) otherwise."""
-    from .fmt import format_spec
+    from .fmt import check_written, render_spec
 
     net = nest_joins(net)
     try:
@@ -1107,24 +1208,37 @@ def decompile(net: FlatNetwork, verify: bool = True) -> str:
     except DecompileError as e:
         where = f" (at `{e.where}`)" if e.where else ""
         raise ArchcError([Diagnostic(e.code, e.message + where, None, help=e.help or None)]) from None
-    text = format_spec(spec)
+    body = render_spec(spec)
     header = f"# written by `archc import` from {net.source or 'a model'}; blocks and stages found in its structure\n"
-    text = header + text
-    if verify:
-        problem = _verify(net, text)
-        if problem is not None:
-            raise ArchcError([Diagnostic("A505", f"the spec written for {net.source or 'the model'} would not be "
-                                         f"the same network: {problem}", None,
-                                         help="this is a bug in archc's import; please report it with the model")])
+    text = header + body
+    if not verify:
+        check_written(body, spec)
+        return text
+    problem = _verify(net, text, body, spec)
+    if problem is not None:
+        raise ArchcError([Diagnostic("A505", f"the spec written for {net.source or 'the model'} would not be "
+                                     f"the same network: {problem}", None,
+                                     help="this is a bug in archc's import; please report it with the model")])
     return text
 
 
-def _verify(net: FlatNetwork, text: str) -> str | None:
+def _verify(net: FlatNetwork, text: str, body: str, spec: ir.Spec) -> str | None:
+    """The written text, loaded as `archc check` loads text (parsed once), must be `spec` again (archc.fmt's
+    check: ArchcError A006 otherwise, as format_spec raises it) and check to the same network as `net` (else
+    what differs)."""
     from . import check
     from .flat import flat_of_plan, same_network
+    from .fmt import check_written
+    from .loader import load
 
     try:
-        plan = check(text=text)
+        loaded = load(text=text)
+    except ArchcError as e:
+        check_written(body, spec)  # text that does not parse is format_spec's A006; anything else does not check
+        return f"it does not check ({e.diagnostics[0].message})"
+    check_written(body, spec, back=loaded.spec)
+    try:
+        plan = check(loaded)
     except ArchcError as e:
         return f"it does not check ({e.diagnostics[0].message})"
     return same_network(net, flat_of_plan(plan))

@@ -163,9 +163,13 @@ def network_digests(net: FlatNetwork, table: dict | None = None) -> list[int]:
     source = table.setdefault(("input", tuple(net.input_shape)), len(table))
     own: dict[tuple, str] = {}  # a layer's own part by its resolved arguments (equal layers may share one
     # object: Resolutions) and shapes: networks repeat layers
+    commutes: dict[str, bool] = {}
     for layer, (args, in_shapes, shape) in zip(net.layers, net.resolved(), strict=True):
-        ins = tuple(source if i == INPUT else out[i] for i in layer.inputs)
-        if OPS[layer.op].commutes:  # a sum or a product: the inputs' order is no part of the computation
+        ins = tuple([source if i == INPUT else out[i] for i in layer.inputs])
+        swaps = commutes.get(layer.op)
+        if swaps is None:
+            swaps = commutes[layer.op] = OPS[layer.op].commutes
+        if swaps:  # a sum or a product: the inputs' order is no part of the computation
             ins = tuple(sorted(ins))
         key: tuple | None = (layer.op, id(args), tuple(shape), *in_shapes)
         try:

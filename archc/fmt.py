@@ -561,25 +561,38 @@ def _without_spans(spec: ir.Spec) -> ir.Spec:
 
 def format_spec(spec: ir.Spec, file: str | None = None) -> str:
     """IR (from JSON, or built in Python) -> canonical text, checked to parse back to the same IR."""
-    from .parser import parse
+    text = render_spec(spec)
+    check_written(text, spec, file)
+    return text
 
-    display = file or "<spec>"
+
+def render_spec(spec: ir.Spec) -> str:
+    """IR -> canonical text, unchecked: `format_spec` is this and `check_written`."""
     try:
-        text = render(_without_spans(spec))
+        return render(_without_spans(spec))
     except Unwritable as e:
         raise ArchcError([Diagnostic("A006", f"this spec cannot be written as `.arch` text: {e}", None,
                                      help="keep it as JSON, or change that part of the spec")]) from None
-    try:
-        back = parse(text, "<formatted>")
-    except ArchcError as e:
-        raise ArchcError([Diagnostic("A006", "this spec cannot be written as `.arch` text: its text would not "
-                                     f"parse ({e.diagnostics[0].message})", None,
-                                     help="a name may be a keyword of the language; rename it")]) from None
+
+
+def check_written(text: str, spec: ir.Spec, file: str | None = None, back: ir.Spec | None = None) -> None:
+    """Raise ArchcError A006 unless `text` (rendered from `spec`) parses back to the same IR. `back`: the text's
+    IR where the caller has parsed it already (archc.decompile parses the text it writes once, to check it
+    twice: as this IR, and as the same network)."""
+    from .parser import parse
+
+    display = file or "<spec>"
+    if back is None:
+        try:
+            back = parse(text, "<formatted>")
+        except ArchcError as e:
+            raise ArchcError([Diagnostic("A006", "this spec cannot be written as `.arch` text: its text would not "
+                                         f"parse ({e.diagnostics[0].message})", None,
+                                         help="a name may be a keyword of the language; rename it")]) from None
     if not same_spec(back, spec):
         raise ArchcError([Diagnostic("A006", f"`{display}` cannot be written as `.arch` text without changing "
                                      "its meaning", None,
                                      help="some value has no literal in the text syntax; keep the spec as JSON")])
-    return text
 
 
 def format_text(text: str, file: str | None = None) -> str:

@@ -417,6 +417,58 @@ def test_a_spec_that_would_differ_is_refused(monkeypatch):
     assert err.value.diagnostics[0].code == "A505" and "the same network" in err.value.diagnostics[0].message
 
 
+def _unfit_ir(net):  # an IR that parses and renders faithfully but does not check (a 9x9 kernel on 8x8)
+    return archc.loader.load(text="input 8x8x3\nconv 9x9, 4\n").spec
+
+
+@pytest.mark.parametrize(("damage", "code", "words"), [
+    ("render", "A006", "would not parse"),  # the text written does not parse back
+    ("meaning", "A006", "without changing its meaning"),  # it parses to another spec
+    ("unfit", "A505", "does not check (kernel 9x9 does not fit"),  # it parses to itself, which does not check
+    ("size", "A505", "does not check (the spec is"),  # it is too large to load
+])
+def test_the_written_text_is_parsed_once_and_checked_as_before(monkeypatch, damage, code, words):
+    """`decompile` parses the text it writes once, as `archc check` loads text, and checks that parse twice: as
+    the spec it rendered (archc.fmt's check, A006, whose failures come first as format_spec raises them) and as
+    the same network (A505). Each way it can fail keeps its diagnostic."""
+    import archc.decompile as decompile_module
+    import archc.fmt as fmt
+    import archc.loader as loader
+
+    if damage == "render":
+        monkeypatch.setattr(fmt, "render", lambda spec, source=None: "input 8x8x3\nconv 3x3,,\n")
+    elif damage == "meaning":
+        monkeypatch.setattr(fmt, "render", lambda spec, source=None: "input 8x8x3\nrelu\n")
+    elif damage == "unfit":
+        monkeypatch.setattr(decompile_module, "decompile_ir", _unfit_ir)
+    else:
+        monkeypatch.setattr(loader, "MAX_SPEC_BYTES", 40)
+    net = flat_of_plan(archc.check(text="input 8x8x3\nconv 3x3, 4, same, relu\n"))
+    with pytest.raises(ArchcError) as err:
+        decompile(net)
+    assert err.value.diagnostics[0].code == code and words in err.value.diagnostics[0].message
+    if code == "A006":  # unchecked, the text is still checked to be the spec rendered
+        with pytest.raises(ArchcError) as err:
+            decompile(net, verify=False)
+        assert err.value.diagnostics[0].code == code
+
+
+def test_a_kinds_fields_are_validated_once_and_told_apart_by_type():
+    """Decompiling validates each set of a kind's fields once (_Kinds): fields equal in Python but not in their
+    types (1, 1.0, True; (1, 1) and (1.0, 1.0)) are different sets, so a cached validation never answers for
+    another spelling."""
+    from archc.decompile import _Kinds, _typed
+    from archc.ops import OPS
+
+    keys = [_typed(f) for f in ({"a": 1}, {"a": 1.0}, {"a": True}, {"a": (1, 1)}, {"a": (1.0, 1.0)},
+                                {"a": [1, 1]}, {"a": ((1, 1), 2)}, {"a": ((1.0, 1), 2)})]
+    assert len(set(keys)) == len(keys)
+    kinds, conv = _Kinds(), OPS["conv"]
+    first = kinds.args(conv, {"kernel": (3, 3), "filters": 8})
+    assert kinds.args(conv, {"kernel": (3, 3), "filters": 8}) is first
+    assert kinds.resolves(conv, {"kernel": (3, 3), "filters": 0}, [(8, 8, 3)]) is None  # refused: no spelling
+
+
 def test_a_network_of_vectors():
     text = _spec("dense 128, relu\ndropout 0.2\ndense 10, softmax", input="784")
     assert "input 784" in text and "dense 128, relu" in text

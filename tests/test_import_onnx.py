@@ -428,6 +428,57 @@ def test_an_unsupported_source_in_load_weights_is_a530(tmp_path):
     assert err.value.diagnostics[0].code == "A530"
 
 
+@pytest.mark.filterwarnings("ignore:The onnxtxt format is experimental")
+@pytest.mark.parametrize("name", ["model.onnx", "model.pb", "model", "model.txtpb", "model.onnxtxt"])
+def test_a_file_is_read_as_onnx_load_reads_it(tmp_path, name):
+    """read_flat parses a protobuf file where it lies (mapped into memory: no copy of its bytes first) to exactly
+    the model onnx.load gives; a file onnx keeps as text, by its extension, is onnx.load's to read."""
+    import archc.readers.onnx as reader
+
+    conv, weight = _conv()
+    model = _model([conv, helper.make_node("Relu", ["c"], ["y"], name="/relu/Relu")], [weight])
+    path = tmp_path / name
+    onnx.save(model, str(path))
+    loaded = reader._load(str(path))
+    assert loaded == onnx.load(str(path), load_external_data=False)
+    path.write_bytes(b"")  # the mapping is gone: nothing read refers to it
+    np.testing.assert_array_equal(numpy_helper.to_array(loaded.graph.initializer[0]), numpy_helper.to_array(weight))
+    net = read_flat(model)
+    onnx.save(model, str(path))
+    assert [(layer.op, layer.args, layer.path) for layer in read_flat(path).layers] == \
+        [(layer.op, layer.args, layer.path) for layer in net.layers]
+
+
+def test_a_nodes_path_is_the_same_with_its_scopes_remembered():
+    """The reader remembers what each scope of torch.onnx.export's names gives (its nodes share their enclosing
+    modules'): every name, read after any others, gives the path it gives alone (a Sequential's children that
+    repeat its name, empty scopes, a trailing `/`, archc's own names)."""
+    import itertools
+
+    from archc.readers.onnx import _path
+
+    alone = {"/layer1/layer1.0/conv1/Conv": "layer1.0.conv1", "/features/features.1/conv/conv.0/conv.0.0/Conv":
+             "features.1.conv.0.0", "conv3_x.0.conv2": "conv3_x.0.conv2", "ln1/norm": "ln1", "/Conv": "", "/x/": ""}
+    assert {name: _path(name) for name in alone} == alone
+    parts = ["/", "a", "a.b", "b", ".", "a.", "x/"]
+    names = ["".join(p) for k in range(1, 5) for p in itertools.product(parts, repeat=k)] + list(alone)
+    scopes: dict = {}
+    for name in names + names[::-1]:
+        assert _path(name, scopes) == _path(name), name
+
+
+def test_an_empty_or_broken_file_is_said_to_be_no_model(tmp_path):
+    path = tmp_path / "empty.onnx"
+    path.write_bytes(b"")  # cannot be mapped: onnx.load reads it, an empty model
+    with pytest.raises(Unsupported, match="0 inputs"):
+        read_flat(path)
+    conv, weight = _conv()
+    data = _model([conv, helper.make_node("Relu", ["c"], ["y"])], [weight]).SerializeToString()
+    path.write_bytes(data[:len(data) // 2])  # cut off
+    with pytest.raises(ValueError, match="not an ONNX model"):
+        read_flat(path)
+
+
 def test_a_dynamic_input_needs_its_sizes():
     conv, weight = _conv()
     model = _model([conv, helper.make_node("Relu", ["c"], ["y"], name="/relu")], [weight], shape=("N", 3, "H", "W"))

@@ -28,6 +28,7 @@ names nodes by the module scopes (`/layer1/layer1.0/conv1/Conv` -> `layer1.0.con
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,21 +60,51 @@ class _Val:
     data: dict = field(default_factory=dict)
 
 
-def _path(name: str) -> str:
+class _Node:
+    """A NodeProto's fields, read out of protobuf once: every field access of a protobuf message makes new Python
+    objects, and a node's inputs, outputs and name are asked for many times. `index` is its place in the file;
+    `proto` the node itself (for onnx's own functions)."""
+
+    __slots__ = ("op_type", "input", "output", "name", "domain", "index", "proto", "attrs")
+
+    def __init__(self, proto, index: int):
+        self.op_type, self.name, self.domain = proto.op_type, proto.name, proto.domain
+        self.input, self.output = list(proto.input), list(proto.output)
+        self.index, self.proto = index, proto
+        self.attrs: dict[str, Any] | None = None  # decoded when first asked for (_attrs)
+
+    @property
+    def attribute(self):
+        return self.proto.attribute
+
+
+def _path(name: str, scopes: dict[str, tuple[str, str]] | None = None) -> str:
     """torch.onnx.export's `/layer1/layer1.0/conv1/Conv` -> `layer1.0.conv1`; archc's own names as they are, less
-    what follows a `/` (its helper nodes: `ln1/norm` is a step of `ln1`)."""
+    what follows a `/` (its helper nodes: `ln1/norm` is a step of `ln1`). `scopes` keeps what each scope read
+    gives (one reader's nodes share their enclosing scopes)."""
     if not name.startswith("/"):
         return name.rpartition("/")[0] or name
-    parts = [p for p in name.split("/") if p][:-1]  # the last part is the operator (`Conv`, `Add_1`)
-    # Each scope is named from the nearest enclosing module that is not a container: a Sequential's children
-    # repeat its name (`/features/features.1/conv/conv.0/conv.0.0/Conv` is features.1.conv.0.0).
-    stack: list[tuple[str, str]] = []  # (scope as written, path of what it is written relative to)
-    for part in parts:
-        if stack and part.startswith(stack[-1][0] + "."):
-            stack[-1] = (part, stack[-1][1])
+    top = _scope(name.rstrip("/").rpartition("/")[0], {} if scopes is None else scopes)  # the last part is the
+    # operator (`Conv`, `Add_1`)
+    return _join(*top) if top else ""
+
+
+def _scope(scope: str, scopes: dict[str, tuple[str, str]]) -> tuple[str, str] | tuple[()]:
+    """The innermost scope of `/a/b/c` as (scope as written, path of what it is written relative to).
+    Each scope is named from the nearest enclosing module that is not a container: a Sequential's children
+    repeat its name (`/features/features.1/conv/conv.0/conv.0.0/Conv` is features.1.conv.0.0)."""
+    top = scopes.get(scope)
+    if top is None:
+        parent, _, part = scope.rpartition("/")
+        outer = _scope(parent, scopes) if parent else ()
+        if not part:
+            top = outer
+        elif outer and part.startswith(outer[0] + "."):
+            top = (part, outer[1])
         else:
-            stack.append((part, _join(*stack[-1]) if stack else ""))
-    return _join(*stack[-1]) if stack else ""
+            top = (part, _join(*outer) if outer else "")
+        scopes[scope] = top
+    return top
 
 
 def _join(part: str, base: str) -> str:
@@ -82,19 +113,31 @@ def _join(part: str, base: str) -> str:
 
 # AttributeProto's types: the common ones read directly (onnx.helper.get_attribute_value's dispatch costs more
 # than the rest of reading a node), the rest through it
-_ATTR = {1: lambda a: a.f, 2: lambda a: a.i, 3: lambda a: a.s, 6: lambda a: list(a.floats), 7: lambda a: list(a.ints)}
+_FLOAT, _INT, _STRING, _FLOATS, _INTS = 1, 2, 3, 6, 7
 
 
-def _attrs(node) -> dict[str, Any]:
-    out = {}
-    for a in node.attribute:
-        read = _ATTR.get(a.type)
-        if read is None:
+def _attrs(node: _Node) -> dict[str, Any]:
+    """The node's attributes by name, decoded once (callers read, never change, the dict)."""
+    out = node.attrs
+    if out is not None:
+        return out
+    out = node.attrs = {}
+    for a in node.proto.attribute:
+        kind = a.type
+        if kind == _INTS:
+            out[a.name] = list(a.ints)
+        elif kind == _INT:
+            out[a.name] = a.i
+        elif kind == _FLOAT:
+            out[a.name] = a.f
+        elif kind == _STRING:
+            out[a.name] = a.s
+        elif kind == _FLOATS:
+            out[a.name] = list(a.floats)
+        else:
             from onnx import helper
 
             out[a.name] = helper.get_attribute_value(a)
-        else:
-            out[a.name] = read(a)
     return out
 
 
@@ -303,7 +346,7 @@ def read_flat(source: Any, input_shape: tuple[int, ...] | None = None) -> FlatNe
 
         where = str(source)
         try:
-            model = onnx.load(str(source), load_external_data=False)
+            model = _load(str(source))
         except DecodeError as e:
             raise ValueError(f"not an ONNX model ({e})") from None
         if any(init.data_location == onnx.TensorProto.EXTERNAL for init in model.graph.initializer):
@@ -311,6 +354,39 @@ def read_flat(source: Any, input_shape: tuple[int, ...] | None = None) -> FlatNe
 
             load_external_data_for_model(model, str(Path(str(source)).parent))
     return _Reader(model, where).read(input_shape)
+
+
+def _load(path: str):
+    """onnx.load(path, load_external_data=False), the file's bytes parsed where they lie (mapped into memory)
+    instead of read into a bytes object first: onnx.load's read copies every byte (DenseNet-201's 76 MB of
+    weights) once more than the parse does, and cost as much as the parse (issue 15's import figure). A file
+    onnx keeps in a text format, or one that cannot be mapped (empty, not a regular file), goes through
+    onnx.load."""
+    import mmap
+
+    import onnx
+    from google.protobuf.message import DecodeError
+    from onnx import serialization
+
+    if serialization.registry.get_format_from_file_extension(os.path.splitext(path)[1]) not in (None, "protobuf"):
+        return onnx.load(path, load_external_data=False)
+    with open(path, "rb") as f:
+        try:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except (ValueError, OSError):
+            return onnx.load(path, load_external_data=False)
+    with mapped:
+        model = onnx.ModelProto()
+        view = memoryview(mapped)
+        try:
+            decoded = model.ParseFromString(view)  # protobuf copies what it keeps: nothing refers to the mapping
+        except TypeError:  # a protobuf implementation that parses bytes only
+            decoded = model.ParseFromString(bytes(view))
+        finally:
+            view.release()
+        if decoded is not None and decoded != len(mapped):  # as onnx.load checks
+            raise DecodeError(f"Protobuf decoding consumed too few bytes: {decoded} out of {len(mapped)}")
+    return model
 
 
 class _Reader:
@@ -327,11 +403,12 @@ class _Reader:
         self.cache: dict[str, _Val] = {}  # pending value name -> the layer it became
         self.alias: dict[str, str] = {}  # the graph's output named by an Identity -> the value it names
         self.input_shape: tuple[int, ...] = ()
-        # protobuf hands out a new wrapper per access: nodes are known by their first output (SSA: unique)
-        self.nodes = list(self.graph.node)
-        self.index = {node.output[0]: i for i, node in enumerate(self.nodes) if node.output}
+        self.nodes = [_Node(node, i) for i, node in enumerate(self.graph.node)]
+        self.outputs = {o.name for o in self.graph.output}
         self.position: list[int] = []  # per layer: the file's node it ends at
-        self.resolved: dict[tuple, tuple] = {}  # networks repeat layers: each kind of layer resolved once
+        self.scopes: dict[str, tuple[str, str]] = {}  # _path's memo: the nodes of a module share its scopes
+        self.validated: dict[tuple, Any] = {}  # networks repeat layers: each kind's arguments validated once,
+        self.resolved: dict[tuple, tuple] = {}  # and resolved once for each input shape
         self.resolutions = Resolutions()  # each layer's, for the network (FlatNetwork.resolved)
 
     # ------------------------------------------------------------ driving
@@ -362,7 +439,10 @@ class _Reader:
     def _in_file_order(self, net: FlatNetwork) -> FlatNetwork:
         """Layers in the order of the nodes they end at: a pending step becomes its layer when a later node
         reads it, but belongs where the file computes it (so a spec's layer order comes back)."""
-        order = sorted(range(len(net.layers)), key=lambda i: (self.position[i], i))
+        position = self.position
+        if all(a <= b for a, b in zip(position, position[1:], strict=False)):
+            return net  # in order already (most files: a pending step becomes its layer before the node after it)
+        order = sorted(range(len(net.layers)), key=lambda i: (position[i], i))
         new = {old: i for i, old in enumerate(order)}
         new[INPUT] = INPUT
         layers = []
@@ -403,25 +483,27 @@ class _Reader:
         return Unsupported(what, where, help or "archc's layer kinds cannot express it (`archc ops` lists them)",
                            partial)
 
-    def _node(self, node) -> None:
-        ins = list(node.input)
+    def _node(self, node: _Node) -> None:
+        ins, op_type, consts = node.input, node.op_type, self.consts
         # constants in, a constant out: folded (shapes of feature maps are constants too)
-        if node.op_type == "Constant":
-            self.consts[node.output[0]] = _constant(node)
+        if op_type == "Constant":
+            consts[node.output[0]] = _constant(node)
             return
-        if node.op_type == "Shape" and ins[0] in self.vals:
-            self.consts[node.output[0]] = self._shape_of(ins[0], _attrs(node))
+        if op_type == "Shape" and ins[0] in self.vals:
+            consts[node.output[0]] = self._shape_of(ins[0], _attrs(node))
             return
-        if node.op_type == "Pad" and ins[0] in self.consts and len(self.consts.shape(ins[0])) == 4 \
-                and _all_ones(self.consts[ins[0]]):
+        if op_type == "Pad" and ins[0] in consts and len(consts.shape(ins[0])) == 4 and _all_ones(consts[ins[0]]):
             self.vals[node.output[0]] = _Val("mask", node=node, data={"pads": self._pad_amounts(node)})
             return
-        if all(i in self.consts or not i for i in ins):
+        for i in ins:
+            if i and i not in consts:
+                break
+        else:
             self._fold(node)
             return
-        handler = getattr(self, f"op_{node.op_type}", None)
+        handler = getattr(self, f"op_{op_type}", None)
         if handler is None or node.domain not in ("", "ai.onnx"):
-            raise self._unsupported(f"`{node.op_type}`", node.name or node.output[0])
+            raise self._unsupported(f"`{op_type}`", node.name or node.output[0])
         handler(node)
 
     def _fold(self, node) -> None:
@@ -439,7 +521,7 @@ class _Reader:
         if folded is None:
             try:
                 feeds = {i: self.consts[i] for i in node.input if i}
-                graph = onnx.helper.make_graph([node], "fold", [], [onnx.helper.make_tensor_value_info(
+                graph = onnx.helper.make_graph([node.proto], "fold", [], [onnx.helper.make_tensor_value_info(
                     o, onnx.TensorProto.UNDEFINED, None) for o in node.output])
                 folded = ReferenceEvaluator(onnx.helper.make_model(graph, opset_imports=self.model.opset_import)
                                             ).run(None, feeds)
@@ -471,24 +553,29 @@ class _Reader:
     def _add(self, op: str, args: dict, inputs: list[int], node, tensors: dict | None = None,
              layout: str | None = None) -> _Val:
         """Append a layer, resolved by archc's own rules (a layer that does not fit raises)."""
-        in_shapes = [self.input_shape if i == INPUT else self.shapes[i] for i in inputs]
+        shapes = self.shapes
+        in_shapes = [self.input_shape if i == INPUT else shapes[i] for i in inputs]
         name = node.name or node.output[0]
-        key = (op, tuple(sorted(args.items())), tuple(in_shapes))
+        given = (op, tuple(sorted(args.items())))
+        key = (given, *in_shapes)
         hit = self.resolved.get(key)
         if hit is None:
             kind = OPS[op]
             try:
-                resolved = kind.resolve(kind.args(**args), in_shapes)
+                valid = self.validated.get(given)
+                if valid is None:
+                    valid = self.validated[given] = kind.args(**args)
+                resolved = kind.resolve(valid, in_shapes)
                 hit = self.resolved[key] = (resolved, kind.shape(resolved, in_shapes))
             except Exception as e:  # noqa: BLE001 - archc's rules refuse it: say so at the node
                 raise self._unsupported(f"`{node.op_type}` as `{op}`", name,
                                         f"archc's rules refuse it: {e}") from None
         shape = hit[1]
-        layer = FlatLayer(op, args, tuple(inputs), _path(name), _Tensors(dict(tensors or {})))
+        layer = FlatLayer(op, args, tuple(inputs), _path(name, self.scopes), _Tensors(dict(tensors or {})))
         self.layers.append(layer)
         self.resolutions.keep(layer, in_shapes, *hit)
-        self.position.append(self.index.get(node.output[0], len(self.index)))
-        self.shapes.append(shape)
+        self.position.append(node.index)
+        shapes.append(shape)
         if layout is None:
             layout = "flat" if len(shape) == 1 else "nchw"
         return _Val("out", len(self.layers) - 1, layout, node=node)
@@ -646,7 +733,7 @@ class _Reader:
 
     def op_Identity(self, node):
         x = node.input[0]
-        if node.output[0] in {o.name for o in self.graph.output}:
+        if node.output[0] in self.outputs:
             self.alias[node.output[0]] = self.alias.get(x, x)  # names the graph's output: not a layer
             return
         base = self._layer_of(x, node)
