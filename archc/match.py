@@ -407,7 +407,7 @@ def _refine_kinds(graph: Graph, rounds: int) -> list[int]:
     for _ in range(rounds):  # Python's hash: colours are only compared within one run
         colours = [hash((colour, tuple(sorted([(colours[r], off) for r, off in readers]) if len(readers) > 1
                                        else [(colours[r], off) for r, off in readers])))
-                   for colour, readers in zip(colours, succ)]
+                   for colour, readers in zip(colours, succ, strict=True)]
     return colours
 
 

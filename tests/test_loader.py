@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import archc
-from archc.cli import spec_to_json
 from archc import loader
+from archc.cli import spec_to_json
 from archc.diagnostics import ArchcError
 from archc.loader import MAX_SPEC_BYTES, load, parse_value
 
